@@ -1,0 +1,157 @@
+//! Compaction: keeping only the latest record of each key in a compacted topic.
+//!
+//! The cleaner first maps every key to its latest offset across the whole partition (the
+//! active segment included, so a key updated a moment ago still shadows its older values), then
+//! rewrites each sealed segment that holds a shadowed record or an expired tombstone. Records
+//! keep their offsets, so consumers' positions stay valid; a segment may become empty but keeps
+//! its place, so the start offset does not move.
+//!
+//! A tombstone is kept while it is the latest record of its key and until `delete_retention_ms`
+//! has passed since its segment was last written, long enough for consumers to see the delete.
+//! A rewritten segment keeps its original modification time for this reason.
+//!
+//! Rewriting happens beside the live segment (in `.cleaning/`) without any lock. The swap, under
+//! the appender lock, removes the old index files, renames the new log over the old one
+//! (atomic), then moves the new indexes in: a crash at any point leaves either segment whole,
+//! and any missing index is rebuilt on open. Readers still holding the old segment keep reading
+//! its unlinked file.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+use crate::batch;
+use crate::error::{IoContext, LogError, Result};
+use crate::partition::{sync_dir, Partition};
+use crate::record::StoredRecord;
+use crate::segment::{file_name, Segment};
+
+/// What one compaction pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionStats {
+    pub segments_rewritten: usize,
+    pub records_removed: u64,
+}
+
+impl Partition {
+    /// Compacts the sealed segments at wall-clock time `now`. Does nothing for topics that are
+    /// not compacted.
+    pub fn compact(&self, now: SystemTime) -> Result<CompactionStats> {
+        let mut stats = CompactionStats::default();
+        if !self.config.compact {
+            return Ok(stats);
+        }
+        let segments = self.segments.read().clone();
+        if segments.len() < 2 {
+            return Ok(stats);
+        }
+        let mut latest: HashMap<Bytes, u64> = HashMap::new();
+        for seg in segments.iter() {
+            for_each_record(seg, |r| {
+                if let Some(k) = &r.record.key {
+                    // Copied: a slice would pin the whole read buffer it came from.
+                    latest.insert(Bytes::copy_from_slice(k), r.offset);
+                }
+            })?;
+        }
+        let tombstone_age = Duration::from_millis(self.config.delete_retention_ms);
+        for seg in &segments[..segments.len() - 1] {
+            let tombstones_expire = seg.modified()? + tombstone_age <= now;
+            let mut kept = Vec::new();
+            let mut total = 0u64;
+            for_each_record(seg, |r| {
+                total += 1;
+                let is_latest =
+                    r.record.key.as_ref().and_then(|k| latest.get(k)) == Some(&r.offset);
+                let expired_tombstone = r.record.value.is_none() && tombstones_expire;
+                if is_latest && !expired_tombstone {
+                    kept.push(r);
+                }
+            })?;
+            if kept.len() as u64 == total {
+                continue;
+            }
+            if self.replace_segment(seg, &kept)? {
+                stats.segments_rewritten += 1;
+                stats.records_removed += total - kept.len() as u64;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Writes `kept` as the new content of `old` and swaps it in. Returns false if `old` is no
+    /// longer part of the partition (retention removed it meanwhile).
+    fn replace_segment(&self, old: &Arc<Segment>, kept: &[StoredRecord]) -> Result<bool> {
+        let base = old.base_offset;
+        let work = self.dir.join(format!(".cleaning-{base}"));
+        if work.exists() {
+            std::fs::remove_dir_all(&work).at(&work)?;
+        }
+        std::fs::create_dir(&work).at(&work)?;
+        let interval = self.config.index_interval_bytes;
+        let fresh = Segment::create(self.id.clone(), &work, base, interval)?;
+        let mut buf = Vec::new();
+        for chunk in kept.chunks(4096) {
+            buf.clear();
+            let meta = batch::encode(&mut buf, chunk.iter().map(|r| (r.offset, &r.record)))
+                .expect("chunk is not empty");
+            fresh.append(&buf, &[meta])?;
+        }
+        fresh.seal()?;
+        let mtime = old.modified()?;
+        std::fs::File::options()
+            .write(true)
+            .open(fresh.path())
+            .and_then(|f| f.set_modified(mtime))
+            .at(fresh.path())?;
+        drop(fresh);
+
+        let _app = self.appender.lock();
+        let current = self.segments.read().clone();
+        let Some(i) = current.iter().position(|s| Arc::ptr_eq(s, old)) else {
+            std::fs::remove_dir_all(&work).at(&work)?;
+            return Ok(false);
+        };
+        let next_offset = current
+            .get(i + 1)
+            .map(|s| s.base_offset)
+            .expect("only sealed segments are compacted");
+        for ext in ["index", "timeindex"] {
+            let p = self.dir.join(file_name(base, ext));
+            std::fs::remove_file(&p).at(&p)?;
+        }
+        for ext in ["log", "index", "timeindex"] {
+            let (from, to) = (
+                work.join(file_name(base, ext)),
+                self.dir.join(file_name(base, ext)),
+            );
+            std::fs::rename(&from, &to).at(&to)?;
+        }
+        sync_dir(&self.dir)?;
+        std::fs::remove_dir(&work).at(&work)?;
+        let replacement =
+            Segment::open_sealed(self.id.clone(), &self.dir, base, next_offset, interval)?;
+        let mut list = Vec::clone(&current);
+        list[i] = Arc::new(replacement);
+        self.publish(list);
+        Ok(true)
+    }
+}
+
+fn for_each_record(seg: &Segment, mut f: impl FnMut(StoredRecord)) -> Result<()> {
+    let mut err: Option<LogError> = None;
+    let mut records = Vec::new();
+    seg.scan(0, seg.size(), |pos, meta, bytes| {
+        records.clear();
+        if let Err(e) = batch::decode_into(bytes, &meta, 0, &mut records) {
+            err = Some(seg.corrupt(pos, bytes, e));
+            return ControlFlow::Break(());
+        }
+        records.drain(..).for_each(&mut f);
+        ControlFlow::Continue(())
+    })?;
+    err.map_or(Ok(()), Err)
+}

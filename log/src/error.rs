@@ -1,0 +1,71 @@
+//! The log's typed errors.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Everything that can go wrong in the log. The binary turns these into messages; library code
+/// matches on them (a consumer resets on [`LogError::OffsetOutOfRange`], for example).
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("data directory {0} is locked by another process")]
+    Locked(PathBuf),
+    #[error("unknown topic '{0}'")]
+    UnknownTopic(String),
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("invalid topic name '{name}': {reason}")]
+    InvalidTopicName { name: String, reason: &'static str },
+    #[error("topic '{topic}' has no partition {partition} (it has {count})")]
+    UnknownPartition {
+        topic: String,
+        partition: u32,
+        count: u32,
+    },
+    #[error(
+        "offset {offset} is out of range for {topic}/{partition}: the log holds offsets {start}..{end}"
+    )]
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        start: u64,
+        end: u64,
+    },
+    #[error("corrupt batch in {topic}/{partition} at offset {offset} ({path}, byte {position}): {reason}")]
+    Corrupt {
+        topic: String,
+        partition: u32,
+        offset: u64,
+        path: PathBuf,
+        position: u64,
+        reason: String,
+    },
+    #[error("invalid record for {topic}: {reason}")]
+    InvalidRecord { topic: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    #[error("corrupt metadata in {path}: {reason}")]
+    Metadata { path: PathBuf, reason: String },
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// Attaches the path an I/O error happened on, since `io::Error` alone does not say.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| LogError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

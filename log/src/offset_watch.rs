@@ -1,0 +1,91 @@
+//! A monotonically growing offset that threads and async tasks can wait on.
+//!
+//! Each partition has two: its end offset (readers wait for new records) and its durable offset
+//! (appenders wait for their group commit). Waiting blocks on a condition variable or awaits a
+//! tokio watch channel; nobody polls.
+
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use tokio::sync::watch;
+
+pub(crate) struct OffsetWatch {
+    value: Mutex<u64>,
+    changed: Condvar,
+    tx: watch::Sender<u64>,
+}
+
+impl OffsetWatch {
+    pub fn new(value: u64) -> Self {
+        OffsetWatch {
+            value: Mutex::new(value),
+            changed: Condvar::new(),
+            tx: watch::Sender::new(value),
+        }
+    }
+
+    pub fn get(&self) -> u64 {
+        *self.value.lock()
+    }
+
+    /// Raises the value (never lowers it) and wakes every waiter.
+    pub fn advance(&self, to: u64) {
+        let mut v = self.value.lock();
+        if to > *v {
+            *v = to;
+            self.changed.notify_all();
+            self.tx.send_replace(to);
+        }
+    }
+
+    /// Blocks until the value reaches `target` or `timeout` passes; returns whether it did.
+    pub fn wait_blocking(&self, target: u64, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut v = self.value.lock();
+        while *v < target {
+            match deadline {
+                None => self.changed.wait(&mut v),
+                Some(d) => {
+                    if self.changed.wait_until(&mut v, d).timed_out() {
+                        return *v >= target;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Waits until the value reaches `target`.
+    pub async fn wait(&self, target: u64) {
+        let mut rx = self.tx.subscribe();
+        // The sender lives as long as `self`, which the caller borrows, so this cannot fail.
+        let _ = rx.wait_for(|&v| v >= target).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn wakes_blocking_and_async_waiters() {
+        let w = Arc::new(OffsetWatch::new(0));
+        assert!(!w.wait_blocking(1, Some(Duration::from_millis(10))));
+        let w2 = w.clone();
+        let t = std::thread::spawn(move || w2.wait_blocking(5, None));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let w3 = w.clone();
+        let task = rt.spawn(async move { w3.wait(5).await });
+        std::thread::sleep(Duration::from_millis(20));
+        w.advance(3);
+        w.advance(5);
+        assert!(t.join().unwrap());
+        rt.block_on(task).unwrap();
+        w.advance(2);
+        assert_eq!(w.get(), 5, "never goes backwards");
+    }
+}

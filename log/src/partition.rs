@@ -1,0 +1,446 @@
+//! A partition: an ordered, append-only sequence of records split into segments.
+//!
+//! # Concurrency
+//! One appender at a time holds the partition's lock, encodes records into batches, writes them
+//! to the active segment and then advances the end offset, which wakes readers. Readers take a
+//! snapshot of the segment list (an `Arc<Vec<_>>` swapped whole on every change) and read without
+//! the lock, so appends, reads, retention and compaction never wait for one another's I/O.
+//!
+//! # Offsets
+//! Offsets in `start..end` are readable; offsets below `durable` (never above `end`) are
+//! acknowledged: fsynced, or accepted without fsync under the `never` policy. A reader can see a
+//! record before it is acknowledged, as a Kafka consumer of a single broker can. Compaction can leave gaps: a read returns the next
+//! surviving offset at or after the one asked for.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::batch;
+use crate::config::{FsyncPolicy, TopicConfig};
+use crate::error::{IoContext, LogError, Result};
+use crate::offset_watch::OffsetWatch;
+use crate::record::{Record, StoredRecord};
+use crate::segment::{self, PartitionId, Segment, Truncation};
+
+/// A batch is closed once its records reach about this many bytes, so one read of a batch stays
+/// small even when a producer appends a million records at once.
+const BATCH_BYTES: usize = 1 << 20;
+/// The largest record a partition accepts.
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
+/// Offsets an append was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record appended.
+    pub base_offset: u64,
+    /// Number of records appended; they have offsets `base_offset..base_offset + count`.
+    pub count: u64,
+}
+
+impl AppendInfo {
+    /// One past the last offset appended.
+    pub fn next_offset(&self) -> u64 {
+        self.base_offset + self.count
+    }
+}
+
+/// Bounds on one read. A read returns at least one record if any is available, even when that
+/// record alone is larger than `max_bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadLimits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        ReadLimits {
+            max_records: 10_000,
+            max_bytes: 4 << 20,
+        }
+    }
+}
+
+pub struct Partition {
+    pub(crate) id: Arc<PartitionId>,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: TopicConfig,
+    fsync: FsyncPolicy,
+    /// Whether a background flusher serves group commits; without one, appends flush inline.
+    flusher_running: bool,
+    pub(crate) appender: Mutex<AppendBuffer>,
+    pub(crate) segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    pub(crate) start: AtomicU64,
+    end: OffsetWatch,
+    durable: OffsetWatch,
+    dirty: AtomicBool,
+    last_flush: Mutex<Instant>,
+    /// Wakes consumers of the whole topic on any append.
+    activity: Arc<OffsetWatch>,
+    activity_seq: Arc<AtomicU64>,
+    truncation: Option<Truncation>,
+}
+
+/// The appender's reusable encoding buffer; holding its lock is holding the right to append.
+pub(crate) struct AppendBuffer {
+    buf: Vec<u8>,
+}
+
+pub(crate) struct PartitionSetup {
+    pub topic: String,
+    pub partition: u32,
+    pub dir: PathBuf,
+    pub config: TopicConfig,
+    pub fsync: FsyncPolicy,
+    pub flusher_running: bool,
+    pub activity: Arc<OffsetWatch>,
+    pub activity_seq: Arc<AtomicU64>,
+}
+
+impl Partition {
+    /// Opens (or creates) a partition directory, recovering the tail of its last segment.
+    pub(crate) fn open(setup: PartitionSetup) -> Result<Partition> {
+        let PartitionSetup {
+            topic,
+            partition,
+            dir,
+            config,
+            fsync,
+            flusher_running,
+            activity,
+            activity_seq,
+        } = setup;
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let id = Arc::new(PartitionId { topic, partition });
+        let interval = config.index_interval_bytes;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(base) = segment::parse_log_file_name(&name) {
+                bases.push(base);
+            } else if name.starts_with(".cleaning") {
+                // A compaction that did not finish: its output was never swapped in.
+                std::fs::remove_dir_all(entry.path()).at(&entry.path())?;
+            }
+        }
+        bases.sort_unstable();
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let mut truncation = None;
+        if bases.is_empty() {
+            segments.push(Arc::new(Segment::create(id.clone(), &dir, 0, interval)?));
+            sync_dir(&dir)?;
+        } else {
+            for (i, &base) in bases.iter().enumerate() {
+                let seg = match bases.get(i + 1) {
+                    Some(&next) => Segment::open_sealed(id.clone(), &dir, base, next, interval)?,
+                    None => {
+                        let (seg, t) = Segment::recover(id.clone(), &dir, base, interval)?;
+                        truncation = t;
+                        // Whatever survived the crash is on disk from now on.
+                        seg.sync()?;
+                        seg
+                    }
+                };
+                segments.push(Arc::new(seg));
+            }
+        }
+        let start = segments[0].base_offset;
+        let end = segments.last().expect("at least one segment").next_offset();
+        Ok(Partition {
+            id,
+            dir,
+            config,
+            fsync,
+            flusher_running,
+            appender: Mutex::new(AppendBuffer { buf: Vec::new() }),
+            segments: RwLock::new(Arc::new(segments)),
+            start: AtomicU64::new(start),
+            end: OffsetWatch::new(end),
+            durable: OffsetWatch::new(end),
+            dirty: AtomicBool::new(false),
+            last_flush: Mutex::new(Instant::now()),
+            activity,
+            activity_seq,
+            truncation,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.id.topic
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id.partition
+    }
+
+    /// The first readable offset.
+    pub fn start_offset(&self) -> u64 {
+        self.start.load(Ordering::Acquire)
+    }
+
+    /// The offset the next appended record will get.
+    pub fn end_offset(&self) -> u64 {
+        self.end.get()
+    }
+
+    /// Offsets below this are acknowledged.
+    pub fn durable_offset(&self) -> u64 {
+        self.durable.get()
+    }
+
+    /// Bytes on disk in this partition's segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.read().iter().map(|s| s.size()).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.read().len()
+    }
+
+    /// What recovery cut off the last segment when this partition was opened, if anything.
+    pub fn recovered_truncation(&self) -> Option<Truncation> {
+        self.truncation
+    }
+
+    pub fn fsync_policy(&self) -> FsyncPolicy {
+        self.fsync
+    }
+
+    pub(crate) fn active(&self) -> Arc<Segment> {
+        self.segments.read().last().expect("never empty").clone()
+    }
+
+    /// Appends records in order and returns once they are acknowledged under the partition's
+    /// fsync policy (for group commit: once the fsync that covers them is done).
+    pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
+        let info = self.append_unacknowledged(records)?;
+        self.wait_durable_blocking(info.next_offset())?;
+        Ok(info)
+    }
+
+    /// Like [`Partition::append`], but awaits the group commit instead of blocking a thread.
+    pub async fn append_async(&self, records: &[Record]) -> Result<AppendInfo> {
+        let info = self.append_unacknowledged(records)?;
+        if self.flusher_running {
+            self.durable.wait(info.next_offset()).await;
+        } else {
+            self.wait_durable_blocking(info.next_offset())?;
+        }
+        Ok(info)
+    }
+
+    /// Writes records and makes them readable, but returns before a group commit covers them:
+    /// for producers that keep several appends in flight and acknowledge later with
+    /// [`Partition::wait_durable_blocking`]. Under `always` they are fsynced before returning.
+    pub fn append_unacknowledged(&self, records: &[Record]) -> Result<AppendInfo> {
+        for r in records {
+            if self.config.compact && r.key.is_none() {
+                return Err(LogError::InvalidRecord {
+                    topic: self.id.topic.clone(),
+                    reason: "a compacted topic needs a key on every record".into(),
+                });
+            }
+            if r.approx_size() > MAX_RECORD_BYTES {
+                return Err(LogError::InvalidRecord {
+                    topic: self.id.topic.clone(),
+                    reason: format!(
+                        "record of {} bytes exceeds {MAX_RECORD_BYTES}",
+                        r.approx_size()
+                    ),
+                });
+            }
+        }
+        let mut app = self.appender.lock();
+        let base_offset = self.end.get();
+        let mut next = base_offset;
+        let mut rest = records;
+        while !rest.is_empty() {
+            let mut take = 0;
+            let mut bytes = 0;
+            while take < rest.len()
+                && (take == 0 || bytes + rest[take].approx_size() <= BATCH_BYTES)
+            {
+                bytes += rest[take].approx_size();
+                take += 1;
+            }
+            let (chunk, tail) = rest.split_at(take);
+            rest = tail;
+            let active = self.roll_if_needed(bytes)?;
+            app.buf.clear();
+            let meta = batch::encode(
+                &mut app.buf,
+                chunk.iter().enumerate().map(|(i, r)| (next + i as u64, r)),
+            )
+            .expect("chunk is not empty");
+            active.append(&app.buf, &[meta])?;
+            next = meta.next_offset();
+        }
+        if next == base_offset {
+            return Ok(AppendInfo {
+                base_offset,
+                count: 0,
+            });
+        }
+        match self.fsync {
+            FsyncPolicy::Always => {
+                self.active().sync()?;
+                self.durable.advance(next);
+            }
+            FsyncPolicy::Never => self.durable.advance(next),
+            FsyncPolicy::IntervalMs(_) => self.dirty.store(true, Ordering::Release),
+        }
+        self.end.advance(next);
+        drop(app);
+        let seq = self.activity_seq.fetch_add(1, Ordering::AcqRel) + 1;
+        self.activity.advance(seq);
+        Ok(AppendInfo {
+            base_offset,
+            count: next - base_offset,
+        })
+    }
+
+    /// Blocks until offsets below `next_offset` are acknowledged.
+    pub fn wait_durable_blocking(&self, next_offset: u64) -> Result<()> {
+        if !self.flusher_running && self.durable.get() < next_offset {
+            self.flush()?;
+        }
+        self.durable.wait_blocking(next_offset, None);
+        Ok(())
+    }
+
+    /// Rolls to a new segment if `incoming` bytes would overfill the active one or it is too old.
+    /// Called with the appender lock held.
+    fn roll_if_needed(&self, incoming: usize) -> Result<Arc<Segment>> {
+        let active = self.active();
+        let full = active.size() + incoming as u64 > self.config.segment_bytes;
+        let old = self
+            .config
+            .segment_ms
+            .is_some_and(|ms| active.age() >= Duration::from_millis(ms));
+        if active.size() == 0 || !(full || old) {
+            return Ok(active);
+        }
+        active.seal()?;
+        let next = Segment::create(
+            self.id.clone(),
+            &self.dir,
+            active.next_offset(),
+            self.config.index_interval_bytes,
+        )?;
+        sync_dir(&self.dir)?;
+        let next = Arc::new(next);
+        let mut segments = self.segments.write();
+        let mut list = Vec::clone(&segments);
+        list.push(next.clone());
+        *segments = Arc::new(list);
+        Ok(next)
+    }
+
+    /// Runs the group commit if this partition's interval has passed since the last one.
+    pub(crate) fn flush_if_due(&self) -> Result<()> {
+        let FsyncPolicy::IntervalMs(ms) = self.fsync else {
+            return Ok(());
+        };
+        {
+            let mut last = self.last_flush.lock();
+            if last.elapsed() < Duration::from_millis(ms) {
+                return Ok(());
+            }
+            *last = Instant::now();
+        }
+        self.flush()
+    }
+
+    /// The group commit: fsyncs what has been appended since the last flush and acknowledges it.
+    /// Appends go on while the fsync runs.
+    pub fn flush(&self) -> Result<()> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (active, target) = {
+            let _app = self.appender.lock();
+            (self.active(), self.end.get())
+        };
+        // Segments before `active` were fsynced when they were sealed.
+        active.sync()?;
+        self.durable.advance(target);
+        Ok(())
+    }
+
+    /// Reads records at or after `offset`. An offset equal to the end offset returns nothing;
+    /// one below the start or above the end is out of range.
+    pub fn read(&self, offset: u64, limits: ReadLimits) -> Result<Vec<StoredRecord>> {
+        let segments = self.segments.read().clone();
+        let end = self.end.get();
+        let start = self.start_offset();
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                topic: self.id.topic.clone(),
+                partition: self.id.partition,
+                offset,
+                start,
+                end,
+            });
+        }
+        let mut out = Vec::new();
+        if offset == end {
+            return Ok(out);
+        }
+        let first = segments
+            .partition_point(|s| s.base_offset <= offset)
+            .saturating_sub(1);
+        for seg in &segments[first..] {
+            seg.read(
+                offset,
+                limits.max_records.max(1),
+                limits.max_bytes,
+                &mut out,
+            )?;
+            if !out.is_empty() {
+                break;
+            }
+        }
+        // A reader may see a batch whose append has not yet advanced `end`; it is not ours yet.
+        while out.last().is_some_and(|r| r.offset >= end) {
+            out.pop();
+        }
+        Ok(out)
+    }
+
+    /// The first offset whose record's timestamp is at or after `timestamp`, or `None` if every
+    /// record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>> {
+        let segments = self.segments.read().clone();
+        for seg in segments.iter().filter(|s| s.max_timestamp() >= timestamp) {
+            if let Some(offset) = seg.offset_for_timestamp(timestamp)? {
+                return Ok(Some(offset));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Blocks until the end offset passes `offset` (a record at `offset` exists) or `timeout`.
+    pub fn wait_for_data_blocking(&self, offset: u64, timeout: Option<Duration>) -> bool {
+        self.end.wait_blocking(offset + 1, timeout)
+    }
+
+    /// Waits until a record at `offset` exists.
+    pub async fn wait_for_data(&self, offset: u64) {
+        self.end.wait(offset + 1).await
+    }
+
+    pub(crate) fn publish(&self, list: Vec<Arc<Segment>>) {
+        *self.segments.write() = Arc::new(list);
+    }
+}
+
+/// fsyncs a directory so that files created or renamed in it survive a power loss.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}

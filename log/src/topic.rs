@@ -1,0 +1,201 @@
+//! A topic: a name, a configuration and N partitions, in one directory.
+//!
+//! ```text
+//! <data dir>/topics/<name>/topic.json     the TopicConfig
+//! <data dir>/topics/<name>/<partition>/   segments of one partition
+//! ```
+//!
+//! A topic appears and disappears atomically: it is created in a temporary directory that is
+//! renamed into place once `topic.json` is on disk, and deleted by renaming it out of sight
+//! before removing its files.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{FsyncPolicy, TopicConfig};
+use crate::error::{IoContext, LogError, Result};
+use crate::offset_watch::OffsetWatch;
+use crate::partition::{sync_dir, Partition, PartitionSetup};
+use crate::partitioner::partition_for_key;
+
+pub(crate) const CONFIG_FILE: &str = "topic.json";
+
+pub struct Topic {
+    name: String,
+    config: TopicConfig,
+    partitions: Vec<Arc<Partition>>,
+    /// Counts appends to any partition, so a consumer of several partitions can wait on one
+    /// thing.
+    activity: Arc<OffsetWatch>,
+    activity_seq: Arc<AtomicU64>,
+    round_robin: AtomicU32,
+}
+
+/// Checks a topic name the way Kafka does: 1 to 249 of `[A-Za-z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(LogError::InvalidTopicName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() > 249 {
+        return bad("it is longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not allowed");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+impl Topic {
+    /// Creates the topic's directory under `topics_dir` atomically, then opens it.
+    pub(crate) fn create(
+        topics_dir: &Path,
+        name: &str,
+        config: TopicConfig,
+        default_fsync: FsyncPolicy,
+        flusher_running: bool,
+    ) -> Result<Topic> {
+        validate_topic_name(name)?;
+        config.validate()?;
+        let dir = topics_dir.join(name);
+        if dir.exists() {
+            return Err(LogError::TopicExists(name.to_string()));
+        }
+        let tmp = topics_dir.join(format!(".tmp-{name}"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).at(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp).at(&tmp)?;
+        let json = serde_json::to_vec_pretty(&config).expect("config serializes");
+        let cfg_path = tmp.join(CONFIG_FILE);
+        std::fs::write(&cfg_path, json).at(&cfg_path)?;
+        std::fs::File::open(&cfg_path)
+            .and_then(|f| f.sync_all())
+            .at(&cfg_path)?;
+        sync_dir(&tmp)?;
+        std::fs::rename(&tmp, &dir).at(&dir)?;
+        sync_dir(topics_dir)?;
+        Topic::open(dir, name.to_string(), default_fsync, flusher_running)
+    }
+
+    /// Opens an existing topic directory.
+    pub(crate) fn open(
+        dir: PathBuf,
+        name: String,
+        default_fsync: FsyncPolicy,
+        flusher_running: bool,
+    ) -> Result<Topic> {
+        let cfg_path = dir.join(CONFIG_FILE);
+        let bytes = std::fs::read(&cfg_path).at(&cfg_path)?;
+        let config: TopicConfig =
+            serde_json::from_slice(&bytes).map_err(|e| LogError::Metadata {
+                path: cfg_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let activity = Arc::new(OffsetWatch::new(0));
+        let activity_seq = Arc::new(AtomicU64::new(0));
+        let fsync = config.fsync.unwrap_or(default_fsync);
+        let partitions = (0..config.partitions)
+            .map(|p| {
+                Partition::open(PartitionSetup {
+                    topic: name.clone(),
+                    partition: p,
+                    dir: dir.join(p.to_string()),
+                    config: config.clone(),
+                    fsync,
+                    flusher_running,
+                    activity: activity.clone(),
+                    activity_seq: activity_seq.clone(),
+                })
+                .map(Arc::new)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Topic {
+            name,
+            config,
+            partitions,
+            activity,
+            activity_seq,
+            round_robin: AtomicU32::new(0),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn config(&self) -> &TopicConfig {
+        &self.config
+    }
+
+    pub fn partitions(&self) -> &[Arc<Partition>] {
+        &self.partitions
+    }
+
+    pub fn partition_count(&self) -> u32 {
+        self.partitions.len() as u32
+    }
+
+    pub fn partition(&self, p: u32) -> Result<&Arc<Partition>> {
+        self.partitions
+            .get(p as usize)
+            .ok_or_else(|| LogError::UnknownPartition {
+                topic: self.name.clone(),
+                partition: p,
+                count: self.partition_count(),
+            })
+    }
+
+    /// The partition a record with this key goes to: Kafka's murmur2 for keys, round robin for
+    /// null keys.
+    pub fn partition_for(&self, key: Option<&[u8]>) -> u32 {
+        let n = self.partition_count();
+        match key {
+            Some(k) => partition_for_key(k, n),
+            None => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+        }
+    }
+
+    /// A counter that grows on every append to any partition of the topic.
+    pub fn activity(&self) -> u64 {
+        self.activity_seq.load(Ordering::Acquire)
+    }
+
+    /// Blocks until [`Topic::activity`] exceeds `seen` or `timeout` passes.
+    pub fn wait_for_activity_blocking(&self, seen: u64, timeout: Duration) -> bool {
+        self.activity.wait_blocking(seen + 1, Some(timeout))
+    }
+
+    /// Waits until [`Topic::activity`] exceeds `seen`.
+    pub async fn wait_for_activity(&self, seen: u64) {
+        self.activity.wait(seen + 1).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_names_like_kafka() {
+        for ok in ["orders", "a.b_c-D9", &"x".repeat(249)] {
+            validate_topic_name(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "a b", "a/b", "ü", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,37 @@
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use eddy_log::{Log, LogOptions, ReadLimits, Record, StoredRecord, Topic};
+
+pub fn manual() -> LogOptions {
+    LogOptions {
+        background: false,
+        ..LogOptions::default()
+    }
+}
+
+pub fn rec(key: Option<&str>, value: Option<&str>, ts: i64) -> Record {
+    Record::new(
+        key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+        ts,
+    )
+}
+
+/// Every record of partition `p`, from its start.
+pub fn read_all(topic: &Topic, p: u32) -> Vec<StoredRecord> {
+    let part = topic.partition(p).unwrap();
+    let mut out = Vec::new();
+    let mut offset = part.start_offset();
+    loop {
+        let batch = part.read(offset, ReadLimits::default()).unwrap();
+        let Some(last) = batch.last() else { break };
+        offset = last.offset + 1;
+        out.extend(batch);
+    }
+    out
+}
+
+pub fn open(dir: &std::path::Path) -> Log {
+    Log::open(dir, manual()).unwrap()
+}
