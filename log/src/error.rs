@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 /// matches on them (a consumer resets on [`LogError::OffsetOutOfRange`], for example).
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}")]
     Io {
         path: PathBuf,
         #[source]

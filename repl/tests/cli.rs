@@ -1,0 +1,214 @@
+//! The command line as a new user drives it: a real `eddy` process per command on one data
+//! directory.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+struct Eddy {
+    dir: tempfile::TempDir,
+}
+
+impl Eddy {
+    fn new() -> Eddy {
+        Eddy {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args(args)
+            .env("EDDY_DATA_DIR", self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "eddy {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args, "");
+        assert!(!out.status.success(), "eddy {args:?} should fail");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        err
+    }
+}
+
+fn sorted(s: &str) -> Vec<&str> {
+    let mut v: Vec<&str> = s.lines().collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn create_produce_consume_with_groups_and_describe() {
+    let e = Eddy::new();
+    assert!(e
+        .ok(&["topic", "create", "orders", "--partitions", "3"], "")
+        .contains("Created topic orders"));
+    let out = e.ok(
+        &["produce", "orders", "--key-separator", ":"],
+        "alice:1\nbob:2\ncarol:3\nno key here\n",
+    );
+    assert!(out.contains("Appended 4 record(s)"), "{out}");
+
+    let all = e.ok(
+        &["consume", "orders", "--from-beginning", "--print-key"],
+        "",
+    );
+    assert_eq!(
+        sorted(&all),
+        vec!["alice\t1", "bob\t2", "carol\t3", "null\tno key here"]
+    );
+    // Keys land where Kafka's Java client would put them.
+    for (key, value) in [("alice", "1"), ("bob", "2"), ("carol", "3")] {
+        let p = eddy_log::partitioner::partition_for_key(key.as_bytes(), 3).to_string();
+        let out = e.ok(
+            &[
+                "consume",
+                "orders",
+                "--from-beginning",
+                "--partition",
+                &p,
+                "--print-key",
+            ],
+            "",
+        );
+        assert!(
+            out.lines().any(|l| l == format!("{key}\t{value}")),
+            "{key} not in partition {p}: {out}"
+        );
+    }
+
+    let first = e.ok(
+        &[
+            "consume",
+            "orders",
+            "--from-beginning",
+            "--group",
+            "g",
+            "--max-messages",
+            "3",
+        ],
+        "",
+    );
+    assert_eq!(first.lines().count(), 3);
+    let second = e.ok(
+        &["consume", "orders", "--from-beginning", "--group", "g"],
+        "",
+    );
+    assert_eq!(
+        second.lines().count(),
+        1,
+        "the group resumes where it stopped: {second}"
+    );
+    let mut both: Vec<&str> = first.lines().chain(second.lines()).collect();
+    both.sort();
+    assert_eq!(both, vec!["1", "2", "3", "no key here"]);
+    assert_eq!(e.ok(&["consume", "orders", "--group", "g"], ""), "");
+
+    let described = e.ok(&["topic", "describe", "orders"], "");
+    assert!(described.contains("partitions: 3"), "{described}");
+    let rows: Vec<Vec<&str>> = described
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    let ends: u64 = rows.iter().map(|r| r[2].parse::<u64>().unwrap()).sum();
+    assert_eq!(ends, 4);
+
+    assert!(e
+        .ok(&["topic", "list"], "")
+        .contains("orders\t3 partition(s)"));
+    let ts = e.ok(
+        &[
+            "consume",
+            "orders",
+            "--offset",
+            "0",
+            "--partition",
+            "0",
+            "--print-timestamp",
+            "--max-messages",
+            "1",
+        ],
+        "",
+    );
+    let (millis, _) = ts.trim_end().split_once('\t').unwrap();
+    assert!(millis.parse::<i64>().unwrap() > 1_600_000_000_000, "{ts}");
+    assert!(e
+        .ok(&["topic", "delete", "orders"], "")
+        .contains("Deleted topic orders"));
+}
+
+#[test]
+fn errors_are_one_clear_line_and_a_failure_exit() {
+    let e = Eddy::new();
+    assert!(e
+        .fails(&["consume", "nope"])
+        .contains("unknown topic 'nope'"));
+    e.ok(&["topic", "create", "t"], "");
+    assert!(e
+        .fails(&["consume", "t", "--partition", "4"])
+        .contains("has no partition 4"));
+    assert!(e
+        .fails(&["topic", "create", "t"])
+        .contains("already exists"));
+    assert!(e
+        .fails(&["topic", "create", "bad/name"])
+        .contains("invalid topic name"));
+    assert!(e
+        .fails(&["consume", "t", "--offset", "9"])
+        .contains("past the end"));
+
+    // A second process on the same data directory is refused while the first holds it.
+    let mut follower = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["consume", "t", "--follow"])
+        .env("EDDY_DATA_DIR", e.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let msg = loop {
+        let out = e.run(&["topic", "list"], "");
+        if !out.status.success() {
+            break String::from_utf8(out.stderr).unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the follower never locked the directory"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    assert!(msg.contains("locked by another process"), "{msg}");
+
+    let unreadable = Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["--data-dir", "/proc/self/nope", "topic", "list"])
+        .output()
+        .unwrap();
+    assert!(!unreadable.status.success());
+    assert!(String::from_utf8_lossy(&unreadable.stderr)
+        .starts_with("error: I/O error on /proc/self/nope"));
+}
