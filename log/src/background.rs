@@ -31,7 +31,7 @@ impl Background {
             let (log, stop) = (log.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("eddy-log-flusher".into())
-                .spawn(move || run(&log, &stop, FLUSH_TICK, |inner| flush_due(inner)))
+                .spawn(move || run(&log, &stop, FLUSH_TICK, flush_due))
                 .expect("spawn flusher")
         };
         let interval = options.cleaner_interval;

@@ -10,6 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::ops::ControlFlow;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -378,9 +379,44 @@ impl Segment {
         Ok(())
     }
 
+    /// Reads `len` bytes at `pos` into a fresh buffer, without first zeroing it: reads are the
+    /// hot path, and zeroing cost as much as the copy from the page cache.
     fn read_at(&self, pos: u64, len: usize) -> Result<Bytes> {
-        let mut buf = BytesMut::zeroed(len);
-        self.file.read_exact_at(&mut buf, pos).at(&self.log_path)?;
+        let mut buf = BytesMut::with_capacity(len);
+        let mut done = 0usize;
+        while done < len {
+            let spare = buf.spare_capacity_mut();
+            // SAFETY: pread writes at most `len - done` bytes into the spare capacity, which is
+            // at least that large; no reference to uninitialized memory is formed.
+            let n = unsafe {
+                libc::pread(
+                    self.file.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    len - done,
+                    (pos + done as u64) as libc::off_t,
+                )
+            };
+            match n {
+                n if n > 0 => {
+                    // SAFETY: pread initialized the next `n` bytes.
+                    unsafe { buf.set_len(done + n as usize) };
+                    done += n as usize;
+                }
+                0 => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "segment file is shorter than its index says",
+                    );
+                    return Err(e).at(&self.log_path);
+                }
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(e).at(&self.log_path);
+                    }
+                }
+            }
+        }
         Ok(buf.freeze())
     }
 

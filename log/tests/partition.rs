@@ -235,7 +235,11 @@ fn retention_deletes_whole_old_segments() {
     let now = 1_000_000i64;
     for i in 0..300 {
         let r = rec(Some("k"), Some(&"y".repeat(40)), now - 5000 + i);
-        by_bytes.partition(0).unwrap().append(&[r.clone()]).unwrap();
+        by_bytes
+            .partition(0)
+            .unwrap()
+            .append(std::slice::from_ref(&r))
+            .unwrap();
         by_time.partition(0).unwrap().append(&[r]).unwrap();
     }
     // Recent records in the time topic's active segment keep it.

@@ -90,3 +90,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.downcast_ref::<std::io::Error>()
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }
+
+// The log's readers allocate and free large buffers at a high rate; mimalloc keeps them mapped
+// instead of returning them to the kernel and faulting them back in on every read.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
