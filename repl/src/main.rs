@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use eddy_log::{Log, LogOptions};
+use eddy_log::{FsyncPolicy, Log, LogOptions};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +27,10 @@ struct Cli {
         default_value = "./eddy-data"
     )]
     data_dir: PathBuf,
+    /// Default fsync policy for topics that set none: always, never, or a group-commit
+    /// interval such as 5ms (the default).
+    #[arg(long, global = true, env = "EDDY_FSYNC")]
+    fsync: Option<FsyncPolicy>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -64,7 +68,7 @@ fn main() -> ExitCode {
             Cli::command().print_help().map_err(Into::into)
         }
         Some(Command::Bench(cmd)) => bench::run(cmd),
-        Some(cmd) => open(&cli.data_dir).and_then(|log| match cmd {
+        Some(cmd) => open(&cli.data_dir, cli.fsync).and_then(|log| match cmd {
             Command::Topic(cmd) => topic::run(&log, cmd),
             Command::Produce(args) => produce::run(&log, args),
             Command::Consume(args) => consume::run(&log, args),
@@ -81,8 +85,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn open(dir: &std::path::Path) -> anyhow::Result<Log> {
-    Ok(Log::open(dir, LogOptions::default())?)
+fn open(dir: &std::path::Path, fsync: Option<FsyncPolicy>) -> anyhow::Result<Log> {
+    let defaults = LogOptions::default();
+    let options = LogOptions {
+        fsync: fsync.unwrap_or(defaults.fsync),
+        ..defaults
+    };
+    Ok(Log::open(dir, options)?)
 }
 
 /// `eddy consume t | head` closes our stdout early; that is the reader's choice, not an error.
