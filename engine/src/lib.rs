@@ -1,7 +1,25 @@
 //! Eddy's streaming engine.
 //!
-//! This crate will hold the operator graph over Arrow record batches, the tokio runtime that runs
-//! one task per (query, partition), the record formats (JSON, KAFKA, DELIMITED) and the typed Rust
-//! DSL. It uses the state stores below it and knows nothing of SQL above it.
+//! A query runs as a [`Pipeline`]: a [`Source`] decodes records of a topic into Arrow record
+//! batches (pseudo-columns, key columns, value columns: see [`schema`]), [`Operator`]s
+//! transform the batches (filters and projections as DataFusion physical expressions), and a
+//! [`Sink`] encodes the result into another topic. Formats are in [`format`]; records that
+//! cannot be read or computed go to the [`processing_log`].
 //!
-//! Nothing is implemented here yet; the engine arrives with the SQL front end (issue 3).
+//! This layer knows nothing of SQL: the SQL front end plans statements into pipelines, and a
+//! Rust program can build one directly (see `examples/`).
+
+pub mod error;
+pub mod format;
+pub mod operator;
+pub mod pipeline;
+pub mod processing_log;
+pub mod schema;
+mod value;
+
+pub use error::{EngineError, Result};
+pub use format::{Codec, Format};
+pub use operator::{Filter, Operator, OperatorContext, Project};
+pub use pipeline::{EventTime, Pipeline, Sink, Source};
+pub use processing_log::{ProcessingLog, PROCESSING_LOG_TOPIC};
+pub use value::{from_json as scalar_from_json, java_double, write_json as write_scalar_json};

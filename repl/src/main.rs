@@ -4,6 +4,7 @@
 mod bench;
 mod consume;
 mod produce;
+mod qtt;
 mod topic;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Print a topic's records, one per line.
     Consume(consume::ConsumeArgs),
+    /// Run ksqlDB query validation tests (QTT files) against Eddy.
+    Test(qtt::TestArgs),
     /// Measure Eddy's throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -68,11 +71,12 @@ fn main() -> ExitCode {
             Cli::command().print_help().map_err(Into::into)
         }
         Some(Command::Bench(cmd)) => bench::run(cmd),
+        Some(Command::Test(args)) => qtt::run(args),
         Some(cmd) => open(&cli.data_dir, cli.fsync).and_then(|log| match cmd {
             Command::Topic(cmd) => topic::run(&log, cmd),
             Command::Produce(args) => produce::run(&log, args),
             Command::Consume(args) => consume::run(&log, args),
-            Command::Bench(_) => unreachable!("handled above"),
+            Command::Bench(_) | Command::Test(_) => unreachable!("handled above"),
         }),
     };
     match result {

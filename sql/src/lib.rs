@@ -1,6 +1,21 @@
-//! Eddy's SQL front end.
+//! Eddy's SQL front end: ksqlDB's dialect.
 //!
-//! This crate will hold the ksqlDB-dialect parser (built on `sqlparser`), the catalog persisted in
-//! a command topic, and the planner that turns statements into the engine's operator graphs.
-//!
-//! Nothing is implemented here yet; the SQL front end is issue 3.
+//! - [`parser`]: statements into the [`ast`], on `sqlparser`, with line and column in errors.
+//! - [`types`]: ksqlDB's SQL types and their Arrow forms.
+//! - [`catalog`]: the streams, tables and types a session knows.
+//! - [`planner`]: a `SELECT` into the engine's operators, through DataFusion.
+//! - [`session`]: executes statements and drives the persistent queries they start.
+
+pub mod ast;
+pub mod catalog;
+pub mod dialect;
+pub mod error;
+pub mod parser;
+pub mod planner;
+mod rewrite;
+pub mod session;
+pub mod types;
+
+pub use error::{Missing, Result, SqlError};
+pub use parser::{parse_schema, parse_statement, parse_statements, ParseError};
+pub use session::{Outcome, Session};

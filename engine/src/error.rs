@@ -1,0 +1,18 @@
+//! The engine's typed errors.
+
+use datafusion::error::DataFusionError;
+use eddy_log::LogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    DataFusion(#[from] DataFusionError),
+    #[error(transparent)]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error("{0}")]
+    Plan(String),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

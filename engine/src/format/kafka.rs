@@ -1,0 +1,67 @@
+//! The KAFKA format: one primitive as Kafka's own serializers write it (INT and BIGINT
+//! big-endian two's complement, DOUBLE big-endian IEEE 754, STRING UTF-8, BYTES as is).
+
+use bytes::Bytes;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+
+pub(super) fn check_type(t: &DataType) -> Result<(), String> {
+    match t {
+        DataType::Int32
+        | DataType::Int64
+        | DataType::Float64
+        | DataType::Utf8
+        | DataType::Binary => Ok(()),
+        other => Err(format!(
+            "the KAFKA format does not support {}",
+            crate::schema::sql_type_name(other)
+        )),
+    }
+}
+
+pub(super) fn decode(t: &DataType, b: &[u8]) -> Result<ScalarValue, String> {
+    let sized = |n: usize| -> Result<&[u8], String> {
+        if b.len() == n {
+            Ok(b)
+        } else {
+            Err(format!(
+                "expected {n} bytes for {}, found {}",
+                crate::schema::sql_type_name(t),
+                b.len()
+            ))
+        }
+    };
+    Ok(match t {
+        DataType::Int32 => {
+            ScalarValue::Int32(Some(i32::from_be_bytes(sized(4)?.try_into().unwrap())))
+        }
+        DataType::Int64 => {
+            ScalarValue::Int64(Some(i64::from_be_bytes(sized(8)?.try_into().unwrap())))
+        }
+        DataType::Float64 => {
+            ScalarValue::Float64(Some(f64::from_be_bytes(sized(8)?.try_into().unwrap())))
+        }
+        DataType::Utf8 => ScalarValue::Utf8(Some(
+            String::from_utf8(b.to_vec()).map_err(|_| "value is not UTF-8".to_string())?,
+        )),
+        DataType::Binary => ScalarValue::Binary(Some(b.to_vec())),
+        other => return Err(format!("the KAFKA format does not support {other}")),
+    })
+}
+
+pub(super) fn encode(v: &ScalarValue) -> Result<Option<Bytes>, String> {
+    Ok(match v {
+        v if v.is_null() => None,
+        ScalarValue::Int32(Some(i)) => Some(Bytes::copy_from_slice(&i.to_be_bytes())),
+        ScalarValue::Int64(Some(i)) => Some(Bytes::copy_from_slice(&i.to_be_bytes())),
+        ScalarValue::Float64(Some(f)) => Some(Bytes::copy_from_slice(&f.to_be_bytes())),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => Some(Bytes::from(s.clone())),
+        ScalarValue::Binary(Some(b)) => Some(Bytes::from(b.clone())),
+        other => {
+            return Err(format!(
+                "the KAFKA format cannot write {}",
+                other.data_type()
+            ))
+        }
+    })
+}

@@ -1,0 +1,123 @@
+//! Record formats: how a record's key or value bytes hold a list of columns.
+//!
+//! A [`Codec`] is a format bound to the columns it carries (the key columns or the value
+//! columns of a source). Decoding turns bytes into one [`ScalarValue`] per column, or a reason
+//! the bytes are bad, which the caller sends to the processing log; encoding is the reverse.
+//! Formats follow ksqlDB's serialization exactly, since other programs read what Eddy writes.
+//!
+//! - [`json`]: an object of columns (or, for a single unwrapped column, the bare value);
+//! - [`delimited`]: one line of delimited text (CSV quoting);
+//! - [`kafka`]: one primitive in Kafka's serializers' binary form (big-endian numbers, UTF-8);
+//! - `NONE`: no columns, bytes ignored.
+
+pub mod delimited;
+pub mod json;
+pub mod kafka;
+
+use bytes::Bytes;
+use datafusion::arrow::datatypes::Field;
+use datafusion::common::ScalarValue;
+
+/// A serialization format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Delimited { delimiter: char },
+    Kafka,
+    None,
+}
+
+impl Format {
+    /// Parses a `*_FORMAT` property value. `None` for formats Eddy does not implement yet.
+    pub fn parse(name: &str, delimiter: Option<char>) -> Option<Format> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "JSON" => Format::Json,
+            "DELIMITED" => Format::Delimited {
+                delimiter: delimiter.unwrap_or(','),
+            },
+            "KAFKA" => Format::Kafka,
+            "NONE" => Format::None,
+            _ => return None,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Json => "JSON",
+            Format::Delimited { .. } => "DELIMITED",
+            Format::Kafka => "KAFKA",
+            Format::None => "NONE",
+        }
+    }
+}
+
+/// A format bound to the columns it carries.
+#[derive(Clone, Debug)]
+pub struct Codec {
+    pub format: Format,
+    pub fields: Vec<Field>,
+    /// JSON with a single column: whether the value is wrapped in an object (ksqlDB's
+    /// `WRAP_SINGLE_VALUE`, default true for values). Keys are never wrapped.
+    pub wrap_single: bool,
+}
+
+impl Codec {
+    pub fn new(format: Format, fields: Vec<Field>, wrap_single: bool) -> Result<Codec, String> {
+        match &format {
+            Format::Kafka if fields.len() > 1 => {
+                return Err(format!(
+                    "the KAFKA format supports only one column, found {}",
+                    fields.len()
+                ));
+            }
+            Format::Kafka => {
+                if let Some(f) = fields.first() {
+                    kafka::check_type(f.data_type())?;
+                }
+            }
+            Format::None if !fields.is_empty() => {
+                return Err("the NONE format cannot hold columns".into());
+            }
+            _ => {}
+        }
+        Ok(Codec {
+            format,
+            fields,
+            wrap_single,
+        })
+    }
+
+    /// One value per field. Null bytes decode to all nulls.
+    pub fn decode(&self, bytes: Option<&[u8]>) -> Result<Vec<ScalarValue>, String> {
+        let Some(bytes) = bytes else {
+            return self
+                .fields
+                .iter()
+                .map(|f| ScalarValue::try_from(f.data_type()).map_err(|e| e.to_string()))
+                .collect();
+        };
+        match &self.format {
+            Format::Json => json::decode(self, bytes),
+            Format::Delimited { delimiter } => delimited::decode(&self.fields, *delimiter, bytes),
+            Format::Kafka => match self.fields.first() {
+                Some(f) => Ok(vec![kafka::decode(f.data_type(), bytes)?]),
+                None => Ok(Vec::new()),
+            },
+            Format::None => Ok(Vec::new()),
+        }
+    }
+
+    /// The bytes for one row's values (in field order). `None` when there is nothing to
+    /// write: no columns, or a KAFKA null.
+    pub fn encode(&self, values: &[ScalarValue]) -> Result<Option<Bytes>, String> {
+        if self.fields.is_empty() {
+            return Ok(None);
+        }
+        match &self.format {
+            Format::Json => json::encode(self, values).map(Some),
+            Format::Delimited { delimiter } => delimited::encode(values, *delimiter).map(Some),
+            Format::Kafka => kafka::encode(&values[0]),
+            Format::None => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Operators: the nodes of a query's graph, each turning a batch into a batch.
+//!
+//! An operator processes Arrow record batches and keeps whatever state it needs. When an
+//! expression fails on some rows (a bad cast, a function error), the operator evaluates the
+//! batch row by row to find them, reports each to the processing log, and goes on with the
+//! rest: one bad record never stops a query.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::Result;
+use crate::processing_log::{ProcessingLog, RecordOrigin};
+use crate::schema::{ROWOFFSET, ROWPARTITION};
+
+/// What an operator may use besides its input.
+pub struct OperatorContext<'a> {
+    pub query_id: &'a str,
+    pub source_topic: &'a str,
+    pub processing_log: &'a ProcessingLog,
+}
+
+impl OperatorContext<'_> {
+    /// Reports row `row` of `batch` as unprocessable. Source batches carry ROWPARTITION and
+    /// ROWOFFSET, which say where the record came from.
+    fn report(&self, batch: &RecordBatch, row: usize, message: &str) -> Result<()> {
+        let origin = origin_of(batch, row, self.source_topic);
+        self.processing_log
+            .report(self.query_id, origin.as_ref(), message)
+    }
+}
+
+fn origin_of(batch: &RecordBatch, row: usize, topic: &str) -> Option<RecordOrigin> {
+    let p = batch
+        .column_by_name(ROWPARTITION)?
+        .as_primitive_opt::<datafusion::arrow::datatypes::Int32Type>()?
+        .value(row);
+    let o = batch
+        .column_by_name(ROWOFFSET)?
+        .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()?
+        .value(row);
+    Some(RecordOrigin {
+        topic: topic.to_string(),
+        partition: p as u32,
+        offset: o as u64,
+    })
+}
+
+/// A node of a query's operator graph.
+pub trait Operator: Send {
+    /// A one-line description, for EXPLAIN.
+    fn describe(&self) -> String;
+    fn output_schema(&self) -> SchemaRef;
+    fn process(&mut self, batch: RecordBatch, ctx: &OperatorContext<'_>) -> Result<RecordBatch>;
+}
+
+/// Keeps the rows for which a predicate is true.
+pub struct Filter {
+    predicate: Arc<dyn PhysicalExpr>,
+    schema: SchemaRef,
+}
+
+impl Filter {
+    pub fn new(predicate: Arc<dyn PhysicalExpr>, schema: SchemaRef) -> Filter {
+        Filter { predicate, schema }
+    }
+
+    fn mask(&self, batch: &RecordBatch) -> Result<datafusion::arrow::array::BooleanArray> {
+        let v = self
+            .predicate
+            .evaluate(batch)?
+            .into_array(batch.num_rows())?;
+        Ok(v.as_boolean().clone())
+    }
+}
+
+impl Operator for Filter {
+    fn describe(&self) -> String {
+        format!("Filter: {}", self.predicate)
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, batch: RecordBatch, ctx: &OperatorContext<'_>) -> Result<RecordBatch> {
+        match self.mask(&batch) {
+            Ok(mask) => Ok(filter_record_batch(&batch, &mask)?),
+            Err(_) => row_by_row(&batch, ctx, &self.schema, |row| {
+                let mask = self.mask(row)?;
+                Ok(filter_record_batch(row, &mask)?)
+            }),
+        }
+    }
+}
+
+/// Computes the output columns from expressions over the input.
+pub struct Project {
+    exprs: Vec<Arc<dyn PhysicalExpr>>,
+    schema: SchemaRef,
+}
+
+impl Project {
+    pub fn new(exprs: Vec<Arc<dyn PhysicalExpr>>, schema: SchemaRef) -> Project {
+        Project { exprs, schema }
+    }
+
+    fn eval(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let columns = self
+            .exprs
+            .iter()
+            .map(|e| {
+                e.evaluate(batch)
+                    .and_then(|v| v.into_array(batch.num_rows()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let columns = columns
+            .into_iter()
+            .zip(self.schema.fields())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c)
+                } else {
+                    datafusion::arrow::compute::cast(&c, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &datafusion::arrow::array::RecordBatchOptions::new()
+                .with_row_count(Some(batch.num_rows())),
+        )?)
+    }
+}
+
+impl Operator for Project {
+    fn describe(&self) -> String {
+        let cols: Vec<String> = self
+            .exprs
+            .iter()
+            .zip(self.schema.fields())
+            .filter(|(_, f)| !f.name().starts_with("__"))
+            .map(|(e, f)| format!("{e} AS {}", f.name()))
+            .collect();
+        format!("Project: {}", cols.join(", "))
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, batch: RecordBatch, ctx: &OperatorContext<'_>) -> Result<RecordBatch> {
+        match self.eval(&batch) {
+            Ok(out) => Ok(out),
+            Err(_) => row_by_row(&batch, ctx, &self.schema, |row| self.eval(row)),
+        }
+    }
+}
+
+/// Applies `f` to each row alone, reporting the rows it fails on.
+fn row_by_row(
+    batch: &RecordBatch,
+    ctx: &OperatorContext<'_>,
+    schema: &SchemaRef,
+    f: impl Fn(&RecordBatch) -> Result<RecordBatch>,
+) -> Result<RecordBatch> {
+    let mut good = Vec::new();
+    for i in 0..batch.num_rows() {
+        let row = batch.slice(i, 1);
+        match f(&row) {
+            Ok(out) => good.push(out),
+            Err(e) => ctx.report(
+                batch,
+                i,
+                &format!("error evaluating the query on this record: {e}"),
+            )?,
+        }
+    }
+    Ok(concat_batches(schema, &good)?)
+}

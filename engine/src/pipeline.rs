@@ -1,0 +1,365 @@
+//! A pipeline: a source topic, a chain of operators and a sink topic, run as one query.
+//!
+//! [`Pipeline::run_available`] processes everything readable now, partition by partition, in
+//! offset order, and returns: that is the deterministic step the test driver uses, and the
+//! body of the loop a runtime task runs. Within a partition the output keeps input order. The
+//! input position is committed (as consumer group `<query id>`) only after the output of what
+//! it covers has been appended, so a crash can repeat output but never lose it (at least once;
+//! exactly once is a later step, see ARCHITECTURE.md).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch,
+};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampMillisecondType};
+use datafusion::common::ScalarValue;
+use eddy_log::{Log, ReadLimits, Record, StoredRecord, Topic, TopicPartition};
+
+use crate::error::{EngineError, Result};
+use crate::format::Codec;
+use crate::operator::{Operator, OperatorContext};
+use crate::processing_log::{ProcessingLog, RecordOrigin};
+use crate::schema::source_schema;
+
+/// Where a source record's event time comes from.
+#[derive(Clone, Debug)]
+pub enum EventTime {
+    /// The record's own timestamp.
+    RecordTimestamp,
+    /// A value column (BIGINT milliseconds or TIMESTAMP), by index among the value columns.
+    Column(usize),
+}
+
+/// How to read a topic into batches.
+pub struct Source {
+    pub topic: Arc<Topic>,
+    pub key: Codec,
+    pub value: Codec,
+    pub event_time: EventTime,
+    schema: SchemaRef,
+}
+
+impl Source {
+    pub fn new(topic: Arc<Topic>, key: Codec, value: Codec, event_time: EventTime) -> Source {
+        let schema = source_schema(&key.fields, &value.fields);
+        Source {
+            topic,
+            key,
+            value,
+            event_time,
+            schema,
+        }
+    }
+
+    /// ROWTIME, ROWPARTITION, ROWOFFSET, key columns, value columns, `__NULL_VALUE`.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Decodes records of one partition into a batch; records that do not decode go to the
+    /// processing log.
+    pub fn decode(
+        &self,
+        partition: u32,
+        records: &[StoredRecord],
+        query: &str,
+        plog: &ProcessingLog,
+    ) -> Result<RecordBatch> {
+        let width = self.key.fields.len() + self.value.fields.len();
+        let mut columns: Vec<Vec<ScalarValue>> = (0..width)
+            .map(|_| Vec::with_capacity(records.len()))
+            .collect();
+        let (mut rowtime, mut offsets) = (
+            Vec::with_capacity(records.len()),
+            Vec::with_capacity(records.len()),
+        );
+        let mut null_value = Vec::with_capacity(records.len());
+        for r in records {
+            let origin = || RecordOrigin {
+                topic: self.topic.name().to_string(),
+                partition,
+                offset: r.offset,
+            };
+            let decoded = self
+                .key
+                .decode(r.record.key.as_deref())
+                .map_err(|e| format!("cannot deserialize the key: {e}"))
+                .and_then(|k| {
+                    let v = self
+                        .value
+                        .decode(r.record.value.as_deref())
+                        .map_err(|e| format!("cannot deserialize the value: {e}"))?;
+                    Ok((k, v))
+                });
+            let (k, v) = match decoded {
+                Ok(kv) => kv,
+                Err(e) => {
+                    plog.report(query, Some(&origin()), &e)?;
+                    continue;
+                }
+            };
+            let ts = match &self.event_time {
+                EventTime::RecordTimestamp => Some(r.record.timestamp),
+                EventTime::Column(i) => match &v[*i] {
+                    ScalarValue::Int64(t) | ScalarValue::TimestampMillisecond(t, _) => *t,
+                    _ => None,
+                },
+            };
+            let Some(ts) = ts.filter(|t| *t >= 0) else {
+                plog.report(
+                    query,
+                    Some(&origin()),
+                    "the record has no valid timestamp in its TIMESTAMP column",
+                )?;
+                continue;
+            };
+            rowtime.push(ts);
+            offsets.push(r.offset as i64);
+            null_value.push(r.record.value.is_none());
+            for (col, val) in columns.iter_mut().zip(k.into_iter().chain(v)) {
+                col.push(val);
+            }
+        }
+        let n = rowtime.len();
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(rowtime)),
+            Arc::new(Int32Array::from(vec![partition as i32; n])),
+            Arc::new(Int64Array::from(offsets)),
+        ];
+        for (col, field) in columns.into_iter().zip(self.schema.fields().iter().skip(3)) {
+            arrays.push(if n == 0 {
+                datafusion::arrow::array::new_empty_array(field.data_type())
+            } else {
+                ScalarValue::iter_to_array(col)?
+            });
+        }
+        arrays.push(Arc::new(BooleanArray::from(null_value)));
+        Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
+    }
+}
+
+/// How to write a query's output batches to a topic.
+pub struct Sink {
+    pub topic: Arc<Topic>,
+    pub key: Codec,
+    pub value: Codec,
+    /// Indices in the output batch of the key columns, then of the value columns, in the
+    /// codecs' field order.
+    pub key_columns: Vec<usize>,
+    pub value_columns: Vec<usize>,
+    /// Index of the BIGINT or TIMESTAMP column that gives each record's timestamp.
+    pub timestamp_column: usize,
+    /// Index of the BOOLEAN column that marks rows whose value is null (written as tombstones).
+    pub null_value_column: Option<usize>,
+}
+
+impl Sink {
+    /// Encodes each row and appends them, each to the partition its key chooses. Rows that do
+    /// not encode go to the processing log.
+    pub fn write(&self, batch: &RecordBatch, query: &str, plog: &ProcessingLog) -> Result<usize> {
+        let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
+        let ts_col = batch.column(self.timestamp_column);
+        let null_value = self
+            .null_value_column
+            .map(|i| batch.column(i).as_boolean().clone());
+        for row in 0..batch.num_rows() {
+            let cell = |i: &usize| ScalarValue::try_from_array(batch.column(*i), row);
+            let keys = self
+                .key_columns
+                .iter()
+                .map(cell)
+                .collect::<Result<Vec<_>, _>>()?;
+            let values = self
+                .value_columns
+                .iter()
+                .map(cell)
+                .collect::<Result<Vec<_>, _>>()?;
+            let encoded = self
+                .key
+                .encode(&keys)
+                .map_err(|e| format!("cannot serialize the key: {e}"))
+                .and_then(|k| {
+                    Ok((
+                        k,
+                        self.value
+                            .encode(&values)
+                            .map_err(|e| format!("cannot serialize the value: {e}"))?,
+                    ))
+                });
+            let (key, value) = match encoded {
+                Ok(kv) => kv,
+                Err(e) => {
+                    plog.report(query, None, &e)?;
+                    continue;
+                }
+            };
+            let value = if null_value.as_ref().is_some_and(|n| n.value(row)) {
+                None
+            } else {
+                value
+            };
+            let timestamp = timestamp_at(ts_col, row).unwrap_or(0);
+            let partition = self.topic.partition_for(key.as_deref());
+            by_partition.entry(partition).or_default().push(Record {
+                key,
+                value,
+                timestamp,
+                headers: Vec::new(),
+            });
+        }
+        let mut n = 0;
+        for (p, records) in by_partition {
+            n += self.topic.partition(p)?.append(&records)?.count as usize;
+        }
+        Ok(n)
+    }
+
+    /// Appends one row given as values for the key and value columns (INSERT INTO ... VALUES).
+    pub fn write_values(
+        &self,
+        keys: &[ScalarValue],
+        values: &[ScalarValue],
+        timestamp: i64,
+    ) -> Result<u64> {
+        let key = self
+            .key
+            .encode(keys)
+            .map_err(|e| EngineError::Plan(format!("cannot serialize the key: {e}")))?;
+        let value = self
+            .value
+            .encode(values)
+            .map_err(|e| EngineError::Plan(format!("cannot serialize the value: {e}")))?;
+        let p = self.topic.partition_for(key.as_deref());
+        let info = self.topic.partition(p)?.append(&[Record {
+            key,
+            value,
+            timestamp,
+            headers: Vec::new(),
+        }])?;
+        Ok(info.base_offset)
+    }
+}
+
+fn timestamp_at(col: &ArrayRef, row: usize) -> Option<i64> {
+    if col.is_null(row) {
+        return None;
+    }
+    match col.data_type() {
+        DataType::Int64 => Some(col.as_primitive::<Int64Type>().value(row)),
+        DataType::Timestamp(_, _) => col
+            .as_primitive_opt::<TimestampMillisecondType>()
+            .map(|a| a.value(row)),
+        _ => None,
+    }
+}
+
+/// A running query: source, operators, sink.
+pub struct Pipeline {
+    pub id: String,
+    pub source: Source,
+    pub operators: Vec<Box<dyn Operator>>,
+    pub sink: Sink,
+    positions: Vec<u64>,
+}
+
+impl Pipeline {
+    /// A pipeline that starts each partition at the query's committed offset, or else at
+    /// `start` (the start or the end of the log, by `auto.offset.reset`).
+    pub fn new(
+        log: &Log,
+        id: String,
+        source: Source,
+        operators: Vec<Box<dyn Operator>>,
+        sink: Sink,
+        from_beginning: bool,
+    ) -> Pipeline {
+        let positions = source
+            .topic
+            .partitions()
+            .iter()
+            .map(|p| {
+                log.committed_offset(&id, &TopicPartition::new(source.topic.name(), p.id()))
+                    .unwrap_or(if from_beginning {
+                        p.start_offset()
+                    } else {
+                        p.end_offset()
+                    })
+            })
+            .collect();
+        Pipeline {
+            id,
+            source,
+            operators,
+            sink,
+            positions,
+        }
+    }
+
+    /// The operator graph, one line per node from source to sink.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "Source: topic {} ({} key, {} value)",
+            self.source.topic.name(),
+            self.source.key.format.name(),
+            self.source.value.format.name()
+        )];
+        lines.extend(self.operators.iter().map(|o| o.describe()));
+        lines.push(format!(
+            "Sink: topic {} ({} key, {} value)",
+            self.sink.topic.name(),
+            self.sink.key.format.name(),
+            self.sink.value.format.name()
+        ));
+        lines
+    }
+
+    /// Processes every record readable now; returns how many input records were consumed.
+    pub fn run_available(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
+        let mut consumed = 0;
+        for p in 0..self.positions.len() {
+            loop {
+                let partition = self.source.topic.partition(p as u32)?.clone();
+                let records = match partition.read(self.positions[p], ReadLimits::default()) {
+                    Ok(r) => r,
+                    Err(eddy_log::LogError::OffsetOutOfRange { start, .. })
+                        if self.positions[p] < start =>
+                    {
+                        self.positions[p] = start;
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let Some(last) = records.last().map(|r| r.offset) else {
+                    break;
+                };
+                let ctx = OperatorContext {
+                    query_id: &self.id,
+                    source_topic: self.source.topic.name(),
+                    processing_log: plog,
+                };
+                let mut batch = self.source.decode(p as u32, &records, &self.id, plog)?;
+                for op in &mut self.operators {
+                    if batch.num_rows() == 0 {
+                        break;
+                    }
+                    batch = op.process(batch, &ctx)?;
+                }
+                if batch.num_rows() > 0 {
+                    self.sink.write(&batch, &self.id, plog)?;
+                }
+                consumed += records.len();
+                self.positions[p] = last + 1;
+                log.commit_offsets(
+                    &self.id,
+                    &[(
+                        TopicPartition::new(self.source.topic.name(), p as u32),
+                        last + 1,
+                    )],
+                )?;
+            }
+        }
+        Ok(consumed)
+    }
+}

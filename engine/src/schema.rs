@@ -1,0 +1,70 @@
+//! The columns of a stream's records as the engine sees them.
+//!
+//! Every batch a source produces has the pseudo-columns first, then the key columns, then the
+//! value columns:
+//!
+//! ```text
+//! ROWTIME (BIGINT, event time ms) | ROWPARTITION (INT) | ROWOFFSET (BIGINT) | keys... | values... | __NULL_VALUE
+//! ```
+//!
+//! `__NULL_VALUE` is true for a record whose value was null (a tombstone): its value columns
+//! are all null, and a query that passes the row on writes a null value too, as ksqlDB does.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+pub const ROWTIME: &str = "ROWTIME";
+pub const ROWPARTITION: &str = "ROWPARTITION";
+pub const ROWOFFSET: &str = "ROWOFFSET";
+/// Hidden column: the record's value was null.
+pub const NULL_VALUE: &str = "__NULL_VALUE";
+
+/// Number of pseudo-columns at the start of every source batch.
+pub const PSEUDO_COLUMNS: usize = 3;
+
+/// The schema of a source's batches: pseudo-columns, then `keys`, then `values`.
+pub fn source_schema(keys: &[Field], values: &[Field]) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(ROWTIME, DataType::Int64, false),
+        Field::new(ROWPARTITION, DataType::Int32, false),
+        Field::new(ROWOFFSET, DataType::Int64, false),
+    ];
+    fields.extend(keys.iter().cloned());
+    fields.extend(values.iter().cloned());
+    fields.push(Field::new(NULL_VALUE, DataType::Boolean, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// ksqlDB's name for an Arrow type, for messages.
+pub fn sql_type_name(t: &DataType) -> String {
+    match t {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) => format!("DECIMAL({p}, {s})"),
+        DataType::Utf8 => "STRING".into(),
+        DataType::Binary => "BYTES".into(),
+        DataType::Timestamp(TimeUnit::Millisecond, _) => "TIMESTAMP".into(),
+        DataType::Date32 => "DATE".into(),
+        DataType::Time32(_) => "TIME".into(),
+        DataType::List(f) => format!("ARRAY<{}>", sql_type_name(f.data_type())),
+        DataType::Map(e, _) => match e.data_type() {
+            DataType::Struct(kv) => format!(
+                "MAP<{}, {}>",
+                sql_type_name(kv[0].data_type()),
+                sql_type_name(kv[1].data_type())
+            ),
+            _ => "MAP".into(),
+        },
+        DataType::Struct(fs) => format!(
+            "STRUCT<{}>",
+            fs.iter()
+                .map(|f| format!("{} {}", f.name(), sql_type_name(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,83 @@
+//! Comparing actual records with expected ones by ksqlDB's test rules.
+//!
+//! Numbers: doubles match within 1e-6; an integer and a decimal never match (`1` is not
+//! `1.0`), since ksqlDB's output format decides which one is written. Objects need the same
+//! fields; a field is found by its name as written, then upper-cased.
+
+use serde_json::Value;
+
+/// The first difference between `expected` and `actual`, as a path and a description.
+pub fn diff(expected: &Value, actual: &Value) -> Option<String> {
+    diff_at("", expected, actual)
+}
+
+fn diff_at(path: &str, e: &Value, a: &Value) -> Option<String> {
+    let here = || {
+        if path.is_empty() {
+            "".to_string()
+        } else {
+            format!(" at {path}")
+        }
+    };
+    match (e, a) {
+        (Value::Null, Value::Null) => None,
+        (Value::Bool(x), Value::Bool(y)) if x == y => None,
+        (Value::String(x), Value::String(y)) if x == y => None,
+        (Value::Number(x), Value::Number(y)) => {
+            let same = match (x.is_f64(), y.is_f64()) {
+                (true, true) => (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1e-6,
+                (false, false) => x == y,
+                _ => false,
+            };
+            (!same).then(|| format!("expected {e} but got {a}{}", here()))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            if x.len() != y.len() {
+                return Some(format!(
+                    "expected {} elements but got {}{}: {a}",
+                    x.len(),
+                    y.len(),
+                    here()
+                ));
+            }
+            x.iter()
+                .zip(y)
+                .enumerate()
+                .find_map(|(i, (xe, ye))| diff_at(&format!("{path}[{i}]"), xe, ye))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            if x.len() != y.len() {
+                return Some(format!("expected {e} but got {a}{}", here()));
+            }
+            for (k, xe) in x {
+                let ye = y.get(k).or_else(|| y.get(&k.to_uppercase()));
+                match ye {
+                    Some(ye) => {
+                        if let Some(d) = diff_at(&format!("{path}.{k}"), xe, ye) {
+                            return Some(d);
+                        }
+                    }
+                    None => return Some(format!("expected field {k} in {a}{}", here())),
+                }
+            }
+            None
+        }
+        _ => Some(format!("expected {e} but got {a}{}", here())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn follows_ksqldbs_number_and_field_rules() {
+        assert_eq!(diff(&json!({"a": 1.0}), &json!({"A": 1.0000001})), None);
+        assert!(diff(&json!(1), &json!(1.0)).is_some());
+        assert!(diff(&json!({"a": 1}), &json!({"a": 1, "b": 2})).is_some());
+        assert!(diff(&json!([1, 2]), &json!([1, 3]))
+            .unwrap()
+            .contains("[1]"));
+    }
+}

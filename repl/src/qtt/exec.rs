@@ -1,0 +1,498 @@
+//! Running one case: a fresh embedded log, the statements, the inputs one by one, then the
+//! outputs and the created sources checked.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use datafusion::common::ScalarValue;
+use eddy_engine::{scalar_from_json, write_scalar_json, Format};
+use eddy_log::{Header, Log, LogOptions, ReadLimits, Record, TopicConfig};
+use eddy_sql::catalog::SourceDef;
+use eddy_sql::session::codecs;
+use eddy_sql::{parse_schema, parse_statements, Missing, Session, SqlError};
+use serde_json::Value;
+
+use super::case::Case;
+use super::compare::diff;
+
+/// How a case ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail(String),
+    Skip(String),
+}
+
+pub fn run(case: &Case) -> Verdict {
+    if let Some(why) = &case.skip {
+        return Verdict::Skip(why.clone());
+    }
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => return Verdict::Fail(format!("cannot make a scratch directory: {e}")),
+    };
+    let options = LogOptions {
+        fsync: eddy_log::FsyncPolicy::Never,
+        background: false,
+        ..LogOptions::default()
+    };
+    let log = match Log::open(dir.path(), options) {
+        Ok(l) => l,
+        Err(e) => return Verdict::Fail(format!("cannot open a log: {e}")),
+    };
+    match run_in(case, &log) {
+        Ok(v) => v,
+        Err(e) => Verdict::Fail(e),
+    }
+}
+
+fn skip_for(e: &SqlError) -> Option<String> {
+    match e {
+        SqlError::Unsupported {
+            kind: Missing::Format | Missing::Function,
+            what,
+        } => Some(format!("needs {what}")),
+        _ => None,
+    }
+}
+
+fn run_in(case: &Case, log: &Log) -> Result<Verdict, String> {
+    // The test framework creates the topics the inputs name, and those listed under `topics`.
+    for t in &case.topics {
+        if let Some(name) = t.get("name").and_then(Value::as_str) {
+            let partitions = t.get("partitions").and_then(Value::as_u64).unwrap_or(1) as u32;
+            if log.topic(name).is_err() {
+                log.create_topic(name, TopicConfig::with_partitions(partitions))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    for r in &case.inputs {
+        if let Some(name) = r.get("topic").and_then(Value::as_str) {
+            if log.topic(name).is_err() {
+                log.create_topic(name, TopicConfig::with_partitions(1))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    // ... and those of the sources the statements declare.
+    for text in &case.statements {
+        let Ok(stmts) = parse_statements(text) else {
+            continue;
+        };
+        for (stmt, _) in stmts {
+            if let eddy_sql::ast::Statement::CreateSource(c) = stmt {
+                if let Some(topic) = c.properties.text("KAFKA_TOPIC") {
+                    let partitions = c
+                        .properties
+                        .text("PARTITIONS")
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(1);
+                    if log.topic(&topic).is_err() && eddy_log::validate_topic_name(&topic).is_ok() {
+                        log.create_topic(&topic, TopicConfig::with_partitions(partitions))
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+            }
+        }
+    }
+    let mut session = Session::new(log.clone());
+    session
+        .properties
+        .insert("auto.offset.reset".into(), "earliest".into());
+    for (k, v) in &case.properties {
+        session.properties.insert(
+            k.clone(),
+            v.as_str().map_or_else(|| v.to_string(), str::to_string),
+        );
+    }
+
+    let expect_error = case.expected_exception.is_some();
+    let count = case.statements.len();
+    for (i, text) in case.statements.iter().enumerate() {
+        let last = i + 1 == count;
+        let result = parse_statements(text)
+            .map_err(SqlError::from)
+            .and_then(|stmts| {
+                for (stmt, stmt_text) in &stmts {
+                    session.execute(stmt, stmt_text)?;
+                }
+                Ok(())
+            });
+        if let Err(e) = result {
+            if let Some(why) = skip_for(&e) {
+                return Ok(Verdict::Skip(why));
+            }
+            return Ok(if expect_error && last {
+                Verdict::Pass
+            } else if expect_error {
+                Verdict::Fail(format!("statement {} was rejected, but the suite expects only the last one to fail: {e}", i + 1))
+            } else {
+                Verdict::Fail(format!("statement {} failed: {e}", i + 1))
+            });
+        }
+    }
+
+    session
+        .run_until_idle()
+        .map_err(|e| format!("running the queries: {e}"))?;
+    for (i, input) in case.inputs.iter().enumerate() {
+        let record = input_record(&session, input).map_err(|e| format!("input {}: {e}", i + 1))?;
+        let topic = input
+            .get("topic")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        log.partition(topic, 0)
+            .and_then(|p| p.append(&[record]))
+            .map_err(|e| e.to_string())?;
+        session
+            .run_until_idle()
+            .map_err(|e| format!("processing input {}: {e}", i + 1))?;
+    }
+    if expect_error {
+        return Ok(Verdict::Fail(format!(
+            "expected the statements to be rejected ({}), but all were accepted",
+            case.expected_exception
+                .as_ref()
+                .and_then(|e| e.get("message"))
+                .and_then(Value::as_str)
+                .unwrap_or("no message")
+        )));
+    }
+    if let Some(d) = check_outputs(&session, log, &case.outputs)? {
+        return Ok(Verdict::Fail(d));
+    }
+    if let Some(d) = check_post(&session, log, case.post.as_ref())? {
+        return Ok(Verdict::Fail(d));
+    }
+    Ok(Verdict::Pass)
+}
+
+/// The source declared on `topic`, preferring one created from a topic over a query's sink.
+fn source_on<'s>(session: &'s Session, topic: &str) -> Option<&'s SourceDef> {
+    let mut on_topic = session
+        .catalog
+        .sources
+        .values()
+        .filter(|s| s.topic == topic);
+    let all: Vec<&SourceDef> = on_topic.by_ref().collect();
+    all.iter()
+        .find(|s| !s.sql.to_ascii_uppercase().contains(" AS SELECT"))
+        .or(all.first())
+        .copied()
+}
+
+fn raw_bytes(v: &Value) -> Option<Bytes> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(Bytes::from(s.clone())),
+        other => Some(Bytes::from(other.to_string())),
+    }
+}
+
+fn input_record(session: &Session, input: &Value) -> Result<Record, String> {
+    let topic = input
+        .get("topic")
+        .and_then(Value::as_str)
+        .ok_or("no topic")?;
+    let key = input.get("key").unwrap_or(&Value::Null);
+    let value = input.get("value").unwrap_or(&Value::Null);
+    let (key_bytes, value_bytes) = match source_on(session, topic) {
+        None => (raw_bytes(key), raw_bytes(value)),
+        Some(def) => {
+            let (key_codec, value_codec) = codecs(def).map_err(|e| e.to_string())?;
+            let key_bytes = if key.is_null() || def.key_columns.is_empty() {
+                raw_bytes(key)
+            } else {
+                let scalars: Vec<ScalarValue> = if def.key_columns.len() == 1 {
+                    vec![scalar_from_json(key, &def.key_columns[0].ty.to_arrow())?]
+                } else {
+                    let obj = key
+                        .as_object()
+                        .ok_or("a multi-column key must be an object")?;
+                    def.key_columns
+                        .iter()
+                        .map(|c| {
+                            scalar_from_json(
+                                obj.get(&c.name).unwrap_or(&Value::Null),
+                                &c.ty.to_arrow(),
+                            )
+                        })
+                        .collect::<Result<_, _>>()?
+                };
+                key_codec.encode(&scalars)?
+            };
+            let value_bytes = match (&def.value_format, value) {
+                (_, Value::Null) => None,
+                (Format::Json, v) => Some(Bytes::from(v.to_string())),
+                (Format::Delimited { .. }, v) => raw_bytes(v),
+                (Format::Kafka, v) => value_codec
+                    .encode(&[scalar_from_json(v, &def.value_columns[0].ty.to_arrow())?])?,
+                (Format::None, _) => None,
+            };
+            (key_bytes, value_bytes)
+        }
+    };
+    let headers = match input.get("headers").and_then(Value::as_array) {
+        None => Vec::new(),
+        Some(hs) => hs
+            .iter()
+            .map(|h| {
+                let name = h
+                    .get("KEY")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let value = match h.get("VALUE").and_then(Value::as_str) {
+                    Some(b64) => Some(Bytes::from(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b64)
+                            .map_err(|e| e.to_string())?,
+                    )),
+                    None => None,
+                };
+                Ok(Header { name, value })
+            })
+            .collect::<Result<_, String>>()?,
+    };
+    Ok(Record {
+        key: key_bytes,
+        value: value_bytes,
+        timestamp: input.get("timestamp").and_then(Value::as_i64).unwrap_or(0),
+        headers,
+    })
+}
+
+/// Bytes as the suite shows them: JSON parsed, text as a string, KAFKA primitives as numbers.
+fn as_json(
+    bytes: Option<&[u8]>,
+    format: &Format,
+    codec: &eddy_engine::Codec,
+) -> Result<Value, String> {
+    let Some(b) = bytes else {
+        return Ok(Value::Null);
+    };
+    match format {
+        Format::Json => serde_json::from_slice(b).map_err(|e| format!("output is not JSON: {e}")),
+        Format::Delimited { .. } => Ok(Value::String(String::from_utf8_lossy(b).into_owned())),
+        Format::None => Ok(Value::Null),
+        Format::Kafka => {
+            let values = codec.decode(Some(b))?;
+            if values.len() != 1 {
+                return Ok(Value::String(String::from_utf8_lossy(b).into_owned()));
+            }
+            let mut text = String::new();
+            write_scalar_json(&mut text, &values[0])?;
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn check_outputs(
+    session: &Session,
+    log: &Log,
+    outputs: &[Value],
+) -> Result<Option<String>, String> {
+    let mut topics: Vec<&str> = Vec::new();
+    for o in outputs {
+        let t = o.get("topic").and_then(Value::as_str).unwrap_or_default();
+        if !topics.contains(&t) {
+            topics.push(t);
+        }
+    }
+    for topic in topics {
+        let expected: Vec<&Value> = outputs
+            .iter()
+            .filter(|o| o.get("topic").and_then(Value::as_str) == Some(topic))
+            .collect();
+        let Ok(t) = log.topic(topic) else {
+            return Ok(Some(format!(
+                "topic {topic}: expected {} records but the topic does not exist",
+                expected.len()
+            )));
+        };
+        let mut actual = Vec::new();
+        for p in t.partitions() {
+            let mut offset = p.start_offset();
+            loop {
+                let batch = p
+                    .read(offset, ReadLimits::default())
+                    .map_err(|e| e.to_string())?;
+                let Some(last) = batch.last() else { break };
+                offset = last.offset + 1;
+                actual.extend(batch);
+            }
+        }
+        if actual.len() != expected.len() {
+            let def = source_on(session, topic);
+            let shown: Vec<String> = actual
+                .iter()
+                .take(5)
+                .map(|r| show(def, r.record.key.as_deref(), r.record.value.as_deref()))
+                .collect();
+            return Ok(Some(format!(
+                "topic {topic}: expected {} records, got {}: {}",
+                expected.len(),
+                actual.len(),
+                shown.join(" | ")
+            )));
+        }
+        let def = source_on(session, topic);
+        for (i, (e, a)) in expected.iter().zip(&actual).enumerate() {
+            let (ak, av) = match def {
+                Some(d) => {
+                    let (kc, vc) = codecs(d).map_err(|e| e.to_string())?;
+                    (
+                        as_json(a.record.key.as_deref(), &d.key_format, &kc)?,
+                        as_json(a.record.value.as_deref(), &d.value_format, &vc)?,
+                    )
+                }
+                None => (
+                    a.record.key.as_deref().map_or(Value::Null, |b| {
+                        Value::String(String::from_utf8_lossy(b).into_owned())
+                    }),
+                    a.record.value.as_deref().map_or(Value::Null, |b| {
+                        serde_json::from_slice(b).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(b).into_owned())
+                        })
+                    }),
+                ),
+            };
+            let ek = e.get("key").unwrap_or(&Value::Null);
+            if let Some(d) = diff(ek, &ak) {
+                return Ok(Some(format!("topic {topic} record {}: key: {d}", i + 1)));
+            }
+            let ev = e.get("value").unwrap_or(&Value::Null);
+            if let Some(d) = diff(ev, &av) {
+                return Ok(Some(format!("topic {topic} record {}: value: {d}", i + 1)));
+            }
+            if let Some(ts) = e.get("timestamp").and_then(Value::as_i64) {
+                if ts != a.record.timestamp {
+                    return Ok(Some(format!(
+                        "topic {topic} record {}: expected timestamp {ts} but got {}",
+                        i + 1,
+                        a.record.timestamp
+                    )));
+                }
+            }
+            if e.get("window").is_some() {
+                return Ok(Some(format!(
+                    "topic {topic} record {}: windowed keys are not supported yet",
+                    i + 1
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn show(def: Option<&SourceDef>, key: Option<&[u8]>, value: Option<&[u8]>) -> String {
+    let text = |b: Option<&[u8]>| {
+        b.map_or("null".to_string(), |b| {
+            String::from_utf8_lossy(b).into_owned()
+        })
+    };
+    match def {
+        Some(d) if d.key_format == Format::Kafka && !d.key_columns.is_empty() => {
+            let k = codecs(d)
+                .ok()
+                .and_then(|(kc, _)| as_json(key, &d.key_format, &kc).ok())
+                .map_or_else(|| text(key), |v| v.to_string());
+            format!("{k} -> {}", text(value))
+        }
+        _ => format!("{} -> {}", text(key), text(value)),
+    }
+}
+
+fn check_post(
+    session: &Session,
+    log: &Log,
+    post: Option<&Value>,
+) -> Result<Option<String>, String> {
+    let Some(post) = post else { return Ok(None) };
+    for expected in post
+        .get("sources")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = expected
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(def) = session.catalog.source(name) else {
+            return Ok(Some(format!("post: source {name} does not exist")));
+        };
+        if let Some(t) = expected.get("type").and_then(Value::as_str) {
+            let actual = match def.kind {
+                eddy_sql::ast::SourceKind::Stream => "stream",
+                eddy_sql::ast::SourceKind::Table => "table",
+            };
+            if !t.eq_ignore_ascii_case(actual) {
+                return Ok(Some(format!("post: {name} is a {actual}, expected a {t}")));
+            }
+        }
+        if let Some(schema) = expected.get("schema").and_then(Value::as_str) {
+            let want = parse_schema(schema)
+                .map_err(|e| format!("post: cannot read the expected schema '{schema}': {e}"))?;
+            let want: Vec<(String, String, bool)> = want
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        c.ty.to_string(),
+                        matches!(c.role, eddy_sql::ast::ColumnRole::Key { .. }),
+                    )
+                })
+                .collect();
+            let have: Vec<(String, String, bool)> = def
+                .key_columns
+                .iter()
+                .map(|c| (c.name.clone(), c.ty.to_string(), true))
+                .chain(
+                    def.value_columns
+                        .iter()
+                        .map(|c| (c.name.clone(), c.ty.to_string(), false)),
+                )
+                .collect();
+            if want != have {
+                return Ok(Some(format!(
+                    "post: {name} has schema {}, expected {schema}",
+                    def.schema_text()
+                )));
+            }
+        }
+        for (field, actual) in [
+            ("keyFormat", &def.key_format),
+            ("valueFormat", &def.value_format),
+        ] {
+            let want = match expected.get(field) {
+                Some(Value::Object(o)) => o.get("format").and_then(Value::as_str),
+                Some(Value::String(s)) => Some(s.as_str()),
+                _ => None,
+            };
+            if let Some(w) = want {
+                if !w.eq_ignore_ascii_case(actual.name()) {
+                    return Ok(Some(format!(
+                        "post: {name} has {field} {}, expected {w}",
+                        actual.name()
+                    )));
+                }
+            }
+        }
+    }
+    if let Some(pattern) = post
+        .get("topics")
+        .and_then(|t| t.get("blacklist"))
+        .and_then(Value::as_str)
+    {
+        let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| format!("post: bad blacklist regex: {e}"))?;
+        if let Some(t) = log.topics().iter().find(|t| re.is_match(t.name())) {
+            return Ok(Some(format!(
+                "post: topic {} exists but must not",
+                t.name()
+            )));
+        }
+    }
+    Ok(None)
+}

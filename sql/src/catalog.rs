@@ -1,0 +1,101 @@
+//! The catalog: the streams, tables and types a session knows.
+
+use std::collections::BTreeMap;
+
+use datafusion::arrow::datatypes::Field;
+use eddy_engine::Format;
+
+use crate::ast::SourceKind;
+use crate::types::SqlType;
+
+/// A column of a source.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub ty: SqlType,
+}
+
+impl Column {
+    pub fn field(&self) -> Field {
+        Field::new(&self.name, self.ty.to_arrow(), true)
+    }
+}
+
+/// A stream or table: where its records are and how to read them.
+#[derive(Clone, Debug)]
+pub struct SourceDef {
+    pub name: String,
+    pub kind: SourceKind,
+    pub topic: String,
+    pub key_columns: Vec<Column>,
+    pub value_columns: Vec<Column>,
+    pub key_format: Format,
+    pub value_format: Format,
+    /// JSON values with one column: wrapped in an object or bare.
+    pub wrap_single_value: bool,
+    /// The value column holding event time, if not the record timestamp.
+    pub timestamp_column: Option<String>,
+    /// Created by `CREATE SOURCE ...`: no query may write to it.
+    pub read_only: bool,
+    /// The statement that created it.
+    pub sql: String,
+}
+
+impl SourceDef {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.key_columns
+            .iter()
+            .chain(&self.value_columns)
+            .find(|c| c.name == name)
+    }
+
+    /// The schema as ksqlDB prints it: `` `K` STRING KEY, `V` INTEGER``.
+    pub fn schema_text(&self) -> String {
+        let key_word = match self.kind {
+            SourceKind::Stream => "KEY",
+            SourceKind::Table => "PRIMARY KEY",
+        };
+        self.key_columns
+            .iter()
+            .map(|c| format!("`{}` {} {key_word}", c.name, c.ty))
+            .chain(
+                self.value_columns
+                    .iter()
+                    .map(|c| format!("`{}` {}", c.name, c.ty)),
+            )
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[derive(Default)]
+pub struct Catalog {
+    pub sources: BTreeMap<String, SourceDef>,
+    pub types: BTreeMap<String, SqlType>,
+}
+
+impl Catalog {
+    pub fn source(&self, name: &str) -> Option<&SourceDef> {
+        self.sources.get(name)
+    }
+
+    /// Replaces named types with their definitions, recursively.
+    pub fn resolve(&self, ty: &SqlType) -> Result<SqlType, String> {
+        Ok(match ty {
+            SqlType::Named(n) => match self.types.get(n) {
+                Some(t) => self.resolve(t)?,
+                None => return Err(format!("unknown type {n}")),
+            },
+            SqlType::Array(t) => SqlType::Array(Box::new(self.resolve(t)?)),
+            SqlType::Map(k, v) => {
+                SqlType::Map(Box::new(self.resolve(k)?), Box::new(self.resolve(v)?))
+            }
+            SqlType::Struct(fs) => SqlType::Struct(
+                fs.iter()
+                    .map(|(n, t)| Ok((n.clone(), self.resolve(t)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+}

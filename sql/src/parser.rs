@@ -1,0 +1,1055 @@
+//! The ksqlDB-dialect parser.
+//!
+//! Statements and clauses specific to ksqlDB are parsed here, word by word, on `sqlparser`'s
+//! tokenizer and [`Parser`]; expressions, select items and literals are parsed by `sqlparser`
+//! itself (extended, not forked). Every error carries the line and column where parsing
+//! stopped, and says what was expected.
+
+use std::fmt;
+
+use datafusion::sql::sqlparser::ast::{Expr, Ident, SelectItem};
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
+
+use crate::ast::*;
+use crate::dialect::KsqlDialect;
+use crate::types::SqlType;
+
+/// A statement that does not parse, and where.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct ParseError {
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// Parses a script of `;`-terminated statements (the last `;` may be missing). Returns each
+/// statement with its source text.
+pub fn parse_statements(sql: &str) -> Result<Vec<(Statement, String)>, ParseError> {
+    let dialect = KsqlDialect;
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| ParseError {
+            line: e.location.line,
+            column: e.location.column,
+            message: e.message,
+        })?;
+    let mut p = KsqlParser {
+        parser: Parser::new(&dialect).with_tokens_with_locations(tokens),
+        end: end_of(sql),
+        pending_gt: 0,
+    };
+    let mut out = Vec::new();
+    loop {
+        while p.parser.consume_token(&Token::SemiColon) {}
+        if p.peek() == Token::EOF {
+            break;
+        }
+        let start = p.parser.peek_token().span.start;
+        let stmt = p.statement()?;
+        let end_tok = p.parser.peek_token();
+        if !matches!(end_tok.token, Token::SemiColon | Token::EOF) {
+            return Err(p.error_here(&format!(
+                "expected ';' or the end of the statement, found {}",
+                end_tok.token
+            )));
+        }
+        let text = slice_text(
+            sql,
+            start.line,
+            start.column,
+            end_tok.span.start.line,
+            end_tok.span.start.column,
+        );
+        out.push((stmt, text));
+    }
+    Ok(out)
+}
+
+/// Parses a column list as ksqlDB prints a schema: `` `K` STRING KEY, V INT ``.
+pub fn parse_schema(text: &str) -> Result<Vec<ColumnDef>, ParseError> {
+    let dialect = KsqlDialect;
+    let wrapped = format!("({text})");
+    let tokens = Tokenizer::new(&dialect, &wrapped)
+        .tokenize_with_location()
+        .map_err(|e| ParseError {
+            line: e.location.line,
+            column: e.location.column,
+            message: e.message,
+        })?;
+    let mut p = KsqlParser {
+        parser: Parser::new(&dialect).with_tokens_with_locations(tokens),
+        end: end_of(&wrapped),
+        pending_gt: 0,
+    };
+    let cols = p.column_defs()?;
+    if p.peek() != Token::EOF {
+        return Err(p.expected("the end of the schema"));
+    }
+    Ok(cols)
+}
+
+/// Parses exactly one statement.
+pub fn parse_statement(sql: &str) -> Result<Statement, ParseError> {
+    let mut all = parse_statements(sql)?;
+    match all.len() {
+        1 => Ok(all.remove(0).0),
+        0 => Err(ParseError {
+            line: 1,
+            column: 1,
+            message: "expected a statement".into(),
+        }),
+        n => Err(ParseError {
+            line: 1,
+            column: 1,
+            message: format!("expected one statement, found {n}"),
+        }),
+    }
+}
+
+fn end_of(sql: &str) -> (u64, u64) {
+    let line = sql.matches('\n').count() as u64 + 1;
+    let col = sql.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+    (line, col)
+}
+
+fn slice_text(sql: &str, l1: u64, c1: u64, l2: u64, c2: u64) -> String {
+    let offset = |line: u64, col: u64| -> usize {
+        let mut pos = 0usize;
+        for (i, l) in sql.split_inclusive('\n').enumerate() {
+            if i as u64 + 1 == line {
+                return pos
+                    + l.char_indices()
+                        .nth(col.saturating_sub(1) as usize)
+                        .map_or(l.len(), |(b, _)| b);
+            }
+            pos += l.len();
+        }
+        sql.len()
+    };
+    let (a, b) = (
+        offset(l1, c1),
+        if l2 == 0 { sql.len() } else { offset(l2, c2) },
+    );
+    sql[a..b.max(a)].trim().to_string()
+}
+
+struct KsqlParser<'a> {
+    parser: Parser<'a>,
+    /// Line and column just past the input, for errors at its end (EOF has no position).
+    end: (u64, u64),
+    /// `>` already consumed as half of a `>>` token, in nested type arguments.
+    pending_gt: usize,
+}
+
+/// Words that end a relation and so cannot be its alias.
+const CLAUSE_WORDS: &[&str] = &[
+    "WINDOW",
+    "WHERE",
+    "GROUP",
+    "PARTITION",
+    "HAVING",
+    "EMIT",
+    "LIMIT",
+    "JOIN",
+    "INNER",
+    "LEFT",
+    "RIGHT",
+    "FULL",
+    "OUTER",
+    "WITHIN",
+    "ON",
+];
+
+impl<'a> KsqlParser<'a> {
+    fn peek(&self) -> Token {
+        self.parser.peek_token().token
+    }
+
+    fn peek_word(&self) -> Option<String> {
+        self.word_at(0)
+    }
+
+    fn word_at(&self, n: usize) -> Option<String> {
+        match self.parser.peek_nth_token(n).token {
+            Token::Word(Word {
+                value,
+                quote_style: None,
+                ..
+            }) => Some(value.to_ascii_uppercase()),
+            _ => None,
+        }
+    }
+
+    fn eat_word(&mut self, w: &str) -> bool {
+        if self.peek_word().as_deref() == Some(w) {
+            self.parser.next_token();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_words(&mut self, ws: &[&str]) -> bool {
+        if ws
+            .iter()
+            .enumerate()
+            .all(|(i, w)| self.word_at(i).as_deref() == Some(*w))
+        {
+            for _ in ws {
+                self.parser.next_token();
+            }
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_word(&mut self, w: &str) -> Result<(), ParseError> {
+        if self.eat_word(w) {
+            Ok(())
+        } else {
+            Err(self.expected(w))
+        }
+    }
+
+    fn expect_token(&mut self, t: &Token) -> Result<(), ParseError> {
+        if self.parser.consume_token(t) {
+            Ok(())
+        } else {
+            Err(self.expected(&format!("'{t}'")))
+        }
+    }
+
+    fn error_here(&self, message: &str) -> ParseError {
+        let TokenWithSpan { span, .. } = self.parser.peek_token();
+        let (line, column) = if span.start.line == 0 {
+            self.end
+        } else {
+            (span.start.line, span.start.column)
+        };
+        ParseError {
+            line,
+            column,
+            message: message.to_string(),
+        }
+    }
+
+    fn expected(&self, what: &str) -> ParseError {
+        let found = match self.peek() {
+            Token::EOF => "the end of the input".to_string(),
+            t => format!("'{t}'"),
+        };
+        self.error_here(&format!("expected {what}, found {found}"))
+    }
+
+    /// Converts a `sqlparser` error, whose message carries its own position.
+    fn wrap(&self, e: ParserError) -> ParseError {
+        let msg = match e {
+            ParserError::ParserError(m) | ParserError::TokenizerError(m) => m,
+            ParserError::RecursionLimitExceeded => "expression nested too deeply".to_string(),
+        };
+        // "... at Line: 3, Column: 14"
+        if let Some(i) = msg.rfind(" at Line: ") {
+            let pos = &msg[i + " at Line: ".len()..];
+            let mut nums = pos
+                .split(", Column: ")
+                .map(|n| n.trim().parse::<u64>().ok());
+            if let (Some(Some(line)), Some(Some(column))) = (nums.next(), nums.next()) {
+                let (line, column) = if line == 0 { self.end } else { (line, column) };
+                return ParseError {
+                    line,
+                    column,
+                    message: msg[..i].to_string(),
+                };
+            }
+        }
+        self.error_here(&msg)
+    }
+
+    fn name(&mut self) -> Result<Name, ParseError> {
+        match self.parser.next_token().token {
+            Token::Word(w) => Ok(normalize_word(&w.value, w.quote_style)),
+            _ => {
+                self.parser.prev_token();
+                Err(self.expected("a name"))
+            }
+        }
+    }
+
+    fn statement(&mut self) -> Result<Statement, ParseError> {
+        let Some(first) = self.peek_word() else {
+            return Err(self.expected("a statement"));
+        };
+        match first.as_str() {
+            "CREATE" => self.create(),
+            "INSERT" => self.insert(),
+            "SELECT" => Ok(Statement::Query(Box::new(self.select()?))),
+            "DROP" => self.drop(),
+            "SHOW" | "LIST" => self.show(),
+            "DESCRIBE" => self.describe(),
+            "EXPLAIN" => {
+                self.parser.next_token();
+                if let Some(Token::Word(_)) = Some(self.peek()) {
+                    if matches!(self.peek_word().as_deref(), Some("SELECT" | "CREATE" | "INSERT")) {
+                        return Ok(Statement::Explain(Box::new(self.statement()?)));
+                    }
+                }
+                Ok(Statement::ExplainQuery(self.name()?))
+            }
+            "TERMINATE" => {
+                self.parser.next_token();
+                if self.eat_word("ALL") {
+                    Ok(Statement::Terminate(None))
+                } else {
+                    Ok(Statement::Terminate(Some(self.name()?)))
+                }
+            }
+            "PRINT" => self.print(),
+            "SET" => {
+                self.parser.next_token();
+                let name = self.string()?;
+                self.expect_token(&Token::Eq)?;
+                let value = self.string()?;
+                Ok(Statement::Set { name, value })
+            }
+            "UNSET" => {
+                self.parser.next_token();
+                Ok(Statement::Unset(self.string()?))
+            }
+            "DEFINE" => {
+                self.parser.next_token();
+                let name = self.raw_word()?;
+                self.expect_token(&Token::Eq)?;
+                let value = self.string()?;
+                Ok(Statement::Define { name, value })
+            }
+            "UNDEFINE" => {
+                self.parser.next_token();
+                Ok(Statement::Undefine(self.raw_word()?))
+            }
+            _ => Err(self.error_here(&format!(
+                "unknown statement '{first}': expected CREATE, INSERT, SELECT, DROP, SHOW, LIST, DESCRIBE, EXPLAIN, TERMINATE, PRINT, SET, UNSET, DEFINE or UNDEFINE"
+            ))),
+        }
+    }
+
+    fn raw_word(&mut self) -> Result<String, ParseError> {
+        match self.parser.next_token().token {
+            Token::Word(w) => Ok(w.value),
+            _ => {
+                self.parser.prev_token();
+                Err(self.expected("a name"))
+            }
+        }
+    }
+
+    fn string(&mut self) -> Result<String, ParseError> {
+        self.parser.parse_literal_string().map_err(|e| self.wrap(e))
+    }
+
+    fn create(&mut self) -> Result<Statement, ParseError> {
+        self.expect_word("CREATE")?;
+        let or_replace = self.eat_words(&["OR", "REPLACE"]);
+        let read_only = self.eat_word("SOURCE");
+        if !read_only && self.eat_word("TYPE") {
+            let if_not_exists = self.eat_words(&["IF", "NOT", "EXISTS"]);
+            let name = self.name()?;
+            self.expect_word("AS")?;
+            let ty = self.sql_type()?;
+            return Ok(Statement::CreateType {
+                if_not_exists,
+                name,
+                ty,
+            });
+        }
+        let kind = if self.eat_word("STREAM") {
+            SourceKind::Stream
+        } else if self.eat_word("TABLE") {
+            SourceKind::Table
+        } else {
+            return Err(self.expected(if read_only {
+                "STREAM or TABLE"
+            } else {
+                "STREAM, TABLE or TYPE"
+            }));
+        };
+        let if_not_exists = self.eat_words(&["IF", "NOT", "EXISTS"]);
+        let name = self.name()?;
+        let columns = if self.peek() == Token::LParen {
+            self.column_defs()?
+        } else {
+            Vec::new()
+        };
+        let properties = if self.eat_word("WITH") {
+            self.properties()?
+        } else {
+            Properties::default()
+        };
+        if self.eat_word("AS") {
+            if read_only {
+                return Err(self.error_here("CREATE SOURCE cannot have a query"));
+            }
+            if !columns.is_empty() {
+                return Err(self.error_here("a CREATE ... AS SELECT cannot declare columns"));
+            }
+            let query = Box::new(self.select()?);
+            return Ok(Statement::CreateAsSelect(CreateAsSelect {
+                or_replace,
+                kind,
+                if_not_exists,
+                name,
+                properties,
+                query,
+            }));
+        }
+        Ok(Statement::CreateSource(CreateSource {
+            or_replace,
+            read_only,
+            kind,
+            if_not_exists,
+            name,
+            columns,
+            properties,
+        }))
+    }
+
+    fn column_defs(&mut self) -> Result<Vec<ColumnDef>, ParseError> {
+        self.expect_token(&Token::LParen)?;
+        let mut cols = Vec::new();
+        loop {
+            let name = self.name()?;
+            let ty = self.sql_type()?;
+            let role = if self.eat_words(&["PRIMARY", "KEY"]) {
+                ColumnRole::Key { primary: true }
+            } else if self.eat_word("KEY") {
+                ColumnRole::Key { primary: false }
+            } else if self.eat_word("HEADERS") {
+                ColumnRole::Headers
+            } else if self.eat_word("HEADER") {
+                self.expect_token(&Token::LParen)?;
+                let h = self.string()?;
+                self.expect_token(&Token::RParen)?;
+                ColumnRole::Header(h)
+            } else {
+                ColumnRole::Value
+            };
+            cols.push(ColumnDef { name, ty, role });
+            if !self.parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        self.expect_token(&Token::RParen)?;
+        Ok(cols)
+    }
+
+    fn expect_gt(&mut self) -> Result<(), ParseError> {
+        if self.pending_gt > 0 {
+            self.pending_gt -= 1;
+            return Ok(());
+        }
+        match self.peek() {
+            Token::Gt => {
+                self.parser.next_token();
+                Ok(())
+            }
+            Token::ShiftRight => {
+                self.parser.next_token();
+                self.pending_gt += 1;
+                Ok(())
+            }
+            _ => Err(self.expected("'>'")),
+        }
+    }
+
+    fn sql_type(&mut self) -> Result<SqlType, ParseError> {
+        let tok = self.parser.next_token();
+        let Token::Word(w) = tok.token else {
+            self.parser.prev_token();
+            return Err(self.expected("a type"));
+        };
+        if w.quote_style.is_some() {
+            return Ok(SqlType::Named(w.value));
+        }
+        let ty = match w.value.to_ascii_uppercase().as_str() {
+            "BOOLEAN" => SqlType::Boolean,
+            "INT" | "INTEGER" => SqlType::Int,
+            "BIGINT" => SqlType::Bigint,
+            "DOUBLE" => SqlType::Double,
+            "STRING" | "VARCHAR" => SqlType::String,
+            "BYTES" => SqlType::Bytes,
+            "TIMESTAMP" => SqlType::Timestamp,
+            "DATE" => SqlType::Date,
+            "TIME" => SqlType::Time,
+            "DECIMAL" => {
+                self.expect_token(&Token::LParen)?;
+                let precision = self.parser.parse_literal_uint().map_err(|e| self.wrap(e))?;
+                self.expect_token(&Token::Comma)?;
+                let scale = self.parser.parse_literal_uint().map_err(|e| self.wrap(e))?;
+                self.expect_token(&Token::RParen)?;
+                if precision == 0 || precision > 38 || scale > precision {
+                    return Err(self.error_here(&format!("invalid DECIMAL({precision}, {scale}): precision must be 1 to 38 and scale at most the precision")));
+                }
+                SqlType::Decimal {
+                    precision: precision as u8,
+                    scale: scale as i8,
+                }
+            }
+            "ARRAY" => {
+                self.expect_token(&Token::Lt)?;
+                let inner = self.sql_type()?;
+                self.expect_gt()?;
+                SqlType::Array(Box::new(inner))
+            }
+            "MAP" => {
+                self.expect_token(&Token::Lt)?;
+                let k = self.sql_type()?;
+                self.expect_token(&Token::Comma)?;
+                let v = self.sql_type()?;
+                self.expect_gt()?;
+                SqlType::Map(Box::new(k), Box::new(v))
+            }
+            "STRUCT" => {
+                self.expect_token(&Token::Lt)?;
+                let mut fields = Vec::new();
+                if self.peek() != Token::Gt {
+                    loop {
+                        let n = self.name()?;
+                        let t = self.sql_type()?;
+                        fields.push((n, t));
+                        if !self.parser.consume_token(&Token::Comma) {
+                            break;
+                        }
+                    }
+                }
+                self.expect_gt()?;
+                SqlType::Struct(fields)
+            }
+            other => SqlType::Named(other.to_string()),
+        };
+        Ok(ty)
+    }
+
+    fn properties(&mut self) -> Result<Properties, ParseError> {
+        self.expect_token(&Token::LParen)?;
+        let mut props = Vec::new();
+        loop {
+            let key = match self.parser.next_token().token {
+                Token::Word(w) => w.value.to_ascii_uppercase(),
+                Token::SingleQuotedString(s) => s.to_ascii_uppercase(),
+                _ => {
+                    self.parser.prev_token();
+                    return Err(self.expected("a property name"));
+                }
+            };
+            self.expect_token(&Token::Eq)?;
+            let value = match self.parser.next_token().token {
+                Token::SingleQuotedString(s) => PropertyValue::String(s),
+                Token::Number(n, _) => PropertyValue::Number(n),
+                Token::Minus => match self.parser.next_token().token {
+                    Token::Number(n, _) => PropertyValue::Number(format!("-{n}")),
+                    _ => return Err(self.expected("a number")),
+                },
+                Token::Word(w) if w.value.eq_ignore_ascii_case("true") => {
+                    PropertyValue::Boolean(true)
+                }
+                Token::Word(w) if w.value.eq_ignore_ascii_case("false") => {
+                    PropertyValue::Boolean(false)
+                }
+                _ => {
+                    self.parser.prev_token();
+                    return Err(self.expected("a string, number or boolean"));
+                }
+            };
+            if props.iter().any(|(k, _)| *k == key) {
+                return Err(self.error_here(&format!("duplicate property {key}")));
+            }
+            props.push((key, value));
+            if !self.parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        self.expect_token(&Token::RParen)?;
+        Ok(Properties(props))
+    }
+
+    fn insert(&mut self) -> Result<Statement, ParseError> {
+        self.expect_word("INSERT")?;
+        self.expect_word("INTO")?;
+        let target = self.name()?;
+        let columns = if self.peek() == Token::LParen {
+            self.parser.next_token();
+            let mut cols = vec![self.name()?];
+            while self.parser.consume_token(&Token::Comma) {
+                cols.push(self.name()?);
+            }
+            self.expect_token(&Token::RParen)?;
+            Some(cols)
+        } else {
+            None
+        };
+        if self.eat_word("VALUES") {
+            self.expect_token(&Token::LParen)?;
+            let values = self
+                .parser
+                .parse_comma_separated(Parser::parse_expr)
+                .map_err(|e| self.wrap(e))?;
+            self.expect_token(&Token::RParen)?;
+            return Ok(Statement::InsertValues {
+                target,
+                columns,
+                values,
+            });
+        }
+        if columns.is_some() {
+            return Err(self.expected("VALUES"));
+        }
+        Ok(Statement::InsertInto {
+            target,
+            query: Box::new(self.select()?),
+        })
+    }
+
+    fn select(&mut self) -> Result<Select, ParseError> {
+        self.expect_word("SELECT")?;
+        let items: Vec<SelectItem> = self.parser.parse_projection().map_err(|e| self.wrap(e))?;
+        self.expect_word("FROM")?;
+        let source = self.relation()?;
+        let mut joins = Vec::new();
+        loop {
+            let kind = if self.eat_word("JOIN") || self.eat_words(&["INNER", "JOIN"]) {
+                JoinKind::Inner
+            } else if self.eat_words(&["LEFT", "JOIN"])
+                || self.eat_words(&["LEFT", "OUTER", "JOIN"])
+            {
+                JoinKind::Left
+            } else if self.eat_words(&["RIGHT", "JOIN"])
+                || self.eat_words(&["RIGHT", "OUTER", "JOIN"])
+            {
+                JoinKind::Right
+            } else if self.eat_words(&["FULL", "JOIN"])
+                || self.eat_words(&["FULL", "OUTER", "JOIN"])
+            {
+                JoinKind::Full
+            } else {
+                break;
+            };
+            let relation = self.relation()?;
+            let within = if self.eat_word("WITHIN") {
+                Some(self.within()?)
+            } else {
+                None
+            };
+            self.expect_word("ON")?;
+            let on = self.expr()?;
+            joins.push(Join {
+                kind,
+                relation,
+                within,
+                on,
+            });
+        }
+        let window = if self.eat_word("WINDOW") {
+            Some(self.window()?)
+        } else {
+            None
+        };
+        let where_clause = if self.eat_word("WHERE") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
+        let group_by = if self.eat_words(&["GROUP", "BY"]) {
+            self.expr_list()?
+        } else {
+            Vec::new()
+        };
+        let partition_by = if self.eat_words(&["PARTITION", "BY"]) {
+            self.expr_list()?
+        } else {
+            Vec::new()
+        };
+        let having = if self.eat_word("HAVING") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
+        let emit = if self.eat_word("EMIT") {
+            if self.eat_word("CHANGES") {
+                Some(Emit::Changes)
+            } else if self.eat_word("FINAL") {
+                Some(Emit::Final)
+            } else {
+                return Err(self.expected("CHANGES or FINAL"));
+            }
+        } else {
+            None
+        };
+        let limit = if self.eat_word("LIMIT") {
+            Some(self.parser.parse_literal_uint().map_err(|e| self.wrap(e))?)
+        } else {
+            None
+        };
+        Ok(Select {
+            items,
+            from: FromClause { source, joins },
+            window,
+            where_clause,
+            group_by,
+            partition_by,
+            having,
+            emit,
+            limit,
+        })
+    }
+
+    fn expr(&mut self) -> Result<Expr, ParseError> {
+        self.parser.parse_expr().map_err(|e| self.wrap(e))
+    }
+
+    fn expr_list(&mut self) -> Result<Vec<Expr>, ParseError> {
+        self.parser
+            .parse_comma_separated(Parser::parse_expr)
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn relation(&mut self) -> Result<Relation, ParseError> {
+        let name = self.name()?;
+        let explicit = self.eat_word("AS");
+        let alias = match self.peek_word() {
+            Some(w) if !explicit && CLAUSE_WORDS.contains(&w.as_str()) => None,
+            _ if matches!(self.peek(), Token::Word(_)) => Some(self.name()?),
+            _ if explicit => return Err(self.expected("an alias")),
+            _ => None,
+        };
+        Ok(Relation { name, alias })
+    }
+
+    fn duration_ms(&mut self) -> Result<u64, ParseError> {
+        let n = self.parser.parse_literal_uint().map_err(|e| self.wrap(e))?;
+        let unit = self
+            .peek_word()
+            .ok_or_else(|| self.expected("a time unit"))?;
+        let ms = match unit.trim_end_matches('S') {
+            "MILLISECOND" => 1,
+            "SECOND" => 1000,
+            "MINUTE" => 60_000,
+            "HOUR" => 3_600_000,
+            "DAY" => 86_400_000,
+            _ => return Err(self.expected("MILLISECONDS, SECONDS, MINUTES, HOURS or DAYS")),
+        };
+        self.parser.next_token();
+        Ok(n * ms)
+    }
+
+    fn within(&mut self) -> Result<Within, ParseError> {
+        let (before_ms, after_ms) = if self.parser.consume_token(&Token::LParen) {
+            let b = self.duration_ms()?;
+            self.expect_token(&Token::Comma)?;
+            let a = self.duration_ms()?;
+            self.expect_token(&Token::RParen)?;
+            (b, a)
+        } else {
+            let d = self.duration_ms()?;
+            (d, d)
+        };
+        let grace_ms = if self.eat_words(&["GRACE", "PERIOD"]) {
+            Some(self.duration_ms()?)
+        } else {
+            None
+        };
+        Ok(Within {
+            before_ms,
+            after_ms,
+            grace_ms,
+        })
+    }
+
+    fn window(&mut self) -> Result<WindowSpec, ParseError> {
+        let kind = self
+            .peek_word()
+            .ok_or_else(|| self.expected("TUMBLING, HOPPING or SESSION"))?;
+        self.parser.next_token();
+        self.expect_token(&Token::LParen)?;
+        let (mut size, mut advance, mut gap, mut retention, mut grace) =
+            (None, None, None, None, None);
+        match kind.as_str() {
+            "SESSION" => gap = Some(self.duration_ms()?),
+            "TUMBLING" | "HOPPING" => {}
+            _ => {
+                self.parser.prev_token();
+                self.parser.prev_token();
+                return Err(self.expected("TUMBLING, HOPPING or SESSION"));
+            }
+        }
+        loop {
+            if self.parser.consume_token(&Token::RParen) {
+                break;
+            }
+            let _ = self.parser.consume_token(&Token::Comma);
+            if self.eat_word("SIZE") {
+                size = Some(self.duration_ms()?);
+            } else if self.eat_words(&["ADVANCE", "BY"]) {
+                advance = Some(self.duration_ms()?);
+            } else if self.eat_word("RETENTION") {
+                retention = Some(self.duration_ms()?);
+            } else if self.eat_words(&["GRACE", "PERIOD"]) {
+                grace = Some(self.duration_ms()?);
+            } else {
+                return Err(self.expected("SIZE, ADVANCE BY, RETENTION, GRACE PERIOD or ')'"));
+            }
+        }
+        let need = |v: Option<u64>, what: &str, p: &Self| {
+            v.ok_or_else(|| p.error_here(&format!("{kind} window needs {what}")))
+        };
+        Ok(match kind.as_str() {
+            "TUMBLING" => WindowSpec::Tumbling {
+                size_ms: need(size, "SIZE", self)?,
+                retention_ms: retention,
+                grace_ms: grace,
+            },
+            "HOPPING" => WindowSpec::Hopping {
+                size_ms: need(size, "SIZE", self)?,
+                advance_ms: need(advance, "ADVANCE BY", self)?,
+                retention_ms: retention,
+                grace_ms: grace,
+            },
+            _ => WindowSpec::Session {
+                gap_ms: gap.expect("parsed above"),
+                retention_ms: retention,
+                grace_ms: grace,
+            },
+        })
+    }
+
+    fn drop(&mut self) -> Result<Statement, ParseError> {
+        self.expect_word("DROP")?;
+        if self.eat_word("TYPE") {
+            let if_exists = self.eat_words(&["IF", "EXISTS"]);
+            return Ok(Statement::DropType {
+                if_exists,
+                name: self.name()?,
+            });
+        }
+        let kind = if self.eat_word("STREAM") {
+            SourceKind::Stream
+        } else if self.eat_word("TABLE") {
+            SourceKind::Table
+        } else {
+            return Err(self.expected("STREAM, TABLE or TYPE"));
+        };
+        let if_exists = self.eat_words(&["IF", "EXISTS"]);
+        let name = self.name()?;
+        let delete_topic = self.eat_words(&["DELETE", "TOPIC"]);
+        Ok(Statement::Drop {
+            kind,
+            if_exists,
+            name,
+            delete_topic,
+        })
+    }
+
+    fn show(&mut self) -> Result<Statement, ParseError> {
+        self.parser.next_token();
+        let all = self.eat_word("ALL");
+        let what = self.peek_word().ok_or_else(|| {
+            self.expected(
+                "STREAMS, TABLES, TOPICS, QUERIES, FUNCTIONS, PROPERTIES, TYPES or VARIABLES",
+            )
+        })?;
+        self.parser.next_token();
+        let extended = self.eat_word("EXTENDED");
+        Ok(Statement::Show(match what.as_str() {
+            "STREAMS" => ShowKind::Streams { extended },
+            "TABLES" => ShowKind::Tables { extended },
+            "TOPICS" => ShowKind::Topics { all, extended },
+            "QUERIES" => ShowKind::Queries { extended },
+            "FUNCTIONS" => ShowKind::Functions,
+            "PROPERTIES" => ShowKind::Properties,
+            "TYPES" => ShowKind::Types,
+            "VARIABLES" => ShowKind::Variables,
+            _ => {
+                self.parser.prev_token();
+                return Err(self.expected(
+                    "STREAMS, TABLES, TOPICS, QUERIES, FUNCTIONS, PROPERTIES, TYPES or VARIABLES",
+                ));
+            }
+        }))
+    }
+
+    fn describe(&mut self) -> Result<Statement, ParseError> {
+        self.expect_word("DESCRIBE")?;
+        if self.eat_word("FUNCTION") {
+            return Ok(Statement::DescribeFunction(self.name()?));
+        }
+        if self.eat_word("STREAMS") || self.eat_word("TABLES") {
+            return Err(self.error_here(
+                "DESCRIBE STREAMS/TABLES is not supported; use SHOW STREAMS EXTENDED",
+            ));
+        }
+        let extended = self.eat_word("EXTENDED");
+        Ok(Statement::Describe {
+            name: self.name()?,
+            extended,
+        })
+    }
+
+    fn print(&mut self) -> Result<Statement, ParseError> {
+        self.expect_word("PRINT")?;
+        let topic = match self.parser.next_token().token {
+            Token::Word(w) => w.value,
+            Token::SingleQuotedString(s) => s,
+            _ => {
+                self.parser.prev_token();
+                return Err(self.expected("a topic name"));
+            }
+        };
+        let from_beginning = self.eat_words(&["FROM", "BEGINNING"]);
+        let mut interval = None;
+        let mut limit = None;
+        loop {
+            if self.eat_word("INTERVAL") || self.eat_word("SAMPLE") {
+                interval = Some(self.parser.parse_literal_uint().map_err(|e| self.wrap(e))?);
+            } else if self.eat_word("LIMIT") {
+                limit = Some(self.parser.parse_literal_uint().map_err(|e| self.wrap(e))?);
+            } else {
+                break;
+            }
+        }
+        Ok(Statement::Print(Print {
+            topic,
+            from_beginning,
+            interval,
+            limit,
+        }))
+    }
+}
+
+/// ksqlDB's identifier rule: unquoted names are upper-cased.
+pub fn normalize(ident: &Ident) -> Name {
+    normalize_word(&ident.value, ident.quote_style)
+}
+
+fn normalize_word(value: &str, quote_style: Option<char>) -> Name {
+    match quote_style {
+        None => value.to_ascii_uppercase(),
+        Some(_) => value.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_create_stream_with_keys_and_properties() {
+        let s = parse_statement(
+            "CREATE STREAM test (K STRING KEY, id bigint, `Name` varchar, m MAP<STRING, ARRAY<INT>>, d DECIMAL(4, 2)) WITH (kafka_topic='test_topic', value_format='DELIMITED', partitions=2);",
+        )
+        .unwrap();
+        let Statement::CreateSource(c) = s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(c.name, "TEST");
+        assert_eq!(c.kind, SourceKind::Stream);
+        let names: Vec<_> = c.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["K", "ID", "Name", "M", "D"]);
+        assert_eq!(c.columns[0].role, ColumnRole::Key { primary: false });
+        assert_eq!(
+            c.columns[3].ty,
+            SqlType::Map(
+                Box::new(SqlType::String),
+                Box::new(SqlType::Array(Box::new(SqlType::Int)))
+            )
+        );
+        assert_eq!(
+            c.properties.text("KAFKA_TOPIC").as_deref(),
+            Some("test_topic")
+        );
+        assert_eq!(c.properties.text("PARTITIONS").as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn parses_a_create_as_select_with_clauses() {
+        let s = parse_statement(
+            "CREATE TABLE S1 WITH (value_format='JSON') AS SELECT k, COUNT(*) AS c FROM test t WINDOW TUMBLING (SIZE 1 MINUTE, GRACE PERIOD 10 SECONDS) WHERE id > 100 GROUP BY k HAVING COUNT(*) > 1 EMIT CHANGES;",
+        )
+        .unwrap();
+        let Statement::CreateAsSelect(c) = s else {
+            panic!()
+        };
+        assert_eq!(
+            c.query.from.source,
+            Relation {
+                name: "TEST".into(),
+                alias: Some("T".into())
+            }
+        );
+        assert_eq!(
+            c.query.window,
+            Some(WindowSpec::Tumbling {
+                size_ms: 60_000,
+                retention_ms: None,
+                grace_ms: Some(10_000)
+            })
+        );
+        assert!(c.query.where_clause.is_some() && c.query.having.is_some());
+        assert_eq!(c.query.emit, Some(Emit::Changes));
+        assert_eq!(c.query.group_by.len(), 1);
+    }
+
+    #[test]
+    fn parses_joins_with_within() {
+        let s = parse_statement("SELECT * FROM a JOIN b WITHIN (1 SECOND, 2 HOURS) GRACE PERIOD 5 MINUTES ON a.id = b.id LEFT JOIN c ON a.x = c.x EMIT CHANGES LIMIT 3").unwrap();
+        let Statement::Query(q) = s else { panic!() };
+        assert_eq!(q.from.joins.len(), 2);
+        assert_eq!(
+            q.from.joins[0].within,
+            Some(Within {
+                before_ms: 1000,
+                after_ms: 7_200_000,
+                grace_ms: Some(300_000)
+            })
+        );
+        assert_eq!(q.from.joins[1].kind, JoinKind::Left);
+        assert_eq!(q.limit, Some(3));
+    }
+
+    #[test]
+    fn splits_scripts_and_keeps_statement_text() {
+        let all = parse_statements("SET 'auto.offset.reset'='earliest';\n  DROP STREAM IF EXISTS s DELETE TOPIC;\nSHOW STREAMS").unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[1].1, "DROP STREAM IF EXISTS s DELETE TOPIC");
+        assert_eq!(
+            all[0].0,
+            Statement::Set {
+                name: "auto.offset.reset".into(),
+                value: "earliest".into()
+            }
+        );
+    }
+
+    #[test]
+    fn errors_say_line_column_and_what_was_expected() {
+        let e = parse_statement("CREATE STREAM s (a INT)\n  WITH (kafka_topic = );").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 23), "{e}");
+        assert!(
+            e.message.contains("expected a string, number or boolean"),
+            "{e}"
+        );
+        let e = parse_statement("SELEKT 1").unwrap_err();
+        assert_eq!((e.line, e.column), (1, 1));
+        let e = parse_statement("SELECT a FROM s WHERE").unwrap_err();
+        assert!(e.to_string().starts_with("line 1:"), "{e}");
+        let e =
+            parse_statement("CREATE STREAM s (a ARRAY<ARRAY<INT>>, b INT) WITH (kafka_topic='t');")
+                .map(|_| ());
+        assert!(e.is_ok(), "nested >> closes two type arguments: {e:?}");
+    }
+}

@@ -1,0 +1,136 @@
+//! Rewrites ksqlDB expressions into the SQL DataFusion plans.
+//!
+//! - Identifiers follow ksqlDB's rule (unquoted names are upper case) and are then quoted, so
+//!   DataFusion, with its own normalization off, sees exact column names.
+//! - `a->b` (struct field) becomes `get_field(a, 'B')`.
+//! - Function names are looked up in DataFusion's lower-case registry; ksqlDB's names that
+//!   differ are mapped to the equivalent function.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
+    ObjectNamePart, Value,
+};
+use sqlparser::dialect::GenericDialect;
+use sqlparser::parser::Parser;
+
+use crate::parser::normalize;
+
+/// A quoted identifier holding exactly `name`.
+pub(crate) fn quoted(name: &str) -> Ident {
+    Ident::with_quote('"', name)
+}
+
+/// ksqlDB's function names that DataFusion spells differently.
+fn function_name(ksql: &str) -> String {
+    let lower = ksql.to_ascii_lowercase();
+    match lower.as_str() {
+        "ucase" => "upper",
+        "lcase" => "lower",
+        "len" => "character_length",
+        "ifnull" => "coalesce",
+        other => other,
+    }
+    .to_string()
+}
+
+/// A call of function `name` with `args`.
+pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
+    let mut e = Parser::new(&GenericDialect {})
+        .try_with_sql(&format!("{name}(0)"))
+        .and_then(|mut p| p.parse_expr())
+        .expect("a call parses");
+    if let Expr::Function(f) = &mut e {
+        if let FunctionArguments::List(list) = &mut f.args {
+            list.args = args
+                .into_iter()
+                .map(|a| FunctionArg::Unnamed(FunctionArgExpr::Expr(a)))
+                .collect();
+        }
+    }
+    e
+}
+
+pub(crate) fn string_literal(s: &str) -> Expr {
+    Expr::Value(Value::SingleQuotedString(s.to_string()).into())
+}
+
+/// Rewrites `e` in place for DataFusion.
+pub(crate) fn rewrite(e: &mut Expr) {
+    let _ = sqlparser::ast::visit_expressions_mut(e, |expr| {
+        match expr {
+            Expr::Identifier(id) => *id = quoted(&normalize(id)),
+            Expr::CompoundIdentifier(ids) => {
+                ids.iter_mut().for_each(|id| *id = quoted(&normalize(id)))
+            }
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Arrow,
+                right,
+            } => {
+                let field = match right.as_ref() {
+                    Expr::Identifier(id) => Some(id.value.clone()),
+                    _ => None,
+                };
+                if let Some(field) = field {
+                    let base = std::mem::replace(left.as_mut(), Expr::Value(Value::Null.into()));
+                    *expr = call("get_field", vec![base, string_literal(&field)]);
+                }
+            }
+            Expr::Function(f) => {
+                if let [ObjectNamePart::Identifier(id)] = f.name.0.as_slice() {
+                    let name = function_name(&id.value);
+                    f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]);
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
+/// The column name ksqlDB gives an unaliased select item, if it is not a generated one: a
+/// column's own name, or a struct field's name for `a->b`.
+pub(crate) fn natural_name(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Identifier(id) => Some(normalize(id)),
+        Expr::CompoundIdentifier(ids) => ids.last().map(normalize),
+        Expr::BinaryOp {
+            op: BinaryOperator::Arrow,
+            right,
+            ..
+        } => natural_name(right),
+        Expr::Nested(inner) => natural_name(inner),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::KsqlDialect;
+
+    fn rewritten(sql: &str) -> String {
+        let mut e = Parser::new(&KsqlDialect)
+            .try_with_sql(sql)
+            .unwrap()
+            .parse_expr()
+            .unwrap();
+        rewrite(&mut e);
+        e.to_string()
+    }
+
+    #[test]
+    fn quotes_names_and_maps_functions() {
+        assert_eq!(
+            rewritten("ucase(name) || `Mixed`"),
+            r#"upper("NAME") || "Mixed""#
+        );
+        assert_eq!(
+            rewritten("a->b->c = 1"),
+            r#"get_field(get_field("A", 'B'), 'C') = 1"#
+        );
+        assert_eq!(rewritten("t.id"), r#""T"."ID""#);
+    }
+}

@@ -1,0 +1,741 @@
+//! A session: executes statements against a data directory, keeping the catalog and the
+//! persistent queries it started.
+//!
+//! [`Session::run_until_idle`] is the deterministic driver: it runs each query, in the order
+//! they were created, over everything readable, and repeats until none has anything left. A
+//! query that reads another's output therefore sees it after the upstream query consumed its
+//! input, as ksqlDB's test runner specifies.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::catalog::MemTable;
+use datafusion::common::ScalarValue;
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::optimizer::Analyzer;
+use eddy_engine::schema::source_schema;
+use eddy_engine::{Codec, EventTime, Format, Pipeline, ProcessingLog, Sink, Source};
+use eddy_log::{Log, TopicConfig};
+
+use crate::ast::*;
+use crate::catalog::{Catalog, Column, SourceDef};
+use crate::error::{invalid, unsupported, Missing, Result, SqlError};
+use crate::planner::plan_select;
+use crate::rewrite::rewrite;
+use crate::types::SqlType;
+
+/// What a statement did, for the REPL and the test runner to show.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Message(String),
+    QueryStarted { id: String, message: String },
+}
+
+struct RunningQuery {
+    pipeline: Pipeline,
+    sink: String,
+    sources: Vec<String>,
+}
+
+pub struct Session {
+    log: Log,
+    plog: ProcessingLog,
+    pub catalog: Catalog,
+    df: SessionContext,
+    queries: Vec<RunningQuery>,
+    /// `SET` properties.
+    pub properties: BTreeMap<String, String>,
+    next_query: usize,
+}
+
+impl Session {
+    pub fn new(log: Log) -> Session {
+        let mut config = SessionConfig::new();
+        let opts = config.options_mut();
+        opts.sql_parser.enable_ident_normalization = false;
+        opts.sql_parser.map_string_types_to_utf8view = false;
+        Session {
+            plog: ProcessingLog::new(log.clone()),
+            log,
+            catalog: Catalog::default(),
+            df: SessionContext::new_with_config(config),
+            queries: Vec::new(),
+            properties: BTreeMap::new(),
+            next_query: 0,
+        }
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Executes one parsed statement; `text` is its source, kept in the catalog.
+    pub fn execute(&mut self, stmt: &Statement, text: &str) -> Result<Outcome> {
+        match stmt {
+            Statement::CreateSource(c) => self.create_source(c, text),
+            Statement::CreateAsSelect(c) => self.create_as_select(c, text),
+            Statement::InsertInto { target, query } => self.insert_into(target, query),
+            Statement::InsertValues {
+                target,
+                columns,
+                values,
+            } => self.insert_values(target, columns.as_deref(), values),
+            Statement::Drop {
+                kind,
+                if_exists,
+                name,
+                delete_topic,
+            } => self.drop_source(*kind, *if_exists, name, *delete_topic),
+            Statement::Set { name, value } => {
+                self.properties.insert(name.clone(), value.clone());
+                Ok(Outcome::Message(format!(
+                    "Successfully changed local property '{name}' to '{value}'."
+                )))
+            }
+            Statement::Unset(name) => {
+                self.properties.remove(name);
+                Ok(Outcome::Message(format!(
+                    "Successfully unset local property '{name}'."
+                )))
+            }
+            Statement::CreateType {
+                if_not_exists,
+                name,
+                ty,
+            } => {
+                if self.catalog.types.contains_key(name) {
+                    if *if_not_exists {
+                        return Ok(Outcome::Message(format!("Type {name} already exists")));
+                    }
+                    return invalid(format!("Cannot register custom type '{name}' since it is already registered with type: {}", self.catalog.types[name]));
+                }
+                let resolved = self.catalog.resolve(ty).map_err(SqlError::Invalid)?;
+                self.catalog.types.insert(name.clone(), resolved);
+                Ok(Outcome::Message(format!(
+                    "Registered custom type with name '{name}'"
+                )))
+            }
+            Statement::DropType { if_exists, name } => match self.catalog.types.remove(name) {
+                Some(_) => Ok(Outcome::Message(format!("Dropped type '{name}'"))),
+                None if *if_exists => Ok(Outcome::Message(format!("Type {name} does not exist"))),
+                None => invalid(format!("Type {name} does not exist.")),
+            },
+            Statement::Terminate(id) => {
+                let before = self.queries.len();
+                match id {
+                    None => self.queries.clear(),
+                    Some(id) => self
+                        .queries
+                        .retain(|q| !q.pipeline.id.eq_ignore_ascii_case(id)),
+                }
+                if self.queries.len() == before && id.is_some() {
+                    return invalid(format!(
+                        "Unknown queryId: {}",
+                        id.as_deref().unwrap_or_default()
+                    ));
+                }
+                Ok(Outcome::Message("Query terminated.".into()))
+            }
+            other => Err(unsupported(
+                Missing::Feature,
+                format!("{} statements in this mode", statement_kind(other)),
+            )),
+        }
+    }
+
+    /// Runs every persistent query until none has anything left to read.
+    pub fn run_until_idle(&mut self) -> Result<()> {
+        loop {
+            let mut progress = 0;
+            for q in &mut self.queries {
+                progress += q.pipeline.run_available(&self.log, &self.plog)?;
+            }
+            if progress == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    fn reads_from_beginning(&self) -> bool {
+        self.properties
+            .get("auto.offset.reset")
+            .is_some_and(|v| v.eq_ignore_ascii_case("earliest"))
+    }
+
+    fn create_source(&mut self, c: &CreateSource, text: &str) -> Result<Outcome> {
+        let what = kind_name(c.kind);
+        if let Some(existing) = self.catalog.source(&c.name) {
+            if c.if_not_exists {
+                return Ok(Outcome::Message(format!(
+                    "Cannot add {what} {}: A {} with the same name already exists.",
+                    c.name,
+                    kind_name(existing.kind)
+                )));
+            }
+            if !c.or_replace {
+                return invalid(format!(
+                    "Cannot add {what} '{}': A {} with the same name already exists",
+                    c.name,
+                    kind_name(existing.kind).to_lowercase()
+                ));
+            }
+        }
+        let props = &c.properties;
+        let Some(topic) = props.text("KAFKA_TOPIC") else {
+            return invalid(
+                "Missing required property \"KAFKA_TOPIC\" which has no default value.",
+            );
+        };
+        let (key_format, value_format) = formats(props, None)?;
+        let mut key_columns = Vec::new();
+        let mut value_columns = Vec::new();
+        for col in &c.columns {
+            let ty = self.catalog.resolve(&col.ty).map_err(SqlError::Invalid)?;
+            if key_columns
+                .iter()
+                .chain(&value_columns)
+                .any(|x: &Column| x.name == col.name)
+            {
+                return invalid(format!("Duplicate column names: {}", col.name));
+            }
+            let column = Column {
+                name: col.name.clone(),
+                ty,
+            };
+            match (&col.role, c.kind) {
+                (ColumnRole::Key { primary: true }, SourceKind::Stream) => {
+                    return invalid(format!("Column `{}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL constraints.", col.name))
+                }
+                (ColumnRole::Key { primary: false }, SourceKind::Table) => {
+                    return invalid(format!("Column `{}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL constraints.", col.name))
+                }
+                (ColumnRole::Key { .. }, _) => key_columns.push(column),
+                (ColumnRole::Value, _) => value_columns.push(column),
+                (ColumnRole::Headers | ColumnRole::Header(_), _) => return Err(unsupported(Missing::Feature, "HEADER columns")),
+            }
+        }
+        if c.kind == SourceKind::Table && key_columns.is_empty() {
+            return invalid("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.");
+        }
+        if value_columns.is_empty() && c.columns.is_empty() {
+            return Err(unsupported(
+                Missing::Feature,
+                "inferring columns from a schema registry",
+            ));
+        }
+        if value_columns.is_empty() {
+            return invalid("The statement does not define any value columns.");
+        }
+        let timestamp_column = timestamp_column(props, &value_columns)?;
+        let def = SourceDef {
+            name: c.name.clone(),
+            kind: c.kind,
+            topic: topic.clone(),
+            key_columns,
+            value_columns,
+            key_format,
+            value_format,
+            wrap_single_value: wrap_single(props)?,
+            timestamp_column,
+            read_only: c.read_only,
+            sql: text.to_string(),
+        };
+        codecs(&def)?;
+        if self.log.topic(&topic).is_err() {
+            let partitions = match props.text("PARTITIONS") {
+                Some(p) => p.parse::<u32>().map_err(|_| SqlError::Invalid(format!("invalid PARTITIONS {p}")))?,
+                None => {
+                    return invalid(format!(
+                        "Topic '{topic}' does not exist. If you want to create a new topic for the {} please re-run the statement providing the required 'PARTITIONS' configuration in the WITH clause (and optionally 'REPLICAS'). For example: CREATE {} {} (...) WITH (KAFKA_TOPIC='{topic}', PARTITIONS=2, ...);",
+                        what.to_lowercase(), what, c.name
+                    ))
+                }
+            };
+            self.log
+                .create_topic(&topic, TopicConfig::with_partitions(partitions))?;
+        }
+        self.register(def)?;
+        Ok(Outcome::Message(format!("{what} created")))
+    }
+
+    fn register(&mut self, def: SourceDef) -> Result<()> {
+        let schema = source_schema(
+            &def.key_columns
+                .iter()
+                .map(Column::field)
+                .collect::<Vec<_>>(),
+            &def.value_columns
+                .iter()
+                .map(Column::field)
+                .collect::<Vec<_>>(),
+        );
+        let _ = self.df.deregister_table(def.name.as_str());
+        self.df.register_table(
+            datafusion::common::TableReference::bare(def.name.clone()),
+            Arc::new(MemTable::try_new(schema, vec![vec![]])?),
+        )?;
+        self.catalog.sources.insert(def.name.clone(), def);
+        Ok(())
+    }
+
+    fn create_as_select(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {
+        let what = kind_name(c.kind);
+        if let Some(existing) = self.catalog.source(&c.name) {
+            if c.if_not_exists {
+                return Ok(Outcome::Message(format!(
+                    "Cannot add {what} {}: A {} with the same name already exists.",
+                    c.name,
+                    kind_name(existing.kind)
+                )));
+            }
+            if !c.or_replace {
+                return invalid(format!(
+                    "Cannot add {what} '{}': A {} with the same name already exists",
+                    c.name,
+                    kind_name(existing.kind).to_lowercase()
+                ));
+            }
+        }
+        let state = self.df.state();
+        let planned = plan_select(&state, &self.catalog, &c.query)?;
+        if planned.result_kind != c.kind {
+            let (produces, use_) = match planned.result_kind {
+                SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
+                SourceKind::Table => ("TABLE", "CREATE TABLE AS SELECT"),
+            };
+            return invalid(format!("Invalid result type. Your SELECT query produces a {produces}. Please use {use_} statement instead."));
+        }
+        let props = &c.properties;
+        let source = planned.source.clone();
+        let topic = props.text("KAFKA_TOPIC").unwrap_or_else(|| c.name.clone());
+        let (key_format, value_format) = formats(props, Some(&source))?;
+        let def = SourceDef {
+            name: c.name.clone(),
+            kind: c.kind,
+            topic: topic.clone(),
+            key_columns: planned.key_columns.clone(),
+            value_columns: planned.value_columns.clone(),
+            key_format,
+            value_format,
+            wrap_single_value: match props.get("WRAP_SINGLE_VALUE") {
+                Some(_) => wrap_single(props)?,
+                None => source.wrap_single_value,
+            },
+            timestamp_column: timestamp_column(props, &planned.value_columns)?,
+            read_only: false,
+            sql: text.to_string(),
+        };
+        if def.value_columns.is_empty() {
+            return invalid("The projection contains no value columns.");
+        }
+        codecs(&def)?;
+        let partitions = match props.text("PARTITIONS") {
+            Some(p) => p
+                .parse::<u32>()
+                .map_err(|_| SqlError::Invalid(format!("invalid PARTITIONS {p}")))?,
+            None => self.log.topic(&source.topic)?.partition_count(),
+        };
+        if self.log.topic(&topic).is_err() {
+            self.log
+                .create_topic(&topic, TopicConfig::with_partitions(partitions))?;
+        }
+        let id = format!(
+            "{}_{}_{}",
+            if c.kind == SourceKind::Stream {
+                "CSAS"
+            } else {
+                "CTAS"
+            },
+            c.name,
+            self.next_query
+        );
+        self.start_query(id.clone(), planned, &def)?;
+        self.register(def)?;
+        Ok(Outcome::QueryStarted {
+            message: format!("Created query with ID {id}"),
+            id,
+        })
+    }
+
+    fn insert_into(&mut self, target: &str, query: &Select) -> Result<Outcome> {
+        let Some(def) = self.catalog.source(target).cloned() else {
+            return invalid(format!("{target} does not exist."));
+        };
+        if def.read_only {
+            return invalid(format!(
+                "Cannot insert into read-only {} {target}.",
+                kind_name(def.kind).to_lowercase()
+            ));
+        }
+        let state = self.df.state();
+        let planned = plan_select(&state, &self.catalog, query)?;
+        let same = |a: &[Column], b: &[Column]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.ty == y.ty)
+        };
+        if !same(&planned.key_columns, &def.key_columns)
+            || !same(&planned.value_columns, &def.value_columns)
+        {
+            return invalid(format!(
+                "Incompatible schema between results and sink.\nResult schema is {}\nSink schema is {}",
+                schema_text(&planned.key_columns, &planned.value_columns),
+                def.schema_text()
+            ));
+        }
+        let id = format!("INSERTQUERY_{}", self.next_query);
+        self.start_query(id.clone(), planned, &def)?;
+        Ok(Outcome::QueryStarted {
+            message: format!("Created query with ID {id}"),
+            id,
+        })
+    }
+
+    fn start_query(
+        &mut self,
+        id: String,
+        planned: crate::planner::PlannedSelect,
+        sink_def: &SourceDef,
+    ) -> Result<()> {
+        let source_def = &planned.source;
+        let (key, value) = codecs(source_def)?;
+        let event_time = match &source_def.timestamp_column {
+            Some(c) => EventTime::Column(
+                source_def
+                    .value_columns
+                    .iter()
+                    .position(|v| &v.name == c)
+                    .expect("validated"),
+            ),
+            None => EventTime::RecordTimestamp,
+        };
+        let source = Source::new(self.log.topic(&source_def.topic)?, key, value, event_time);
+        let (sink_key, sink_value) = codecs(sink_def)?;
+        let timestamp_column = match &sink_def.timestamp_column {
+            Some(c) => {
+                planned.value_indices[sink_def
+                    .value_columns
+                    .iter()
+                    .position(|v| &v.name == c)
+                    .expect("validated")]
+            }
+            None => planned.rowtime_index,
+        };
+        let sink = Sink {
+            topic: self.log.topic(&sink_def.topic)?,
+            key: sink_key,
+            value: sink_value,
+            key_columns: planned.key_indices.clone(),
+            value_columns: planned.value_indices.clone(),
+            timestamp_column,
+            null_value_column: Some(planned.null_value_index),
+        };
+        let pipeline = Pipeline::new(
+            &self.log,
+            id,
+            source,
+            planned.operators,
+            sink,
+            self.reads_from_beginning(),
+        );
+        self.next_query += 1;
+        self.queries.push(RunningQuery {
+            pipeline,
+            sink: sink_def.name.clone(),
+            sources: vec![source_def.name.clone()],
+        });
+        Ok(())
+    }
+
+    fn insert_values(
+        &mut self,
+        target: &str,
+        columns: Option<&[String]>,
+        values: &[sqlparser::ast::Expr],
+    ) -> Result<Outcome> {
+        let Some(def) = self.catalog.source(target).cloned() else {
+            return invalid(format!("{target} does not exist."));
+        };
+        let all: Vec<Column> = def
+            .key_columns
+            .iter()
+            .chain(&def.value_columns)
+            .cloned()
+            .collect();
+        let names: Vec<String> = match columns {
+            Some(c) => c.to_vec(),
+            None => all.iter().map(|c| c.name.clone()).collect(),
+        };
+        if names.len() != values.len() {
+            return invalid(format!(
+                "Expected a value for each column. Expected Columns: {names:?}. Got {} values",
+                values.len()
+            ));
+        }
+        let mut rowtime = None;
+        let mut given: BTreeMap<String, ScalarValue> = BTreeMap::new();
+        for (name, expr) in names.iter().zip(values) {
+            let target_type = match name.as_str() {
+                "ROWTIME" => SqlType::Bigint,
+                n => match all.iter().find(|c| c.name == n) {
+                    Some(c) => c.ty.clone(),
+                    None => return invalid(format!("Column name {n} does not exist.")),
+                },
+            };
+            let v = self.evaluate_constant(expr, &target_type)?;
+            if name == "ROWTIME" {
+                rowtime = match v {
+                    ScalarValue::Int64(t) => t,
+                    _ => None,
+                };
+            } else {
+                given.insert(name.clone(), v);
+            }
+        }
+        let value_of = |c: &Column| {
+            given
+                .get(&c.name)
+                .cloned()
+                .map_or_else(|| ScalarValue::try_from(&c.ty.to_arrow()), Ok)
+        };
+        let keys = def
+            .key_columns
+            .iter()
+            .map(value_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let vals = def
+            .value_columns
+            .iter()
+            .map(value_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (key, value) = codecs(&def)?;
+        let timestamp = match &def.timestamp_column {
+            Some(c) => match given.get(c) {
+                Some(ScalarValue::Int64(Some(t)))
+                | Some(ScalarValue::TimestampMillisecond(Some(t), _)) => *t,
+                _ => rowtime.unwrap_or_else(now_ms),
+            },
+            None => rowtime.unwrap_or_else(now_ms),
+        };
+        let sink = Sink {
+            topic: self.log.topic(&def.topic)?,
+            key,
+            value,
+            key_columns: vec![],
+            value_columns: vec![],
+            timestamp_column: 0,
+            null_value_column: None,
+        };
+        sink.write_values(&keys, &vals, timestamp)?;
+        Ok(Outcome::Message("Inserted 1 row".into()))
+    }
+
+    /// Evaluates a constant expression and casts it to `ty`.
+    fn evaluate_constant(&self, expr: &sqlparser::ast::Expr, ty: &SqlType) -> Result<ScalarValue> {
+        let mut e = expr.clone();
+        rewrite(&mut e);
+        let state = self.df.state();
+        let plan =
+            futures::executor::block_on(state.create_logical_plan(&format!("SELECT {e} AS v")))?;
+        let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
+        let datafusion::logical_expr::LogicalPlan::Projection(p) = &plan else {
+            return invalid(format!("{expr} is not a constant"));
+        };
+        let physical = state.create_physical_expr(p.expr[0].clone(), p.input.schema())?;
+        let empty = RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(Vec::<Field>::new())),
+            vec![],
+            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        let array = physical.evaluate(&empty)?.into_array(1)?;
+        let array = datafusion::arrow::compute::cast(&array, &ty.to_arrow())
+            .map_err(|e| SqlError::Invalid(format!("cannot use {expr} as a {ty}: {e}")))?;
+        Ok(ScalarValue::try_from_array(&array, 0)?)
+    }
+
+    fn drop_source(
+        &mut self,
+        kind: SourceKind,
+        if_exists: bool,
+        name: &str,
+        delete_topic: bool,
+    ) -> Result<Outcome> {
+        let Some(def) = self.catalog.source(name).cloned() else {
+            if if_exists {
+                return Ok(Outcome::Message(format!("Source {name} does not exist.")));
+            }
+            return invalid(format!("Source {name} does not exist."));
+        };
+        if def.kind != kind {
+            return invalid(format!(
+                "Incompatible data source type is {}, but statement was DROP {}",
+                kind_name(def.kind),
+                kind_name(kind)
+            ));
+        }
+        let readers: Vec<&str> = self
+            .queries
+            .iter()
+            .filter(|q| q.sources.iter().any(|s| s == name))
+            .map(|q| q.pipeline.id.as_str())
+            .collect();
+        let writers: Vec<&str> = self
+            .queries
+            .iter()
+            .filter(|q| q.sink == name)
+            .map(|q| q.pipeline.id.as_str())
+            .collect();
+        if !readers.is_empty() || !writers.is_empty() {
+            return invalid(format!(
+                "Cannot drop {name}.\nThe following queries read from this source: [{}].\nThe following queries write into this source: [{}].\nYou need to terminate them before dropping {name}.",
+                readers.join(", "),
+                writers.join(", ")
+            ));
+        }
+        self.catalog.sources.remove(name);
+        let _ = self.df.deregister_table(name);
+        if delete_topic {
+            self.log.delete_topic(&def.topic)?;
+        }
+        Ok(Outcome::Message(format!(
+            "Source `{name}` (topic: {}) was dropped.",
+            def.topic
+        )))
+    }
+}
+
+fn kind_name(k: SourceKind) -> &'static str {
+    match k {
+        SourceKind::Stream => "STREAM",
+        SourceKind::Table => "TABLE",
+    }
+}
+
+fn statement_kind(s: &Statement) -> &'static str {
+    match s {
+        Statement::Query(_) => "SELECT",
+        Statement::Show(_) => "SHOW",
+        Statement::Describe { .. } | Statement::DescribeFunction(_) => "DESCRIBE",
+        Statement::Explain(_) | Statement::ExplainQuery(_) => "EXPLAIN",
+        Statement::Print(_) => "PRINT",
+        Statement::Define { .. } | Statement::Undefine(_) => "DEFINE",
+        _ => "these",
+    }
+}
+
+fn schema_text(keys: &[Column], values: &[Column]) -> String {
+    keys.iter()
+        .map(|c| format!("`{}` {} KEY", c.name, c.ty))
+        .chain(values.iter().map(|c| format!("`{}` {}", c.name, c.ty)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn delimiter(props: &Properties) -> Result<Option<char>> {
+    let Some(d) = props.text("VALUE_DELIMITER") else {
+        return Ok(None);
+    };
+    Ok(Some(match d.to_ascii_uppercase().as_str() {
+        "TAB" => '\t',
+        "SPACE" => ' ',
+        _ if d.chars().count() == 1 => d.chars().next().expect("one char"),
+        _ => {
+            return invalid(format!(
+                "Invalid delimiter '{d}': use a single character, TAB or SPACE"
+            ))
+        }
+    }))
+}
+
+/// Key and value formats from `FORMAT`, `KEY_FORMAT`, `VALUE_FORMAT`, inheriting from `parent`.
+fn formats(props: &Properties, parent: Option<&SourceDef>) -> Result<(Format, Format)> {
+    let both = props.text("FORMAT");
+    if both.is_some() && (props.get("KEY_FORMAT").is_some() || props.get("VALUE_FORMAT").is_some())
+    {
+        return invalid("Cannot supply both 'FORMAT' and 'KEY_FORMAT' or 'VALUE_FORMAT' properties, as 'FORMAT' sets both key and value formats.");
+    }
+    let parse = |name: &str, delim: Option<char>| -> Result<Format> {
+        let upper = name.to_ascii_uppercase();
+        match Format::parse(name, delim) {
+            Some(f) => Ok(f),
+            None if matches!(
+                upper.as_str(),
+                "AVRO" | "PROTOBUF" | "PROTOBUF_NOSR" | "JSON_SR"
+            ) =>
+            {
+                Err(unsupported(Missing::Format, format!("the {upper} format")))
+            }
+            None => invalid(format!("Unknown format: {upper}")),
+        }
+    };
+    let value_delim = delimiter(props)?;
+    let key_name = props.text("KEY_FORMAT").or_else(|| both.clone());
+    let value_name = props.text("VALUE_FORMAT").or(both);
+    let key = match (key_name, parent) {
+        (Some(n), _) => parse(&n, None)?,
+        (None, Some(p)) => p.key_format.clone(),
+        (None, None) => Format::Kafka,
+    };
+    let value = match (value_name, parent) {
+        (Some(n), _) => parse(&n, value_delim)?,
+        (None, Some(p)) => match (&p.value_format, value_delim) {
+            (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
+            (f, _) => f.clone(),
+        },
+        (None, None) => {
+            return invalid(
+                "Missing required property \"VALUE_FORMAT\" which has no default value.",
+            )
+        }
+    };
+    Ok((key, value))
+}
+
+fn wrap_single(props: &Properties) -> Result<bool> {
+    match props.get("WRAP_SINGLE_VALUE") {
+        None => Ok(true),
+        Some(PropertyValue::Boolean(b)) => Ok(*b),
+        Some(v) => match v.as_text().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => invalid(format!(
+                "Invalid WRAP_SINGLE_VALUE '{other}': use true or false"
+            )),
+        },
+    }
+}
+
+fn timestamp_column(props: &Properties, values: &[Column]) -> Result<Option<String>> {
+    let Some(name) = props.text("TIMESTAMP") else {
+        return Ok(None);
+    };
+    if props.get("TIMESTAMP_FORMAT").is_some() {
+        return Err(unsupported(Missing::Feature, "TIMESTAMP_FORMAT"));
+    }
+    let name = name.to_ascii_uppercase();
+    match values.iter().find(|c| c.name == name) {
+        Some(c) if matches!(c.ty, SqlType::Bigint | SqlType::Timestamp) => Ok(Some(name)),
+        Some(c) => invalid(format!("Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified, but was {}", c.ty)),
+        None => invalid(format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'")),
+    }
+}
+
+/// The key and value codecs of a source.
+pub fn codecs(def: &SourceDef) -> Result<(Codec, Codec)> {
+    let fields = |cols: &[Column]| cols.iter().map(Column::field).collect::<Vec<_>>();
+    let key = Codec::new(def.key_format.clone(), fields(&def.key_columns), false)
+        .map_err(|e| SqlError::Invalid(format!("key format {}: {e}", def.key_format.name())))?;
+    let value = Codec::new(
+        def.value_format.clone(),
+        fields(&def.value_columns),
+        def.wrap_single_value,
+    )
+    .map_err(|e| SqlError::Invalid(format!("value format {}: {e}", def.value_format.name())))?;
+    Ok((key, value))
+}
