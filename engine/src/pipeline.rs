@@ -176,9 +176,12 @@ impl Sink {
                 .iter()
                 .map(cell)
                 .collect::<Result<Vec<_>, _>>()?;
+            // A key whose columns are all null is a null key, whatever the format.
+            let key_is_null = keys.iter().all(ScalarValue::is_null);
             let encoded = self
                 .key
                 .encode(&keys)
+                .map(|k| if key_is_null { None } else { k })
                 .map_err(|e| format!("cannot serialize the key: {e}"))
                 .and_then(|k| {
                     Ok((

@@ -31,7 +31,7 @@ impl ProcessingLog {
 
     /// Appends one entry. A failure to write the processing log is an error of the query.
     pub fn report(&self, query: &str, origin: Option<&RecordOrigin>, message: &str) -> Result<()> {
-        tracing::warn!(query, ?origin, "{message}");
+        tracing::debug!(query, ?origin, "{message}");
         let topic = match self.log.topic(PROCESSING_LOG_TOPIC) {
             Ok(t) => t,
             Err(_) => match self

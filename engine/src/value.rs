@@ -230,6 +230,13 @@ pub fn write_json(out: &mut String, v: &ScalarValue) -> Result<(), String> {
         ScalarValue::Int32(Some(i)) => write!(out, "{i}").unwrap(),
         ScalarValue::Int64(Some(i)) => write!(out, "{i}").unwrap(),
         ScalarValue::UInt32(Some(i)) => write!(out, "{i}").unwrap(),
+        // Jackson writes the non-finite doubles as strings: "NaN", "Infinity", "-Infinity".
+        ScalarValue::Float32(Some(f)) if !f.is_finite() => {
+            write!(out, "\"{}\"", java_double(f64::from(*f))).unwrap()
+        }
+        ScalarValue::Float64(Some(f)) if !f.is_finite() => {
+            write!(out, "\"{}\"", java_double(*f)).unwrap()
+        }
         ScalarValue::Float32(Some(f)) => out.push_str(&java_double(f64::from(*f))),
         ScalarValue::Float64(Some(f)) => out.push_str(&java_double(*f)),
         ScalarValue::Decimal128(Some(u), _, s) => out.push_str(&decimal_text(*u, *s)),

@@ -1,11 +1,16 @@
 //! ksqlDB's lexical rules for `sqlparser`.
 
+use datafusion::sql::sqlparser::ast::Expr;
 use datafusion::sql::sqlparser::dialect::{Dialect, Precedence};
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
-use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion::sql::sqlparser::tokenizer::{Token, Word};
+
+use crate::rewrite::{call, string_literal};
 
 /// Identifiers are quoted with backticks or double quotes; `->` dereferences struct fields and
-/// is parsed as `sqlparser`'s arrow operator; `=>` introduces a lambda's body.
+/// is parsed as `sqlparser`'s arrow operator, binding tightly. `STRUCT(name := expr, ...)` and
+/// `MAP(key := value, ...)` construct values; they are parsed into calls of DataFusion's
+/// `named_struct` and `make_map`.
 #[derive(Debug, Default)]
 pub struct KsqlDialect;
 
@@ -22,8 +27,30 @@ impl Dialect for KsqlDialect {
         ch == '`' || ch == '"'
     }
 
+    /// Names may start with digits (`AS 1R`).
+    fn supports_numeric_prefix(&self) -> bool {
+        true
+    }
+
     fn supports_named_fn_args_with_assignment_operator(&self) -> bool {
         true
+    }
+
+    fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
+        let kind = match &parser.peek_token_ref().token {
+            Token::Word(Word {
+                value,
+                quote_style: None,
+                ..
+            }) => value.to_ascii_uppercase(),
+            _ => return None,
+        };
+        if !matches!(kind.as_str(), "STRUCT" | "MAP")
+            || parser.peek_nth_token_ref(1).token != Token::LParen
+        {
+            return None;
+        }
+        Some(constructor(parser, &kind))
     }
 
     /// `->` binds like `.`: `a->b->c = 1` is `((a->b)->c) = 1`.
@@ -33,4 +60,35 @@ impl Dialect for KsqlDialect {
             _ => None,
         }
     }
+}
+
+/// Parses `STRUCT(a := 1, ...)` or `MAP(k := v, ...)` after its keyword.
+fn constructor(parser: &mut Parser, kind: &str) -> Result<Expr, ParserError> {
+    parser.next_token();
+    parser.expect_token(&Token::LParen)?;
+    let mut args = Vec::new();
+    if !parser.consume_token(&Token::RParen) {
+        loop {
+            if kind == "STRUCT" {
+                let name = parser.parse_identifier()?;
+                args.push(string_literal(&crate::parser::normalize(&name)));
+            } else {
+                args.push(parser.parse_expr()?);
+            }
+            parser.expect_token(&Token::Assignment)?;
+            args.push(parser.parse_expr()?);
+            if !parser.consume_token(&Token::Comma) {
+                break;
+            }
+        }
+        parser.expect_token(&Token::RParen)?;
+    }
+    Ok(call(
+        if kind == "STRUCT" {
+            "named_struct"
+        } else {
+            "make_map"
+        },
+        args,
+    ))
 }

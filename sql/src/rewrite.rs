@@ -78,6 +78,18 @@ pub(crate) fn rewrite(e: &mut Expr) {
                     *expr = call("get_field", vec![base, string_literal(&field)]);
                 }
             }
+            // ksqlDB types an integer literal as INT when it fits, DataFusion as BIGINT.
+            Expr::Value(v) if matches!(&v.value, Value::Number(n, false) if n.parse::<i32>().is_ok()) =>
+            {
+                let literal = expr.clone();
+                *expr = Expr::Cast {
+                    kind: sqlparser::ast::CastKind::Cast,
+                    expr: Box::new(literal),
+                    data_type: sqlparser::ast::DataType::Int(None),
+                    array: false,
+                    format: None,
+                };
+            }
             Expr::Function(f) => {
                 if let [ObjectNamePart::Identifier(id)] = f.name.0.as_slice() {
                     let name = function_name(&id.value);

@@ -56,6 +56,8 @@ impl Session {
         let opts = config.options_mut();
         opts.sql_parser.enable_ident_normalization = false;
         opts.sql_parser.map_string_types_to_utf8view = false;
+        // ksqlDB reads `1.5` as a DECIMAL literal.
+        opts.sql_parser.parse_float_as_decimal = true;
         Session {
             plog: ProcessingLog::new(log.clone()),
             log,
@@ -229,6 +231,7 @@ impl Session {
             return invalid("The statement does not define any value columns.");
         }
         let timestamp_column = timestamp_column(props, &value_columns)?;
+        check_wrapping(props, &value_format, value_columns.len())?;
         let def = SourceDef {
             name: c.name.clone(),
             kind: c.kind,
@@ -319,10 +322,8 @@ impl Session {
             value_columns: planned.value_columns.clone(),
             key_format,
             value_format,
-            wrap_single_value: match props.get("WRAP_SINGLE_VALUE") {
-                Some(_) => wrap_single(props)?,
-                None => source.wrap_single_value,
-            },
+            // Like ksqlDB, a query's sink does not inherit its source's wrapping.
+            wrap_single_value: wrap_single(props)?,
             timestamp_column: timestamp_column(props, &planned.value_columns)?,
             read_only: false,
             sql: text.to_string(),
@@ -330,6 +331,7 @@ impl Session {
         if def.value_columns.is_empty() {
             return invalid("The projection contains no value columns.");
         }
+        check_wrapping(props, &def.value_format, def.value_columns.len())?;
         codecs(&def)?;
         let partitions = match props.text("PARTITIONS") {
             Some(p) => p
@@ -456,6 +458,12 @@ impl Session {
         let Some(def) = self.catalog.source(target).cloned() else {
             return invalid(format!("{target} does not exist."));
         };
+        if def.read_only {
+            return invalid(format!(
+                "Cannot insert values into read-only {}: {target}",
+                kind_name(def.kind).to_lowercase()
+            ));
+        }
         let all: Vec<Column> = def
             .key_columns
             .iter()
@@ -637,8 +645,8 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn delimiter(props: &Properties) -> Result<Option<char>> {
-    let Some(d) = props.text("VALUE_DELIMITER") else {
+fn delimiter(props: &Properties, property: &str) -> Result<Option<char>> {
+    let Some(d) = props.text(property) else {
         return Ok(None);
     };
     Ok(Some(match d.to_ascii_uppercase().as_str() {
@@ -674,12 +682,16 @@ fn formats(props: &Properties, parent: Option<&SourceDef>) -> Result<(Format, Fo
             None => invalid(format!("Unknown format: {upper}")),
         }
     };
-    let value_delim = delimiter(props)?;
+    let value_delim = delimiter(props, "VALUE_DELIMITER")?;
+    let key_delim = delimiter(props, "KEY_DELIMITER")?;
     let key_name = props.text("KEY_FORMAT").or_else(|| both.clone());
     let value_name = props.text("VALUE_FORMAT").or(both);
     let key = match (key_name, parent) {
-        (Some(n), _) => parse(&n, None)?,
-        (None, Some(p)) => p.key_format.clone(),
+        (Some(n), _) => parse(&n, key_delim)?,
+        (None, Some(p)) => match (&p.key_format, key_delim) {
+            (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
+            (f, _) => f.clone(),
+        },
         (None, None) => Format::Kafka,
     };
     let value = match (value_name, parent) {
@@ -695,6 +707,35 @@ fn formats(props: &Properties, parent: Option<&SourceDef>) -> Result<(Format, Fo
         }
     };
     Ok((key, value))
+}
+
+fn contains_map(t: &SqlType) -> bool {
+    match t {
+        SqlType::Map(_, _) => true,
+        SqlType::Array(inner) => contains_map(inner),
+        SqlType::Struct(fields) => fields.iter().any(|(_, t)| contains_map(t)),
+        _ => false,
+    }
+}
+
+/// Checks `WRAP_SINGLE_VALUE` against the value format and columns, as ksqlDB does.
+fn check_wrapping(props: &Properties, format: &Format, value_columns: usize) -> Result<()> {
+    let Some(v) = props.get("WRAP_SINGLE_VALUE") else {
+        return Ok(());
+    };
+    if value_columns > 1 {
+        return invalid("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas");
+    }
+    let wrap = wrap_single(props)?;
+    match format {
+        Format::Json => Ok(()),
+        Format::Delimited { .. } | Format::Kafka | Format::None if wrap => invalid(format!(
+            "Format '{}' does not support 'WRAP_SINGLE_VALUE' set to '{}'.",
+            format.name(),
+            v.as_text()
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn wrap_single(props: &Properties) -> Result<bool> {
@@ -728,6 +769,14 @@ fn timestamp_column(props: &Properties, values: &[Column]) -> Result<Option<Stri
 
 /// The key and value codecs of a source.
 pub fn codecs(def: &SourceDef) -> Result<(Codec, Codec)> {
+    for c in &def.key_columns {
+        if contains_map(&c.ty) {
+            return invalid(format!(
+                "Map keys, including types that contain maps, are not supported as they may lead to unexpected behavior due to inconsistent serialization. Key column name: `{}`. Column type: {}.",
+                c.name, c.ty
+            ));
+        }
+    }
     let fields = |cols: &[Column]| cols.iter().map(Column::field).collect::<Vec<_>>();
     let key = Codec::new(def.key_format.clone(), fields(&def.key_columns), false)
         .map_err(|e| SqlError::Invalid(format!("key format {}: {e}", def.key_format.name())))?;

@@ -70,8 +70,12 @@ impl SqlType {
     pub fn from_arrow(t: &DataType) -> Option<SqlType> {
         Some(match t {
             DataType::Boolean => SqlType::Boolean,
-            DataType::Int8 | DataType::Int16 | DataType::Int32 => SqlType::Int,
-            DataType::Int64 | DataType::UInt32 => SqlType::Bigint,
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::UInt8
+            | DataType::UInt16 => SqlType::Int,
+            DataType::Int64 | DataType::UInt32 | DataType::UInt64 => SqlType::Bigint,
             DataType::Float32 | DataType::Float64 => SqlType::Double,
             DataType::Decimal128(p, s) => SqlType::Decimal {
                 precision: *p,

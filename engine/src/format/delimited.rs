@@ -1,8 +1,10 @@
 //! The DELIMITED format: one line of text, columns separated by a delimiter, quoted as CSV.
 //!
-//! Writing follows Apache Commons CSV's minimal quoting, which ksqlDB uses: a field is quoted
-//! when it holds the delimiter, a quote or a line break, starts with a character at or below
-//! `#`, ends with white space, or is an empty first field. Nulls are empty fields.
+//! Writing follows the minimal quoting of the Apache Commons CSV version ksqlDB uses: the first
+//! field of a line is quoted unless it starts with a letter or digit (so `-10` first on a line
+//! is written `"-10"`); any field is quoted when it starts with a character at or below `#`,
+//! holds the delimiter, a quote or a line break, or ends with white space; an empty first field
+//! is quoted. Nulls are empty fields.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -160,7 +162,7 @@ fn needs_quotes(s: &str, first: bool, delimiter: char) -> bool {
     let Some(c0) = s.chars().next() else {
         return first;
     };
-    if c0 <= '#' {
+    if (first && !c0.is_ascii_alphanumeric()) || c0 <= '#' {
         return true;
     }
     if s.chars()

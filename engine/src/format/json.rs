@@ -9,18 +9,14 @@ use crate::value::{from_json, lookup, write_json};
 pub(super) fn decode(codec: &Codec, bytes: &[u8]) -> Result<Vec<ScalarValue>, String> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     let fields = &codec.fields;
+    // A single column may be written bare; ksqlDB also reads a bare value when it expects a
+    // wrapped one, as long as it is not an object.
     if fields.len() == 1 && (!codec.wrap_single || !v.is_object()) {
-        // An unwrapped single value, or a wrapped one written bare: ksqlDB accepts both.
-        if codec.wrap_single || !v.is_object() {
-            return Ok(vec![from_json(&v, fields[0].data_type())?]);
-        }
+        return Ok(vec![from_json(&v, fields[0].data_type())?]);
     }
     let Value::Object(obj) = &v else {
         return Err(format!("expected a JSON object, found {}", kind(&v)));
     };
-    if fields.len() == 1 && !codec.wrap_single {
-        return Ok(vec![from_json(&v, fields[0].data_type())?]);
-    }
     fields
         .iter()
         .map(|f| {

@@ -15,7 +15,7 @@ pub mod json;
 pub mod kafka;
 
 use bytes::Bytes;
-use datafusion::arrow::datatypes::Field;
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 
 /// A serialization format.
@@ -77,6 +77,23 @@ impl Codec {
             }
             Format::None if !fields.is_empty() => {
                 return Err("the NONE format cannot hold columns".into());
+            }
+            Format::Delimited { .. } => {
+                for f in &fields {
+                    if matches!(
+                        f.data_type(),
+                        DataType::List(_) | DataType::Map(_, _) | DataType::Struct(_)
+                    ) {
+                        return Err(format!(
+                            "The 'DELIMITED' format does not support type '{}', column: `{}`",
+                            crate::schema::sql_type_name(f.data_type())
+                                .split('<')
+                                .next()
+                                .unwrap_or_default(),
+                            f.name()
+                        ));
+                    }
+                }
             }
             _ => {}
         }

@@ -3,7 +3,6 @@
 
 use base64::Engine as _;
 use bytes::Bytes;
-use datafusion::common::ScalarValue;
 use eddy_engine::{scalar_from_json, write_scalar_json, Format};
 use eddy_log::{Header, Log, LogOptions, ReadLimits, Record, TopicConfig};
 use eddy_sql::catalog::SourceDef;
@@ -200,26 +199,16 @@ fn input_record(session: &Session, input: &Value) -> Result<Record, String> {
         None => (raw_bytes(key), raw_bytes(value)),
         Some(def) => {
             let (key_codec, value_codec) = codecs(def).map_err(|e| e.to_string())?;
-            let key_bytes = if key.is_null() || def.key_columns.is_empty() {
-                raw_bytes(key)
-            } else {
-                let scalars: Vec<ScalarValue> = if def.key_columns.len() == 1 {
-                    vec![scalar_from_json(key, &def.key_columns[0].ty.to_arrow())?]
-                } else {
-                    let obj = key
-                        .as_object()
-                        .ok_or("a multi-column key must be an object")?;
-                    def.key_columns
-                        .iter()
-                        .map(|c| {
-                            scalar_from_json(
-                                obj.get(&c.name).unwrap_or(&Value::Null),
-                                &c.ty.to_arrow(),
-                            )
-                        })
-                        .collect::<Result<_, _>>()?
-                };
-                key_codec.encode(&scalars)?
+            // The suite writes keys and values as the format shows them: JSON as JSON, DELIMITED
+            // as its text; KAFKA primitives are typed by the column.
+            let key_bytes = match (&def.key_format, key) {
+                (_, Value::Null) => None,
+                (_, k) if def.key_columns.is_empty() => raw_bytes(k),
+                (Format::Json, k) => Some(Bytes::from(k.to_string())),
+                (Format::Kafka, k) => {
+                    key_codec.encode(&[scalar_from_json(k, &def.key_columns[0].ty.to_arrow())?])?
+                }
+                (_, k) => raw_bytes(k),
             };
             let value_bytes = match (&def.value_format, value) {
                 (_, Value::Null) => None,
