@@ -1,6 +1,6 @@
 //! ksqlDB's lexical rules for `sqlparser`.
 
-use datafusion::sql::sqlparser::ast::Expr;
+use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr};
 use datafusion::sql::sqlparser::dialect::{Dialect, Precedence};
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, Word};
@@ -73,7 +73,22 @@ fn constructor(parser: &mut Parser, kind: &str) -> Result<Expr, ParserError> {
                 let name = parser.parse_identifier()?;
                 args.push(string_literal(&crate::parser::normalize(&name)));
             } else {
-                args.push(parser.parse_expr()?);
+                // `k := v` parses as one assignment expression; split it.
+                match parser.parse_expr()? {
+                    Expr::BinaryOp { left, op: BinaryOperator::Assignment, right } => {
+                        args.push(*left);
+                        args.push(*right);
+                    }
+                    key => {
+                        args.push(key);
+                        parser.expect_token(&Token::Assignment)?;
+                        args.push(parser.parse_expr()?);
+                    }
+                }
+                if !parser.consume_token(&Token::Comma) {
+                    break;
+                }
+                continue;
             }
             parser.expect_token(&Token::Assignment)?;
             args.push(parser.parse_expr()?);
