@@ -4,8 +4,12 @@
 //!
 //! - [`log`]: the embedded, durable, partitioned append-only log (topics, partitions,
 //!   consumer groups).
+//! - [`engine`]: pipelines of operators over Arrow batches, record formats, the processing log.
+//! - [`sql`]: ksqlDB's SQL dialect: parser, catalog, planner and the statement-executing session.
 //!
-//! The state stores, the streaming engine with its typed DSL, and the SQL front end join it as
-//! they are built; the `eddy` binary (crate `eddy-cli`) is the REPL, server and command line.
+//! The state stores and the typed DSL join them as they are built; the `eddy` binary (crate
+//! `eddy-cli`) is the REPL, server and command line.
 
+pub use eddy_engine as engine;
 pub use eddy_log as log;
+pub use eddy_sql as sql;

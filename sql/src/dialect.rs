@@ -75,7 +75,11 @@ fn constructor(parser: &mut Parser, kind: &str) -> Result<Expr, ParserError> {
             } else {
                 // `k := v` parses as one assignment expression; split it.
                 match parser.parse_expr()? {
-                    Expr::BinaryOp { left, op: BinaryOperator::Assignment, right } => {
+                    Expr::BinaryOp {
+                        left,
+                        op: BinaryOperator::Assignment,
+                        right,
+                    } => {
                         args.push(*left);
                         args.push(*right);
                     }

@@ -144,12 +144,19 @@ mod tests {
             r#"get_field(get_field("A", 'B'), 'C') = CAST(1 AS INT)"#
         );
         assert_eq!(rewritten("t.id"), r#""T"."ID""#);
-        assert_eq!(rewritten("3000000000 + 1.5"), "3000000000 + 1.5", "only INT-sized integers are cast");
+        assert_eq!(
+            rewritten("3000000000 + 1.5"),
+            "3000000000 + 1.5",
+            "only INT-sized integers are cast"
+        );
     }
 
     #[test]
     fn parses_struct_and_map_constructors() {
-        assert_eq!(rewritten("STRUCT(a := 1, `b` := 'x')"), r#"named_struct('A', CAST(1 AS INT), 'b', 'x')"#);
+        assert_eq!(
+            rewritten("STRUCT(a := 1, `b` := 'x')"),
+            r#"named_struct('A', CAST(1 AS INT), 'b', 'x')"#
+        );
         assert_eq!(rewritten("MAP('k' := v)"), r#"make_map('k', "V")"#);
     }
 }

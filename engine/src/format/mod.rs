@@ -18,6 +18,8 @@ use bytes::Bytes;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 
+use crate::error::EngineError;
+
 /// A serialization format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -62,8 +64,22 @@ pub struct Codec {
 }
 
 impl Codec {
-    pub fn new(format: Format, fields: Vec<Field>, wrap_single: bool) -> Result<Codec, String> {
-        match &format {
+    /// Binds `format` to `fields`, or says why the format cannot hold them.
+    pub fn new(
+        format: Format,
+        fields: Vec<Field>,
+        wrap_single: bool,
+    ) -> Result<Codec, EngineError> {
+        Self::check(&format, &fields).map_err(EngineError::Plan)?;
+        Ok(Codec {
+            format,
+            fields,
+            wrap_single,
+        })
+    }
+
+    fn check(format: &Format, fields: &[Field]) -> Result<(), String> {
+        match format {
             Format::Kafka if fields.len() > 1 => {
                 return Err(format!(
                     "the KAFKA format supports only one column, found {}",
@@ -79,7 +95,7 @@ impl Codec {
                 return Err("the NONE format cannot hold columns".into());
             }
             Format::Delimited { .. } => {
-                for f in &fields {
+                for f in fields {
                     if matches!(
                         f.data_type(),
                         DataType::List(_) | DataType::Map(_, _) | DataType::Struct(_)
@@ -97,11 +113,7 @@ impl Codec {
             }
             _ => {}
         }
-        Ok(Codec {
-            format,
-            fields,
-            wrap_single,
-        })
+        Ok(())
     }
 
     /// One value per field. Null bytes decode to all nulls.
