@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         value_columns: vec![0, 1],
         timestamp_column: 2,
         null_value_column: Some(3),
+        null_key_if_all_null: true,
     };
     let operators: Vec<Box<dyn Operator>> = vec![Box::new(filter), Box::new(project)];
     let mut pipeline = Pipeline::new(&log, "large-orders".into(), source, operators, sink, true);

@@ -153,6 +153,10 @@ pub struct Sink {
     pub timestamp_column: usize,
     /// Index of the BOOLEAN column that marks rows whose value is null (written as tombstones).
     pub null_value_column: Option<usize>,
+    /// Write a null key when every key column is null. True when the key passes through from a
+    /// source, where a null key reads as all-null columns; false for a computed key (PARTITION
+    /// BY), whose null columns are written as such.
+    pub null_key_if_all_null: bool,
 }
 
 impl Sink {
@@ -177,7 +181,7 @@ impl Sink {
                 .map(cell)
                 .collect::<Result<Vec<_>, _>>()?;
             // A key whose columns are all null is a null key, whatever the format.
-            let key_is_null = keys.iter().all(ScalarValue::is_null);
+            let key_is_null = self.null_key_if_all_null && keys.iter().all(ScalarValue::is_null);
             let encoded = self
                 .key
                 .encode(&keys)

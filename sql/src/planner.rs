@@ -29,6 +29,17 @@ use crate::parser::normalize;
 use crate::rewrite::{natural_name, rewrite};
 use crate::types::SqlType;
 
+/// Pseudo-columns, which a projection must alias.
+const PSEUDO: &[&str] = &["ROWTIME", "ROWPARTITION", "ROWOFFSET"];
+/// Names no output column may take.
+pub const RESERVED: &[&str] = &[
+    "ROWTIME",
+    "ROWPARTITION",
+    "ROWOFFSET",
+    "WINDOWSTART",
+    "WINDOWEND",
+];
+
 /// Name of the hidden output column that carries each row's event time to the sink.
 pub const ROWTIME_OUT: &str = "__ROWTIME";
 
@@ -45,6 +56,8 @@ pub struct PlannedSelect {
     pub rowtime_index: usize,
     /// Index of the flag that marks rows whose value was null.
     pub null_value_index: usize,
+    /// The output key is the source's key, unchanged (no PARTITION BY).
+    pub keys_pass_through: bool,
     /// What the query produces: a stream from a stream, a table from a table.
     pub result_kind: SourceKind,
 }
@@ -78,47 +91,24 @@ pub fn plan_select(
         .chain(&source.value_columns)
         .map(|c| c.name.clone())
         .collect();
-    let items = select_items(select, source, &source_names)?;
-
-    // Which outputs are keys.
-    let mut key_items: Vec<usize> = Vec::new();
-    if select.partition_by.is_empty() {
-        for key in &source.key_columns {
-            let found = items
-                .iter()
-                .position(|it| refers_to(&it.expr, &key.name, relation.qualifier()));
-            match found {
-                Some(i) => key_items.push(i),
-                None => {
-                    return invalid(format!(
-                        "Key missing from projection (ie, SELECT). The query used to build the result must include the key column {} in its projection (eg, SELECT {}...).",
-                        key.name, key.name
-                    ))
-                }
-            }
-        }
-    } else {
-        for p in &select.partition_by {
-            if matches!(p, Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Null)) {
-                continue;
-            }
-            let mut want = p.clone();
-            rewrite(&mut want);
-            let found = items.iter().position(|it| {
-                let mut e = it.expr.clone();
-                rewrite(&mut e);
-                e.to_string() == want.to_string()
-            });
-            match found {
-                Some(i) => key_items.push(i),
-                None => {
-                    return invalid(format!(
-                        "The query used to build the result must include the partitioning expression {p} in its projection (eg, SELECT {p}...)."
-                    ))
-                }
-            }
-        }
+    let is_null =
+        |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Null));
+    let partition_by: Vec<&Expr> = select.partition_by.iter().filter(|e| !is_null(e)).collect();
+    if partition_by.len() < select.partition_by.len() && select.partition_by.len() > 1 {
+        return invalid("Cannot PARTITION BY multiple columns including NULL");
     }
+    let star_only = matches!(select.items.as_slice(), [SelectItem::Wildcard(_)]);
+    let (items, key_items) = if !partition_by.is_empty() && star_only {
+        star_partitioned(source, relation.qualifier(), &partition_by, &source_names)
+    } else {
+        let items = select_items(select, source, &source_names)?;
+        let key_items = if select.partition_by.is_empty() {
+            selected_keys(&items, source, relation.qualifier())?
+        } else {
+            partition_keys(&items, &partition_by)?
+        };
+        (items, key_items)
+    };
 
     // Standard SQL for DataFusion.
     let mut sql_items: Vec<String> = items
@@ -150,7 +140,7 @@ pub fn plan_select(
 
     let mut operators: Vec<Box<dyn Operator>> = Vec::new();
     if let Some((predicate, input)) = filter {
-        let physical = state.create_physical_expr(predicate, &input)?;
+        let physical = physical_expr(state, predicate, &input)?;
         operators.push(Box::new(Filter::new(
             physical,
             Arc::new(input.as_arrow().clone()),
@@ -180,7 +170,7 @@ pub fn plan_select(
     let out_schema: SchemaRef = Arc::new(Schema::new(fields));
     let physical = exprs
         .into_iter()
-        .map(|e| state.create_physical_expr(e, &input))
+        .map(|e| physical_expr(state, e, &input))
         .collect::<Result<Vec<_>, _>>()?;
     operators.push(Box::new(Project::new(physical, out_schema)));
 
@@ -198,7 +188,121 @@ pub fn plan_select(
         rowtime_index,
         null_value_index: rowtime_index + 1,
         result_kind: source.kind,
+        keys_pass_through: select.partition_by.is_empty(),
     })
+}
+
+/// The source's key columns in the projection: each must be there, once.
+fn selected_keys(items: &[Item], source: &SourceDef, qualifier: &str) -> Result<Vec<usize>> {
+    let mut keys = Vec::new();
+    for key in &source.key_columns {
+        let found: Vec<usize> = (0..items.len())
+            .filter(|&i| refers_to(&items[i].expr, &key.name, qualifier))
+            .collect();
+        match found.as_slice() {
+            [] => {
+                return invalid(format!(
+                    "Key missing from projection (ie, SELECT). The query used to build the result must include the key column {} in its projection (eg, SELECT {}...).",
+                    key.name, key.name
+                ))
+            }
+            [i] => keys.push(*i),
+            [a, b, ..] => {
+                return invalid(format!(
+                    "The projection contains a key column (`{}`) more than once, aliased as: {} and {}.",
+                    key.name, items[*a].name, items[*b].name
+                ))
+            }
+        }
+    }
+    Ok(keys)
+}
+
+/// With an explicit projection, each `PARTITION BY` expression must be selected; it is the key.
+fn partition_keys(items: &[Item], partition_by: &[&Expr]) -> Result<Vec<usize>> {
+    let text = |e: &Expr| {
+        let mut e = e.clone();
+        rewrite(&mut e);
+        e.to_string()
+    };
+    partition_by
+        .iter()
+        .map(|p| {
+            let want = text(p);
+            let found: Vec<usize> = (0..items.len()).filter(|&i| text(&items[i].expr) == want).collect();
+            match found.as_slice() {
+                [] => invalid(format!(
+                    "The query used to build the result must include the partitioning expression {p} in its projection (eg, SELECT {p}...)."
+                )),
+                [i] => Ok(*i),
+                [a, b, ..] => invalid(format!(
+                    "The projection contains a key column (`{}`) more than once, aliased as: {} and {}.",
+                    natural_name(p).unwrap_or_else(|| p.to_string()),
+                    items[*a].name,
+                    items[*b].name
+                )),
+            }
+        })
+        .collect()
+}
+
+/// `SELECT * ... PARTITION BY exprs`, as ksqlDB lays it out: the partitioning expressions are
+/// the key; the value is the source's value columns, then its old key columns, less any column
+/// that became the key.
+fn star_partitioned(
+    source: &SourceDef,
+    qualifier: &str,
+    partition_by: &[&Expr],
+    source_names: &BTreeSet<String>,
+) -> (Vec<Item>, Vec<usize>) {
+    let mut items = Vec::new();
+    let mut generated = 0usize;
+    for p in partition_by {
+        let name = match (natural_name(p), p) {
+            (Some(n), _) => n,
+            (None, _) => loop {
+                let candidate = format!("KSQL_COL_{generated}");
+                generated += 1;
+                if !source_names.contains(&candidate) {
+                    break candidate;
+                }
+            },
+        };
+        items.push(Item {
+            expr: (*p).clone(),
+            name,
+        });
+    }
+    let keys = (0..items.len()).collect();
+    let moved = |c: &Column| {
+        partition_by
+            .iter()
+            .any(|p| refers_to(p, &c.name, qualifier))
+    };
+    for c in source.value_columns.iter().chain(&source.key_columns) {
+        if !moved(c) {
+            items.push(Item {
+                expr: Expr::Identifier(crate::rewrite::quoted(&c.name)),
+                name: c.name.clone(),
+            });
+        }
+    }
+    (items, keys)
+}
+
+/// A physical expression for `expr`, simplified first: some of DataFusion's functions (such as
+/// `coalesce`) only run after the simplifier has rewritten them.
+pub(crate) fn physical_expr(
+    state: &SessionState,
+    expr: datafusion::logical_expr::Expr,
+    schema: &datafusion::common::DFSchema,
+) -> Result<Arc<dyn datafusion::physical_expr::PhysicalExpr>> {
+    let context = datafusion::logical_expr::simplify::SimplifyContext::builder()
+        .with_schema(Arc::new(schema.clone()))
+        .build();
+    let simplified =
+        datafusion::optimizer::simplify_expressions::ExprSimplifier::new(context).simplify(expr)?;
+    Ok(state.create_physical_expr(simplified, schema)?)
 }
 
 /// Whether `e` is a plain reference to column `name` of the source.
@@ -231,6 +335,22 @@ fn select_items(
                 for c in source.key_columns.iter().chain(&source.value_columns) {
                     items.push(column_item(c));
                 }
+            }
+            SelectItem::ExprWithAlias { alias, .. }
+                if RESERVED.contains(&normalize(alias).as_str()) =>
+            {
+                return invalid(format!(
+                    "`{}` is a reserved column name. You cannot use it as an alias for a column.",
+                    normalize(alias)
+                ));
+            }
+            SelectItem::UnnamedExpr(Expr::Identifier(id))
+                if PSEUDO.contains(&normalize(id).as_str()) =>
+            {
+                return invalid(format!(
+                    "Reserved column name in select: `{}`. Please remove or alias the column.",
+                    normalize(id)
+                ));
             }
             SelectItem::ExprWithAlias { expr, alias } => items.push(Item {
                 expr: expr.clone(),

@@ -202,6 +202,12 @@ impl Session {
             {
                 return invalid(format!("Duplicate column names: {}", col.name));
             }
+            if crate::planner::RESERVED.contains(&col.name.as_str()) {
+                return invalid(format!(
+                    "'{}' is a reserved column name. You cannot use it as a name for a column.",
+                    col.name
+                ));
+            }
             let column = Column {
                 name: col.name.clone(),
                 ty,
@@ -226,9 +232,6 @@ impl Session {
                 Missing::Feature,
                 "inferring columns from a schema registry",
             ));
-        }
-        if value_columns.is_empty() {
-            return invalid("The statement does not define any value columns.");
         }
         let timestamp_column = timestamp_column(props, &value_columns)?;
         check_wrapping(props, &value_format, value_columns.len())?;
@@ -313,7 +316,17 @@ impl Session {
         let props = &c.properties;
         let source = planned.source.clone();
         let topic = props.text("KAFKA_TOPIC").unwrap_or_else(|| c.name.clone());
-        let (key_format, value_format) = formats(props, Some(&source))?;
+        let (mut key_format, value_format) = formats(props, Some(&source))?;
+        if planned.key_columns.is_empty() {
+            // No key (PARTITION BY NULL, or a keyless source): nothing to format.
+            if props.get("KEY_FORMAT").is_some() {
+                return invalid(format!(
+                    "Key format specified for {} without key columns.",
+                    kind_name(c.kind).to_lowercase()
+                ));
+            }
+            key_format = Format::None;
+        }
         let def = SourceDef {
             name: c.name.clone(),
             kind: c.kind,
@@ -431,6 +444,7 @@ impl Session {
             value_columns: planned.value_indices.clone(),
             timestamp_column,
             null_value_column: Some(planned.null_value_index),
+            null_key_if_all_null: planned.keys_pass_through,
         };
         let pipeline = Pipeline::new(
             &self.log,
@@ -533,6 +547,7 @@ impl Session {
             value_columns: vec![],
             timestamp_column: 0,
             null_value_column: None,
+            null_key_if_all_null: true,
         };
         sink.write_values(&keys, &vals, timestamp)?;
         Ok(Outcome::Message("Inserted 1 row".into()))
@@ -549,7 +564,7 @@ impl Session {
         let datafusion::logical_expr::LogicalPlan::Projection(p) = &plan else {
             return invalid(format!("{expr} is not a constant"));
         };
-        let physical = state.create_physical_expr(p.expr[0].clone(), p.input.schema())?;
+        let physical = crate::planner::physical_expr(&state, p.expr[0].clone(), p.input.schema())?;
         let empty = RecordBatch::try_new_with_options(
             Arc::new(Schema::new(Vec::<Field>::new())),
             vec![],
