@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         orders.clone(),
         Codec::new(Format::None, vec![], false)?,
         Codec::new(Format::Json, value_fields, true)?,
+        vec![],
         EventTime::RecordTimestamp,
     );
     let input = source.schema();
@@ -79,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         timestamp_column: 2,
         null_value_column: Some(3),
         null_key_if_all_null: true,
+        headers_column: None,
     };
     let operators: Vec<Box<dyn Operator>> = vec![Box::new(filter), Box::new(project)];
     let mut pipeline = Pipeline::new(&log, "large-orders".into(), source, operators, sink, true);

@@ -20,6 +20,6 @@ mod value;
 pub use error::{EngineError, Result};
 pub use format::{Codec, Format};
 pub use operator::{Filter, Operator, OperatorContext, Project};
-pub use pipeline::{EventTime, Pipeline, Sink, Source};
+pub use pipeline::{EventTime, HeaderColumn, Pipeline, Sink, Source};
 pub use processing_log::{ProcessingLog, PROCESSING_LOG_TOPIC};
 pub use value::{from_json as scalar_from_json, java_double, write_json as write_scalar_json};

@@ -10,18 +10,22 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch,
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, Int32Array, Int64Array, ListBuilder,
+    RecordBatch, StringBuilder, StructBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, SchemaRef, TimestampMillisecondType,
+};
 use datafusion::common::ScalarValue;
-use eddy_log::{Log, ReadLimits, Record, StoredRecord, Topic, TopicPartition};
+use eddy_log::{Header, Log, ReadLimits, Record, StoredRecord, Topic, TopicPartition};
 
 use crate::error::{EngineError, Result};
 use crate::format::Codec;
 use crate::operator::{Operator, OperatorContext};
 use crate::processing_log::{ProcessingLog, RecordOrigin};
-use crate::schema::source_schema;
+use crate::schema::{headers_type, source_schema, PSEUDO_COLUMNS};
 
 /// Where a source record's event time comes from.
 #[derive(Clone, Debug)]
@@ -32,28 +36,46 @@ pub enum EventTime {
     Column(usize),
 }
 
+/// A column filled from the record's headers.
+#[derive(Clone, Debug)]
+pub struct HeaderColumn {
+    pub field: Field,
+    /// `HEADER('name')`: the last header of that name, as BYTES; `None` for `HEADERS`: all of
+    /// them as `ARRAY<STRUCT<KEY STRING, VALUE BYTES>>`.
+    pub name: Option<String>,
+}
+
 /// How to read a topic into batches.
 pub struct Source {
     pub topic: Arc<Topic>,
     pub key: Codec,
     pub value: Codec,
+    pub header_columns: Vec<HeaderColumn>,
     pub event_time: EventTime,
     schema: SchemaRef,
 }
 
 impl Source {
-    pub fn new(topic: Arc<Topic>, key: Codec, value: Codec, event_time: EventTime) -> Source {
-        let schema = source_schema(&key.fields, &value.fields);
+    pub fn new(
+        topic: Arc<Topic>,
+        key: Codec,
+        value: Codec,
+        header_columns: Vec<HeaderColumn>,
+        event_time: EventTime,
+    ) -> Source {
+        let header_fields: Vec<Field> = header_columns.iter().map(|h| h.field.clone()).collect();
+        let schema = source_schema(&key.fields, &value.fields, &header_fields);
         Source {
             topic,
             key,
             value,
+            header_columns,
             event_time,
             schema,
         }
     }
 
-    /// ROWTIME, ROWPARTITION, ROWOFFSET, key columns, value columns, `__NULL_VALUE`.
+    /// See [`crate::schema`]: pseudo-columns, keys, values, header columns, hidden columns.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
@@ -76,6 +98,7 @@ impl Source {
             Vec::with_capacity(records.len()),
         );
         let mut null_value = Vec::with_capacity(records.len());
+        let mut headers: Vec<&[Header]> = Vec::with_capacity(records.len());
         for r in records {
             let origin = || RecordOrigin {
                 topic: self.topic.name().to_string(),
@@ -118,6 +141,7 @@ impl Source {
             rowtime.push(ts);
             offsets.push(r.offset as i64);
             null_value.push(r.record.value.is_none());
+            headers.push(&r.record.headers);
             for (col, val) in columns.iter_mut().zip(k.into_iter().chain(v)) {
                 col.push(val);
             }
@@ -128,16 +152,88 @@ impl Source {
             Arc::new(Int32Array::from(vec![partition as i32; n])),
             Arc::new(Int64Array::from(offsets)),
         ];
-        for (col, field) in columns.into_iter().zip(self.schema.fields().iter().skip(3)) {
+        for (col, field) in columns
+            .into_iter()
+            .zip(self.schema.fields().iter().skip(PSEUDO_COLUMNS))
+        {
             arrays.push(if n == 0 {
                 datafusion::arrow::array::new_empty_array(field.data_type())
             } else {
                 ScalarValue::iter_to_array(col)?
             });
         }
+        for h in &self.header_columns {
+            arrays.push(match &h.name {
+                None => headers_array(&headers),
+                Some(name) => {
+                    let mut b = BinaryBuilder::new();
+                    for hs in &headers {
+                        b.append_option(
+                            hs.iter()
+                                .rev()
+                                .find(|x| &x.name == name)
+                                .and_then(|x| x.value.as_deref()),
+                        );
+                    }
+                    Arc::new(b.finish())
+                }
+            });
+        }
         arrays.push(Arc::new(BooleanArray::from(null_value)));
+        arrays.push(headers_array(&headers));
         Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
     }
+}
+
+/// A list-of-headers array, one list per row.
+fn headers_array(rows: &[&[Header]]) -> ArrayRef {
+    let DataType::List(item) = headers_type() else {
+        unreachable!("headers are a list")
+    };
+    let DataType::Struct(fields) = item.data_type().clone() else {
+        unreachable!("of structs")
+    };
+    let mut list = ListBuilder::new(StructBuilder::from_fields(fields, 0)).with_field(item);
+    for hs in rows {
+        let entries = list.values();
+        for h in hs.iter() {
+            entries
+                .field_builder::<StringBuilder>(0)
+                .expect("KEY")
+                .append_value(&h.name);
+            entries
+                .field_builder::<BinaryBuilder>(1)
+                .expect("VALUE")
+                .append_option(h.value.as_deref());
+            entries.append(true);
+        }
+        list.append(true);
+    }
+    Arc::new(list.finish())
+}
+
+/// The headers in row `row` of a list-of-headers column.
+fn headers_at(col: &ArrayRef, row: usize) -> Vec<Header> {
+    let Some(list) = col.as_list_opt::<i32>() else {
+        return Vec::new();
+    };
+    if list.is_null(row) {
+        return Vec::new();
+    }
+    let entries = list.value(row);
+    let Some(entries) = entries.as_struct_opt() else {
+        return Vec::new();
+    };
+    let (names, values) = (
+        entries.column(0).as_string::<i32>(),
+        entries.column(1).as_binary::<i32>(),
+    );
+    (0..entries.len())
+        .map(|i| Header {
+            name: names.value(i).to_string(),
+            value: (!values.is_null(i)).then(|| Bytes::copy_from_slice(values.value(i))),
+        })
+        .collect()
 }
 
 /// How to write a query's output batches to a topic.
@@ -157,6 +253,8 @@ pub struct Sink {
     /// source, where a null key reads as all-null columns; false for a computed key (PARTITION
     /// BY), whose null columns are written as such.
     pub null_key_if_all_null: bool,
+    /// Index of the list-of-headers column whose headers each record gets, if any.
+    pub headers_column: Option<usize>,
 }
 
 impl Sink {
@@ -209,11 +307,15 @@ impl Sink {
             };
             let timestamp = timestamp_at(ts_col, row).unwrap_or(0);
             let partition = self.topic.partition_for(key.as_deref());
+            let headers = self
+                .headers_column
+                .map(|i| headers_at(batch.column(i), row))
+                .unwrap_or_default();
             by_partition.entry(partition).or_default().push(Record {
                 key,
                 value,
                 timestamp,
-                headers: Vec::new(),
+                headers,
             });
         }
         let mut n = 0;

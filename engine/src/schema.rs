@@ -4,15 +4,19 @@
 //! value columns:
 //!
 //! ```text
-//! ROWTIME (BIGINT, event time ms) | ROWPARTITION (INT) | ROWOFFSET (BIGINT) | keys... | values... | __NULL_VALUE
+//! ROWTIME (BIGINT, event time ms) | ROWPARTITION (INT) | ROWOFFSET (BIGINT) | keys... | values...
+//!   | header columns... | __NULL_VALUE | __HEADERS
 //! ```
+//!
+//! Header columns (`HEADERS`, or `HEADER('name')`) are filled from the record's headers, not its
+//! value. `__HEADERS` carries all of them so that the output record gets its input's headers.
 //!
 //! `__NULL_VALUE` is true for a record whose value was null (a tombstone): its value columns
 //! are all null, and a query that passes the row on writes a null value too, as ksqlDB does.
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 pub const ROWTIME: &str = "ROWTIME";
 pub const ROWPARTITION: &str = "ROWPARTITION";
@@ -20,11 +24,24 @@ pub const ROWOFFSET: &str = "ROWOFFSET";
 /// Hidden column: the record's value was null.
 pub const NULL_VALUE: &str = "__NULL_VALUE";
 
+/// Hidden column: the record's headers, carried to the output record.
+pub const HEADERS: &str = "__HEADERS";
+
 /// Number of pseudo-columns at the start of every source batch.
 pub const PSEUDO_COLUMNS: usize = 3;
 
-/// The schema of a source's batches: pseudo-columns, then `keys`, then `values`.
-pub fn source_schema(keys: &[Field], values: &[Field]) -> SchemaRef {
+/// The type of a list of headers, ksqlDB's `ARRAY<STRUCT<KEY STRING, VALUE BYTES>>`.
+pub fn headers_type() -> DataType {
+    let entry = DataType::Struct(Fields::from(vec![
+        Field::new("KEY", DataType::Utf8, true),
+        Field::new("VALUE", DataType::Binary, true),
+    ]));
+    DataType::List(Arc::new(Field::new("item", entry, true)))
+}
+
+/// The schema of a source's batches: pseudo-columns, `keys`, `values`, header columns, then the
+/// hidden `__NULL_VALUE` and `__HEADERS`.
+pub fn source_schema(keys: &[Field], values: &[Field], headers: &[Field]) -> SchemaRef {
     let mut fields = vec![
         Field::new(ROWTIME, DataType::Int64, false),
         Field::new(ROWPARTITION, DataType::Int32, false),
@@ -32,7 +49,9 @@ pub fn source_schema(keys: &[Field], values: &[Field]) -> SchemaRef {
     ];
     fields.extend(keys.iter().cloned());
     fields.extend(values.iter().cloned());
+    fields.extend(headers.iter().cloned());
     fields.push(Field::new(NULL_VALUE, DataType::Boolean, false));
+    fields.push(Field::new(HEADERS, headers_type(), false));
     Arc::new(Schema::new(fields))
 }
 

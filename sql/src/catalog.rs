@@ -29,6 +29,8 @@ pub struct SourceDef {
     pub topic: String,
     pub key_columns: Vec<Column>,
     pub value_columns: Vec<Column>,
+    /// Columns read from the record's headers: `HEADERS` (name `None`) or `HEADER('name')`.
+    pub header_columns: Vec<(Column, Option<String>)>,
     pub key_format: Format,
     pub value_format: Format,
     /// JSON values with one column: wrapped in an object or bare.
@@ -43,10 +45,15 @@ pub struct SourceDef {
 
 impl SourceDef {
     pub fn column(&self, name: &str) -> Option<&Column> {
+        self.all_columns().find(|c| c.name == name)
+    }
+
+    /// Key, value and header columns, in the order `SELECT *` gives them.
+    pub fn all_columns(&self) -> impl Iterator<Item = &Column> {
         self.key_columns
             .iter()
             .chain(&self.value_columns)
-            .find(|c| c.name == name)
+            .chain(self.header_columns.iter().map(|(c, _)| c))
     }
 
     /// The schema as ksqlDB prints it: `` `K` STRING KEY, `V` INTEGER``.
@@ -63,6 +70,10 @@ impl SourceDef {
                     .iter()
                     .map(|c| format!("`{}` {}", c.name, c.ty)),
             )
+            .chain(self.header_columns.iter().map(|(c, h)| match h {
+                None => format!("`{}` {} HEADERS", c.name, c.ty),
+                Some(name) => format!("`{}` {} HEADER('{name}')", c.name, c.ty),
+            }))
             .collect::<Vec<_>>()
             .join(", ")
     }

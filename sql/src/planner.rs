@@ -18,7 +18,7 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::optimizer::Analyzer;
-use eddy_engine::schema::NULL_VALUE;
+use eddy_engine::schema::{HEADERS, NULL_VALUE};
 use eddy_engine::{Filter, Operator, Project};
 use sqlparser::ast::{Expr, SelectItem};
 
@@ -56,6 +56,8 @@ pub struct PlannedSelect {
     pub rowtime_index: usize,
     /// Index of the flag that marks rows whose value was null.
     pub null_value_index: usize,
+    /// Index of the input record's headers, which the output record gets.
+    pub headers_index: usize,
     /// The output key is the source's key, unchanged (no PARTITION BY).
     pub keys_pass_through: bool,
     /// What the query produces: a stream from a stream, a table from a table.
@@ -85,12 +87,7 @@ pub fn plan_select(
     if source.kind == SourceKind::Table {
         return Err(unsupported(Missing::Feature, "queries over tables"));
     }
-    let source_names: BTreeSet<String> = source
-        .key_columns
-        .iter()
-        .chain(&source.value_columns)
-        .map(|c| c.name.clone())
-        .collect();
+    let source_names: BTreeSet<String> = source.all_columns().map(|c| c.name.clone()).collect();
     let is_null =
         |e: &Expr| matches!(e, Expr::Value(v) if matches!(v.value, sqlparser::ast::Value::Null));
     let partition_by: Vec<&Expr> = select.partition_by.iter().filter(|e| !is_null(e)).collect();
@@ -121,6 +118,7 @@ pub fn plan_select(
         .collect();
     sql_items.push(format!("\"ROWTIME\" AS \"{ROWTIME_OUT}\""));
     sql_items.push(format!("\"{NULL_VALUE}\" AS \"{NULL_VALUE}\""));
+    sql_items.push(format!("\"{HEADERS}\" AS \"{HEADERS}\""));
     let mut sql = format!(
         "SELECT {} FROM {}",
         sql_items.join(", "),
@@ -149,12 +147,17 @@ pub fn plan_select(
     let (exprs, input) = projection;
     let mut fields = Vec::new();
     let mut columns = Vec::new();
-    for (f, item_name) in proj_schema.fields().iter().zip(
-        items
+    for (f, item_name) in
+        proj_schema
+            .fields()
             .iter()
-            .map(|i| i.name.as_str())
-            .chain([ROWTIME_OUT, NULL_VALUE]),
-    ) {
+            .zip(
+                items
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .chain([ROWTIME_OUT, NULL_VALUE, HEADERS]),
+            )
+    {
         let ty = SqlType::from_arrow(f.data_type()).ok_or_else(|| {
             SqlError::Invalid(format!(
                 "the expression for {item_name} has type {}, which has no SQL type",
@@ -187,6 +190,7 @@ pub fn plan_select(
         value_indices,
         rowtime_index,
         null_value_index: rowtime_index + 1,
+        headers_index: rowtime_index + 2,
         result_kind: source.kind,
         keys_pass_through: select.partition_by.is_empty(),
     })
@@ -279,7 +283,13 @@ fn star_partitioned(
             .iter()
             .any(|p| refers_to(p, &c.name, qualifier))
     };
-    for c in source.value_columns.iter().chain(&source.key_columns) {
+    let headers = source.header_columns.iter().map(|(c, _)| c);
+    for c in source
+        .value_columns
+        .iter()
+        .chain(headers)
+        .chain(&source.key_columns)
+    {
         if !moved(c) {
             items.push(Item {
                 expr: Expr::Identifier(crate::rewrite::quoted(&c.name)),
@@ -332,7 +342,7 @@ fn select_items(
     for item in &select.items {
         match item {
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(_, _) => {
-                for c in source.key_columns.iter().chain(&source.value_columns) {
+                for c in source.all_columns() {
                     items.push(column_item(c));
                 }
             }

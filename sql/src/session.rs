@@ -16,7 +16,7 @@ use datafusion::common::ScalarValue;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::optimizer::Analyzer;
 use eddy_engine::schema::source_schema;
-use eddy_engine::{Codec, EventTime, Format, Pipeline, ProcessingLog, Sink, Source};
+use eddy_engine::{Codec, EventTime, Format, HeaderColumn, Pipeline, ProcessingLog, Sink, Source};
 use eddy_log::{Log, TopicConfig};
 
 use crate::ast::*;
@@ -193,11 +193,17 @@ impl Session {
         let (key_format, value_format) = formats(props, None)?;
         let mut key_columns = Vec::new();
         let mut value_columns = Vec::new();
+        let mut header_columns = Vec::new();
         for col in &c.columns {
             let ty = self.catalog.resolve(&col.ty).map_err(SqlError::Invalid)?;
             if key_columns
                 .iter()
                 .chain(&value_columns)
+                .chain(
+                    header_columns
+                        .iter()
+                        .map(|(h, _): &(Column, Option<String>)| h),
+                )
                 .any(|x: &Column| x.name == col.name)
             {
                 return invalid(format!("Duplicate column names: {}", col.name));
@@ -221,7 +227,22 @@ impl Session {
                 }
                 (ColumnRole::Key { .. }, _) => key_columns.push(column),
                 (ColumnRole::Value, _) => value_columns.push(column),
-                (ColumnRole::Headers | ColumnRole::Header(_), _) => return Err(unsupported(Missing::Feature, "HEADER columns")),
+                (ColumnRole::Headers, _) => {
+                    let expected = SqlType::Array(Box::new(SqlType::Struct(vec![("KEY".into(), SqlType::String), ("VALUE".into(), SqlType::Bytes)])));
+                    if column.ty != expected {
+                        return invalid(format!("Invalid type for HEADERS column: expected {expected}, got {}", column.ty));
+                    }
+                    if header_columns.iter().any(|(_, h): &(Column, Option<String>)| h.is_none()) {
+                        return invalid("Schema already contains a HEADERS column.");
+                    }
+                    header_columns.push((column, None));
+                }
+                (ColumnRole::Header(name), _) => {
+                    if column.ty != SqlType::Bytes {
+                        return invalid(format!("Invalid type for HEADER('{name}') column: expected BYTES, got {}", column.ty));
+                    }
+                    header_columns.push((column, Some(name.clone())));
+                }
             }
         }
         if c.kind == SourceKind::Table && key_columns.is_empty() {
@@ -241,6 +262,7 @@ impl Session {
             topic: topic.clone(),
             key_columns,
             value_columns,
+            header_columns,
             key_format,
             value_format,
             wrap_single_value: wrap_single(props)?,
@@ -267,15 +289,12 @@ impl Session {
     }
 
     fn register(&mut self, def: SourceDef) -> Result<()> {
+        let fields =
+            |cols: &mut dyn Iterator<Item = &Column>| cols.map(Column::field).collect::<Vec<_>>();
         let schema = source_schema(
-            &def.key_columns
-                .iter()
-                .map(Column::field)
-                .collect::<Vec<_>>(),
-            &def.value_columns
-                .iter()
-                .map(Column::field)
-                .collect::<Vec<_>>(),
+            &fields(&mut def.key_columns.iter()),
+            &fields(&mut def.value_columns.iter()),
+            &fields(&mut def.header_columns.iter().map(|(c, _)| c)),
         );
         let _ = self.df.deregister_table(def.name.as_str());
         self.df.register_table(
@@ -333,6 +352,7 @@ impl Session {
             topic: topic.clone(),
             key_columns: planned.key_columns.clone(),
             value_columns: planned.value_columns.clone(),
+            header_columns: Vec::new(),
             key_format,
             value_format,
             // Like ksqlDB, a query's sink does not inherit its source's wrapping.
@@ -384,6 +404,11 @@ impl Session {
                 kind_name(def.kind).to_lowercase()
             ));
         }
+        if !def.header_columns.is_empty() {
+            return invalid(format!(
+                "Cannot insert into {target} because it has header columns"
+            ));
+        }
         let state = self.df.state();
         let planned = plan_select(&state, &self.catalog, query)?;
         let same = |a: &[Column], b: &[Column]| {
@@ -424,7 +449,21 @@ impl Session {
             ),
             None => EventTime::RecordTimestamp,
         };
-        let source = Source::new(self.log.topic(&source_def.topic)?, key, value, event_time);
+        let headers = source_def
+            .header_columns
+            .iter()
+            .map(|(c, name)| HeaderColumn {
+                field: c.field(),
+                name: name.clone(),
+            })
+            .collect();
+        let source = Source::new(
+            self.log.topic(&source_def.topic)?,
+            key,
+            value,
+            headers,
+            event_time,
+        );
         let (sink_key, sink_value) = codecs(sink_def)?;
         let timestamp_column = match &sink_def.timestamp_column {
             Some(c) => {
@@ -445,6 +484,7 @@ impl Session {
             timestamp_column,
             null_value_column: Some(planned.null_value_index),
             null_key_if_all_null: planned.keys_pass_through,
+            headers_column: Some(planned.headers_index),
         };
         let pipeline = Pipeline::new(
             &self.log,
@@ -478,16 +518,23 @@ impl Session {
                 kind_name(def.kind).to_lowercase()
             ));
         }
-        let all: Vec<Column> = def
-            .key_columns
-            .iter()
-            .chain(&def.value_columns)
-            .cloned()
-            .collect();
+        let all: Vec<Column> = def.all_columns().cloned().collect();
         let names: Vec<String> = match columns {
             Some(c) => c.to_vec(),
             None => all.iter().map(|c| c.name.clone()).collect(),
         };
+        let headers: Vec<&str> = def
+            .header_columns
+            .iter()
+            .map(|(c, _)| c.name.as_str())
+            .filter(|h| names.iter().any(|n| n == h))
+            .collect();
+        if !headers.is_empty() {
+            return invalid(format!(
+                "Cannot insert into HEADER columns: {}",
+                headers.join(", ")
+            ));
+        }
         if names.len() != values.len() {
             return invalid(format!(
                 "Expected a value for each column. Expected Columns: {names:?}. Got {} values",
@@ -548,6 +595,7 @@ impl Session {
             timestamp_column: 0,
             null_value_column: None,
             null_key_if_all_null: true,
+            headers_column: None,
         };
         sink.write_values(&keys, &vals, timestamp)?;
         Ok(Outcome::Message("Inserted 1 row".into()))

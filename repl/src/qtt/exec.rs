@@ -363,6 +363,28 @@ fn check_outputs(
                     )));
                 }
             }
+            if let Some(expected_headers) = e.get("headers").and_then(Value::as_array) {
+                let actual_headers: Vec<Value> = a
+                    .record
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        serde_json::json!({
+                            "KEY": h.name,
+                            "VALUE": h.value.as_deref().map(|v| base64::engine::general_purpose::STANDARD.encode(v)),
+                        })
+                    })
+                    .collect();
+                if let Some(d) = diff(
+                    &Value::Array(expected_headers.clone()),
+                    &Value::Array(actual_headers),
+                ) {
+                    return Ok(Some(format!(
+                        "topic {topic} record {}: headers: {d}",
+                        i + 1
+                    )));
+                }
+            }
             if e.get("window").is_some() {
                 return Ok(Some(format!(
                     "topic {topic} record {}: windowed keys are not supported yet",

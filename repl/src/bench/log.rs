@@ -14,14 +14,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use clap::{Args, Subcommand};
+use clap::Args;
 use eddy_log::{FsyncPolicy, Log, LogOptions, ReadLimits, Record, TopicConfig};
-
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Append and read throughput of the embedded log under each fsync policy.
-    Log(LogBenchArgs),
-}
 
 #[derive(Args)]
 pub struct LogBenchArgs {
@@ -50,8 +44,7 @@ pub struct LogBenchArgs {
     policies: Vec<FsyncPolicy>,
 }
 
-pub fn run(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Log(args) = cmd;
+pub fn run(args: LogBenchArgs) -> Result<()> {
     if args.dir.exists() {
         bail!(
             "{} exists; give a new scratch directory with --dir",

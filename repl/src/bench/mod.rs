@@ -1,0 +1,22 @@
+//! `eddy bench ...`: throughput measurements. Build with `--release` for meaningful figures.
+
+mod log;
+mod query;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Append and read throughput of the embedded log under each fsync policy.
+    Log(log::LogBenchArgs),
+    /// A stateless query (filter and projection) over JSON records, from log to log.
+    Query(query::QueryBenchArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Log(args) => log::run(args),
+        BenchCommand::Query(args) => query::run(args),
+    }
+}
