@@ -58,14 +58,52 @@ pub trait Operator: Send {
 }
 
 /// Keeps the rows for which a predicate is true.
+///
+/// Over a table, a row that fails the predicate is not dropped but turned into a deletion of
+/// its key (its `__NULL_VALUE` flag set), as a table's filter forwards tombstones: a row that
+/// stops matching must disappear downstream.
 pub struct Filter {
     predicate: Arc<dyn PhysicalExpr>,
     schema: SchemaRef,
+    /// For tables: the index of the `__NULL_VALUE` column to set instead of dropping rows.
+    tombstone_column: Option<usize>,
 }
 
 impl Filter {
     pub fn new(predicate: Arc<dyn PhysicalExpr>, schema: SchemaRef) -> Filter {
-        Filter { predicate, schema }
+        Filter {
+            predicate,
+            schema,
+            tombstone_column: None,
+        }
+    }
+
+    /// A filter over a table's changelog.
+    pub fn for_table(predicate: Arc<dyn PhysicalExpr>, schema: SchemaRef) -> Result<Filter> {
+        let i = schema.index_of(crate::schema::NULL_VALUE)?;
+        Ok(Filter {
+            predicate,
+            schema,
+            tombstone_column: Some(i),
+        })
+    }
+
+    fn apply(&self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let mask = self.mask(batch)?;
+        match self.tombstone_column {
+            None => Ok(filter_record_batch(batch, &mask)?),
+            Some(i) => {
+                // Deleted = already a tombstone, or not (true) under the predicate.
+                let kept = datafusion::arrow::compute::prep_null_mask_filter(&mask);
+                let deleted = datafusion::arrow::compute::or(
+                    batch.column(i).as_boolean(),
+                    &datafusion::arrow::compute::not(&kept)?,
+                )?;
+                let mut columns = batch.columns().to_vec();
+                columns[i] = Arc::new(deleted);
+                Ok(RecordBatch::try_new(batch.schema(), columns)?)
+            }
+        }
     }
 
     fn mask(&self, batch: &RecordBatch) -> Result<datafusion::arrow::array::BooleanArray> {
@@ -87,12 +125,9 @@ impl Operator for Filter {
     }
 
     fn process(&mut self, batch: RecordBatch, ctx: &OperatorContext<'_>) -> Result<RecordBatch> {
-        match self.mask(&batch) {
-            Ok(mask) => Ok(filter_record_batch(&batch, &mask)?),
-            Err(_) => row_by_row(&batch, ctx, &self.schema, |row| {
-                let mask = self.mask(row)?;
-                Ok(filter_record_batch(row, &mask)?)
-            }),
+        match self.apply(&batch) {
+            Ok(out) => Ok(out),
+            Err(_) => row_by_row(&batch, ctx, &self.schema, |row| self.apply(row)),
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct Source {
     pub value: Codec,
     pub header_columns: Vec<HeaderColumn>,
     pub event_time: EventTime,
+    /// A table's changelog has no meaning for a null key: such records are reported and skipped.
+    pub drop_null_keys: bool,
     schema: SchemaRef,
 }
 
@@ -71,6 +73,7 @@ impl Source {
             value,
             header_columns,
             event_time,
+            drop_null_keys: false,
             schema,
         }
     }
@@ -100,6 +103,19 @@ impl Source {
         let mut null_value = Vec::with_capacity(records.len());
         let mut headers: Vec<&[Header]> = Vec::with_capacity(records.len());
         for r in records {
+            if self.drop_null_keys && r.record.key.is_none() {
+                let origin = RecordOrigin {
+                    topic: self.topic.name().to_string(),
+                    partition,
+                    offset: r.offset,
+                };
+                plog.report(
+                    query,
+                    Some(&origin),
+                    "a table record with a null key was skipped",
+                )?;
+                continue;
+            }
             let origin = || RecordOrigin {
                 topic: self.topic.name().to_string(),
                 partition,
@@ -305,7 +321,16 @@ impl Sink {
             } else {
                 value
             };
-            let timestamp = timestamp_at(ts_col, row).unwrap_or(0);
+            // A record's timestamp cannot be negative; a row whose TIMESTAMP column says so is
+            // reported rather than written with a made-up time.
+            let Some(timestamp) = timestamp_at(ts_col, row).filter(|t| *t >= 0) else {
+                plog.report(
+                    query,
+                    None,
+                    "the output TIMESTAMP column is null or negative",
+                )?;
+                continue;
+            };
             let partition = self.topic.partition_for(key.as_deref());
             let headers = self
                 .headers_column

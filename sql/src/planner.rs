@@ -84,8 +84,8 @@ pub fn plan_select(
     let Some(source) = catalog.source(&relation.name) else {
         return invalid(format!("{} does not exist.", relation.name));
     };
-    if source.kind == SourceKind::Table {
-        return Err(unsupported(Missing::Feature, "queries over tables"));
+    if source.kind == SourceKind::Table && !select.partition_by.is_empty() {
+        return Err(unsupported(Missing::Feature, "PARTITION BY over a table"));
     }
     let source_names: BTreeSet<String> = source.all_columns().map(|c| c.name.clone()).collect();
     let is_null =
@@ -139,10 +139,11 @@ pub fn plan_select(
     let mut operators: Vec<Box<dyn Operator>> = Vec::new();
     if let Some((predicate, input)) = filter {
         let physical = physical_expr(state, predicate, &input)?;
-        operators.push(Box::new(Filter::new(
-            physical,
-            Arc::new(input.as_arrow().clone()),
-        )));
+        let schema = Arc::new(input.as_arrow().clone());
+        operators.push(match source.kind {
+            SourceKind::Stream => Box::new(Filter::new(physical, schema)),
+            SourceKind::Table => Box::new(Filter::for_table(physical, schema)?),
+        });
     }
     let (exprs, input) = projection;
     let mut fields = Vec::new();

@@ -160,6 +160,17 @@ impl Session {
         }
     }
 
+    fn format_defaults(&self) -> FormatDefaults<'_> {
+        (
+            self.properties
+                .get("ksql.persistence.default.format.key")
+                .map(String::as_str),
+            self.properties
+                .get("ksql.persistence.default.format.value")
+                .map(String::as_str),
+        )
+    }
+
     fn reads_from_beginning(&self) -> bool {
         self.properties
             .get("auto.offset.reset")
@@ -190,7 +201,7 @@ impl Session {
                 "Missing required property \"KAFKA_TOPIC\" which has no default value.",
             );
         };
-        let (key_format, value_format) = formats(props, None)?;
+        let (key_format, value_format) = formats(props, None, self.format_defaults())?;
         let mut key_columns = Vec::new();
         let mut value_columns = Vec::new();
         let mut header_columns = Vec::new();
@@ -335,7 +346,7 @@ impl Session {
         let props = &c.properties;
         let source = planned.source.clone();
         let topic = props.text("KAFKA_TOPIC").unwrap_or_else(|| c.name.clone());
-        let (mut key_format, value_format) = formats(props, Some(&source))?;
+        let (mut key_format, value_format) = formats(props, Some(&source), self.format_defaults())?;
         if planned.key_columns.is_empty() {
             // No key (PARTITION BY NULL, or a keyless source): nothing to format.
             if props.get("KEY_FORMAT").is_some() {
@@ -457,13 +468,14 @@ impl Session {
                 name: name.clone(),
             })
             .collect();
-        let source = Source::new(
+        let mut source = Source::new(
             self.log.topic(&source_def.topic)?,
             key,
             value,
             headers,
             event_time,
         );
+        source.drop_null_keys = source_def.kind == SourceKind::Table;
         let (sink_key, sink_value) = codecs(sink_def)?;
         let timestamp_column = match &sink_def.timestamp_column {
             Some(c) => {
@@ -725,7 +737,14 @@ fn delimiter(props: &Properties, property: &str) -> Result<Option<char>> {
 }
 
 /// Key and value formats from `FORMAT`, `KEY_FORMAT`, `VALUE_FORMAT`, inheriting from `parent`.
-fn formats(props: &Properties, parent: Option<&SourceDef>) -> Result<(Format, Format)> {
+/// The session's `ksql.persistence.default.format.key` and `...value`.
+type FormatDefaults<'a> = (Option<&'a str>, Option<&'a str>);
+
+fn formats(
+    props: &Properties,
+    parent: Option<&SourceDef>,
+    defaults: FormatDefaults<'_>,
+) -> Result<(Format, Format)> {
     let both = props.text("FORMAT");
     if both.is_some() && (props.get("KEY_FORMAT").is_some() || props.get("VALUE_FORMAT").is_some())
     {
@@ -755,7 +774,10 @@ fn formats(props: &Properties, parent: Option<&SourceDef>) -> Result<(Format, Fo
             (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
             (f, _) => f.clone(),
         },
-        (None, None) => Format::Kafka,
+        (None, None) => match defaults.0 {
+            Some(d) => parse(d, key_delim)?,
+            None => Format::Kafka,
+        },
     };
     let value = match (value_name, parent) {
         (Some(n), _) => parse(&n, value_delim)?,
@@ -763,11 +785,14 @@ fn formats(props: &Properties, parent: Option<&SourceDef>) -> Result<(Format, Fo
             (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
             (f, _) => f.clone(),
         },
-        (None, None) => {
-            return invalid(
-                "Missing required property \"VALUE_FORMAT\" which has no default value.",
-            )
-        }
+        (None, None) => match defaults.1 {
+            Some(d) => parse(d, value_delim)?,
+            None => {
+                return invalid(
+                    "Missing required property \"VALUE_FORMAT\" which has no default value.",
+                )
+            }
+        },
     };
     Ok((key, value))
 }
