@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         key_columns: vec![],
         value_columns: vec![0, 1],
         timestamp_column: 2,
+        timestamp_format: None,
         null_value_column: Some(3),
         null_key_if_all_null: true,
         headers_column: None,

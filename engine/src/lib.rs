@@ -15,6 +15,7 @@ pub mod operator;
 pub mod pipeline;
 pub mod processing_log;
 pub mod schema;
+pub mod time_format;
 mod value;
 
 pub use error::{EngineError, Result};
@@ -22,4 +23,5 @@ pub use format::{Codec, Format};
 pub use operator::{Filter, Operator, OperatorContext, Project};
 pub use pipeline::{EventTime, HeaderColumn, Pipeline, Sink, Source};
 pub use processing_log::{ProcessingLog, PROCESSING_LOG_TOPIC};
+pub use time_format::TimestampFormat;
 pub use value::{from_json as scalar_from_json, java_double, write_json as write_scalar_json};

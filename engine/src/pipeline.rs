@@ -26,14 +26,19 @@ use crate::format::Codec;
 use crate::operator::{Operator, OperatorContext};
 use crate::processing_log::{ProcessingLog, RecordOrigin};
 use crate::schema::{headers_type, source_schema, PSEUDO_COLUMNS};
+use crate::time_format::TimestampFormat;
 
 /// Where a source record's event time comes from.
 #[derive(Clone, Debug)]
 pub enum EventTime {
     /// The record's own timestamp.
     RecordTimestamp,
-    /// A value column (BIGINT milliseconds or TIMESTAMP), by index among the value columns.
-    Column(usize),
+    /// A column, by index among the key then value columns: BIGINT milliseconds, TIMESTAMP, or
+    /// STRING read with `format`.
+    Column {
+        index: usize,
+        format: Option<TimestampFormat>,
+    },
 }
 
 /// A column filled from the record's headers.
@@ -141,10 +146,24 @@ impl Source {
             };
             let ts = match &self.event_time {
                 EventTime::RecordTimestamp => Some(r.record.timestamp),
-                EventTime::Column(i) => match &v[*i] {
-                    ScalarValue::Int64(t) | ScalarValue::TimestampMillisecond(t, _) => *t,
-                    _ => None,
-                },
+                EventTime::Column { index, format } => {
+                    let cell = if *index < k.len() {
+                        &k[*index]
+                    } else {
+                        &v[*index - k.len()]
+                    };
+                    match (cell, format) {
+                        (ScalarValue::Utf8(Some(text)), Some(f)) => match f.parse_millis(text) {
+                            Ok(t) => Some(t),
+                            Err(e) => {
+                                plog.report(query, Some(&origin()), &e)?;
+                                continue;
+                            }
+                        },
+                        (ScalarValue::Int64(t) | ScalarValue::TimestampMillisecond(t, _), _) => *t,
+                        _ => None,
+                    }
+                }
             };
             let Some(ts) = ts.filter(|t| *t >= 0) else {
                 plog.report(
@@ -261,8 +280,10 @@ pub struct Sink {
     /// codecs' field order.
     pub key_columns: Vec<usize>,
     pub value_columns: Vec<usize>,
-    /// Index of the BIGINT or TIMESTAMP column that gives each record's timestamp.
+    /// Index of the column that gives each record's timestamp: BIGINT or TIMESTAMP, or STRING
+    /// read with `timestamp_format`.
     pub timestamp_column: usize,
+    pub timestamp_format: Option<TimestampFormat>,
     /// Index of the BOOLEAN column that marks rows whose value is null (written as tombstones).
     pub null_value_column: Option<usize>,
     /// Write a null key when every key column is null. True when the key passes through from a
@@ -323,7 +344,11 @@ impl Sink {
             };
             // A record's timestamp cannot be negative; a row whose TIMESTAMP column says so is
             // reported rather than written with a made-up time.
-            let Some(timestamp) = timestamp_at(ts_col, row).filter(|t| *t >= 0) else {
+            let timestamp = match (&self.timestamp_format, ts_col.as_string_opt::<i32>()) {
+                (Some(f), Some(text)) if !text.is_null(row) => f.parse_millis(text.value(row)).ok(),
+                _ => timestamp_at(ts_col, row),
+            };
+            let Some(timestamp) = timestamp.filter(|t| *t >= 0) else {
                 plog.report(
                     query,
                     None,

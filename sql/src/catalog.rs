@@ -37,6 +37,8 @@ pub struct SourceDef {
     pub wrap_single_value: bool,
     /// The value column holding event time, if not the record timestamp.
     pub timestamp_column: Option<String>,
+    /// `TIMESTAMP_FORMAT`: the Java pattern of a STRING timestamp column.
+    pub timestamp_format: Option<String>,
     /// Created by `CREATE SOURCE ...`: no query may write to it.
     pub read_only: bool,
     /// The statement that created it.

@@ -16,7 +16,9 @@ use datafusion::common::ScalarValue;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::optimizer::Analyzer;
 use eddy_engine::schema::source_schema;
-use eddy_engine::{Codec, EventTime, Format, HeaderColumn, Pipeline, ProcessingLog, Sink, Source};
+use eddy_engine::{
+    Codec, EventTime, Format, HeaderColumn, Pipeline, ProcessingLog, Sink, Source, TimestampFormat,
+};
 use eddy_log::{Log, TopicConfig};
 
 use crate::ast::*;
@@ -265,7 +267,8 @@ impl Session {
                 "inferring columns from a schema registry",
             ));
         }
-        let timestamp_column = timestamp_column(props, &value_columns)?;
+        let all: Vec<Column> = key_columns.iter().chain(&value_columns).cloned().collect();
+        let (timestamp_column, timestamp_format) = timestamp_column(props, &all)?;
         check_wrapping(props, &value_format, value_columns.len())?;
         let def = SourceDef {
             name: c.name.clone(),
@@ -278,6 +281,7 @@ impl Session {
             value_format,
             wrap_single_value: wrap_single(props)?,
             timestamp_column,
+            timestamp_format,
             read_only: c.read_only,
             sql: text.to_string(),
         };
@@ -357,6 +361,13 @@ impl Session {
             }
             key_format = Format::None;
         }
+        let all: Vec<Column> = planned
+            .key_columns
+            .iter()
+            .chain(&planned.value_columns)
+            .cloned()
+            .collect();
+        let sink_ts = timestamp_column(props, &all)?;
         let def = SourceDef {
             name: c.name.clone(),
             kind: c.kind,
@@ -368,7 +379,8 @@ impl Session {
             value_format,
             // Like ksqlDB, a query's sink does not inherit its source's wrapping.
             wrap_single_value: wrap_single(props)?,
-            timestamp_column: timestamp_column(props, &planned.value_columns)?,
+            timestamp_column: sink_ts.0,
+            timestamp_format: sink_ts.1,
             read_only: false,
             sql: text.to_string(),
         };
@@ -451,13 +463,20 @@ impl Session {
         let source_def = &planned.source;
         let (key, value) = codecs(source_def)?;
         let event_time = match &source_def.timestamp_column {
-            Some(c) => EventTime::Column(
-                source_def
-                    .value_columns
+            Some(c) => EventTime::Column {
+                index: source_def
+                    .key_columns
                     .iter()
+                    .chain(&source_def.value_columns)
                     .position(|v| &v.name == c)
                     .expect("validated"),
-            ),
+                format: source_def
+                    .timestamp_format
+                    .as_deref()
+                    .map(TimestampFormat::new)
+                    .transpose()
+                    .map_err(SqlError::Invalid)?,
+            },
             None => EventTime::RecordTimestamp,
         };
         let headers = source_def
@@ -478,13 +497,16 @@ impl Session {
         source.drop_null_keys = source_def.kind == SourceKind::Table;
         let (sink_key, sink_value) = codecs(sink_def)?;
         let timestamp_column = match &sink_def.timestamp_column {
-            Some(c) => {
-                planned.value_indices[sink_def
-                    .value_columns
-                    .iter()
-                    .position(|v| &v.name == c)
-                    .expect("validated")]
-            }
+            Some(c) => match sink_def.key_columns.iter().position(|v| &v.name == c) {
+                Some(k) => planned.key_indices[k],
+                None => {
+                    planned.value_indices[sink_def
+                        .value_columns
+                        .iter()
+                        .position(|v| &v.name == c)
+                        .expect("validated")]
+                }
+            },
             None => planned.rowtime_index,
         };
         let sink = Sink {
@@ -494,6 +516,12 @@ impl Session {
             key_columns: planned.key_indices.clone(),
             value_columns: planned.value_indices.clone(),
             timestamp_column,
+            timestamp_format: sink_def
+                .timestamp_format
+                .as_deref()
+                .map(TimestampFormat::new)
+                .transpose()
+                .map_err(SqlError::Invalid)?,
             null_value_column: Some(planned.null_value_index),
             null_key_if_all_null: planned.keys_pass_through,
             headers_column: Some(planned.headers_index),
@@ -605,6 +633,7 @@ impl Session {
             key_columns: vec![],
             value_columns: vec![],
             timestamp_column: 0,
+            timestamp_format: None,
             null_value_column: None,
             null_key_if_all_null: true,
             headers_column: None,
@@ -840,17 +869,29 @@ fn wrap_single(props: &Properties) -> Result<bool> {
     }
 }
 
-fn timestamp_column(props: &Properties, values: &[Column]) -> Result<Option<String>> {
+/// The `TIMESTAMP` column and its `TIMESTAMP_FORMAT`, checked against the columns.
+fn timestamp_column(
+    props: &Properties,
+    columns: &[Column],
+) -> Result<(Option<String>, Option<String>)> {
+    let format = props.text("TIMESTAMP_FORMAT");
     let Some(name) = props.text("TIMESTAMP") else {
-        return Ok(None);
+        if format.is_some() {
+            return invalid("TIMESTAMP_FORMAT requires a TIMESTAMP column");
+        }
+        return Ok((None, None));
     };
-    if props.get("TIMESTAMP_FORMAT").is_some() {
-        return Err(unsupported(Missing::Feature, "TIMESTAMP_FORMAT"));
-    }
     let name = name.to_ascii_uppercase();
-    match values.iter().find(|c| c.name == name) {
-        Some(c) if matches!(c.ty, SqlType::Bigint | SqlType::Timestamp) => Ok(Some(name)),
-        Some(c) => invalid(format!("Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified, but was {}", c.ty)),
+    if let Some(f) = &format {
+        TimestampFormat::new(f).map_err(SqlError::Invalid)?;
+    }
+    match columns.iter().find(|c| c.name == name) {
+        Some(c) if matches!(c.ty, SqlType::Bigint | SqlType::Timestamp) && format.is_none() => Ok((Some(name), None)),
+        Some(c) if c.ty == SqlType::String && format.is_some() => Ok((Some(name), format)),
+        Some(c) => invalid(format!(
+            "Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified, but was {}",
+            c.ty
+        )),
         None => invalid(format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'")),
     }
 }
