@@ -3,11 +3,14 @@
 //! - [`parser`]: statements into the [`ast`], on `sqlparser`, with line and column in errors.
 //! - [`types`]: ksqlDB's SQL types and their Arrow forms.
 //! - [`catalog`]: the streams, tables and types a session knows.
+//! - [`command_log`]: the statements that built the catalog, replayed on start.
 //! - [`planner`]: a `SELECT` into the engine's operators, through DataFusion.
 //! - [`session`]: executes statements and drives the persistent queries they start.
+//! - [`with_clause`]: formats, delimiters, wrapping and event time from a WITH clause.
 
 pub mod ast;
 pub mod catalog;
+pub mod command_log;
 pub mod dialect;
 pub mod error;
 pub mod parser;
@@ -15,6 +18,7 @@ pub mod planner;
 mod rewrite;
 pub mod session;
 pub mod types;
+pub mod with_clause;
 
 pub use error::{Missing, Result, SqlError};
 pub use parser::{parse_schema, parse_statement, parse_statements, ParseError};

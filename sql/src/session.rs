@@ -17,16 +17,20 @@ use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::optimizer::Analyzer;
 use eddy_engine::schema::source_schema;
 use eddy_engine::{
-    Codec, EventTime, Format, HeaderColumn, Pipeline, ProcessingLog, Sink, Source, TimestampFormat,
+    EventTime, Format, HeaderColumn, Pipeline, ProcessingLog, Sink, Source, TimestampFormat,
 };
 use eddy_log::{Log, TopicConfig};
 
 use crate::ast::*;
 use crate::catalog::{Catalog, Column, SourceDef};
+use crate::command_log::CommandLog;
 use crate::error::{invalid, unsupported, Missing, Result, SqlError};
 use crate::planner::plan_select;
 use crate::rewrite::rewrite;
 use crate::types::SqlType;
+use crate::with_clause::{
+    check_wrapping, codecs, formats, timestamp_column, wrap_single, FormatDefaults,
+};
 
 /// What a statement did, for the REPL and the test runner to show.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +54,8 @@ pub struct Session {
     /// `SET` properties.
     pub properties: BTreeMap<String, String>,
     next_query: usize,
+    /// Where statements are recorded for replay; `None` for an ephemeral session.
+    commands: Option<CommandLog>,
 }
 
 impl Session {
@@ -68,15 +74,67 @@ impl Session {
             queries: Vec::new(),
             properties: BTreeMap::new(),
             next_query: 0,
+            commands: None,
         }
+    }
+
+    /// A session whose catalog and queries persist in the data directory: it replays the
+    /// command topic (rebuilding the catalog and restarting the persistent queries, which resume
+    /// from their committed offsets), then records every statement that changes them.
+    pub fn open(log: Log) -> Result<Session> {
+        let mut session = Session::new(log);
+        let commands = CommandLog::open(&session.log)?;
+        for command in commands.read_all()? {
+            session.properties = command.properties;
+            let replayed = crate::parser::parse_statements(&command.sql)
+                .map_err(SqlError::from)
+                .and_then(|stmts| {
+                    for (stmt, text) in &stmts {
+                        session.execute(stmt, text)?;
+                    }
+                    Ok(())
+                });
+            if let Err(e) = replayed {
+                tracing::warn!("replaying `{}` failed: {e}", command.sql);
+            }
+        }
+        session.properties = BTreeMap::new();
+        session.commands = Some(commands);
+        Ok(session)
+    }
+
+    /// The persistent queries, by id, with the sink each writes to.
+    pub fn queries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.queries
+            .iter()
+            .map(|q| (q.pipeline.id.as_str(), q.sink.as_str()))
     }
 
     pub fn log(&self) -> &Log {
         &self.log
     }
 
-    /// Executes one parsed statement; `text` is its source, kept in the catalog.
+    /// Executes one parsed statement; `text` is its source, kept in the catalog and, for a
+    /// statement that changes the catalog or the queries, recorded in the command topic.
     pub fn execute(&mut self, stmt: &Statement, text: &str) -> Result<Outcome> {
+        let outcome = self.apply(stmt, text)?;
+        let persistent = matches!(
+            stmt,
+            Statement::CreateSource(_)
+                | Statement::CreateAsSelect(_)
+                | Statement::InsertInto { .. }
+                | Statement::Drop { .. }
+                | Statement::CreateType { .. }
+                | Statement::DropType { .. }
+                | Statement::Terminate(_)
+        );
+        if let (true, Some(commands)) = (persistent, &self.commands) {
+            commands.append(text, &self.properties)?;
+        }
+        Ok(outcome)
+    }
+
+    fn apply(&mut self, stmt: &Statement, text: &str) -> Result<Outcome> {
         match stmt {
             Statement::CreateSource(c) => self.create_source(c, text),
             Statement::CreateAsSelect(c) => self.create_as_select(c, text),
@@ -707,7 +765,11 @@ impl Session {
         self.catalog.sources.remove(name);
         let _ = self.df.deregister_table(name);
         if delete_topic {
-            self.log.delete_topic(&def.topic)?;
+            match self.log.delete_topic(&def.topic) {
+                // Replaying a DROP ... DELETE TOPIC finds the topic already gone.
+                Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(Outcome::Message(format!(
             "Source `{name}` (topic: {}) was dropped.",
@@ -747,173 +809,4 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn delimiter(props: &Properties, property: &str) -> Result<Option<char>> {
-    let Some(d) = props.text(property) else {
-        return Ok(None);
-    };
-    Ok(Some(match d.to_ascii_uppercase().as_str() {
-        "TAB" => '\t',
-        "SPACE" => ' ',
-        _ if d.chars().count() == 1 => d.chars().next().expect("one char"),
-        _ => {
-            return invalid(format!(
-                "Invalid delimiter '{d}': use a single character, TAB or SPACE"
-            ))
-        }
-    }))
-}
-
-/// Key and value formats from `FORMAT`, `KEY_FORMAT`, `VALUE_FORMAT`, inheriting from `parent`.
-/// The session's `ksql.persistence.default.format.key` and `...value`.
-type FormatDefaults<'a> = (Option<&'a str>, Option<&'a str>);
-
-fn formats(
-    props: &Properties,
-    parent: Option<&SourceDef>,
-    defaults: FormatDefaults<'_>,
-) -> Result<(Format, Format)> {
-    let both = props.text("FORMAT");
-    if both.is_some() && (props.get("KEY_FORMAT").is_some() || props.get("VALUE_FORMAT").is_some())
-    {
-        return invalid("Cannot supply both 'FORMAT' and 'KEY_FORMAT' or 'VALUE_FORMAT' properties, as 'FORMAT' sets both key and value formats.");
-    }
-    let parse = |name: &str, delim: Option<char>| -> Result<Format> {
-        let upper = name.to_ascii_uppercase();
-        match Format::parse(name, delim) {
-            Some(f) => Ok(f),
-            None if matches!(
-                upper.as_str(),
-                "AVRO" | "PROTOBUF" | "PROTOBUF_NOSR" | "JSON_SR"
-            ) =>
-            {
-                Err(unsupported(Missing::Format, format!("the {upper} format")))
-            }
-            None => invalid(format!("Unknown format: {upper}")),
-        }
-    };
-    let value_delim = delimiter(props, "VALUE_DELIMITER")?;
-    let key_delim = delimiter(props, "KEY_DELIMITER")?;
-    let key_name = props.text("KEY_FORMAT").or_else(|| both.clone());
-    let value_name = props.text("VALUE_FORMAT").or(both);
-    let key = match (key_name, parent) {
-        (Some(n), _) => parse(&n, key_delim)?,
-        (None, Some(p)) => match (&p.key_format, key_delim) {
-            (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
-            (f, _) => f.clone(),
-        },
-        (None, None) => match defaults.0 {
-            Some(d) => parse(d, key_delim)?,
-            None => Format::Kafka,
-        },
-    };
-    let value = match (value_name, parent) {
-        (Some(n), _) => parse(&n, value_delim)?,
-        (None, Some(p)) => match (&p.value_format, value_delim) {
-            (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
-            (f, _) => f.clone(),
-        },
-        (None, None) => match defaults.1 {
-            Some(d) => parse(d, value_delim)?,
-            None => {
-                return invalid(
-                    "Missing required property \"VALUE_FORMAT\" which has no default value.",
-                )
-            }
-        },
-    };
-    Ok((key, value))
-}
-
-fn contains_map(t: &SqlType) -> bool {
-    match t {
-        SqlType::Map(_, _) => true,
-        SqlType::Array(inner) => contains_map(inner),
-        SqlType::Struct(fields) => fields.iter().any(|(_, t)| contains_map(t)),
-        _ => false,
-    }
-}
-
-/// Checks `WRAP_SINGLE_VALUE` against the value format and columns, as ksqlDB does.
-fn check_wrapping(props: &Properties, format: &Format, value_columns: usize) -> Result<()> {
-    let Some(v) = props.get("WRAP_SINGLE_VALUE") else {
-        return Ok(());
-    };
-    if value_columns > 1 {
-        return invalid("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas");
-    }
-    let wrap = wrap_single(props)?;
-    match format {
-        Format::Json => Ok(()),
-        Format::Delimited { .. } | Format::Kafka | Format::None if wrap => invalid(format!(
-            "Format '{}' does not support 'WRAP_SINGLE_VALUE' set to '{}'.",
-            format.name(),
-            v.as_text()
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn wrap_single(props: &Properties) -> Result<bool> {
-    match props.get("WRAP_SINGLE_VALUE") {
-        None => Ok(true),
-        Some(PropertyValue::Boolean(b)) => Ok(*b),
-        Some(v) => match v.as_text().to_ascii_lowercase().as_str() {
-            "true" => Ok(true),
-            "false" => Ok(false),
-            other => invalid(format!(
-                "Invalid WRAP_SINGLE_VALUE '{other}': use true or false"
-            )),
-        },
-    }
-}
-
-/// The `TIMESTAMP` column and its `TIMESTAMP_FORMAT`, checked against the columns.
-fn timestamp_column(
-    props: &Properties,
-    columns: &[Column],
-) -> Result<(Option<String>, Option<String>)> {
-    let format = props.text("TIMESTAMP_FORMAT");
-    let Some(name) = props.text("TIMESTAMP") else {
-        if format.is_some() {
-            return invalid("TIMESTAMP_FORMAT requires a TIMESTAMP column");
-        }
-        return Ok((None, None));
-    };
-    let name = name.to_ascii_uppercase();
-    if let Some(f) = &format {
-        TimestampFormat::new(f).map_err(SqlError::Invalid)?;
-    }
-    match columns.iter().find(|c| c.name == name) {
-        Some(c) if matches!(c.ty, SqlType::Bigint | SqlType::Timestamp) && format.is_none() => Ok((Some(name), None)),
-        Some(c) if c.ty == SqlType::String && format.is_some() => Ok((Some(name), format)),
-        Some(c) => invalid(format!(
-            "Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified, but was {}",
-            c.ty
-        )),
-        None => invalid(format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'")),
-    }
-}
-
-/// The key and value codecs of a source.
-pub fn codecs(def: &SourceDef) -> Result<(Codec, Codec)> {
-    for c in &def.key_columns {
-        if contains_map(&c.ty) {
-            return invalid(format!(
-                "Map keys, including types that contain maps, are not supported as they may lead to unexpected behavior due to inconsistent serialization. Key column name: `{}`. Column type: {}.",
-                c.name, c.ty
-            ));
-        }
-    }
-    let fields = |cols: &[Column]| cols.iter().map(Column::field).collect::<Vec<_>>();
-    let key = Codec::new(def.key_format.clone(), fields(&def.key_columns), false)
-        .map_err(|e| SqlError::Invalid(format!("key format {}: {e}", def.key_format.name())))?;
-    let value = Codec::new(
-        def.value_format.clone(),
-        fields(&def.value_columns),
-        def.wrap_single_value,
-    )
-    .map_err(|e| SqlError::Invalid(format!("value format {}: {e}", def.value_format.name())))?;
-    Ok((key, value))
 }

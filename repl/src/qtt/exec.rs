@@ -6,7 +6,7 @@ use bytes::Bytes;
 use eddy_engine::{scalar_from_json, write_scalar_json, Format};
 use eddy_log::{Header, Log, LogOptions, ReadLimits, Record, TopicConfig};
 use eddy_sql::catalog::SourceDef;
-use eddy_sql::session::codecs;
+use eddy_sql::with_clause::codecs;
 use eddy_sql::{parse_schema, parse_statements, Missing, Session, SqlError};
 use serde_json::Value;
 

@@ -1,0 +1,182 @@
+//! What the WITH clause of a CREATE statement says: formats, delimiters, single-value
+//! wrapping, the event-time column, and the codecs that follow from them.
+
+use eddy_engine::{Codec, Format, TimestampFormat};
+
+use crate::ast::{Properties, PropertyValue};
+use crate::catalog::{Column, SourceDef};
+use crate::error::{invalid, unsupported, Missing, Result, SqlError};
+use crate::types::SqlType;
+
+fn delimiter(props: &Properties, property: &str) -> Result<Option<char>> {
+    let Some(d) = props.text(property) else {
+        return Ok(None);
+    };
+    Ok(Some(match d.to_ascii_uppercase().as_str() {
+        "TAB" => '\t',
+        "SPACE" => ' ',
+        _ if d.chars().count() == 1 => d.chars().next().expect("one char"),
+        _ => {
+            return invalid(format!(
+                "Invalid delimiter '{d}': use a single character, TAB or SPACE"
+            ))
+        }
+    }))
+}
+
+/// The session's `ksql.persistence.default.format.key` and `...value`.
+pub(crate) type FormatDefaults<'a> = (Option<&'a str>, Option<&'a str>);
+
+/// Key and value formats from `FORMAT`, `KEY_FORMAT`, `VALUE_FORMAT`, inheriting from `parent`.
+pub(crate) fn formats(
+    props: &Properties,
+    parent: Option<&SourceDef>,
+    defaults: FormatDefaults<'_>,
+) -> Result<(Format, Format)> {
+    let both = props.text("FORMAT");
+    if both.is_some() && (props.get("KEY_FORMAT").is_some() || props.get("VALUE_FORMAT").is_some())
+    {
+        return invalid("Cannot supply both 'FORMAT' and 'KEY_FORMAT' or 'VALUE_FORMAT' properties, as 'FORMAT' sets both key and value formats.");
+    }
+    let parse = |name: &str, delim: Option<char>| -> Result<Format> {
+        let upper = name.to_ascii_uppercase();
+        match Format::parse(name, delim) {
+            Some(f) => Ok(f),
+            None if matches!(
+                upper.as_str(),
+                "AVRO" | "PROTOBUF" | "PROTOBUF_NOSR" | "JSON_SR"
+            ) =>
+            {
+                Err(unsupported(Missing::Format, format!("the {upper} format")))
+            }
+            None => invalid(format!("Unknown format: {upper}")),
+        }
+    };
+    let value_delim = delimiter(props, "VALUE_DELIMITER")?;
+    let key_delim = delimiter(props, "KEY_DELIMITER")?;
+    let key_name = props.text("KEY_FORMAT").or_else(|| both.clone());
+    let value_name = props.text("VALUE_FORMAT").or(both);
+    let key = match (key_name, parent) {
+        (Some(n), _) => parse(&n, key_delim)?,
+        (None, Some(p)) => match (&p.key_format, key_delim) {
+            (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
+            (f, _) => f.clone(),
+        },
+        (None, None) => match defaults.0 {
+            Some(d) => parse(d, key_delim)?,
+            None => Format::Kafka,
+        },
+    };
+    let value = match (value_name, parent) {
+        (Some(n), _) => parse(&n, value_delim)?,
+        (None, Some(p)) => match (&p.value_format, value_delim) {
+            (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
+            (f, _) => f.clone(),
+        },
+        (None, None) => match defaults.1 {
+            Some(d) => parse(d, value_delim)?,
+            None => {
+                return invalid(
+                    "Missing required property \"VALUE_FORMAT\" which has no default value.",
+                )
+            }
+        },
+    };
+    Ok((key, value))
+}
+
+fn contains_map(t: &SqlType) -> bool {
+    match t {
+        SqlType::Map(_, _) => true,
+        SqlType::Array(inner) => contains_map(inner),
+        SqlType::Struct(fields) => fields.iter().any(|(_, t)| contains_map(t)),
+        _ => false,
+    }
+}
+
+/// Checks `WRAP_SINGLE_VALUE` against the value format and columns, as ksqlDB does.
+pub(crate) fn check_wrapping(
+    props: &Properties,
+    format: &Format,
+    value_columns: usize,
+) -> Result<()> {
+    let Some(v) = props.get("WRAP_SINGLE_VALUE") else {
+        return Ok(());
+    };
+    if value_columns > 1 {
+        return invalid("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas");
+    }
+    let wrap = wrap_single(props)?;
+    match format {
+        Format::Json => Ok(()),
+        Format::Delimited { .. } | Format::Kafka | Format::None if wrap => invalid(format!(
+            "Format '{}' does not support 'WRAP_SINGLE_VALUE' set to '{}'.",
+            format.name(),
+            v.as_text()
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn wrap_single(props: &Properties) -> Result<bool> {
+    match props.get("WRAP_SINGLE_VALUE") {
+        None => Ok(true),
+        Some(PropertyValue::Boolean(b)) => Ok(*b),
+        Some(v) => match v.as_text().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            other => invalid(format!(
+                "Invalid WRAP_SINGLE_VALUE '{other}': use true or false"
+            )),
+        },
+    }
+}
+
+/// The `TIMESTAMP` column and its `TIMESTAMP_FORMAT`, checked against the columns.
+pub(crate) fn timestamp_column(
+    props: &Properties,
+    columns: &[Column],
+) -> Result<(Option<String>, Option<String>)> {
+    let format = props.text("TIMESTAMP_FORMAT");
+    let Some(name) = props.text("TIMESTAMP") else {
+        if format.is_some() {
+            return invalid("TIMESTAMP_FORMAT requires a TIMESTAMP column");
+        }
+        return Ok((None, None));
+    };
+    let name = name.to_ascii_uppercase();
+    if let Some(f) = &format {
+        TimestampFormat::new(f).map_err(SqlError::Invalid)?;
+    }
+    match columns.iter().find(|c| c.name == name) {
+        Some(c) if matches!(c.ty, SqlType::Bigint | SqlType::Timestamp) && format.is_none() => Ok((Some(name), None)),
+        Some(c) if c.ty == SqlType::String && format.is_some() => Ok((Some(name), format)),
+        Some(c) => invalid(format!(
+            "Timestamp column, `{name}`, should be LONG(INT64), TIMESTAMP, or a String with a timestamp_format specified, but was {}",
+            c.ty
+        )),
+        None => invalid(format!("The TIMESTAMP column set in the WITH clause does not exist in the schema: '{name}'")),
+    }
+}
+
+/// The key and value codecs of a source.
+pub fn codecs(def: &SourceDef) -> Result<(Codec, Codec)> {
+    for c in &def.key_columns {
+        if contains_map(&c.ty) {
+            return invalid(format!(
+                "Map keys, including types that contain maps, are not supported as they may lead to unexpected behavior due to inconsistent serialization. Key column name: `{}`. Column type: {}.",
+                c.name, c.ty
+            ));
+        }
+    }
+    let fields = |cols: &[Column]| cols.iter().map(Column::field).collect::<Vec<_>>();
+    let key = Codec::new(def.key_format.clone(), fields(&def.key_columns), false)
+        .map_err(|e| SqlError::Invalid(format!("key format {}: {e}", def.key_format.name())))?;
+    let value = Codec::new(
+        def.value_format.clone(),
+        fields(&def.value_columns),
+        def.wrap_single_value,
+    )
+    .map_err(|e| SqlError::Invalid(format!("value format {}: {e}", def.value_format.name())))?;
+    Ok((key, value))
+}
