@@ -1,10 +1,12 @@
-//! `eddy`: the one binary. For now it manages the embedded log (topics, produce, consume) and
-//! benchmarks it; the SQL REPL and server come with the SQL front end.
+//! `eddy`: the one binary. It runs SQL scripts (`-f`, `-e`), manages the embedded log (topics,
+//! produce, consume), runs ksqlDB conformance files (`test`) and benchmarks; the interactive
+//! REPL and the server come next.
 
 mod bench;
 mod consume;
 mod produce;
 mod qtt;
+mod script;
 mod topic;
 
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ use eddy_log::{FsyncPolicy, Log, LogOptions};
     version,
     about = "Eddy: stream processing with a built-in partitioned log"
 )]
+#[command(group(clap::ArgGroup::new("sql_input").args(["file", "execute"])))]
 struct Cli {
     /// The data directory holding topics (created if missing).
     #[arg(
@@ -32,6 +35,15 @@ struct Cli {
     /// interval such as 5ms (the default).
     #[arg(long, global = true, env = "EDDY_FSYNC")]
     fsync: Option<FsyncPolicy>,
+    /// Run the SQL statements in this file, then exit (see --follow).
+    #[arg(short = 'f', long = "file", conflicts_with = "execute")]
+    file: Option<PathBuf>,
+    /// Run these SQL statements (separated by ';'), then exit (see --follow).
+    #[arg(short = 'e', long = "execute")]
+    execute: Option<String>,
+    /// With -f or -e: keep the persistent queries running until Ctrl-C.
+    #[arg(long, requires = "sql_input")]
+    follow: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -61,11 +73,24 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let sql = match (&cli.file, &cli.execute) {
+        (Some(path), _) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, Some(stmts)) => Some(stmts.clone()),
+        (None, None) => None,
+    };
     let result = match cli.command {
+        None if sql.is_some() => open(&cli.data_dir, cli.fsync)
+            .and_then(|log| script::run(log, sql.as_deref().unwrap_or_default(), cli.follow)),
         None => {
             use clap::CommandFactory;
             println!(
-                "The SQL REPL is not built yet; these commands work on the data directory {}:\n",
+                "The interactive REPL is not built yet. Run SQL with `eddy -f FILE` or `eddy -e \"STATEMENTS\"`,\nor use these commands on the data directory {}:\n",
                 cli.data_dir.display()
             );
             Cli::command().print_help().map_err(Into::into)

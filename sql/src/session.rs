@@ -17,7 +17,8 @@ use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::optimizer::Analyzer;
 use eddy_engine::schema::source_schema;
 use eddy_engine::{
-    EventTime, Format, HeaderColumn, Pipeline, ProcessingLog, Sink, Source, TimestampFormat,
+    EventTime, Format, HeaderColumn, Pipeline, ProcessingLog, QueryTask, Sink, Source,
+    TimestampFormat,
 };
 use eddy_log::{Log, TopicConfig};
 
@@ -40,9 +41,16 @@ pub enum Outcome {
 }
 
 struct RunningQuery {
-    pipeline: Pipeline,
+    id: String,
+    run: QueryRun,
     sink: String,
     sources: Vec<String>,
+}
+
+/// How a persistent query runs: driven by [`Session::run_until_idle`], or on its own task.
+enum QueryRun {
+    Driven(Box<Pipeline>),
+    Background(QueryTask),
 }
 
 pub struct Session {
@@ -56,6 +64,8 @@ pub struct Session {
     next_query: usize,
     /// Where statements are recorded for replay; `None` for an ephemeral session.
     commands: Option<CommandLog>,
+    /// Set by [`Session::run_in_background`]: queries run on tasks of this runtime.
+    background: Option<tokio::runtime::Handle>,
 }
 
 impl Session {
@@ -75,6 +85,7 @@ impl Session {
             properties: BTreeMap::new(),
             next_query: 0,
             commands: None,
+            background: None,
         }
     }
 
@@ -107,7 +118,29 @@ impl Session {
     pub fn queries(&self) -> impl Iterator<Item = (&str, &str)> {
         self.queries
             .iter()
-            .map(|q| (q.pipeline.id.as_str(), q.sink.as_str()))
+            .map(|q| (q.id.as_str(), q.sink.as_str()))
+    }
+
+    /// From now on, persistent queries run continuously on blocking tasks of `runtime`, each
+    /// woken by appends to its source; the queries already started move there too.
+    pub fn run_in_background(&mut self, runtime: tokio::runtime::Handle) {
+        let (log, plog) = (self.log.clone(), self.plog.clone());
+        self.queries = std::mem::take(&mut self.queries)
+            .into_iter()
+            .map(|mut q| {
+                q.run = match q.run {
+                    QueryRun::Driven(p) => QueryRun::Background(QueryTask::spawn(
+                        &runtime,
+                        *p,
+                        log.clone(),
+                        plog.clone(),
+                    )),
+                    running => running,
+                };
+                q
+            })
+            .collect();
+        self.background = Some(runtime);
     }
 
     pub fn log(&self) -> &Log {
@@ -185,18 +218,23 @@ impl Session {
                 None => invalid(format!("Type {name} does not exist.")),
             },
             Statement::Terminate(id) => {
-                let before = self.queries.len();
-                match id {
-                    None => self.queries.clear(),
-                    Some(id) => self
-                        .queries
-                        .retain(|q| !q.pipeline.id.eq_ignore_ascii_case(id)),
-                }
-                if self.queries.len() == before && id.is_some() {
+                let (stopped, kept): (Vec<RunningQuery>, Vec<RunningQuery>) =
+                    std::mem::take(&mut self.queries)
+                        .into_iter()
+                        .partition(|q| id.as_ref().is_none_or(|id| q.id.eq_ignore_ascii_case(id)));
+                self.queries = kept;
+                if stopped.is_empty() && id.is_some() {
                     return invalid(format!(
                         "Unknown queryId: {}",
                         id.as_deref().unwrap_or_default()
                     ));
+                }
+                for q in stopped {
+                    if let QueryRun::Background(mut task) = q.run {
+                        if let Err(e) = task.stop() {
+                            tracing::warn!(query = %q.id, "the query had failed: {e}");
+                        }
+                    }
                 }
                 Ok(Outcome::Message("Query terminated.".into()))
             }
@@ -207,12 +245,14 @@ impl Session {
         }
     }
 
-    /// Runs every persistent query until none has anything left to read.
+    /// Runs every driven persistent query until none has anything left to read.
     pub fn run_until_idle(&mut self) -> Result<()> {
         loop {
             let mut progress = 0;
             for q in &mut self.queries {
-                progress += q.pipeline.run_available(&self.log, &self.plog)?;
+                if let QueryRun::Driven(p) = &mut q.run {
+                    progress += p.run_available(&self.log, &self.plog)?;
+                }
             }
             if progress == 0 {
                 return Ok(());
@@ -584,6 +624,7 @@ impl Session {
             null_key_if_all_null: planned.keys_pass_through,
             headers_column: Some(planned.headers_index),
         };
+        let id_for_list = id.clone();
         let pipeline = Pipeline::new(
             &self.log,
             id,
@@ -593,8 +634,18 @@ impl Session {
             self.reads_from_beginning(),
         );
         self.next_query += 1;
+        let run = match &self.background {
+            Some(rt) => QueryRun::Background(QueryTask::spawn(
+                rt,
+                pipeline,
+                self.log.clone(),
+                self.plog.clone(),
+            )),
+            None => QueryRun::Driven(Box::new(pipeline)),
+        };
         self.queries.push(RunningQuery {
-            pipeline,
+            id: id_for_list,
+            run,
             sink: sink_def.name.clone(),
             sources: vec![source_def.name.clone()],
         });
@@ -747,13 +798,13 @@ impl Session {
             .queries
             .iter()
             .filter(|q| q.sources.iter().any(|s| s == name))
-            .map(|q| q.pipeline.id.as_str())
+            .map(|q| q.id.as_str())
             .collect();
         let writers: Vec<&str> = self
             .queries
             .iter()
             .filter(|q| q.sink == name)
-            .map(|q| q.pipeline.id.as_str())
+            .map(|q| q.id.as_str())
             .collect();
         if !readers.is_empty() || !writers.is_empty() {
             return invalid(format!(

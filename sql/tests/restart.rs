@@ -80,3 +80,36 @@ fn catalog_and_queries_come_back_after_a_restart() {
         "nothing twice, nothing skipped"
     );
 }
+
+#[test]
+fn queries_run_on_their_own_tasks_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut session = Session::open(log.clone()).unwrap();
+    session.run_in_background(runtime.handle().clone());
+    run(
+        &mut session,
+        "CREATE STREAM orders (id INT, amount DOUBLE) WITH (kafka_topic='orders', value_format='JSON', partitions=1);
+         CREATE STREAM big AS SELECT id, amount FROM orders WHERE amount > 10;",
+    );
+    produce(&log, &[r#"{"id":7,"amount":11}"#]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while output(&log).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the background query never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(output(&log), [r#"{"ID":7,"AMOUNT":11.0}"#]);
+    run(&mut session, "TERMINATE ALL;");
+    assert_eq!(session.queries().count(), 0);
+    produce(&log, &[r#"{"id":8,"amount":12}"#]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        output(&log).len(),
+        1,
+        "a terminated query writes nothing more"
+    );
+}

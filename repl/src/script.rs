@@ -1,0 +1,31 @@
+//! `eddy -f FILE` and `eddy -e "STATEMENTS"`: run SQL statements against the data directory.
+//!
+//! The session is persistent: streams, tables and queries created here are in the catalog the
+//! next time `eddy` opens the directory, and the queries resume from their committed offsets.
+//! Without `--follow`, the queries process what their sources hold and `eddy` exits; with it,
+//! they keep running (each on its own task, woken by appends) until Ctrl-C.
+
+use anyhow::{bail, Result};
+use eddy_log::Log;
+use eddy_sql::{parse_statements, Outcome, Session};
+
+pub fn run(log: Log, sql: &str, follow: bool) -> Result<()> {
+    let mut session = Session::open(log)?;
+    let statements = parse_statements(sql)?;
+    for (stmt, text) in &statements {
+        match session.execute(stmt, text) {
+            Ok(Outcome::Message(m)) => println!("{m}"),
+            Ok(Outcome::QueryStarted { message, .. }) => println!("{message}"),
+            Err(e) => bail!("{e}\n  in: {text}"),
+        }
+    }
+    if follow {
+        let runtime = tokio::runtime::Runtime::new()?;
+        session.run_in_background(runtime.handle().clone());
+        eprintln!("Queries are running; press Ctrl-C to stop.");
+        runtime.block_on(tokio::signal::ctrl_c())?;
+    } else {
+        session.run_until_idle()?;
+    }
+    Ok(())
+}
