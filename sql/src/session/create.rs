@@ -1,0 +1,257 @@
+//! CREATE STREAM/TABLE, with columns or AS SELECT: validating the definition, creating the
+//! topic, registering the source and starting the query.
+
+use std::sync::Arc;
+
+use datafusion::catalog::MemTable;
+use eddy_engine::schema::source_schema;
+use eddy_engine::Format;
+use eddy_log::TopicConfig;
+
+use super::{kind_name, Outcome, Session};
+use crate::ast::*;
+use crate::catalog::{Column, SourceDef};
+use crate::error::{invalid, unsupported, Missing, Result, SqlError};
+use crate::planner::plan_select;
+use crate::types::SqlType;
+use crate::with_clause::{check_wrapping, codecs, formats, timestamp_column, wrap_single};
+
+impl Session {
+    pub(super) fn create_source(&mut self, c: &CreateSource, text: &str) -> Result<Outcome> {
+        let what = kind_name(c.kind);
+        if let Some(existing) = self.catalog.source(&c.name) {
+            if c.if_not_exists {
+                return Ok(Outcome::Message(format!(
+                    "Cannot add {what} {}: A {} with the same name already exists.",
+                    c.name,
+                    kind_name(existing.kind)
+                )));
+            }
+            if !c.or_replace {
+                return invalid(format!(
+                    "Cannot add {what} '{}': A {} with the same name already exists",
+                    c.name,
+                    kind_name(existing.kind).to_lowercase()
+                ));
+            }
+        }
+        let props = &c.properties;
+        let Some(topic) = props.text("KAFKA_TOPIC") else {
+            return invalid(
+                "Missing required property \"KAFKA_TOPIC\" which has no default value.",
+            );
+        };
+        let (key_format, value_format) = formats(props, None, self.format_defaults())?;
+        let mut key_columns = Vec::new();
+        let mut value_columns = Vec::new();
+        let mut header_columns = Vec::new();
+        for col in &c.columns {
+            let ty = self.catalog.resolve(&col.ty).map_err(SqlError::Invalid)?;
+            if key_columns
+                .iter()
+                .chain(&value_columns)
+                .chain(
+                    header_columns
+                        .iter()
+                        .map(|(h, _): &(Column, Option<String>)| h),
+                )
+                .any(|x: &Column| x.name == col.name)
+            {
+                return invalid(format!("Duplicate column names: {}", col.name));
+            }
+            if crate::planner::RESERVED.contains(&col.name.as_str()) {
+                return invalid(format!(
+                    "'{}' is a reserved column name. You cannot use it as a name for a column.",
+                    col.name
+                ));
+            }
+            let column = Column {
+                name: col.name.clone(),
+                ty,
+            };
+            match (&col.role, c.kind) {
+                (ColumnRole::Key { primary: true }, SourceKind::Stream) => {
+                    return invalid(format!("Column `{}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL constraints.", col.name))
+                }
+                (ColumnRole::Key { primary: false }, SourceKind::Table) => {
+                    return invalid(format!("Column `{}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\nTables have PRIMARY KEYs, which are unique and NON NULL.\nStreams have KEYs, which have no uniqueness or NON NULL constraints.", col.name))
+                }
+                (ColumnRole::Key { .. }, _) => key_columns.push(column),
+                (ColumnRole::Value, _) => value_columns.push(column),
+                (ColumnRole::Headers, _) => {
+                    let expected = SqlType::Array(Box::new(SqlType::Struct(vec![("KEY".into(), SqlType::String), ("VALUE".into(), SqlType::Bytes)])));
+                    if column.ty != expected {
+                        return invalid(format!("Invalid type for HEADERS column: expected {expected}, got {}", column.ty));
+                    }
+                    if header_columns.iter().any(|(_, h): &(Column, Option<String>)| h.is_none()) {
+                        return invalid("Schema already contains a HEADERS column.");
+                    }
+                    header_columns.push((column, None));
+                }
+                (ColumnRole::Header(name), _) => {
+                    if column.ty != SqlType::Bytes {
+                        return invalid(format!("Invalid type for HEADER('{name}') column: expected BYTES, got {}", column.ty));
+                    }
+                    header_columns.push((column, Some(name.clone())));
+                }
+            }
+        }
+        if c.kind == SourceKind::Table && key_columns.is_empty() {
+            return invalid("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.");
+        }
+        if value_columns.is_empty() && c.columns.is_empty() {
+            return Err(unsupported(
+                Missing::Feature,
+                "inferring columns from a schema registry",
+            ));
+        }
+        let all: Vec<Column> = key_columns.iter().chain(&value_columns).cloned().collect();
+        let (timestamp_column, timestamp_format) = timestamp_column(props, &all)?;
+        check_wrapping(props, &value_format, value_columns.len())?;
+        let def = SourceDef {
+            name: c.name.clone(),
+            kind: c.kind,
+            topic: topic.clone(),
+            key_columns,
+            value_columns,
+            header_columns,
+            key_format,
+            value_format,
+            wrap_single_value: wrap_single(props)?,
+            timestamp_column,
+            timestamp_format,
+            read_only: c.read_only,
+            sql: text.to_string(),
+        };
+        codecs(&def)?;
+        if self.log.topic(&topic).is_err() {
+            let partitions = match props.text("PARTITIONS") {
+                Some(p) => p.parse::<u32>().map_err(|_| SqlError::Invalid(format!("invalid PARTITIONS {p}")))?,
+                None => {
+                    return invalid(format!(
+                        "Topic '{topic}' does not exist. If you want to create a new topic for the {} please re-run the statement providing the required 'PARTITIONS' configuration in the WITH clause (and optionally 'REPLICAS'). For example: CREATE {} {} (...) WITH (KAFKA_TOPIC='{topic}', PARTITIONS=2, ...);",
+                        what.to_lowercase(), what, c.name
+                    ))
+                }
+            };
+            self.log
+                .create_topic(&topic, TopicConfig::with_partitions(partitions))?;
+        }
+        self.register(def)?;
+        Ok(Outcome::Message(format!("{what} created")))
+    }
+
+    fn register(&mut self, def: SourceDef) -> Result<()> {
+        let fields =
+            |cols: &mut dyn Iterator<Item = &Column>| cols.map(Column::field).collect::<Vec<_>>();
+        let schema = source_schema(
+            &fields(&mut def.key_columns.iter()),
+            &fields(&mut def.value_columns.iter()),
+            &fields(&mut def.header_columns.iter().map(|(c, _)| c)),
+        );
+        let _ = self.df.deregister_table(def.name.as_str());
+        self.df.register_table(
+            datafusion::common::TableReference::bare(def.name.clone()),
+            Arc::new(MemTable::try_new(schema, vec![vec![]])?),
+        )?;
+        self.catalog.sources.insert(def.name.clone(), def);
+        Ok(())
+    }
+
+    pub(super) fn create_as_select(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {
+        let what = kind_name(c.kind);
+        if let Some(existing) = self.catalog.source(&c.name) {
+            if c.if_not_exists {
+                return Ok(Outcome::Message(format!(
+                    "Cannot add {what} {}: A {} with the same name already exists.",
+                    c.name,
+                    kind_name(existing.kind)
+                )));
+            }
+            if !c.or_replace {
+                return invalid(format!(
+                    "Cannot add {what} '{}': A {} with the same name already exists",
+                    c.name,
+                    kind_name(existing.kind).to_lowercase()
+                ));
+            }
+        }
+        let state = self.df.state();
+        let planned = plan_select(&state, &self.catalog, &c.query)?;
+        if planned.result_kind != c.kind {
+            let (produces, use_) = match planned.result_kind {
+                SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
+                SourceKind::Table => ("TABLE", "CREATE TABLE AS SELECT"),
+            };
+            return invalid(format!("Invalid result type. Your SELECT query produces a {produces}. Please use {use_} statement instead."));
+        }
+        let props = &c.properties;
+        let source = planned.source.clone();
+        let topic = props.text("KAFKA_TOPIC").unwrap_or_else(|| c.name.clone());
+        let (mut key_format, value_format) = formats(props, Some(&source), self.format_defaults())?;
+        if planned.key_columns.is_empty() {
+            // No key (PARTITION BY NULL, or a keyless source): nothing to format.
+            if props.get("KEY_FORMAT").is_some() {
+                return invalid(format!(
+                    "Key format specified for {} without key columns.",
+                    kind_name(c.kind).to_lowercase()
+                ));
+            }
+            key_format = Format::None;
+        }
+        let all: Vec<Column> = planned
+            .key_columns
+            .iter()
+            .chain(&planned.value_columns)
+            .cloned()
+            .collect();
+        let sink_ts = timestamp_column(props, &all)?;
+        let def = SourceDef {
+            name: c.name.clone(),
+            kind: c.kind,
+            topic: topic.clone(),
+            key_columns: planned.key_columns.clone(),
+            value_columns: planned.value_columns.clone(),
+            header_columns: Vec::new(),
+            key_format,
+            value_format,
+            // Like ksqlDB, a query's sink does not inherit its source's wrapping.
+            wrap_single_value: wrap_single(props)?,
+            timestamp_column: sink_ts.0,
+            timestamp_format: sink_ts.1,
+            read_only: false,
+            sql: text.to_string(),
+        };
+        if def.value_columns.is_empty() {
+            return invalid("The projection contains no value columns.");
+        }
+        check_wrapping(props, &def.value_format, def.value_columns.len())?;
+        codecs(&def)?;
+        let partitions = match props.text("PARTITIONS") {
+            Some(p) => p
+                .parse::<u32>()
+                .map_err(|_| SqlError::Invalid(format!("invalid PARTITIONS {p}")))?,
+            None => self.log.topic(&source.topic)?.partition_count(),
+        };
+        if self.log.topic(&topic).is_err() {
+            self.log
+                .create_topic(&topic, TopicConfig::with_partitions(partitions))?;
+        }
+        let id = format!(
+            "{}_{}_{}",
+            if c.kind == SourceKind::Stream {
+                "CSAS"
+            } else {
+                "CTAS"
+            },
+            c.name,
+            self.next_query
+        );
+        self.start_query(id.clone(), planned, &def)?;
+        self.register(def)?;
+        Ok(Outcome::QueryStarted {
+            message: format!("Created query with ID {id}"),
+            id,
+        })
+    }
+}

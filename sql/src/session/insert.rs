@@ -1,0 +1,181 @@
+//! INSERT INTO ... SELECT (a query writing into an existing source) and INSERT INTO ...
+//! VALUES (one record).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::optimizer::Analyzer;
+use eddy_engine::Sink;
+
+use super::{kind_name, now_ms, schema_text, Outcome, Session};
+use crate::ast::*;
+use crate::catalog::Column;
+use crate::error::{invalid, Result, SqlError};
+use crate::planner::plan_select;
+use crate::rewrite::rewrite;
+use crate::types::SqlType;
+use crate::with_clause::codecs;
+
+impl Session {
+    pub(super) fn insert_into(&mut self, target: &str, query: &Select) -> Result<Outcome> {
+        let Some(def) = self.catalog.source(target).cloned() else {
+            return invalid(format!("{target} does not exist."));
+        };
+        if def.read_only {
+            return invalid(format!(
+                "Cannot insert into read-only {} {target}.",
+                kind_name(def.kind).to_lowercase()
+            ));
+        }
+        if !def.header_columns.is_empty() {
+            return invalid(format!(
+                "Cannot insert into {target} because it has header columns"
+            ));
+        }
+        let state = self.df.state();
+        let planned = plan_select(&state, &self.catalog, query)?;
+        let same = |a: &[Column], b: &[Column]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.ty == y.ty)
+        };
+        if !same(&planned.key_columns, &def.key_columns)
+            || !same(&planned.value_columns, &def.value_columns)
+        {
+            return invalid(format!(
+                "Incompatible schema between results and sink.\nResult schema is {}\nSink schema is {}",
+                schema_text(&planned.key_columns, &planned.value_columns),
+                def.schema_text()
+            ));
+        }
+        let id = format!("INSERTQUERY_{}", self.next_query);
+        self.start_query(id.clone(), planned, &def)?;
+        Ok(Outcome::QueryStarted {
+            message: format!("Created query with ID {id}"),
+            id,
+        })
+    }
+
+    pub(super) fn insert_values(
+        &mut self,
+        target: &str,
+        columns: Option<&[String]>,
+        values: &[sqlparser::ast::Expr],
+    ) -> Result<Outcome> {
+        let Some(def) = self.catalog.source(target).cloned() else {
+            return invalid(format!("{target} does not exist."));
+        };
+        if def.read_only {
+            return invalid(format!(
+                "Cannot insert values into read-only {}: {target}",
+                kind_name(def.kind).to_lowercase()
+            ));
+        }
+        let all: Vec<Column> = def.all_columns().cloned().collect();
+        let names: Vec<String> = match columns {
+            Some(c) => c.to_vec(),
+            None => all.iter().map(|c| c.name.clone()).collect(),
+        };
+        let headers: Vec<&str> = def
+            .header_columns
+            .iter()
+            .map(|(c, _)| c.name.as_str())
+            .filter(|h| names.iter().any(|n| n == h))
+            .collect();
+        if !headers.is_empty() {
+            return invalid(format!(
+                "Cannot insert into HEADER columns: {}",
+                headers.join(", ")
+            ));
+        }
+        if names.len() != values.len() {
+            return invalid(format!(
+                "Expected a value for each column. Expected Columns: {names:?}. Got {} values",
+                values.len()
+            ));
+        }
+        let mut rowtime = None;
+        let mut given: BTreeMap<String, ScalarValue> = BTreeMap::new();
+        for (name, expr) in names.iter().zip(values) {
+            let target_type = match name.as_str() {
+                "ROWTIME" => SqlType::Bigint,
+                n => match all.iter().find(|c| c.name == n) {
+                    Some(c) => c.ty.clone(),
+                    None => return invalid(format!("Column name {n} does not exist.")),
+                },
+            };
+            let v = self.evaluate_constant(expr, &target_type)?;
+            if name == "ROWTIME" {
+                rowtime = match v {
+                    ScalarValue::Int64(t) => t,
+                    _ => None,
+                };
+            } else {
+                given.insert(name.clone(), v);
+            }
+        }
+        let value_of = |c: &Column| {
+            given
+                .get(&c.name)
+                .cloned()
+                .map_or_else(|| ScalarValue::try_from(&c.ty.to_arrow()), Ok)
+        };
+        let keys = def
+            .key_columns
+            .iter()
+            .map(value_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let vals = def
+            .value_columns
+            .iter()
+            .map(value_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (key, value) = codecs(&def)?;
+        let timestamp = match &def.timestamp_column {
+            Some(c) => match given.get(c) {
+                Some(ScalarValue::Int64(Some(t)))
+                | Some(ScalarValue::TimestampMillisecond(Some(t), _)) => *t,
+                _ => rowtime.unwrap_or_else(now_ms),
+            },
+            None => rowtime.unwrap_or_else(now_ms),
+        };
+        let sink = Sink {
+            topic: self.log.topic(&def.topic)?,
+            key,
+            value,
+            key_columns: vec![],
+            value_columns: vec![],
+            timestamp_column: 0,
+            timestamp_format: None,
+            null_value_column: None,
+            null_key_if_all_null: true,
+            headers_column: None,
+        };
+        sink.write_values(&keys, &vals, timestamp)?;
+        Ok(Outcome::Message("Inserted 1 row".into()))
+    }
+
+    /// Evaluates a constant expression and casts it to `ty`.
+    fn evaluate_constant(&self, expr: &sqlparser::ast::Expr, ty: &SqlType) -> Result<ScalarValue> {
+        let mut e = expr.clone();
+        rewrite(&mut e);
+        let state = self.df.state();
+        let plan =
+            futures::executor::block_on(state.create_logical_plan(&format!("SELECT {e} AS v")))?;
+        let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
+        let datafusion::logical_expr::LogicalPlan::Projection(p) = &plan else {
+            return invalid(format!("{expr} is not a constant"));
+        };
+        let physical = crate::planner::physical_expr(&state, p.expr[0].clone(), p.input.schema())?;
+        let empty = RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(Vec::<Field>::new())),
+            vec![],
+            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
+        )?;
+        let array = physical.evaluate(&empty)?.into_array(1)?;
+        let array = datafusion::arrow::compute::cast(&array, &ty.to_arrow())
+            .map_err(|e| SqlError::Invalid(format!("cannot use {expr} as a {ty}: {e}")))?;
+        Ok(ScalarValue::try_from_array(&array, 0)?)
+    }
+}

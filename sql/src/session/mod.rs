@@ -1,0 +1,456 @@
+//! A session: executes statements against a data directory, keeping the catalog and the
+//! persistent queries it started.
+//!
+//! [`Session::run_until_idle`] is the deterministic driver: it runs each query, in the order
+//! they were created, over everything readable, and repeats until none has anything left. A
+//! query that reads another's output therefore sees it after the upstream query consumed its
+//! input, as ksqlDB's test runner specifies.
+
+use std::collections::BTreeMap;
+
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use eddy_engine::{
+    EventTime, HeaderColumn, Pipeline, ProcessingLog, QueryTask, Sink, Source, TimestampFormat,
+};
+use eddy_log::Log;
+
+use crate::ast::*;
+use crate::catalog::{Catalog, Column, SourceDef};
+use crate::command_log::CommandLog;
+use crate::error::{invalid, unsupported, Missing, Result, SqlError};
+use crate::with_clause::{codecs, FormatDefaults};
+
+/// What a statement did, for the REPL and the test runner to show.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Message(String),
+    QueryStarted { id: String, message: String },
+}
+
+struct RunningQuery {
+    id: String,
+    run: QueryRun,
+    sink: String,
+    sources: Vec<String>,
+}
+
+/// How a persistent query runs: driven by [`Session::run_until_idle`], or on its own task.
+enum QueryRun {
+    Driven(Box<Pipeline>),
+    Background(QueryTask),
+}
+
+pub struct Session {
+    log: Log,
+    plog: ProcessingLog,
+    pub catalog: Catalog,
+    df: SessionContext,
+    queries: Vec<RunningQuery>,
+    /// `SET` properties.
+    pub properties: BTreeMap<String, String>,
+    next_query: usize,
+    /// Where statements are recorded for replay; `None` for an ephemeral session.
+    commands: Option<CommandLog>,
+    /// Set by [`Session::run_in_background`]: queries run on tasks of this runtime.
+    background: Option<tokio::runtime::Handle>,
+}
+
+mod create;
+mod insert;
+
+impl Session {
+    pub fn new(log: Log) -> Session {
+        let mut config = SessionConfig::new();
+        let opts = config.options_mut();
+        opts.sql_parser.enable_ident_normalization = false;
+        opts.sql_parser.map_string_types_to_utf8view = false;
+        // ksqlDB reads `1.5` as a DECIMAL literal.
+        opts.sql_parser.parse_float_as_decimal = true;
+        Session {
+            plog: ProcessingLog::new(log.clone()),
+            log,
+            catalog: Catalog::default(),
+            df: SessionContext::new_with_config(config),
+            queries: Vec::new(),
+            properties: BTreeMap::new(),
+            next_query: 0,
+            commands: None,
+            background: None,
+        }
+    }
+
+    /// A session whose catalog and queries persist in the data directory: it replays the
+    /// command topic (rebuilding the catalog and restarting the persistent queries, which resume
+    /// from their committed offsets), then records every statement that changes them.
+    pub fn open(log: Log) -> Result<Session> {
+        let mut session = Session::new(log);
+        let commands = CommandLog::open(&session.log)?;
+        for command in commands.read_all()? {
+            session.properties = command.properties;
+            let replayed = crate::parser::parse_statements(&command.sql)
+                .map_err(SqlError::from)
+                .and_then(|stmts| {
+                    for (stmt, text) in &stmts {
+                        session.execute(stmt, text)?;
+                    }
+                    Ok(())
+                });
+            if let Err(e) = replayed {
+                tracing::warn!("replaying `{}` failed: {e}", command.sql);
+            }
+        }
+        session.properties = BTreeMap::new();
+        session.commands = Some(commands);
+        Ok(session)
+    }
+
+    /// The persistent queries, by id, with the sink each writes to.
+    pub fn queries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.queries
+            .iter()
+            .map(|q| (q.id.as_str(), q.sink.as_str()))
+    }
+
+    /// From now on, persistent queries run continuously on blocking tasks of `runtime`, each
+    /// woken by appends to its source; the queries already started move there too.
+    pub fn run_in_background(&mut self, runtime: tokio::runtime::Handle) {
+        let (log, plog) = (self.log.clone(), self.plog.clone());
+        self.queries = std::mem::take(&mut self.queries)
+            .into_iter()
+            .map(|mut q| {
+                q.run = match q.run {
+                    QueryRun::Driven(p) => QueryRun::Background(QueryTask::spawn(
+                        &runtime,
+                        *p,
+                        log.clone(),
+                        plog.clone(),
+                    )),
+                    running => running,
+                };
+                q
+            })
+            .collect();
+        self.background = Some(runtime);
+    }
+
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Executes one parsed statement; `text` is its source, kept in the catalog and, for a
+    /// statement that changes the catalog or the queries, recorded in the command topic.
+    pub fn execute(&mut self, stmt: &Statement, text: &str) -> Result<Outcome> {
+        let outcome = self.apply(stmt, text)?;
+        let persistent = matches!(
+            stmt,
+            Statement::CreateSource(_)
+                | Statement::CreateAsSelect(_)
+                | Statement::InsertInto { .. }
+                | Statement::Drop { .. }
+                | Statement::CreateType { .. }
+                | Statement::DropType { .. }
+                | Statement::Terminate(_)
+        );
+        if let (true, Some(commands)) = (persistent, &self.commands) {
+            commands.append(text, &self.properties)?;
+        }
+        Ok(outcome)
+    }
+
+    fn apply(&mut self, stmt: &Statement, text: &str) -> Result<Outcome> {
+        match stmt {
+            Statement::CreateSource(c) => self.create_source(c, text),
+            Statement::CreateAsSelect(c) => self.create_as_select(c, text),
+            Statement::InsertInto { target, query } => self.insert_into(target, query),
+            Statement::InsertValues {
+                target,
+                columns,
+                values,
+            } => self.insert_values(target, columns.as_deref(), values),
+            Statement::Drop {
+                kind,
+                if_exists,
+                name,
+                delete_topic,
+            } => self.drop_source(*kind, *if_exists, name, *delete_topic),
+            Statement::Set { name, value } => {
+                self.properties.insert(name.clone(), value.clone());
+                Ok(Outcome::Message(format!(
+                    "Successfully changed local property '{name}' to '{value}'."
+                )))
+            }
+            Statement::Unset(name) => {
+                self.properties.remove(name);
+                Ok(Outcome::Message(format!(
+                    "Successfully unset local property '{name}'."
+                )))
+            }
+            Statement::CreateType {
+                if_not_exists,
+                name,
+                ty,
+            } => {
+                if self.catalog.types.contains_key(name) {
+                    if *if_not_exists {
+                        return Ok(Outcome::Message(format!("Type {name} already exists")));
+                    }
+                    return invalid(format!("Cannot register custom type '{name}' since it is already registered with type: {}", self.catalog.types[name]));
+                }
+                let resolved = self.catalog.resolve(ty).map_err(SqlError::Invalid)?;
+                self.catalog.types.insert(name.clone(), resolved);
+                Ok(Outcome::Message(format!(
+                    "Registered custom type with name '{name}'"
+                )))
+            }
+            Statement::DropType { if_exists, name } => match self.catalog.types.remove(name) {
+                Some(_) => Ok(Outcome::Message(format!("Dropped type '{name}'"))),
+                None if *if_exists => Ok(Outcome::Message(format!("Type {name} does not exist"))),
+                None => invalid(format!("Type {name} does not exist.")),
+            },
+            Statement::Terminate(id) => {
+                let (stopped, kept): (Vec<RunningQuery>, Vec<RunningQuery>) =
+                    std::mem::take(&mut self.queries)
+                        .into_iter()
+                        .partition(|q| id.as_ref().is_none_or(|id| q.id.eq_ignore_ascii_case(id)));
+                self.queries = kept;
+                if stopped.is_empty() && id.is_some() {
+                    return invalid(format!(
+                        "Unknown queryId: {}",
+                        id.as_deref().unwrap_or_default()
+                    ));
+                }
+                for q in stopped {
+                    if let QueryRun::Background(mut task) = q.run {
+                        if let Err(e) = task.stop() {
+                            tracing::warn!(query = %q.id, "the query had failed: {e}");
+                        }
+                    }
+                }
+                Ok(Outcome::Message("Query terminated.".into()))
+            }
+            other => Err(unsupported(
+                Missing::Feature,
+                format!("{} statements in this mode", statement_kind(other)),
+            )),
+        }
+    }
+
+    /// Runs every driven persistent query until none has anything left to read.
+    pub fn run_until_idle(&mut self) -> Result<()> {
+        loop {
+            let mut progress = 0;
+            for q in &mut self.queries {
+                if let QueryRun::Driven(p) = &mut q.run {
+                    progress += p.run_available(&self.log, &self.plog)?;
+                }
+            }
+            if progress == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    pub(super) fn format_defaults(&self) -> FormatDefaults<'_> {
+        (
+            self.properties
+                .get("ksql.persistence.default.format.key")
+                .map(String::as_str),
+            self.properties
+                .get("ksql.persistence.default.format.value")
+                .map(String::as_str),
+        )
+    }
+
+    fn reads_from_beginning(&self) -> bool {
+        self.properties
+            .get("auto.offset.reset")
+            .is_some_and(|v| v.eq_ignore_ascii_case("earliest"))
+    }
+
+    pub(super) fn start_query(
+        &mut self,
+        id: String,
+        planned: crate::planner::PlannedSelect,
+        sink_def: &SourceDef,
+    ) -> Result<()> {
+        let source_def = &planned.source;
+        let (key, value) = codecs(source_def)?;
+        let event_time = match &source_def.timestamp_column {
+            Some(c) => EventTime::Column {
+                index: source_def
+                    .key_columns
+                    .iter()
+                    .chain(&source_def.value_columns)
+                    .position(|v| &v.name == c)
+                    .expect("validated"),
+                format: source_def
+                    .timestamp_format
+                    .as_deref()
+                    .map(TimestampFormat::new)
+                    .transpose()
+                    .map_err(SqlError::Invalid)?,
+            },
+            None => EventTime::RecordTimestamp,
+        };
+        let headers = source_def
+            .header_columns
+            .iter()
+            .map(|(c, name)| HeaderColumn {
+                field: c.field(),
+                name: name.clone(),
+            })
+            .collect();
+        let mut source = Source::new(
+            self.log.topic(&source_def.topic)?,
+            key,
+            value,
+            headers,
+            event_time,
+        );
+        source.drop_null_keys = source_def.kind == SourceKind::Table;
+        let (sink_key, sink_value) = codecs(sink_def)?;
+        let timestamp_column = match &sink_def.timestamp_column {
+            Some(c) => match sink_def.key_columns.iter().position(|v| &v.name == c) {
+                Some(k) => planned.key_indices[k],
+                None => {
+                    planned.value_indices[sink_def
+                        .value_columns
+                        .iter()
+                        .position(|v| &v.name == c)
+                        .expect("validated")]
+                }
+            },
+            None => planned.rowtime_index,
+        };
+        let sink = Sink {
+            topic: self.log.topic(&sink_def.topic)?,
+            key: sink_key,
+            value: sink_value,
+            key_columns: planned.key_indices.clone(),
+            value_columns: planned.value_indices.clone(),
+            timestamp_column,
+            timestamp_format: sink_def
+                .timestamp_format
+                .as_deref()
+                .map(TimestampFormat::new)
+                .transpose()
+                .map_err(SqlError::Invalid)?,
+            null_value_column: Some(planned.null_value_index),
+            null_key_if_all_null: planned.keys_pass_through,
+            headers_column: Some(planned.headers_index),
+        };
+        let id_for_list = id.clone();
+        let pipeline = Pipeline::new(
+            &self.log,
+            id,
+            source,
+            planned.operators,
+            sink,
+            self.reads_from_beginning(),
+        );
+        self.next_query += 1;
+        let run = match &self.background {
+            Some(rt) => QueryRun::Background(QueryTask::spawn(
+                rt,
+                pipeline,
+                self.log.clone(),
+                self.plog.clone(),
+            )),
+            None => QueryRun::Driven(Box::new(pipeline)),
+        };
+        self.queries.push(RunningQuery {
+            id: id_for_list,
+            run,
+            sink: sink_def.name.clone(),
+            sources: vec![source_def.name.clone()],
+        });
+        Ok(())
+    }
+
+    fn drop_source(
+        &mut self,
+        kind: SourceKind,
+        if_exists: bool,
+        name: &str,
+        delete_topic: bool,
+    ) -> Result<Outcome> {
+        let Some(def) = self.catalog.source(name).cloned() else {
+            if if_exists {
+                return Ok(Outcome::Message(format!("Source {name} does not exist.")));
+            }
+            return invalid(format!("Source {name} does not exist."));
+        };
+        if def.kind != kind {
+            return invalid(format!(
+                "Incompatible data source type is {}, but statement was DROP {}",
+                kind_name(def.kind),
+                kind_name(kind)
+            ));
+        }
+        let readers: Vec<&str> = self
+            .queries
+            .iter()
+            .filter(|q| q.sources.iter().any(|s| s == name))
+            .map(|q| q.id.as_str())
+            .collect();
+        let writers: Vec<&str> = self
+            .queries
+            .iter()
+            .filter(|q| q.sink == name)
+            .map(|q| q.id.as_str())
+            .collect();
+        if !readers.is_empty() || !writers.is_empty() {
+            return invalid(format!(
+                "Cannot drop {name}.\nThe following queries read from this source: [{}].\nThe following queries write into this source: [{}].\nYou need to terminate them before dropping {name}.",
+                readers.join(", "),
+                writers.join(", ")
+            ));
+        }
+        self.catalog.sources.remove(name);
+        let _ = self.df.deregister_table(name);
+        if delete_topic {
+            match self.log.delete_topic(&def.topic) {
+                // Replaying a DROP ... DELETE TOPIC finds the topic already gone.
+                Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Outcome::Message(format!(
+            "Source `{name}` (topic: {}) was dropped.",
+            def.topic
+        )))
+    }
+}
+
+fn kind_name(k: SourceKind) -> &'static str {
+    match k {
+        SourceKind::Stream => "STREAM",
+        SourceKind::Table => "TABLE",
+    }
+}
+
+fn statement_kind(s: &Statement) -> &'static str {
+    match s {
+        Statement::Query(_) => "SELECT",
+        Statement::Show(_) => "SHOW",
+        Statement::Describe { .. } | Statement::DescribeFunction(_) => "DESCRIBE",
+        Statement::Explain(_) | Statement::ExplainQuery(_) => "EXPLAIN",
+        Statement::Print(_) => "PRINT",
+        Statement::Define { .. } | Statement::Undefine(_) => "DEFINE",
+        _ => "these",
+    }
+}
+
+fn schema_text(keys: &[Column], values: &[Column]) -> String {
+    keys.iter()
+        .map(|c| format!("`{}` {} KEY", c.name, c.ty))
+        .chain(values.iter().map(|c| format!("`{}` {}", c.name, c.ty)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
