@@ -4,6 +4,7 @@
 //! - [`types`]: ksqlDB's SQL types and their Arrow forms.
 //! - [`catalog`]: the streams, tables and types a session knows.
 //! - [`command_log`]: the statements that built the catalog, replayed on start.
+//! - [`functions`]: ksqlDB's functions that DataFusion lacks, as UDFs.
 //! - [`planner`]: a `SELECT` into the engine's operators, through DataFusion.
 //! - [`session`]: executes statements and drives the persistent queries they start.
 //! - [`with_clause`]: formats, delimiters, wrapping and event time from a WITH clause.
@@ -13,6 +14,7 @@ pub mod catalog;
 pub mod command_log;
 pub mod dialect;
 pub mod error;
+pub mod functions;
 pub mod parser;
 pub mod planner;
 mod rewrite;

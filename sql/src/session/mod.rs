@@ -70,7 +70,11 @@ impl Session {
             plog: ProcessingLog::new(log.clone()),
             log,
             catalog: Catalog::default(),
-            df: SessionContext::new_with_config(config),
+            df: {
+                let ctx = SessionContext::new_with_config(config);
+                crate::functions::register(&ctx);
+                ctx
+            },
             queries: Vec::new(),
             properties: BTreeMap::new(),
             next_query: 0,
