@@ -141,6 +141,57 @@ impl TimestampFormat {
     }
 }
 
+/// Reads a possibly partial ISO-8601 timestamp, as ksqlDB compares strings with ROWTIME:
+/// `2018`, `2018-01`, ..., `2018-01-01T10:00:00.001`, optionally followed by `Z` or an offset
+/// (`+0445`, `+04:45`). Missing parts are their minimum; no offset means UTC.
+pub fn parse_partial_iso(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (body, offset_secs) = split_offset(text)?;
+    let mut fields = [1970i64, 1, 1, 0, 0, 0, 0];
+    let digits: Vec<&str> = body.split(['-', 'T', ':', '.']).collect();
+    if digits.is_empty()
+        || digits.len() > 7
+        || digits
+            .iter()
+            .any(|d| d.is_empty() || !d.chars().all(|c| c.is_ascii_digit()))
+    {
+        return None;
+    }
+    for (i, d) in digits.iter().enumerate() {
+        fields[i] = if i == 6 {
+            format!("{d:0<3}")[..3].parse().ok()?
+        } else {
+            d.parse().ok()?
+        };
+    }
+    let date = NaiveDate::from_ymd_opt(fields[0] as i32, fields[1] as u32, fields[2] as u32)?;
+    let time = date.and_hms_milli_opt(
+        fields[3] as u32,
+        fields[4] as u32,
+        fields[5] as u32,
+        fields[6] as u32,
+    )?;
+    Some(time.and_utc().timestamp_millis() - offset_secs * 1000)
+}
+
+/// Splits a trailing `Z` or `+HH[:]MM` / `-HH[:]MM` offset (after the time part) from `text`.
+fn split_offset(text: &str) -> Option<(&str, i64)> {
+    if let Some(body) = text.strip_suffix('Z') {
+        return Some((body, 0));
+    }
+    if let Some(t) = text.find('T') {
+        if let Some(i) = text[t..].rfind(['+', '-']).map(|i| i + t) {
+            let zone = text[i + 1..].replace(':', "");
+            if zone.len() != 4 || !zone.chars().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            let secs = zone[..2].parse::<i64>().ok()? * 3600 + zone[2..].parse::<i64>().ok()? * 60;
+            return Some((&text[..i], if &text[i..=i] == "-" { -secs } else { secs }));
+        }
+    }
+    Some((text, 0))
+}
+
 fn push_literal(out: &mut String, c: char) {
     if c == '%' {
         out.push_str("%%");
@@ -152,6 +203,16 @@ fn push_literal(out: &mut String, c: char) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_partial_iso_timestamps() {
+        assert_eq!(parse_partial_iso("1970"), Some(0));
+        assert_eq!(parse_partial_iso("1970-01-01T00:00:00.001"), Some(1));
+        assert_eq!(parse_partial_iso("1970-01-01T00:00:01"), Some(1000));
+        assert_eq!(parse_partial_iso("1970-01-01T04:45:00+0445"), Some(0));
+        assert_eq!(parse_partial_iso("1970-01-01T00:00:00.5Z"), Some(500));
+        assert_eq!(parse_partial_iso("yesterday"), None);
+    }
 
     #[test]
     fn reads_java_patterns() {

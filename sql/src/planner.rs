@@ -129,6 +129,7 @@ pub fn plan_select(
     }
     if let Some(w) = &select.where_clause {
         let mut w = w.clone();
+        crate::rewrite::rewrite_time_literals(&mut w);
         rewrite(&mut w);
         sql.push_str(&format!(" WHERE {w}"));
     }

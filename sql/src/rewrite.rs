@@ -102,6 +102,53 @@ pub(crate) fn rewrite(e: &mut Expr) {
     });
 }
 
+/// ksqlDB compares ROWTIME, WINDOWSTART and WINDOWEND with strings as timestamps:
+/// `ROWTIME > '2018-01-01T00:00:00'` compares with that instant's epoch milliseconds. Rewrites
+/// such string literals into numbers; call before [`rewrite`].
+pub(crate) fn rewrite_time_literals(e: &mut Expr) {
+    fn is_time(e: &Expr) -> bool {
+        matches!(e, Expr::Identifier(id) if matches!(normalize(id).as_str(), "ROWTIME" | "WINDOWSTART" | "WINDOWEND"))
+    }
+    fn to_millis(e: &mut Expr) {
+        if let Expr::Value(v) = e {
+            if let Value::SingleQuotedString(s) = &v.value {
+                if let Some(ms) = eddy_engine::parse_partial_iso(s) {
+                    *e = Expr::Value(Value::Number(ms.to_string(), false).into());
+                }
+            }
+        }
+    }
+    let _ = sqlparser::ast::visit_expressions_mut(e, |expr| {
+        match expr {
+            Expr::BinaryOp { left, op, right }
+                if matches!(
+                    op,
+                    BinaryOperator::Eq
+                        | BinaryOperator::NotEq
+                        | BinaryOperator::Lt
+                        | BinaryOperator::LtEq
+                        | BinaryOperator::Gt
+                        | BinaryOperator::GtEq
+                ) =>
+            {
+                if is_time(left) {
+                    to_millis(right);
+                } else if is_time(right) {
+                    to_millis(left);
+                }
+            }
+            Expr::Between {
+                expr, low, high, ..
+            } if is_time(expr) => {
+                to_millis(low);
+                to_millis(high);
+            }
+            _ => {}
+        }
+        ControlFlow::<()>::Continue(())
+    });
+}
+
 /// The column name ksqlDB gives an unaliased select item, if it is not a generated one: a
 /// column's own name, or a struct field's name for `a->b`.
 pub(crate) fn natural_name(e: &Expr) -> Option<String> {
