@@ -120,17 +120,17 @@ pub(crate) fn rewrite_time_literals(e: &mut Expr) {
     }
     let _ = sqlparser::ast::visit_expressions_mut(e, |expr| {
         match expr {
-            Expr::BinaryOp { left, op, right }
-                if matches!(
-                    op,
+            Expr::BinaryOp {
+                left,
+                op:
                     BinaryOperator::Eq
-                        | BinaryOperator::NotEq
-                        | BinaryOperator::Lt
-                        | BinaryOperator::LtEq
-                        | BinaryOperator::Gt
-                        | BinaryOperator::GtEq
-                ) =>
-            {
+                    | BinaryOperator::NotEq
+                    | BinaryOperator::Lt
+                    | BinaryOperator::LtEq
+                    | BinaryOperator::Gt
+                    | BinaryOperator::GtEq,
+                right,
+            } => {
                 if is_time(left) {
                     to_millis(right);
                 } else if is_time(right) {
