@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use eddy::log::{AssignmentStrategy, Consumer, Log, LogOptions, OffsetReset, Record, TopicConfig};
+use eddy::log::{
+    now_ms, AssignmentStrategy, Consumer, Log, LogOptions, OffsetReset, Record, TopicConfig,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("eddy-quickstart-{}", std::process::id()));
@@ -55,10 +57,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop((consumer, topic, log));
     std::fs::remove_dir_all(dir)?;
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

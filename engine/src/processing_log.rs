@@ -5,7 +5,7 @@
 //! `eddy consume`): `{"query", "topic", "partition", "offset", "message"}`.
 
 use bytes::Bytes;
-use eddy_log::{Log, Record, TopicConfig};
+use eddy_log::{now_ms, Log, Record, TopicConfig};
 
 use crate::error::Result;
 
@@ -60,10 +60,4 @@ impl ProcessingLog {
         topic.partition(0)?.append(&[record])?;
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use crate::config::{FsyncPolicy, TopicConfig};
 use crate::error::Result;
 use crate::partition::ReadLimits;
-use crate::record::Record;
+use crate::record::{now_ms, Record};
 use crate::topic::Topic;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -157,12 +157,6 @@ impl GroupOffsets {
         }
         Ok(())
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

@@ -60,6 +60,6 @@ pub use group_offsets::{TopicPartition, OFFSETS_TOPIC};
 pub use log_dir::Log;
 pub use membership::{GroupAssignment, GroupMember};
 pub use partition::{AppendInfo, Partition, ReadLimits, MAX_RECORD_BYTES};
-pub use record::{Header, Record, StoredRecord};
+pub use record::{now_ms, Header, Record, StoredRecord};
 pub use segment::Truncation;
 pub use topic::{validate_topic_name, Topic};

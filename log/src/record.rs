@@ -56,3 +56,11 @@ impl Record {
                 .sum::<usize>()
     }
 }
+
+/// Wall-clock milliseconds since the Unix epoch: the timestamp a record gets when its producer
+/// has no event time of its own.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::Result;
 use bytes::Bytes;
 use clap::Args;
-use eddy_log::{Log, Record, Topic};
+use eddy_log::{now_ms, Log, Record, Topic};
 
 #[derive(Args)]
 pub struct ProduceArgs {
@@ -72,10 +72,4 @@ fn append(topic: &Topic, partition: Option<u32>, pending: &mut Vec<Record>) -> R
         }
     }
     Ok(count)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

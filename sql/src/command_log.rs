@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eddy_log::{FsyncPolicy, Log, LogError, ReadLimits, Record, Topic, TopicConfig};
+use eddy_log::{now_ms, FsyncPolicy, Log, LogError, ReadLimits, Record, Topic, TopicConfig};
 use serde_json::{json, Value};
 
 use crate::error::Result;
@@ -93,10 +93,4 @@ impl CommandLog {
         }
         Ok(out)
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -17,23 +17,38 @@ use crate::types::SqlType;
 use crate::with_clause::{check_wrapping, codecs, formats, timestamp_column, wrap_single};
 
 impl Session {
+    /// Whether `name` is free for a new source: `Some(message)` ends a CREATE IF NOT EXISTS of an
+    /// existing name quietly, an error refuses a plain CREATE, `None` goes on (free, or OR
+    /// REPLACE).
+    fn name_taken(
+        &self,
+        name: &str,
+        kind: SourceKind,
+        if_not_exists: bool,
+        or_replace: bool,
+    ) -> Result<Option<Outcome>> {
+        let Some(existing) = self.catalog.source(name) else {
+            return Ok(None);
+        };
+        let (what, other) = (kind_name(kind), kind_name(existing.kind));
+        if if_not_exists {
+            return Ok(Some(Outcome::Message(format!(
+                "Cannot add {what} {name}: A {other} with the same name already exists."
+            ))));
+        }
+        if !or_replace {
+            return invalid(format!(
+                "Cannot add {what} '{name}': A {} with the same name already exists",
+                other.to_lowercase()
+            ));
+        }
+        Ok(None)
+    }
+
     pub(super) fn create_source(&mut self, c: &CreateSource, text: &str) -> Result<Outcome> {
         let what = kind_name(c.kind);
-        if let Some(existing) = self.catalog.source(&c.name) {
-            if c.if_not_exists {
-                return Ok(Outcome::Message(format!(
-                    "Cannot add {what} {}: A {} with the same name already exists.",
-                    c.name,
-                    kind_name(existing.kind)
-                )));
-            }
-            if !c.or_replace {
-                return invalid(format!(
-                    "Cannot add {what} '{}': A {} with the same name already exists",
-                    c.name,
-                    kind_name(existing.kind).to_lowercase()
-                ));
-            }
+        if let Some(done) = self.name_taken(&c.name, c.kind, c.if_not_exists, c.or_replace)? {
+            return Ok(done);
         }
         let props = &c.properties;
         let Some(topic) = props.text("KAFKA_TOPIC") else {
@@ -159,22 +174,8 @@ impl Session {
     }
 
     pub(super) fn create_as_select(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {
-        let what = kind_name(c.kind);
-        if let Some(existing) = self.catalog.source(&c.name) {
-            if c.if_not_exists {
-                return Ok(Outcome::Message(format!(
-                    "Cannot add {what} {}: A {} with the same name already exists.",
-                    c.name,
-                    kind_name(existing.kind)
-                )));
-            }
-            if !c.or_replace {
-                return invalid(format!(
-                    "Cannot add {what} '{}': A {} with the same name already exists",
-                    c.name,
-                    kind_name(existing.kind).to_lowercase()
-                ));
-            }
+        if let Some(done) = self.name_taken(&c.name, c.kind, c.if_not_exists, c.or_replace)? {
+            return Ok(done);
         }
         let state = self.df.state();
         let planned = plan_select(&state, &self.catalog, &c.query)?;

@@ -10,7 +10,7 @@ use datafusion::common::ScalarValue;
 use datafusion::optimizer::Analyzer;
 use eddy_engine::Sink;
 
-use super::{kind_name, now_ms, schema_text, Outcome, Session};
+use super::{kind_name, schema_text, Outcome, Session};
 use crate::ast::*;
 use crate::catalog::Column;
 use crate::error::{invalid, Result, SqlError};
@@ -18,6 +18,7 @@ use crate::planner::plan_select;
 use crate::rewrite::rewrite;
 use crate::types::SqlType;
 use crate::with_clause::codecs;
+use eddy_log::now_ms;
 
 impl Session {
     pub(super) fn insert_into(&mut self, target: &str, query: &Select) -> Result<Outcome> {

@@ -452,9 +452,3 @@ fn schema_text(keys: &[Column], values: &[Column]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
