@@ -16,6 +16,7 @@ pub fn run(log: Log, sql: &str, follow: bool) -> Result<()> {
         match session.execute(stmt, text) {
             Ok(Outcome::Message(m)) => println!("{m}"),
             Ok(Outcome::QueryStarted { message, .. }) => println!("{message}"),
+            Ok(Outcome::Table { columns, rows }) => print_table(&columns, &rows),
             Err(e) => bail!("{e}\n  in: {text}"),
         }
     }
@@ -24,8 +25,44 @@ pub fn run(log: Log, sql: &str, follow: bool) -> Result<()> {
         session.run_in_background(runtime.handle().clone());
         eprintln!("Queries are running; press Ctrl-C to stop.");
         runtime.block_on(tokio::signal::ctrl_c())?;
+        session.shutdown();
     } else {
         session.run_until_idle()?;
     }
     Ok(())
+}
+
+/// Prints rows as an aligned table with a header line, as the ksql CLI does.
+fn print_table(columns: &[String], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([columns[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!(" {c:<w$} "))
+            .collect::<Vec<_>>()
+            .join("|")
+            .trim_end()
+            .to_string()
+    };
+    println!("{}", line(columns));
+    println!(
+        "{}",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    for r in rows {
+        println!("{}", line(r));
+    }
 }

@@ -196,3 +196,54 @@ fn errors_are_one_clear_line_and_a_failure_exit() {
     assert!(String::from_utf8_lossy(&unreadable.stderr)
         .starts_with("error: I/O error on /proc/self/nope"));
 }
+
+#[test]
+fn sql_statements_run_and_their_queries_resume_in_the_next_process() {
+    let e = Eddy::new();
+    e.ok(&["topic", "create", "orders"], "");
+    e.ok(
+        &["produce", "orders"],
+        "{\"id\":1,\"amount\":5}\n{\"id\":2,\"amount\":50}\n",
+    );
+    let out = e.ok(
+        &[
+            "-e",
+            "SET 'auto.offset.reset'='earliest';
+             CREATE STREAM orders (id INT, amount DOUBLE) WITH (kafka_topic='orders', value_format='JSON');
+             CREATE STREAM big AS SELECT id, amount * 2 AS doubled FROM orders WHERE amount > 10;",
+        ],
+        "",
+    );
+    assert!(out.contains("Created query with ID CSAS_BIG_0"), "{out}");
+    assert_eq!(
+        e.ok(&["consume", "BIG", "--from-beginning"], ""),
+        "{\"ID\":2,\"DOUBLED\":100.0}\n"
+    );
+
+    // A new process finds the stream and its query, which goes on from where it stopped.
+    e.ok(
+        &["-e", "INSERT INTO orders (id, amount) VALUES (3, 99.5);"],
+        "",
+    );
+    assert_eq!(
+        e.ok(&["consume", "BIG", "--from-beginning"], ""),
+        "{\"ID\":2,\"DOUBLED\":100.0}\n{\"ID\":3,\"DOUBLED\":199.0}\n"
+    );
+    let described = e.ok(&["-e", "DESCRIBE big; SHOW QUERIES;"], "");
+    assert!(described.contains("DOUBLED | DOUBLE"), "{described}");
+    assert!(described.contains("CSAS_BIG_0"), "{described}");
+
+    let out = e.run(&["-e", "SELECT * FROM nowhere EMIT CHANGES"], "");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && err.contains("in: SELECT"),
+        "names the statement: {err}"
+    );
+    let err = e.run(&["-e", "CREATE STREAM x (a INT) WITH (kafka_topic='x', value_format='JSON', partitions=1);\nSELEKT 1;"], "");
+    assert!(!err.status.success());
+    assert!(
+        String::from_utf8_lossy(&err.stderr).contains("line 2:1"),
+        "a syntax error says where"
+    );
+}

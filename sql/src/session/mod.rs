@@ -24,7 +24,15 @@ use crate::with_clause::{codecs, FormatDefaults};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Message(String),
-    QueryStarted { id: String, message: String },
+    QueryStarted {
+        id: String,
+        message: String,
+    },
+    /// Rows to show, such as SHOW STREAMS or DESCRIBE prints.
+    Table {
+        columns: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
 }
 
 struct RunningQuery {
@@ -57,6 +65,7 @@ pub struct Session {
 
 mod create;
 mod insert;
+mod show;
 
 impl Session {
     pub fn new(log: Log) -> Session {
@@ -135,6 +144,19 @@ impl Session {
             })
             .collect();
         self.background = Some(runtime);
+    }
+
+    /// Stops the background query tasks (they resume from their committed offsets when the
+    /// session is opened again). Call it before dropping the runtime they run on, which waits
+    /// for its blocking tasks.
+    pub fn shutdown(&mut self) {
+        for q in &mut self.queries {
+            if let QueryRun::Background(task) = &mut q.run {
+                if let Err(e) = task.stop() {
+                    tracing::warn!(query = %q.id, "the query had failed: {e}");
+                }
+            }
+        }
     }
 
     pub fn log(&self) -> &Log {
@@ -232,6 +254,8 @@ impl Session {
                 }
                 Ok(Outcome::Message("Query terminated.".into()))
             }
+            Statement::Show(what) => self.show(what),
+            Statement::Describe { name, .. } => self.describe(name),
             other => Err(unsupported(
                 Missing::Feature,
                 format!("{} statements in this mode", statement_kind(other)),
