@@ -56,31 +56,38 @@ pub(crate) fn formats(
     let key_delim = delimiter(props, "KEY_DELIMITER")?;
     let key_name = props.text("KEY_FORMAT").or_else(|| both.clone());
     let value_name = props.text("VALUE_FORMAT").or(both);
-    let key = match (key_name, parent) {
-        (Some(n), _) => parse(&n, key_delim)?,
-        (None, Some(p)) => match (&p.key_format, key_delim) {
-            (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
-            (f, _) => f.clone(),
-        },
-        (None, None) => match defaults.0 {
-            Some(d) => parse(d, key_delim)?,
-            None => Format::Kafka,
-        },
+    // Named here, else inherited from the query's source (with this statement's delimiter),
+    // else the session's default.
+    let resolve = |name: Option<String>,
+                   inherited: Option<&Format>,
+                   default: Option<&str>,
+                   delim: Option<char>|
+     -> Result<Option<Format>> {
+        Ok(Some(match (name, inherited, default) {
+            (Some(n), _, _) => parse(&n, delim)?,
+            (None, Some(Format::Delimited { .. }), _) if delim.is_some() => Format::Delimited {
+                delimiter: delim.expect("checked"),
+            },
+            (None, Some(f), _) => f.clone(),
+            (None, None, Some(d)) => parse(d, delim)?,
+            (None, None, None) => return Ok(None),
+        }))
     };
-    let value = match (value_name, parent) {
-        (Some(n), _) => parse(&n, value_delim)?,
-        (None, Some(p)) => match (&p.value_format, value_delim) {
-            (Format::Delimited { .. }, Some(d)) => Format::Delimited { delimiter: d },
-            (f, _) => f.clone(),
-        },
-        (None, None) => match defaults.1 {
-            Some(d) => parse(d, value_delim)?,
-            None => {
-                return invalid(
-                    "Missing required property \"VALUE_FORMAT\" which has no default value.",
-                )
-            }
-        },
+    let key = resolve(
+        key_name,
+        parent.map(|p| &p.key_format),
+        defaults.0,
+        key_delim,
+    )?
+    .unwrap_or(Format::Kafka);
+    let Some(value) = resolve(
+        value_name,
+        parent.map(|p| &p.value_format),
+        defaults.1,
+        value_delim,
+    )?
+    else {
+        return invalid("Missing required property \"VALUE_FORMAT\" which has no default value.");
     };
     Ok((key, value))
 }

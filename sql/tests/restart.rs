@@ -1,41 +1,14 @@
 //! A persistent session survives a restart: the catalog comes back from the command topic and
 //! each query resumes from its committed offsets, so no input is processed twice or skipped.
 
-use bytes::Bytes;
-use eddy_log::{Log, LogOptions, ReadLimits, Record};
-use eddy_sql::{parse_statements, Session};
+mod common;
 
-fn run(session: &mut Session, sql: &str) {
-    for (stmt, text) in parse_statements(sql).unwrap() {
-        session
-            .execute(&stmt, &text)
-            .unwrap_or_else(|e| panic!("{text}: {e}"));
-    }
-}
-
-fn produce(log: &Log, values: &[&str]) {
-    let records: Vec<Record> = values
-        .iter()
-        .map(|v| Record {
-            key: None,
-            value: Some(Bytes::from(v.to_string())),
-            timestamp: 1,
-            headers: Vec::new(),
-        })
-        .collect();
-    log.partition("orders", 0)
-        .unwrap()
-        .append(&records)
-        .unwrap();
-}
+use common::{produce, run, values};
+use eddy_log::{Log, LogOptions};
+use eddy_sql::Session;
 
 fn output(log: &Log) -> Vec<String> {
-    let p = log.partition("BIG", 0).unwrap();
-    p.read(0, ReadLimits::default())
-        .unwrap()
-        .into_iter()
-        .map(|r| String::from_utf8(r.record.value.unwrap().to_vec()).unwrap())
-        .collect()
+    values(log, "BIG")
 }
 
 #[test]
@@ -53,7 +26,11 @@ fn catalog_and_queries_come_back_after_a_restart() {
              CREATE STREAM scratch (x INT) WITH (kafka_topic='scratch', value_format='JSON', partitions=1);
              DROP STREAM scratch DELETE TOPIC;",
         );
-        produce(&log, &[r#"{"id":1,"amount":5}"#, r#"{"id":2,"amount":50}"#]);
+        produce(
+            &log,
+            "orders",
+            &[r#"{"id":1,"amount":5}"#, r#"{"id":2,"amount":50}"#],
+        );
         session.run_until_idle().unwrap();
         assert_eq!(output(&log), [r#"{"ID":2,"AMOUNT":50.0}"#]);
     }
@@ -72,7 +49,7 @@ fn catalog_and_queries_come_back_after_a_restart() {
             .collect::<Vec<_>>(),
         ["CSAS_BIG_0"]
     );
-    produce(&log, &[r#"{"id":3,"amount":70}"#]);
+    produce(&log, "orders", &[r#"{"id":3,"amount":70}"#]);
     session.run_until_idle().unwrap();
     assert_eq!(
         output(&log),
@@ -93,7 +70,7 @@ fn queries_run_on_their_own_tasks_in_the_background() {
         "CREATE STREAM orders (id INT, amount DOUBLE) WITH (kafka_topic='orders', value_format='JSON', partitions=1);
          CREATE STREAM big AS SELECT id, amount FROM orders WHERE amount > 10;",
     );
-    produce(&log, &[r#"{"id":7,"amount":11}"#]);
+    produce(&log, "orders", &[r#"{"id":7,"amount":11}"#]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while output(&log).is_empty() {
         assert!(
@@ -105,7 +82,7 @@ fn queries_run_on_their_own_tasks_in_the_background() {
     assert_eq!(output(&log), [r#"{"ID":7,"AMOUNT":11.0}"#]);
     run(&mut session, "TERMINATE ALL;");
     assert_eq!(session.queries().count(), 0);
-    produce(&log, &[r#"{"id":8,"amount":12}"#]);
+    produce(&log, "orders", &[r#"{"id":8,"amount":12}"#]);
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert_eq!(
         output(&log).len(),
