@@ -65,6 +65,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let sink = Sink {
+        window: None,
         topic: large.clone(),
         key: Codec::new(Format::None, vec![], false)?,
         value: Codec::new(
@@ -84,7 +85,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         headers_column: None,
     };
     let operators: Vec<Box<dyn Operator>> = vec![Box::new(filter), Box::new(project)];
-    let mut pipeline = Pipeline::new(&log, "large-orders".into(), source, operators, sink, true);
+    let mut pipeline = Pipeline::new(
+        &log,
+        "large-orders".into(),
+        source,
+        operators,
+        sink,
+        true,
+        None,
+    )?;
     for line in pipeline.describe() {
         println!("{line}");
     }

@@ -11,6 +11,8 @@ pub enum EngineError {
     DataFusion(#[from] DataFusionError),
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error(transparent)]
+    State(#[from] eddy_state::StateError),
     #[error("{0}")]
     Plan(String),
 }

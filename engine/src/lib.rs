@@ -9,6 +9,7 @@
 //! This layer knows nothing of SQL: the SQL front end plans statements into pipelines, and a
 //! Rust program can build one directly (see `examples/`).
 
+pub mod aggregate;
 pub mod error;
 pub mod format;
 pub mod operator;
@@ -16,13 +17,15 @@ pub mod pipeline;
 pub mod processing_log;
 pub mod runtime;
 pub mod schema;
+pub mod state_codec;
 pub mod time_format;
 mod value;
 
+pub use eddy_state as state;
 pub use error::{EngineError, Result};
 pub use format::{Codec, Format};
 pub use operator::{Filter, Operator, OperatorContext, Project};
-pub use pipeline::{EventTime, HeaderColumn, Pipeline, Sink, Source};
+pub use pipeline::{EventTime, HeaderColumn, Pipeline, Sink, Source, WindowedKey};
 pub use processing_log::{ProcessingLog, PROCESSING_LOG_TOPIC};
 pub use runtime::QueryTask;
 pub use time_format::{parse_partial_iso, TimestampFormat};

@@ -26,7 +26,7 @@ pub struct OperatorContext<'a> {
 impl OperatorContext<'_> {
     /// Reports row `row` of `batch` as unprocessable. Source batches carry ROWPARTITION and
     /// ROWOFFSET, which say where the record came from.
-    fn report(&self, batch: &RecordBatch, row: usize, message: &str) -> Result<()> {
+    pub fn report_row(&self, batch: &RecordBatch, row: usize, message: &str) -> Result<()> {
         let origin = origin_of(batch, row, self.source_topic);
         self.processing_log
             .report(self.query_id, origin.as_ref(), message)
@@ -55,6 +55,12 @@ pub trait Operator: Send {
     fn describe(&self) -> String;
     fn output_schema(&self) -> SchemaRef;
     fn process(&mut self, batch: RecordBatch, ctx: &OperatorContext<'_>) -> Result<RecordBatch>;
+    /// Stages the state changed since the last call in `commit`, which the pipeline applies
+    /// together with the input offsets the changes reflect. Stateless operators have nothing to
+    /// stage.
+    fn checkpoint(&mut self, _commit: &mut eddy_state::Commit) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Keeps the rows for which a predicate is true.
@@ -208,7 +214,7 @@ fn row_by_row(
         let row = batch.slice(i, 1);
         match f(&row) {
             Ok(out) => good.push(out),
-            Err(e) => ctx.report(
+            Err(e) => ctx.report_row(
                 batch,
                 i,
                 &format!("error evaluating the query on this record: {e}"),

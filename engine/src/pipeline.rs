@@ -20,6 +20,7 @@ use datafusion::arrow::datatypes::{
 };
 use datafusion::common::ScalarValue;
 use eddy_log::{Header, Log, ReadLimits, Record, StoredRecord, Topic, TopicPartition};
+use eddy_state::{Commit, StateDb};
 
 use crate::error::{EngineError, Result};
 use crate::format::Codec;
@@ -292,6 +293,22 @@ pub struct Sink {
     pub null_key_if_all_null: bool,
     /// Index of the list-of-headers column whose headers each record gets, if any.
     pub headers_column: Option<usize>,
+    /// A windowed table's key carries its window's bounds.
+    pub window: Option<WindowedKey>,
+}
+
+/// Where a windowed key's bounds are, and how they are written.
+///
+/// As Kafka Streams serializes them: a time window's key is the key's bytes followed by the
+/// window start (8 bytes, big-endian); a session's is the key's bytes, the session end, then its
+/// start. Records are partitioned by the key without its window, so that every window of a key
+/// is in the same partition.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowedKey {
+    /// Indices of the BIGINT columns with the window's start and end.
+    pub start: usize,
+    pub end: usize,
+    pub session: bool,
 }
 
 impl Sink {
@@ -357,6 +374,18 @@ impl Sink {
                 continue;
             };
             let partition = self.topic.partition_for(key.as_deref());
+            let key = match (&self.window, key) {
+                (Some(w), Some(k)) => {
+                    let bound = |i: usize| batch.column(i).as_primitive::<Int64Type>().value(row);
+                    let mut bytes = k.to_vec();
+                    if w.session {
+                        bytes.extend_from_slice(&bound(w.end).to_be_bytes());
+                    }
+                    bytes.extend_from_slice(&bound(w.start).to_be_bytes());
+                    Some(Bytes::from(bytes))
+                }
+                (_, key) => key,
+            };
             let headers = self
                 .headers_column
                 .map(|i| headers_at(batch.column(i), row))
@@ -414,6 +443,11 @@ fn timestamp_at(col: &ArrayRef, row: usize) -> Option<i64> {
     }
 }
 
+/// The name under which a stateful query's input position is committed with its state.
+fn input_position(topic: &str, partition: u32) -> String {
+    format!("input/{topic}/{partition}")
+}
+
 /// A running query: source, operators, sink.
 pub struct Pipeline {
     pub id: String,
@@ -421,11 +455,16 @@ pub struct Pipeline {
     pub operators: Vec<Box<dyn Operator>>,
     pub sink: Sink,
     positions: Vec<u64>,
+    /// For a stateful query: where its state and input positions commit together.
+    state: Option<StateDb>,
 }
 
 impl Pipeline {
     /// A pipeline that starts each partition at the query's committed offset, or else at
     /// `start` (the start or the end of the log, by `auto.offset.reset`).
+    ///
+    /// A stateful query passes its state database: its input positions are then those its
+    /// state was last committed with, so that state and input never disagree after a crash.
     pub fn new(
         log: &Log,
         id: String,
@@ -433,27 +472,30 @@ impl Pipeline {
         operators: Vec<Box<dyn Operator>>,
         sink: Sink,
         from_beginning: bool,
-    ) -> Pipeline {
-        let positions = source
-            .topic
-            .partitions()
-            .iter()
-            .map(|p| {
-                log.committed_offset(&id, &TopicPartition::new(source.topic.name(), p.id()))
-                    .unwrap_or(if from_beginning {
-                        p.start_offset()
-                    } else {
-                        p.end_offset()
-                    })
-            })
-            .collect();
-        Pipeline {
+        state: Option<StateDb>,
+    ) -> Result<Pipeline> {
+        let mut positions = Vec::new();
+        for p in source.topic.partitions() {
+            let stored = match &state {
+                Some(db) => db.offset(&id, &input_position(source.topic.name(), p.id()))?,
+                None => {
+                    log.committed_offset(&id, &TopicPartition::new(source.topic.name(), p.id()))
+                }
+            };
+            positions.push(stored.unwrap_or(if from_beginning {
+                p.start_offset()
+            } else {
+                p.end_offset()
+            }));
+        }
+        Ok(Pipeline {
             id,
             source,
             operators,
             sink,
             positions,
-        }
+            state,
+        })
     }
 
     /// The operator graph, one line per node from source to sink.
@@ -510,6 +552,18 @@ impl Pipeline {
                 }
                 consumed += records.len();
                 self.positions[p] = last + 1;
+                if let Some(db) = &self.state {
+                    let mut commit = Commit::new();
+                    for op in &mut self.operators {
+                        op.checkpoint(&mut commit)?;
+                    }
+                    commit.set_offset(
+                        &self.id,
+                        &input_position(self.source.topic.name(), p as u32),
+                        last + 1,
+                    );
+                    db.commit(commit)?;
+                }
                 log.commit_offsets(
                     &self.id,
                     &[(

@@ -21,6 +21,31 @@ impl Column {
     }
 }
 
+/// The window of a windowed source, as ksqlDB describes it (`windowType`, `windowSize`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowInfo {
+    pub kind: WindowType,
+    /// The size in ms of a time window; sessions have none.
+    pub size_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowType {
+    Tumbling,
+    Hopping,
+    Session,
+}
+
+impl WindowType {
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowType::Tumbling => "TUMBLING",
+            WindowType::Hopping => "HOPPING",
+            WindowType::Session => "SESSION",
+        }
+    }
+}
+
 /// A stream or table: where its records are and how to read them.
 #[derive(Clone, Debug)]
 pub struct SourceDef {
@@ -39,6 +64,8 @@ pub struct SourceDef {
     pub timestamp_column: Option<String>,
     /// `TIMESTAMP_FORMAT`: the Java pattern of a STRING timestamp column.
     pub timestamp_format: Option<String>,
+    /// A windowed table's window: its keys carry the window's bounds.
+    pub window: Option<WindowInfo>,
     /// Created by `CREATE SOURCE ...`: no query may write to it.
     pub read_only: bool,
     /// The statement that created it.

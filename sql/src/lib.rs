@@ -6,9 +6,11 @@
 //! - [`command_log`]: the statements that built the catalog, replayed on start.
 //! - [`functions`]: ksqlDB's functions that DataFusion lacks, as UDFs.
 //! - [`planner`]: a `SELECT` into the engine's operators, through DataFusion.
+//! - [`aggregation`]: `GROUP BY`, `WINDOW` and `HAVING`: the projections around an aggregate.
 //! - [`session`]: executes statements and drives the persistent queries they start.
 //! - [`with_clause`]: formats, delimiters, wrapping and event time from a WITH clause.
 
+pub mod aggregation;
 pub mod ast;
 pub mod catalog;
 pub mod command_log;

@@ -57,33 +57,39 @@ pub struct PlannedSelect {
     /// Index of the flag that marks rows whose value was null.
     pub null_value_index: usize,
     /// Index of the input record's headers, which the output record gets.
-    pub headers_index: usize,
+    pub headers_index: Option<usize>,
     /// The output key is the source's key, unchanged (no PARTITION BY).
     pub keys_pass_through: bool,
     /// What the query produces: a stream from a stream, a table from a table.
     pub result_kind: SourceKind,
+    /// For GROUP BY queries: the aggregate and the operators around it (`operators` is empty).
+    pub aggregate: Option<crate::aggregation::PlannedAggregate>,
 }
 
-struct Item {
-    expr: Expr,
-    name: String,
+pub(crate) struct Item {
+    pub(crate) expr: Expr,
+    pub(crate) name: String,
 }
 
 pub fn plan_select(
     state: &SessionState,
     catalog: &Catalog,
     select: &Select,
+    sink_name: &str,
 ) -> Result<PlannedSelect> {
     if !select.from.joins.is_empty() {
         return Err(unsupported(Missing::Feature, "joins"));
-    }
-    if select.window.is_some() || !select.group_by.is_empty() || select.having.is_some() {
-        return Err(unsupported(Missing::Feature, "aggregations and windows"));
     }
     let relation = &select.from.source;
     let Some(source) = catalog.source(&relation.name) else {
         return invalid(format!("{} does not exist.", relation.name));
     };
+    if !select.group_by.is_empty() {
+        return crate::aggregation::plan_aggregate(state, catalog, select, source, sink_name);
+    }
+    if select.window.is_some() || select.having.is_some() {
+        return invalid("WINDOW and HAVING need a GROUP BY clause.");
+    }
     if source.kind == SourceKind::Table && !select.partition_by.is_empty() {
         return Err(unsupported(Missing::Feature, "PARTITION BY over a table"));
     }
@@ -192,9 +198,10 @@ pub fn plan_select(
         value_indices,
         rowtime_index,
         null_value_index: rowtime_index + 1,
-        headers_index: rowtime_index + 2,
+        headers_index: Some(rowtime_index + 2),
         result_kind: source.kind,
         keys_pass_through: select.partition_by.is_empty(),
+        aggregate: None,
     })
 }
 
@@ -329,7 +336,7 @@ fn refers_to(e: &Expr, name: &str, qualifier: &str) -> bool {
     }
 }
 
-fn select_items(
+pub(crate) fn select_items(
     select: &Select,
     source: &SourceDef,
     source_names: &BTreeSet<String>,
@@ -414,7 +421,7 @@ fn select_items(
     Ok(items)
 }
 
-type Decomposed = (
+pub(crate) type Decomposed = (
     Option<(datafusion::logical_expr::Expr, datafusion::common::DFSchema)>,
     (
         Vec<datafusion::logical_expr::Expr>,
@@ -424,7 +431,7 @@ type Decomposed = (
 );
 
 /// Splits the analyzed plan of a stateless query into its filter and projection.
-fn decompose(plan: &LogicalPlan) -> Result<Decomposed> {
+pub(crate) fn decompose(plan: &LogicalPlan) -> Result<Decomposed> {
     let LogicalPlan::Projection(p) = plan else {
         return Err(unsupported(
             Missing::Feature,

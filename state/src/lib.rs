@@ -1,7 +1,28 @@
 //! Eddy's state stores.
 //!
-//! This crate will hold the key-value, window and session stores that stateful operators keep in
-//! RocksDB, each backed by a compacted changelog topic in [`eddy_log`] and restored from it when
-//! the local copy is missing or behind. It sits between the log (below) and the engine (above).
+//! Stateful operators (aggregations, windows, joins) keep their state here, in one RocksDB
+//! database per data directory ([`StateDb`], under `<data dir>/state`). Each operator of each
+//! query owns a [`Store`]: a key space inside that database, named `<query>/<operator>`.
 //!
-//! Nothing is implemented here yet; the stores arrive with the aggregation work (issue 4).
+//! Writes never go to a store directly. An operator stages its changes in a [`Commit`], and the
+//! query adds its input positions to the same commit; [`StateDb::commit`] then applies it as
+//! one RocksDB `WriteBatch`. State and input offsets therefore move together: after a crash a
+//! query resumes from exactly the input position its state reflects (see ARCHITECTURE.md,
+//! "exactly-once").
+//!
+//! Memory is bounded for the whole process: one block cache and one write-buffer manager,
+//! sized by [`StateOptions::memory_bytes`], are shared by every store.
+//!
+//! Every change is also appended to a compacted changelog topic in the log, which restores a
+//! store whose local copy is missing ([`changelog`]).
+
+pub mod changelog;
+mod commit;
+mod db;
+mod error;
+mod store;
+
+pub use commit::Commit;
+pub use db::{StateDb, StateOptions};
+pub use error::{Result, StateError};
+pub use store::Store;

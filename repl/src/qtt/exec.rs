@@ -276,6 +276,32 @@ fn as_json(
     }
 }
 
+/// A windowed source's key without its window, and the window as the suite writes it.
+fn split_window<'k>(
+    def: Option<&SourceDef>,
+    key: Option<&'k [u8]>,
+) -> (Option<&'k [u8]>, Option<Value>) {
+    let (Some(w), Some(k)) = (def.and_then(|d| d.window), key) else {
+        return (key, None);
+    };
+    let be = |b: &[u8]| i64::from_be_bytes(b.try_into().expect("8 bytes"));
+    match w.size_ms {
+        Some(size) if k.len() >= 8 => {
+            let start = be(&k[k.len() - 8..]);
+            let window =
+                serde_json::json!({"start": start, "end": start + size as i64, "type": "time"});
+            (Some(&k[..k.len() - 8]), Some(window))
+        }
+        None if k.len() >= 16 => {
+            let end = be(&k[k.len() - 16..k.len() - 8]);
+            let start = be(&k[k.len() - 8..]);
+            let window = serde_json::json!({"start": start, "end": end, "type": "session"});
+            (Some(&k[..k.len() - 16]), Some(window))
+        }
+        _ => (key, None),
+    }
+}
+
 fn check_outputs(
     session: &Session,
     log: &Log,
@@ -327,11 +353,18 @@ fn check_outputs(
         }
         let def = source_on(session, topic);
         for (i, (e, a)) in expected.iter().zip(&actual).enumerate() {
+            let (key, window) = split_window(def, a.record.key.as_deref());
+            if let Some(d) = diff(
+                e.get("window").unwrap_or(&Value::Null),
+                &window.unwrap_or(Value::Null),
+            ) {
+                return Ok(Some(format!("topic {topic} record {}: window: {d}", i + 1)));
+            }
             let (ak, av) = match def {
                 Some(d) => {
                     let (kc, vc) = codecs(d).map_err(|e| e.to_string())?;
                     (
-                        as_json(a.record.key.as_deref(), &d.key_format, &kc)?,
+                        as_json(key, &d.key_format, &kc)?,
                         as_json(a.record.value.as_deref(), &d.value_format, &vc)?,
                     )
                 }
@@ -384,12 +417,6 @@ fn check_outputs(
                         i + 1
                     )));
                 }
-            }
-            if e.get("window").is_some() {
-                return Ok(Some(format!(
-                    "topic {topic} record {}: windowed keys are not supported yet",
-                    i + 1
-                )));
             }
         }
     }
@@ -470,6 +497,24 @@ fn check_post(
                     "post: {name} has schema {}, expected {schema}",
                     def.schema_text()
                 )));
+            }
+        }
+        if let Some(kf) = expected.get("keyFormat").and_then(Value::as_object) {
+            let have_type = def.window.map(|w| w.kind.name());
+            if let Some(want) = kf.get("windowType").and_then(Value::as_str) {
+                if Some(want) != have_type {
+                    return Ok(Some(format!(
+                        "post: {name} has window type {have_type:?}, expected {want}"
+                    )));
+                }
+            }
+            if let Some(want) = kf.get("windowSize").and_then(Value::as_u64) {
+                let have = def.window.and_then(|w| w.size_ms);
+                if Some(want) != have {
+                    return Ok(Some(format!(
+                        "post: {name} has window size {have:?}, expected {want}"
+                    )));
+                }
             }
         }
         for (field, actual) in [

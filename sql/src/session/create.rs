@@ -135,6 +135,7 @@ impl Session {
             wrap_single_value: wrap_single(props)?,
             timestamp_column,
             timestamp_format,
+            window: None,
             read_only: c.read_only,
             sql: text.to_string(),
         };
@@ -178,7 +179,7 @@ impl Session {
             return Ok(done);
         }
         let state = self.df.state();
-        let planned = plan_select(&state, &self.catalog, &c.query)?;
+        let planned = plan_select(&state, &self.catalog, &c.query, &c.name)?;
         if planned.result_kind != c.kind {
             let (produces, use_) = match planned.result_kind {
                 SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
@@ -220,6 +221,7 @@ impl Session {
             wrap_single_value: wrap_single(props)?,
             timestamp_column: sink_ts.0,
             timestamp_format: sink_ts.1,
+            window: c.query.window.as_ref().map(window_info),
             read_only: false,
             sql: text.to_string(),
         };
@@ -254,5 +256,23 @@ impl Session {
             message: format!("Created query with ID {id}"),
             id,
         })
+    }
+}
+
+fn window_info(w: &WindowSpec) -> crate::catalog::WindowInfo {
+    use crate::catalog::{WindowInfo, WindowType};
+    match *w {
+        WindowSpec::Tumbling { size_ms, .. } => WindowInfo {
+            kind: WindowType::Tumbling,
+            size_ms: Some(size_ms),
+        },
+        WindowSpec::Hopping { size_ms, .. } => WindowInfo {
+            kind: WindowType::Hopping,
+            size_ms: Some(size_ms),
+        },
+        WindowSpec::Session { .. } => WindowInfo {
+            kind: WindowType::Session,
+            size_ms: None,
+        },
     }
 }

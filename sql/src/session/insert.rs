@@ -37,7 +37,7 @@ impl Session {
             ));
         }
         let state = self.df.state();
-        let planned = plan_select(&state, &self.catalog, query)?;
+        let planned = plan_select(&state, &self.catalog, query, target)?;
         let same = |a: &[Column], b: &[Column]| {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.ty == y.ty)
         };
@@ -142,6 +142,7 @@ impl Session {
             None => rowtime.unwrap_or_else(now_ms),
         };
         let sink = Sink {
+            window: None,
             topic: self.log.topic(&def.topic)?,
             key,
             value,

@@ -9,8 +9,11 @@
 use std::collections::BTreeMap;
 
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use eddy_engine::aggregate::{Aggregate, AggregateState};
+use eddy_engine::state::{StateDb, StateOptions};
 use eddy_engine::{
-    EventTime, HeaderColumn, Pipeline, ProcessingLog, QueryTask, Sink, Source, TimestampFormat,
+    EngineError, EventTime, HeaderColumn, Operator, Pipeline, ProcessingLog, QueryTask, Sink,
+    Source, TimestampFormat, WindowedKey,
 };
 use eddy_log::Log;
 
@@ -61,6 +64,8 @@ pub struct Session {
     commands: Option<CommandLog>,
     /// Set by [`Session::run_in_background`]: queries run on tasks of this runtime.
     background: Option<tokio::runtime::Handle>,
+    /// The state stores of stateful queries, opened with the first one.
+    state: Option<StateDb>,
 }
 
 mod create;
@@ -89,6 +94,7 @@ impl Session {
             next_query: 0,
             commands: None,
             background: None,
+            state: None,
         }
     }
 
@@ -295,12 +301,36 @@ impl Session {
             .is_some_and(|v| v.eq_ignore_ascii_case("earliest"))
     }
 
+    /// The state database, `<data dir>/state`, opened on first use.
+    fn state_db(&mut self) -> Result<StateDb> {
+        if let Some(db) = &self.state {
+            return Ok(db.clone());
+        }
+        let db = StateDb::open(self.log.dir().join("state"), StateOptions::default())
+            .map_err(EngineError::from)?;
+        self.state = Some(db.clone());
+        Ok(db)
+    }
+
     pub(super) fn start_query(
         &mut self,
         id: String,
-        planned: crate::planner::PlannedSelect,
+        mut planned: crate::planner::PlannedSelect,
         sink_def: &SourceDef,
     ) -> Result<()> {
+        let mut window_columns = None;
+        let mut state = None;
+        if let Some(agg) = planned.aggregate.take() {
+            let db = self.state_db()?;
+            let agg_state = AggregateState::persistent(&db, &self.log, &id, "aggregate", 100_000)
+                .map_err(EngineError::from)?;
+            let mut ops: Vec<Box<dyn Operator>> = agg.before;
+            ops.push(Box::new(Aggregate::new(agg.spec, agg_state)));
+            ops.extend(agg.after);
+            planned.operators = ops;
+            window_columns = agg.window_columns;
+            state = Some(db);
+        }
         let source_def = &planned.source;
         let (key, value) = codecs(source_def)?;
         let event_time = match &source_def.timestamp_column {
@@ -365,7 +395,14 @@ impl Session {
                 .map_err(SqlError::Invalid)?,
             null_value_column: Some(planned.null_value_index),
             null_key_if_all_null: planned.keys_pass_through,
-            headers_column: Some(planned.headers_index),
+            headers_column: planned.headers_index,
+            window: window_columns.map(|(start, end)| WindowedKey {
+                start,
+                end,
+                session: sink_def
+                    .window
+                    .is_some_and(|w| w.kind == crate::catalog::WindowType::Session),
+            }),
         };
         let id_for_list = id.clone();
         let pipeline = Pipeline::new(
@@ -375,7 +412,8 @@ impl Session {
             planned.operators,
             sink,
             self.reads_from_beginning(),
-        );
+            state,
+        )?;
         self.next_query += 1;
         let run = match &self.background {
             Some(rt) => QueryRun::Background(QueryTask::spawn(

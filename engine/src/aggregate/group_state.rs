@@ -1,0 +1,168 @@
+//! An operator's keyed state: an in-memory map in front of a RocksDB store.
+//!
+//! Reads go to the map first and then to the store; writes stay in the map, marked dirty, until
+//! [`GroupState::checkpoint`] stages them (and their changelog records) in the query's commit.
+//! So a micro-batch costs one RocksDB write batch however many records it had, and a hot key
+//! is decoded once, not once per record. After a checkpoint the map keeps at most `capacity`
+//! entries; the rest are dropped (they are in RocksDB), which bounds the memory of a query with
+//! many keys.
+
+use std::collections::HashMap;
+
+use eddy_state::changelog::Changelog;
+use eddy_state::{Commit, StateDb, Store};
+
+use crate::error::{EngineError, Result};
+
+/// Where a [`GroupState`] persists.
+pub struct Backing {
+    pub store: Store,
+    pub changelog: Changelog,
+}
+
+enum Slot<V> {
+    Clean(V),
+    Dirty(V),
+    /// Deleted since the last checkpoint.
+    Deleted,
+}
+
+pub struct GroupState<V> {
+    cache: HashMap<Vec<u8>, Slot<V>>,
+    backing: Option<Backing>,
+    capacity: usize,
+    dirty: usize,
+}
+
+fn state_error(store: &str, e: String) -> EngineError {
+    EngineError::State(eddy_state::StateError::Corrupt {
+        store: store.to_string(),
+        message: e,
+    })
+}
+
+impl<V> GroupState<V> {
+    /// State kept only in memory (tests, and queries that need no durability).
+    pub fn in_memory() -> GroupState<V> {
+        GroupState {
+            cache: HashMap::new(),
+            backing: None,
+            capacity: usize::MAX,
+            dirty: 0,
+        }
+    }
+
+    /// State persisted in `backing`, restored from its changelog first if the local copy is
+    /// missing or behind.
+    pub fn persistent(db: &StateDb, backing: Backing, capacity: usize) -> Result<GroupState<V>> {
+        let replayed = backing.changelog.restore(db)?;
+        if replayed > 0 {
+            tracing::info!(
+                store = backing.store.name(),
+                replayed,
+                "restored a state store from its changelog"
+            );
+        }
+        Ok(GroupState {
+            cache: HashMap::new(),
+            backing: Some(backing),
+            capacity,
+            dirty: 0,
+        })
+    }
+
+    /// Removes and returns the value of `key`, from memory or the store. Put it back with
+    /// [`GroupState::put`] (or leave it out with [`GroupState::delete`]).
+    pub fn take(
+        &mut self,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<V, String>,
+    ) -> Result<Option<V>> {
+        match self.cache.remove(key) {
+            Some(Slot::Clean(v)) => return Ok(Some(v)),
+            Some(Slot::Dirty(v)) => {
+                self.dirty -= 1;
+                return Ok(Some(v));
+            }
+            Some(Slot::Deleted) => {
+                // Keep the deletion until it reaches the store.
+                self.cache.insert(key.to_vec(), Slot::Deleted);
+                return Ok(None);
+            }
+            None => {}
+        }
+        let Some(b) = &self.backing else {
+            return Ok(None);
+        };
+        match b.store.get(key)? {
+            Some(bytes) => Ok(Some(
+                decode(&bytes).map_err(|e| state_error(b.store.name(), e))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: V) {
+        if !matches!(self.cache.get(&key), Some(Slot::Dirty(_))) {
+            self.dirty += 1;
+        }
+        self.cache.insert(key, Slot::Dirty(value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        if matches!(self.cache.get(&key), Some(Slot::Dirty(_))) {
+            self.dirty -= 1;
+        }
+        if self.backing.is_some() {
+            self.cache.insert(key, Slot::Deleted);
+        } else {
+            self.cache.remove(&key);
+        }
+    }
+
+    /// Every value in memory (all of them for in-memory state), for scans such as closing
+    /// windows.
+    pub fn cached(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.cache.iter().filter_map(|(k, s)| match s {
+            Slot::Clean(v) | Slot::Dirty(v) => Some((k.as_slice(), v)),
+            Slot::Deleted => None,
+        })
+    }
+
+    /// Stages the changes since the last checkpoint in `commit` and the changelog.
+    pub fn checkpoint(
+        &mut self,
+        commit: &mut Commit,
+        timestamp: i64,
+        encode: impl Fn(&V) -> Result<Vec<u8>, String>,
+    ) -> Result<()> {
+        let Some(b) = &self.backing else {
+            return Ok(());
+        };
+        let mut changes = Vec::new();
+        self.cache.retain(|k, slot| match slot {
+            Slot::Clean(_) => true,
+            Slot::Dirty(_) => true,
+            Slot::Deleted => {
+                changes.push((k.clone(), None));
+                false
+            }
+        });
+        for (k, slot) in self.cache.iter_mut() {
+            if let Slot::Dirty(v) = slot {
+                let bytes = encode(v).map_err(|e| state_error(b.store.name(), e))?;
+                changes.push((k.clone(), Some(bytes)));
+                let Slot::Dirty(v) = std::mem::replace(slot, Slot::Deleted) else {
+                    unreachable!("matched above")
+                };
+                *slot = Slot::Clean(v);
+            }
+        }
+        self.dirty = 0;
+        b.changelog.write(&changes, timestamp, commit)?;
+        if self.cache.len() > self.capacity {
+            self.cache.clear();
+        }
+        Ok(())
+    }
+}

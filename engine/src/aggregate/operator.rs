@@ -1,0 +1,598 @@
+//! The aggregate operator: groups, windows, and the emission of every update.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use eddy_state::Commit;
+
+use eddy_log::Log;
+use eddy_state::changelog::Changelog;
+use eddy_state::StateDb;
+
+use super::group_state::{Backing, GroupState};
+use super::udaf::{Acc, AggCall};
+use super::window::{session_overlaps, WindowKind, WindowSpec};
+use crate::error::{EngineError, Result};
+use crate::operator::{Operator, OperatorContext};
+use crate::schema::NULL_VALUE;
+use crate::state_codec::{decode_row, encode_row};
+
+pub const WINDOWSTART: &str = "WINDOWSTART";
+pub const WINDOWEND: &str = "WINDOWEND";
+/// The output column with each result's timestamp: the largest of its group's records'.
+pub const AGG_ROWTIME: &str = "__ROWTIME";
+
+/// What to aggregate. Input columns `0..group_fields.len()` are the grouping values.
+pub struct AggregateSpec {
+    pub group_fields: Vec<Field>,
+    pub calls: Vec<AggCall>,
+    /// Input column of the event time (BIGINT ms).
+    pub rowtime: usize,
+    /// Input column of the tombstone flag.
+    pub null_value: usize,
+    pub window: Option<WindowSpec>,
+    /// Over a table: the input columns that hold the source row's key, whose previous row is
+    /// taken back out of its group when the key gets a new row or is deleted.
+    pub table_key: Option<Vec<usize>>,
+}
+
+/// One group's (or one window's) aggregates, and the largest timestamp among its records.
+#[derive(Clone, Debug)]
+struct Group {
+    accs: Vec<Acc>,
+    ts: i64,
+}
+
+/// A session of one key: its bounds and aggregates.
+#[derive(Clone, Debug)]
+struct Session {
+    start: i64,
+    end: i64,
+    group: Group,
+}
+
+/// A table row as the aggregate saw it: its grouping values and arguments.
+#[derive(Clone, Debug)]
+struct PrevRow {
+    group: Vec<ScalarValue>,
+    args: Vec<ScalarValue>,
+}
+
+/// An output row under construction.
+struct Emit {
+    group: Vec<ScalarValue>,
+    results: Vec<ScalarValue>,
+    window: Option<(i64, i64)>,
+    ts: i64,
+    tombstone: bool,
+}
+
+pub struct Aggregate {
+    spec: AggregateSpec,
+    schema: SchemaRef,
+    groups: GroupState<Group>,
+    sessions: GroupState<Vec<Session>>,
+    table_rows: GroupState<PrevRow>,
+    /// The largest event time seen: windows close on it.
+    stream_time: i64,
+    /// EMIT FINAL: windows updated and not yet emitted, by end time.
+    pending: std::collections::BTreeSet<(i64, Vec<u8>)>,
+    group_types: Vec<DataType>,
+    arg_types: Vec<DataType>,
+}
+
+/// The state an [`Aggregate`] keeps: in memory, or in RocksDB stores with changelogs.
+pub struct AggregateState {
+    groups: GroupState<Group>,
+    sessions: GroupState<Vec<Session>>,
+    table_rows: GroupState<PrevRow>,
+}
+
+impl AggregateState {
+    pub fn in_memory() -> AggregateState {
+        AggregateState {
+            groups: GroupState::in_memory(),
+            sessions: GroupState::in_memory(),
+            table_rows: GroupState::in_memory(),
+        }
+    }
+
+    /// State in `db`, in stores named `<owner>/<name>-groups` (and `-sessions`, `-rows`),
+    /// each with a changelog topic in `log`, restored from it if the local copy is behind.
+    /// At most `capacity` groups per store stay decoded in memory.
+    pub fn persistent(
+        db: &StateDb,
+        log: &Log,
+        owner: &str,
+        name: &str,
+        capacity: usize,
+    ) -> Result<AggregateState> {
+        let backing = |suffix: &str| -> Result<Backing> {
+            let store = db.store(&format!("{owner}/{name}-{suffix}"));
+            let changelog = Changelog::open(log, owner, store.clone())?;
+            Ok(Backing { store, changelog })
+        };
+        Ok(AggregateState {
+            groups: GroupState::persistent(db, backing("groups")?, capacity)?,
+            sessions: GroupState::persistent(db, backing("sessions")?, capacity)?,
+            table_rows: GroupState::persistent(db, backing("rows")?, capacity)?,
+        })
+    }
+}
+
+impl Aggregate {
+    /// The schema of the batches an aggregate with this spec emits: the grouping values, the
+    /// results `__AGG0...`, `WINDOWSTART` and `WINDOWEND` (null unless windowed), the result's
+    /// timestamp and the tombstone flag.
+    pub fn output_schema_of(spec: &AggregateSpec) -> SchemaRef {
+        let mut fields = spec.group_fields.clone();
+        for (i, c) in spec.calls.iter().enumerate() {
+            fields.push(Field::new(format!("__AGG{i}"), c.output_type(), true));
+        }
+        fields.push(Field::new(WINDOWSTART, DataType::Int64, true));
+        fields.push(Field::new(WINDOWEND, DataType::Int64, true));
+        fields.push(Field::new(AGG_ROWTIME, DataType::Int64, false));
+        fields.push(Field::new(NULL_VALUE, DataType::Boolean, false));
+        Arc::new(Schema::new(fields))
+    }
+
+    pub fn new(spec: AggregateSpec, state: AggregateState) -> Aggregate {
+        let group_types = spec
+            .group_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let arg_types = spec.calls.iter().map(|c| c.arg_type.clone()).collect();
+        Aggregate {
+            schema: Self::output_schema_of(&spec),
+            spec,
+            groups: state.groups,
+            sessions: state.sessions,
+            table_rows: state.table_rows,
+            stream_time: i64::MIN,
+            pending: Default::default(),
+            group_types,
+            arg_types,
+        }
+    }
+
+    fn init(&self) -> Result<Vec<Acc>> {
+        self.spec
+            .calls
+            .iter()
+            .map(|c| c.init().map_err(EngineError::Plan))
+            .collect()
+    }
+
+    fn results(&self, accs: &[Acc]) -> Result<Vec<ScalarValue>> {
+        self.spec
+            .calls
+            .iter()
+            .zip(accs)
+            .map(|(c, a)| c.result(a).map_err(EngineError::Plan))
+            .collect()
+    }
+
+    fn decode_group(calls: &[AggCall], mut bytes: &[u8]) -> Result<Group, String> {
+        let (ts, rest) = bytes.split_at_checked(8).ok_or("truncated group")?;
+        let ts = i64::from_be_bytes(ts.try_into().expect("8 bytes"));
+        bytes = rest;
+        let accs = calls
+            .iter()
+            .map(|c| c.decode(&mut bytes))
+            .collect::<Result<_, _>>()?;
+        Ok(Group { accs, ts })
+    }
+
+    /// Adds (or with `undo`, takes back) one row's arguments to the group `key`, returning the
+    /// group's new state.
+    fn apply(&mut self, key: &[u8], args: &[ScalarValue], ts: i64, undo: bool) -> Result<Group> {
+        let calls = self.spec.calls.clone();
+        let mut group = match self.groups.take(key, |b| Self::decode_group(&calls, b))? {
+            Some(g) => g,
+            None => Group {
+                accs: self.init()?,
+                ts,
+            },
+        };
+        for ((c, acc), v) in calls.iter().zip(&mut group.accs).zip(args) {
+            if undo {
+                c.undo(acc, v).map_err(EngineError::Plan)?;
+            } else {
+                c.update(acc, v).map_err(EngineError::Plan)?;
+            }
+        }
+        group.ts = group.ts.max(ts);
+        self.groups.put(key.to_vec(), group.clone());
+        Ok(group)
+    }
+
+    fn emit_group(
+        &self,
+        out: &mut Vec<Emit>,
+        group_vals: Vec<ScalarValue>,
+        g: &Group,
+        window: Option<(i64, i64)>,
+    ) -> Result<()> {
+        out.push(Emit {
+            group: group_vals,
+            results: self.results(&g.accs)?,
+            window,
+            ts: g.ts,
+            tombstone: false,
+        });
+        Ok(())
+    }
+
+    fn process_row(
+        &mut self,
+        group_vals: Vec<ScalarValue>,
+        args: Vec<ScalarValue>,
+        ts: i64,
+        out: &mut Vec<Emit>,
+        ctx: &OperatorContext<'_>,
+        batch: &RecordBatch,
+        row: usize,
+    ) -> Result<()> {
+        let group_key = encode_row(&group_vals).map_err(EngineError::Plan)?;
+        match self.spec.window {
+            None => {
+                let g = self.apply(&group_key, &args, ts, false)?;
+                self.emit_group(out, group_vals, &g, None)
+            }
+            Some(w) if !w.is_session() => {
+                for (start, end) in w.windows_for(ts) {
+                    if w.is_closed(end, self.stream_time) {
+                        ctx.report_row(
+                            batch,
+                            row,
+                            "a record for a window that has closed was dropped",
+                        )?;
+                        continue;
+                    }
+                    let mut key = group_key.clone();
+                    key.extend_from_slice(&start.to_be_bytes());
+                    let g = self.apply(&key, &args, ts, false)?;
+                    if w.emit_final {
+                        self.pending.insert((end, key));
+                    } else {
+                        self.emit_group(out, group_vals.clone(), &g, Some((start, end)))?;
+                    }
+                }
+                Ok(())
+            }
+            Some(w) => {
+                let WindowKind::Session { gap } = w.kind else {
+                    unreachable!("time windows handled above")
+                };
+                let calls = self.spec.calls.clone();
+                let sessions = self
+                    .sessions
+                    .take(&group_key, |b| decode_sessions(&calls, b))?
+                    .unwrap_or_default();
+                let (merging, mut kept): (Vec<Session>, Vec<Session>) = sessions
+                    .into_iter()
+                    .partition(|s| session_overlaps(gap, s.start, s.end, ts));
+                let start = merging.iter().map(|s| s.start).fold(ts, i64::min);
+                let end = merging.iter().map(|s| s.end).fold(ts, i64::max);
+                if w.is_closed(end, self.stream_time) {
+                    ctx.report_row(
+                        batch,
+                        row,
+                        "a record for a session that has closed was dropped",
+                    )?;
+                    kept.extend(merging);
+                    kept.sort_by_key(|s| s.start);
+                    self.sessions.put(group_key, kept);
+                    return Ok(());
+                }
+                let mut merged = Group {
+                    accs: self.init()?,
+                    ts,
+                };
+                for s in &merging {
+                    out.push(Emit {
+                        group: group_vals.clone(),
+                        results: Vec::new(),
+                        window: Some((s.start, s.end)),
+                        ts: s.group.ts,
+                        tombstone: true,
+                    });
+                }
+                // Sessions merge in time order, and the new record goes where its time puts it.
+                let mut record_added = false;
+                for s in merging {
+                    if !record_added && ts < s.start {
+                        self.add_args(&mut merged, &args)?;
+                        record_added = true;
+                    }
+                    for (c, (acc, later)) in
+                        calls.iter().zip(merged.accs.iter_mut().zip(s.group.accs))
+                    {
+                        c.merge(acc, later).map_err(EngineError::Plan)?;
+                    }
+                    merged.ts = merged.ts.max(s.group.ts);
+                }
+                if !record_added {
+                    self.add_args(&mut merged, &args)?;
+                }
+                self.emit_group(out, group_vals, &merged, Some((start, end)))?;
+                kept.push(Session {
+                    start,
+                    end,
+                    group: merged,
+                });
+                kept.sort_by_key(|s| s.start);
+                self.sessions.put(group_key, kept);
+                Ok(())
+            }
+        }
+    }
+
+    fn add_args(&self, g: &mut Group, args: &[ScalarValue]) -> Result<()> {
+        let mut fresh = self.init()?;
+        for ((c, acc), v) in self.spec.calls.iter().zip(&mut fresh).zip(args) {
+            c.update(acc, v).map_err(EngineError::Plan)?;
+        }
+        for ((c, acc), v) in self.spec.calls.iter().zip(&mut g.accs).zip(fresh) {
+            c.merge(acc, v).map_err(EngineError::Plan)?;
+        }
+        Ok(())
+    }
+
+    /// A table row replaced (or deleted) the previous row of its key.
+    fn process_table_row(
+        &mut self,
+        source_key: Vec<u8>,
+        new: Option<PrevRow>,
+        ts: i64,
+        out: &mut Vec<Emit>,
+    ) -> Result<()> {
+        let types = [self.group_types.clone(), self.arg_types.clone()].concat();
+        let ng = self.group_types.len();
+        let prev = self.table_rows.take(&source_key, |b| {
+            let mut row = decode_row(&types, b)?;
+            let args = row.split_off(ng);
+            Ok(PrevRow { group: row, args })
+        })?;
+        let new_key = match &new {
+            Some(n) => Some(encode_row(&n.group).map_err(EngineError::Plan)?),
+            None => None,
+        };
+        if let Some(p) = prev {
+            let key = encode_row(&p.group).map_err(EngineError::Plan)?;
+            let g = self.apply(&key, &p.args, ts, true)?;
+            if new_key.as_ref() != Some(&key) {
+                self.emit_group(out, p.group, &g, None)?;
+            }
+        }
+        match (new, new_key) {
+            (Some(n), Some(key)) => {
+                let g = self.apply(&key, &n.args, ts, false)?;
+                self.emit_group(out, n.group.clone(), &g, None)?;
+                self.table_rows.put(source_key, n);
+            }
+            _ => self.table_rows.delete(source_key),
+        }
+        Ok(())
+    }
+
+    /// EMIT FINAL: the windows that closed at the current stream time, in order of end.
+    fn close_windows(&mut self, out: &mut Vec<Emit>) -> Result<()> {
+        let Some(w) = self.spec.window else {
+            return Ok(());
+        };
+        while let Some((end, key)) = self.pending.first().cloned() {
+            if !w.is_closed(end, self.stream_time) {
+                break;
+            }
+            self.pending.pop_first();
+            let calls = self.spec.calls.clone();
+            let Some(g) = self.groups.take(&key, |b| Self::decode_group(&calls, b))? else {
+                continue;
+            };
+            let (group_bytes, start) = key.split_at(key.len() - 8);
+            let start = i64::from_be_bytes(start.try_into().expect("8 bytes"));
+            let group_vals =
+                decode_row(&self.group_types, group_bytes).map_err(EngineError::Plan)?;
+            self.emit_group(out, group_vals, &g, Some((start, end)))?;
+            self.groups.put(key, g);
+        }
+        Ok(())
+    }
+
+    fn build(&self, rows: Vec<Emit>) -> Result<RecordBatch> {
+        let n = rows.len();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for (i, f) in self.spec.group_fields.iter().enumerate() {
+            columns.push(to_array(
+                rows.iter().map(|r| r.group[i].clone()),
+                f.data_type(),
+            )?);
+        }
+        for (i, c) in self.spec.calls.iter().enumerate() {
+            let t = c.output_type();
+            let null = ScalarValue::try_from(&t)?;
+            columns.push(to_array(
+                rows.iter()
+                    .map(|r| r.results.get(i).cloned().unwrap_or_else(|| null.clone())),
+                &t,
+            )?);
+        }
+        columns.push(Arc::new(Int64Array::from_iter(
+            rows.iter().map(|r| r.window.map(|w| w.0)),
+        )));
+        columns.push(Arc::new(Int64Array::from_iter(
+            rows.iter().map(|r| r.window.map(|w| w.1)),
+        )));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.ts),
+        )));
+        columns.push(Arc::new(BooleanArray::from(
+            rows.iter().map(|r| r.tombstone).collect::<Vec<_>>(),
+        )));
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(n)),
+        )?)
+    }
+}
+
+fn to_array(values: impl Iterator<Item = ScalarValue>, t: &DataType) -> Result<ArrayRef> {
+    let values: Vec<ScalarValue> = values.collect();
+    if values.is_empty() {
+        return Ok(datafusion::arrow::array::new_empty_array(t));
+    }
+    let array = ScalarValue::iter_to_array(values)?;
+    Ok(if array.data_type() == t {
+        array
+    } else {
+        datafusion::arrow::compute::cast(&array, t)?
+    })
+}
+
+fn encode_group(calls: &[AggCall], g: &Group) -> Result<Vec<u8>, String> {
+    let mut out = g.ts.to_be_bytes().to_vec();
+    for (c, a) in calls.iter().zip(&g.accs) {
+        c.encode(a, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn encode_sessions(calls: &[AggCall], sessions: &[Session]) -> Result<Vec<u8>, String> {
+    let mut out = (sessions.len() as u32).to_be_bytes().to_vec();
+    for s in sessions {
+        out.extend_from_slice(&s.start.to_be_bytes());
+        out.extend_from_slice(&s.end.to_be_bytes());
+        out.extend_from_slice(&s.group.ts.to_be_bytes());
+        for (c, a) in calls.iter().zip(&s.group.accs) {
+            c.encode(a, &mut out)?;
+        }
+    }
+    Ok(out)
+}
+
+fn decode_sessions(calls: &[AggCall], mut b: &[u8]) -> Result<Vec<Session>, String> {
+    fn take<const N: usize>(b: &mut &[u8]) -> Result<[u8; N], String> {
+        let (head, rest) = b.split_at_checked(N).ok_or("truncated sessions")?;
+        *b = rest;
+        Ok(head.try_into().expect("N bytes"))
+    }
+    let n = u32::from_be_bytes(take(&mut b)?);
+    let mut out = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let start = i64::from_be_bytes(take(&mut b)?);
+        let end = i64::from_be_bytes(take(&mut b)?);
+        let ts = i64::from_be_bytes(take(&mut b)?);
+        let accs = calls
+            .iter()
+            .map(|c| c.decode(&mut b))
+            .collect::<Result<_, _>>()?;
+        out.push(Session {
+            start,
+            end,
+            group: Group { accs, ts },
+        });
+    }
+    Ok(out)
+}
+
+impl Operator for Aggregate {
+    fn describe(&self) -> String {
+        let calls: Vec<String> = self
+            .spec
+            .calls
+            .iter()
+            .map(|c| format!("{:?}(#{})", c.func, c.arg))
+            .collect();
+        let window = match &self.spec.window {
+            Some(w) => format!(" window {:?} grace {}ms", w.kind, w.grace_ms),
+            None => String::new(),
+        };
+        format!(
+            "Aggregate: group by {} columns, {}{}{}",
+            self.spec.group_fields.len(),
+            calls.join(", "),
+            window,
+            if self.spec.table_key.is_some() {
+                " (over a table)"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, batch: RecordBatch, ctx: &OperatorContext<'_>) -> Result<RecordBatch> {
+        let ng = self.spec.group_fields.len();
+        let rowtime = batch
+            .column(self.spec.rowtime)
+            .as_primitive::<Int64Type>()
+            .clone();
+        let null_value = batch.column(self.spec.null_value).as_boolean().clone();
+        let mut out = Vec::with_capacity(batch.num_rows());
+        for row in 0..batch.num_rows() {
+            let ts = rowtime.value(row);
+            self.stream_time = self.stream_time.max(ts);
+            let cell = |i: usize| ScalarValue::try_from_array(batch.column(i), row);
+            let group_vals = (0..ng).map(cell).collect::<Result<Vec<_>, _>>()?;
+            let args = self
+                .spec
+                .calls
+                .iter()
+                .map(|c| cell(c.arg))
+                .collect::<Result<Vec<_>, _>>()?;
+            // A row whose grouping values include a null has no group: ksqlDB drops it.
+            let has_group = !group_vals.iter().any(ScalarValue::is_null);
+            let result = match &self.spec.table_key {
+                Some(key_cols) => {
+                    let key = key_cols
+                        .iter()
+                        .map(|&i| cell(i))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let source_key = encode_row(&key).map_err(EngineError::Plan)?;
+                    let new = (!null_value.value(row) && has_group).then(|| PrevRow {
+                        group: group_vals,
+                        args,
+                    });
+                    self.process_table_row(source_key, new, ts, &mut out)
+                }
+                None if null_value.value(row) => Ok(()),
+                None if !has_group => ctx.report_row(
+                    &batch,
+                    row,
+                    "the GROUP BY expressions are null for this record, which was dropped",
+                ),
+                None => self.process_row(group_vals, args, ts, &mut out, ctx, &batch, row),
+            };
+            if let Err(e) = result {
+                match e {
+                    EngineError::Plan(message) => ctx.report_row(&batch, row, &message)?,
+                    other => return Err(other),
+                }
+            }
+            if self.spec.window.is_some_and(|w| w.emit_final) {
+                self.close_windows(&mut out)?;
+            }
+        }
+        self.build(out)
+    }
+
+    fn checkpoint(&mut self, commit: &mut Commit) -> Result<()> {
+        let calls = &self.spec.calls;
+        let ts = self.stream_time.max(0);
+        self.groups
+            .checkpoint(commit, ts, |g| encode_group(calls, g))?;
+        self.sessions
+            .checkpoint(commit, ts, |s| encode_sessions(calls, s))?;
+        self.table_rows
+            .checkpoint(commit, ts, |r| encode_row(r.group.iter().chain(&r.args)))?;
+        Ok(())
+    }
+}

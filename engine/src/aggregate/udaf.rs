@@ -1,0 +1,500 @@
+//! ksqlDB's aggregate functions: how each one starts, takes a value, gives one back (for
+//! aggregations over tables, whose rows change), merges (for session windows) and answers.
+//!
+//! Semantics are ksqlDB's, including where they differ from SQL's: `SUM` of no values is 0 and
+//! keeps its argument's type, `COUNT(x)` skips nulls, `LATEST_BY_OFFSET` skips nulls unless told
+//! otherwise, `COLLECT_LIST` keeps nulls and stops at a limit.
+
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use datafusion::arrow::array::Array;
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::ScalarValue;
+
+use crate::state_codec::{decode, encode};
+
+/// An aggregate function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AggFunc {
+    Count,
+    CountStar,
+    CountDistinct,
+    Sum,
+    SumList,
+    Avg,
+    Min,
+    Max,
+    CollectList,
+    CollectSet,
+    EarliestByOffset,
+    LatestByOffset,
+    TopK,
+    TopKDistinct,
+    Histogram,
+}
+
+impl AggFunc {
+    /// The function of this ksqlDB name, if it is an aggregate.
+    pub fn by_name(name: &str) -> Option<AggFunc> {
+        Some(match name.to_ascii_uppercase().as_str() {
+            "COUNT" => AggFunc::Count,
+            "COUNT_DISTINCT" => AggFunc::CountDistinct,
+            "SUM" => AggFunc::Sum,
+            "SUM_LIST" => AggFunc::SumList,
+            "AVG" => AggFunc::Avg,
+            "MIN" => AggFunc::Min,
+            "MAX" => AggFunc::Max,
+            "COLLECT_LIST" => AggFunc::CollectList,
+            "COLLECT_SET" => AggFunc::CollectSet,
+            "EARLIEST_BY_OFFSET" => AggFunc::EarliestByOffset,
+            "LATEST_BY_OFFSET" => AggFunc::LatestByOffset,
+            "TOPK" => AggFunc::TopK,
+            "TOPKDISTINCT" => AggFunc::TopKDistinct,
+            "HISTOGRAM" => AggFunc::Histogram,
+            _ => return None,
+        })
+    }
+
+    /// Whether an aggregation over a table can use it: it must be able to give a value back.
+    pub fn supports_undo(self) -> bool {
+        matches!(
+            self,
+            AggFunc::Count
+                | AggFunc::CountStar
+                | AggFunc::Sum
+                | AggFunc::Avg
+                | AggFunc::CollectList
+                | AggFunc::CollectSet
+                | AggFunc::Histogram
+        )
+    }
+}
+
+/// One aggregate of a query: the function, the input column it reads and its constant
+/// parameters (such as TOPK's k), with the types resolved at planning.
+#[derive(Clone, Debug)]
+pub struct AggCall {
+    pub func: AggFunc,
+    /// Index of the argument column in the aggregate's input (unused by `COUNT(*)`).
+    pub arg: usize,
+    pub arg_type: DataType,
+    /// How many values the function keeps: TOPK's k, LATEST_BY_OFFSET's n, COLLECT_LIST's
+    /// limit.
+    pub n: Option<usize>,
+    /// LATEST/EARLIEST_BY_OFFSET: skip nulls.
+    pub ignore_nulls: bool,
+    /// LATEST/EARLIEST_BY_OFFSET with an `n`: the result is an array.
+    pub returns_array: bool,
+}
+
+/// The running value of one aggregate for one group.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Acc {
+    Count(i64),
+    Sum(ScalarValue),
+    Avg { sum: ScalarValue, count: i64 },
+    Extreme(ScalarValue),
+    Values(Vec<ScalarValue>),
+    Histogram(Vec<(String, i64)>),
+}
+
+fn list_item(t: &DataType) -> DataType {
+    match t {
+        DataType::List(f) => f.data_type().clone(),
+        other => other.clone(),
+    }
+}
+
+fn list_of(t: &DataType) -> DataType {
+    DataType::List(Arc::new(Field::new("item", t.clone(), true)))
+}
+
+fn zero(t: &DataType) -> Result<ScalarValue, String> {
+    Ok(match t {
+        DataType::Int32 => ScalarValue::Int32(Some(0)),
+        DataType::Int64 => ScalarValue::Int64(Some(0)),
+        DataType::Float64 => ScalarValue::Float64(Some(0.0)),
+        DataType::Decimal128(p, s) => ScalarValue::Decimal128(Some(0), *p, *s),
+        other => {
+            return Err(format!(
+                "cannot sum {}",
+                crate::schema::sql_type_name(other)
+            ))
+        }
+    })
+}
+
+/// `a + b` (or `a - b`) in the type of `a`, as Java computes it: integers wrap, decimals that
+/// no longer fit their precision are an error.
+fn add(a: &ScalarValue, b: &ScalarValue, negate: bool) -> Result<ScalarValue, String> {
+    let b = b.cast_to(&a.data_type()).map_err(|e| e.to_string())?;
+    Ok(match (a, &b) {
+        (ScalarValue::Int32(Some(x)), ScalarValue::Int32(Some(y))) => {
+            ScalarValue::Int32(Some(if negate {
+                x.wrapping_sub(*y)
+            } else {
+                x.wrapping_add(*y)
+            }))
+        }
+        (ScalarValue::Int64(Some(x)), ScalarValue::Int64(Some(y))) => {
+            ScalarValue::Int64(Some(if negate {
+                x.wrapping_sub(*y)
+            } else {
+                x.wrapping_add(*y)
+            }))
+        }
+        (ScalarValue::Float64(Some(x)), ScalarValue::Float64(Some(y))) => {
+            ScalarValue::Float64(Some(if negate { x - y } else { x + y }))
+        }
+        (ScalarValue::Decimal128(Some(x), p, s), ScalarValue::Decimal128(Some(y), _, _)) => {
+            let r = if negate { x - y } else { x + y };
+            if r.unsigned_abs() >= 10u128.pow(u32::from(*p)) {
+                return Err("Numeric field overflow".into());
+            }
+            ScalarValue::Decimal128(Some(r), *p, *s)
+        }
+        _ => a.clone(),
+    })
+}
+
+fn cmp(a: &ScalarValue, b: &ScalarValue) -> Ordering {
+    a.partial_cmp(b).unwrap_or(Ordering::Equal)
+}
+
+impl AggCall {
+    /// The type of the aggregate's result.
+    pub fn output_type(&self) -> DataType {
+        match self.func {
+            AggFunc::Count | AggFunc::CountStar | AggFunc::CountDistinct => DataType::Int64,
+            AggFunc::Sum | AggFunc::Min | AggFunc::Max => self.arg_type.clone(),
+            AggFunc::SumList => list_item(&self.arg_type),
+            AggFunc::Avg => match &self.arg_type {
+                DataType::Decimal128(p, s) => DataType::Decimal128(*p, *s),
+                _ => DataType::Float64,
+            },
+            AggFunc::CollectList | AggFunc::CollectSet | AggFunc::TopK | AggFunc::TopKDistinct => {
+                list_of(&self.arg_type)
+            }
+            AggFunc::EarliestByOffset | AggFunc::LatestByOffset if self.returns_array => {
+                list_of(&self.arg_type)
+            }
+            AggFunc::EarliestByOffset | AggFunc::LatestByOffset => self.arg_type.clone(),
+            AggFunc::Histogram => DataType::Map(
+                Arc::new(Field::new(
+                    "entries",
+                    DataType::Struct(
+                        vec![
+                            Field::new("key", DataType::Utf8, false),
+                            Field::new("value", DataType::Int64, true),
+                        ]
+                        .into(),
+                    ),
+                    false,
+                )),
+                false,
+            ),
+        }
+    }
+
+    /// The value of a group that has seen nothing.
+    pub fn init(&self) -> Result<Acc, String> {
+        Ok(match self.func {
+            AggFunc::Count | AggFunc::CountStar => Acc::Count(0),
+            AggFunc::Sum => Acc::Sum(zero(&self.arg_type)?),
+            AggFunc::SumList => Acc::Sum(zero(&list_item(&self.arg_type))?),
+            AggFunc::Avg => Acc::Avg {
+                sum: zero(&self.arg_type)?,
+                count: 0,
+            },
+            AggFunc::Min | AggFunc::Max => {
+                Acc::Extreme(ScalarValue::try_from(&self.arg_type).map_err(|e| e.to_string())?)
+            }
+            AggFunc::Histogram => Acc::Histogram(Vec::new()),
+            _ => Acc::Values(Vec::new()),
+        })
+    }
+
+    /// Adds `v` (the argument's value in one row).
+    pub fn update(&self, acc: &mut Acc, v: &ScalarValue) -> Result<(), String> {
+        match (self.func, acc) {
+            (AggFunc::CountStar, Acc::Count(c)) => *c += 1,
+            (AggFunc::Count, Acc::Count(c)) => *c += i64::from(!v.is_null()),
+            (AggFunc::Sum, Acc::Sum(s)) if !v.is_null() => *s = add(s, v, false)?,
+            (AggFunc::SumList, Acc::Sum(s)) => {
+                if let ScalarValue::List(l) = v {
+                    if !l.is_null(0) {
+                        let items = l.value(0);
+                        for i in 0..items.len() {
+                            let x = ScalarValue::try_from_array(&items, i)
+                                .map_err(|e| e.to_string())?;
+                            if !x.is_null() {
+                                *s = add(s, &x, false)?;
+                            }
+                        }
+                    }
+                }
+            }
+            (AggFunc::Avg, Acc::Avg { sum, count }) if !v.is_null() => {
+                *sum = add(sum, v, false)?;
+                *count += 1;
+            }
+            (AggFunc::Min, Acc::Extreme(m)) if !v.is_null() => {
+                if m.is_null() || cmp(v, m) == Ordering::Less {
+                    *m = v.clone();
+                }
+            }
+            (AggFunc::Max, Acc::Extreme(m)) if !v.is_null() => {
+                if m.is_null() || cmp(v, m) == Ordering::Greater {
+                    *m = v.clone();
+                }
+            }
+            (AggFunc::CollectList, Acc::Values(vs)) => {
+                if vs.len() < self.n.unwrap_or(usize::MAX) {
+                    vs.push(v.clone());
+                }
+            }
+            (AggFunc::CollectSet, Acc::Values(vs)) => {
+                if !vs.contains(v) && vs.len() < self.n.unwrap_or(usize::MAX) {
+                    vs.push(v.clone());
+                }
+            }
+            (AggFunc::CountDistinct, Acc::Values(vs)) if !v.is_null() => {
+                if !vs.contains(v) {
+                    vs.push(v.clone());
+                }
+            }
+            (AggFunc::EarliestByOffset, Acc::Values(vs)) => {
+                if !(self.ignore_nulls && v.is_null()) && vs.len() < self.n.unwrap_or(1) {
+                    vs.push(v.clone());
+                }
+            }
+            (AggFunc::LatestByOffset, Acc::Values(vs)) => {
+                if !(self.ignore_nulls && v.is_null()) {
+                    vs.push(v.clone());
+                    let n = self.n.unwrap_or(1);
+                    if vs.len() > n {
+                        vs.drain(..vs.len() - n);
+                    }
+                }
+            }
+            (AggFunc::TopK | AggFunc::TopKDistinct, Acc::Values(vs)) if !v.is_null() => {
+                if self.func == AggFunc::TopKDistinct && vs.contains(v) {
+                    return Ok(());
+                }
+                let at = vs.partition_point(|x| cmp(x, v) != Ordering::Less);
+                vs.insert(at, v.clone());
+                vs.truncate(self.n.unwrap_or(1));
+            }
+            (AggFunc::Histogram, Acc::Histogram(h)) if !v.is_null() => {
+                let key = match v {
+                    ScalarValue::Utf8(Some(s)) => s.clone(),
+                    other => other.to_string(),
+                };
+                match h.iter().position(|(k, _)| *k == key) {
+                    Some(i) => h[i].1 += 1,
+                    None if h.len() < 1000 => h.push((key, 1)),
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Takes back a value added earlier (a table row that changed or was deleted).
+    pub fn undo(&self, acc: &mut Acc, v: &ScalarValue) -> Result<(), String> {
+        match (self.func, acc) {
+            (AggFunc::CountStar, Acc::Count(c)) => *c -= 1,
+            (AggFunc::Count, Acc::Count(c)) => *c -= i64::from(!v.is_null()),
+            (AggFunc::Sum, Acc::Sum(s)) if !v.is_null() => *s = add(s, v, true)?,
+            (AggFunc::Avg, Acc::Avg { sum, count }) if !v.is_null() => {
+                *sum = add(sum, v, true)?;
+                *count -= 1;
+            }
+            (AggFunc::CollectList, Acc::Values(vs)) => {
+                if let Some(i) = vs.iter().rposition(|x| x == v) {
+                    vs.remove(i);
+                }
+            }
+            (AggFunc::CollectSet, Acc::Values(vs)) => vs.retain(|x| x != v),
+            (AggFunc::Histogram, Acc::Histogram(h)) if !v.is_null() => {
+                let key = match v {
+                    ScalarValue::Utf8(Some(s)) => s.clone(),
+                    other => other.to_string(),
+                };
+                if let Some(i) = h.iter().position(|(k, _)| *k == key) {
+                    h[i].1 -= 1;
+                    if h[i].1 <= 0 {
+                        h.remove(i);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Merges `later` (a session after `acc`'s in time) into `acc`.
+    pub fn merge(&self, acc: &mut Acc, later: Acc) -> Result<(), String> {
+        match (acc, later) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::Sum(a), Acc::Sum(b)) => *a = add(a, &b, false)?,
+            (Acc::Avg { sum, count }, Acc::Avg { sum: s2, count: c2 }) => {
+                *sum = add(sum, &s2, false)?;
+                *count += c2;
+            }
+            (acc @ Acc::Extreme(_), Acc::Extreme(b)) => self.update(acc, &b)?,
+            (Acc::Histogram(a), Acc::Histogram(b)) => {
+                for (k, c) in b {
+                    match a.iter_mut().find(|(x, _)| *x == k) {
+                        Some((_, n)) => *n += c,
+                        None => a.push((k, c)),
+                    }
+                }
+            }
+            (acc @ Acc::Values(_), Acc::Values(b)) => {
+                if self.func == AggFunc::LatestByOffset {
+                    // Keep the latest n over both: `later` holds the newer values.
+                    if let Acc::Values(a) = acc {
+                        a.extend(b);
+                        let n = self.n.unwrap_or(1);
+                        if a.len() > n {
+                            a.drain(..a.len() - n);
+                        }
+                    }
+                } else {
+                    for v in b {
+                        self.update(acc, &v)?;
+                    }
+                }
+            }
+            _ => return Err("mismatched aggregate states".into()),
+        }
+        Ok(())
+    }
+
+    /// The aggregate's current result.
+    pub fn result(&self, acc: &Acc) -> Result<ScalarValue, String> {
+        Ok(match acc {
+            Acc::Count(c) => ScalarValue::Int64(Some(*c)),
+            Acc::Sum(s) => s.clone(),
+            Acc::Extreme(m) => m.clone(),
+            Acc::Avg { sum, count } => match sum {
+                _ if *count == 0 => {
+                    ScalarValue::try_from(&self.output_type()).map_err(|e| e.to_string())?
+                }
+                ScalarValue::Decimal128(Some(s), p, sc) => {
+                    ScalarValue::Decimal128(Some(s / i128::from(*count)), *p, *sc)
+                }
+                other => {
+                    let f = other
+                        .cast_to(&DataType::Float64)
+                        .map_err(|e| e.to_string())?;
+                    match f {
+                        ScalarValue::Float64(Some(x)) => {
+                            ScalarValue::Float64(Some(x / *count as f64))
+                        }
+                        _ => ScalarValue::Float64(None),
+                    }
+                }
+            },
+            Acc::Values(vs) => match self.func {
+                AggFunc::CountDistinct => ScalarValue::Int64(Some(vs.len() as i64)),
+                AggFunc::EarliestByOffset | AggFunc::LatestByOffset if !self.returns_array => vs
+                    .first()
+                    .cloned()
+                    .map_or_else(|| ScalarValue::try_from(&self.arg_type), Ok)
+                    .map_err(|e| e.to_string())?,
+                _ => ScalarValue::List(ScalarValue::new_list_nullable(vs, &self.arg_type)),
+            },
+            Acc::Histogram(h) => {
+                let keys: Vec<ScalarValue> = h
+                    .iter()
+                    .map(|(k, _)| ScalarValue::Utf8(Some(k.clone())))
+                    .collect();
+                let values: Vec<ScalarValue> = h
+                    .iter()
+                    .map(|(_, c)| ScalarValue::Int64(Some(*c)))
+                    .collect();
+                let DataType::Map(entries, _) = self.output_type() else {
+                    unreachable!("a histogram is a map")
+                };
+                let DataType::Struct(kv) = entries.data_type().clone() else {
+                    unreachable!("of entries")
+                };
+                ScalarValue::Map(Arc::new(crate::value::map_array(
+                    entries, &kv, keys, values,
+                )?))
+            }
+        })
+    }
+
+    /// Appends the state to `out`, for the state store.
+    pub fn encode(&self, acc: &Acc, out: &mut Vec<u8>) -> Result<(), String> {
+        match acc {
+            Acc::Count(c) => out.extend_from_slice(&c.to_be_bytes()),
+            Acc::Sum(s) | Acc::Extreme(s) => encode(s, out)?,
+            Acc::Avg { sum, count } => {
+                encode(sum, out)?;
+                out.extend_from_slice(&count.to_be_bytes());
+            }
+            Acc::Values(vs) => {
+                out.extend_from_slice(&(vs.len() as u32).to_be_bytes());
+                for v in vs {
+                    encode(v, out)?;
+                }
+            }
+            Acc::Histogram(h) => {
+                out.extend_from_slice(&(h.len() as u32).to_be_bytes());
+                for (k, c) in h {
+                    encode(&ScalarValue::Utf8(Some(k.clone())), out)?;
+                    out.extend_from_slice(&c.to_be_bytes());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a state written by [`AggCall::encode`] from the front of `input`.
+    pub fn decode(&self, input: &mut &[u8]) -> Result<Acc, String> {
+        let i64_at = |input: &mut &[u8]| -> Result<i64, String> {
+            let (head, rest) = input.split_at_checked(8).ok_or("truncated state")?;
+            *input = rest;
+            Ok(i64::from_be_bytes(head.try_into().expect("8 bytes")))
+        };
+        let u32_at = |input: &mut &[u8]| -> Result<usize, String> {
+            let (head, rest) = input.split_at_checked(4).ok_or("truncated state")?;
+            *input = rest;
+            Ok(u32::from_be_bytes(head.try_into().expect("4 bytes")) as usize)
+        };
+        Ok(match self.init()? {
+            Acc::Count(_) => Acc::Count(i64_at(input)?),
+            Acc::Sum(z) => Acc::Sum(decode(&z.data_type(), input)?),
+            Acc::Extreme(_) => Acc::Extreme(decode(&self.arg_type, input)?),
+            Acc::Avg { sum, .. } => Acc::Avg {
+                sum: decode(&sum.data_type(), input)?,
+                count: i64_at(input)?,
+            },
+            Acc::Values(_) => {
+                let n = u32_at(input)?;
+                Acc::Values(
+                    (0..n)
+                        .map(|_| decode(&self.arg_type, input))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            Acc::Histogram(_) => {
+                let n = u32_at(input)?;
+                let mut h = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let ScalarValue::Utf8(Some(k)) = decode(&DataType::Utf8, input)? else {
+                        return Err("a histogram key is null".into());
+                    };
+                    h.push((k, i64_at(input)?));
+                }
+                Acc::Histogram(h)
+            }
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! Bytes for the values operators keep in state stores.
+//!
+//! Group keys, accumulators and buffered rows are written to RocksDB as rows of typed scalars.
+//! The encoding is positional and typed by the reader: a row is decoded with the list of types
+//! it was written with. Each value is a presence byte (0 null, 1 present) and then a fixed-width
+//! big-endian number or a length-prefixed byte string. Nested values (ARRAY, MAP, STRUCT) are
+//! written as their ksqlDB JSON text, which [`crate::value`] reads back exactly.
+//!
+//! Encoded group keys are compared as bytes (they are hash-map and RocksDB keys), so a value
+//! must always encode to the same bytes: there is exactly one encoding per value.
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::ScalarValue;
+
+use crate::value::{from_json, null_of, write_json};
+
+/// Appends `v` (of type `t`) to `out`.
+pub fn encode(v: &ScalarValue, out: &mut Vec<u8>) -> Result<(), String> {
+    if v.is_null() {
+        out.push(0);
+        return Ok(());
+    }
+    out.push(1);
+    match v {
+        ScalarValue::Boolean(Some(b)) => out.push(*b as u8),
+        ScalarValue::Int32(Some(i)) => out.extend_from_slice(&i.to_be_bytes()),
+        ScalarValue::Int64(Some(i)) => out.extend_from_slice(&i.to_be_bytes()),
+        ScalarValue::Float64(Some(f)) => out.extend_from_slice(&f.to_bits().to_be_bytes()),
+        ScalarValue::Decimal128(Some(d), _, _) => out.extend_from_slice(&d.to_be_bytes()),
+        ScalarValue::Utf8(Some(s)) => bytes(out, s.as_bytes()),
+        ScalarValue::Binary(Some(b)) => bytes(out, b),
+        ScalarValue::TimestampMillisecond(Some(t), _) => out.extend_from_slice(&t.to_be_bytes()),
+        ScalarValue::Date32(Some(d)) => out.extend_from_slice(&d.to_be_bytes()),
+        ScalarValue::Time32Millisecond(Some(t)) => out.extend_from_slice(&t.to_be_bytes()),
+        ScalarValue::List(_) | ScalarValue::Map(_) | ScalarValue::Struct(_) => {
+            let mut text = String::new();
+            write_json(&mut text, v)?;
+            bytes(out, text.as_bytes());
+        }
+        other => return Err(format!("cannot keep a {} in state", other.data_type())),
+    }
+    Ok(())
+}
+
+fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+/// Encodes a whole row.
+pub fn encode_row<'a>(
+    values: impl IntoIterator<Item = &'a ScalarValue>,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for v in values {
+        encode(v, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Reads one value of type `t` from the front of `input`, advancing it.
+pub fn decode(t: &DataType, input: &mut &[u8]) -> Result<ScalarValue, String> {
+    let present = take(input, 1)?[0];
+    if present == 0 {
+        return null_of(t);
+    }
+    Ok(match t {
+        DataType::Boolean => ScalarValue::Boolean(Some(take(input, 1)?[0] != 0)),
+        DataType::Int32 => ScalarValue::Int32(Some(i32::from_be_bytes(fixed(input)?))),
+        DataType::Int64 => ScalarValue::Int64(Some(i64::from_be_bytes(fixed(input)?))),
+        DataType::Float64 => {
+            ScalarValue::Float64(Some(f64::from_bits(u64::from_be_bytes(fixed(input)?))))
+        }
+        DataType::Decimal128(p, s) => {
+            ScalarValue::Decimal128(Some(i128::from_be_bytes(fixed(input)?)), *p, *s)
+        }
+        DataType::Utf8 => ScalarValue::Utf8(Some(
+            String::from_utf8(length_prefixed(input)?.to_vec()).map_err(|e| e.to_string())?,
+        )),
+        DataType::Binary => ScalarValue::Binary(Some(length_prefixed(input)?.to_vec())),
+        DataType::Timestamp(TimeUnit::Millisecond, tz) => {
+            ScalarValue::TimestampMillisecond(Some(i64::from_be_bytes(fixed(input)?)), tz.clone())
+        }
+        DataType::Date32 => ScalarValue::Date32(Some(i32::from_be_bytes(fixed(input)?))),
+        DataType::Time32(TimeUnit::Millisecond) => {
+            ScalarValue::Time32Millisecond(Some(i32::from_be_bytes(fixed(input)?)))
+        }
+        DataType::List(_) | DataType::Map(_, _) | DataType::Struct(_) => {
+            let text = length_prefixed(input)?;
+            let json: serde_json::Value =
+                serde_json::from_slice(text).map_err(|e| e.to_string())?;
+            from_json(&json, t)?
+        }
+        other => return Err(format!("cannot read a {other} from state")),
+    })
+}
+
+/// Decodes a row written by [`encode_row`] with these types.
+pub fn decode_row(types: &[DataType], mut input: &[u8]) -> Result<Vec<ScalarValue>, String> {
+    let row = types
+        .iter()
+        .map(|t| decode(t, &mut input))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !input.is_empty() {
+        return Err(format!("{} bytes left over after a row", input.len()));
+    }
+    Ok(row)
+}
+
+fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+    if input.len() < n {
+        return Err("truncated state value".into());
+    }
+    let (head, rest) = input.split_at(n);
+    *input = rest;
+    Ok(head)
+}
+
+fn fixed<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], String> {
+    Ok(take(input, N)?.try_into().expect("N bytes"))
+}
+
+fn length_prefixed<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let n = u32::from_be_bytes(fixed(input)?) as usize;
+    take(input, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn scalar() -> impl Strategy<Value = ScalarValue> {
+        prop_oneof![
+            any::<Option<bool>>().prop_map(ScalarValue::Boolean),
+            any::<Option<i32>>().prop_map(ScalarValue::Int32),
+            any::<Option<i64>>().prop_map(ScalarValue::Int64),
+            any::<Option<f64>>()
+                .prop_filter("NaN has many encodings", |f| !f.is_some_and(f64::is_nan))
+                .prop_map(ScalarValue::Float64),
+            any::<Option<i64>>().prop_map(|d| ScalarValue::Decimal128(d.map(i128::from), 20, 3)),
+            any::<Option<String>>().prop_map(ScalarValue::Utf8),
+            any::<Option<Vec<u8>>>().prop_map(ScalarValue::Binary),
+            any::<Option<i64>>().prop_map(|t| ScalarValue::TimestampMillisecond(t, None)),
+            any::<Option<i32>>().prop_map(ScalarValue::Date32),
+            any::<Option<i32>>().prop_map(ScalarValue::Time32Millisecond),
+            proptest::collection::vec(any::<Option<i64>>(), 0..5).prop_map(|v| {
+                ScalarValue::List(ScalarValue::new_list_nullable(
+                    &v.into_iter().map(ScalarValue::Int64).collect::<Vec<_>>(),
+                    &DataType::Int64,
+                ))
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn rows_round_trip(row in proptest::collection::vec(scalar(), 0..6)) {
+            let types: Vec<DataType> = row.iter().map(ScalarValue::data_type).collect();
+            let bytes = encode_row(&row).unwrap();
+            prop_assert_eq!(decode_row(&types, &bytes).unwrap(), row);
+        }
+
+        #[test]
+        fn truncated_rows_are_errors(row in proptest::collection::vec(scalar(), 1..6), cut in 1usize..8) {
+            let types: Vec<DataType> = row.iter().map(ScalarValue::data_type).collect();
+            let bytes = encode_row(&row).unwrap();
+            let cut = cut.min(bytes.len());
+            prop_assert!(decode_row(&types, &bytes[..bytes.len() - cut]).is_err());
+        }
+    }
+}

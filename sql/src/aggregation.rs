@@ -1,0 +1,664 @@
+//! Planning `GROUP BY` queries (and `WINDOW`, `HAVING`) into a projection, an aggregate and a
+//! projection.
+//!
+//! ```text
+//! source -> [WHERE] -> pre-projection -> Aggregate -> [HAVING] -> post-projection -> sink
+//! ```
+//!
+//! The select list and HAVING are rewritten on the AST: each aggregate call becomes a column
+//! `__AGGn` and each GROUP BY expression a column `__Gn`. The pre-projection computes, per input
+//! row, the grouping values `__Gn` and the aggregates' arguments; the [`Aggregate`] operator
+//! (engine) keeps the groups; the post-projection computes the select list over
+//! `__G*`, `__AGG*`, `WINDOWSTART` and `WINDOWEND`. Both projections are planned by DataFusion,
+//! which types them. An expression left referring to a source column after the rewrite is not
+//! part of the GROUP BY, which ksqlDB rejects.
+//!
+//! The result is a table keyed by the GROUP BY expressions, in their order, named by the
+//! select items that are exactly those expressions.
+//!
+//! [`Aggregate`]: eddy_engine::aggregate::Aggregate
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::catalog::MemTable;
+use datafusion::execution::context::SessionState;
+use datafusion::optimizer::Analyzer;
+use eddy_engine::aggregate::{
+    AggCall, AggFunc, AggregateSpec, WindowKind, WindowSpec as EngineWindow, AGG_ROWTIME,
+    WINDOWEND, WINDOWSTART,
+};
+use eddy_engine::schema::NULL_VALUE;
+use eddy_engine::{Filter, Operator, Project};
+use sqlparser::ast::{
+    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, VisitMut, VisitorMut,
+};
+
+use crate::ast::{Emit, Select, SourceKind, WindowSpec};
+use crate::catalog::{Catalog, Column, SourceDef};
+use crate::error::{invalid, Result, SqlError};
+use crate::planner::{decompose, physical_expr, select_items, PlannedSelect, ROWTIME_OUT};
+use crate::rewrite::{quoted, rewrite};
+use crate::types::SqlType;
+
+/// Name under which the aggregate's output is registered while the post-projection is planned.
+const AGGREGATE_TABLE: &str = "__EDDY_AGGREGATE";
+const WSTART_OUT: &str = "__WINDOWSTART";
+const WEND_OUT: &str = "__WINDOWEND";
+
+/// What the session needs, besides [`PlannedSelect`], to run an aggregation.
+pub struct PlannedAggregate {
+    /// Operators before the aggregate: the WHERE filter and the pre-projection.
+    pub before: Vec<Box<dyn Operator>>,
+    pub spec: AggregateSpec,
+    /// Operators after it: the HAVING filter and the post-projection.
+    pub after: Vec<Box<dyn Operator>>,
+    /// Indices of WINDOWSTART and WINDOWEND in the final batch, for windowed keys.
+    pub window_columns: Option<(usize, usize)>,
+}
+
+/// A call to an aggregate function found in the select list or HAVING.
+struct Call {
+    func: AggFunc,
+    name: String,
+    args: Vec<Expr>,
+    text: String,
+}
+
+/// Replaces aggregate calls with `__AGGn` columns, collecting them.
+struct ExtractAggregates<'a> {
+    calls: &'a mut Vec<Call>,
+    error: Option<SqlError>,
+}
+
+fn function_args(f: &sqlparser::ast::Function) -> Vec<Option<Expr>> {
+    match &f.args {
+        FunctionArguments::List(list) => list
+            .args
+            .iter()
+            .map(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
+                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => None,
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl VisitorMut for ExtractAggregates<'_> {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let Expr::Function(f) = expr else {
+            return ControlFlow::Continue(());
+        };
+        let name = f.name.to_string().to_ascii_uppercase();
+        let Some(func) = AggFunc::by_name(&name) else {
+            return ControlFlow::Continue(());
+        };
+        let args = function_args(f);
+        let mut nested = Vec::new();
+        for a in args.iter().flatten() {
+            let mut a = a.clone();
+            let _ = a.visit(&mut ExtractAggregates {
+                calls: &mut nested,
+                error: None,
+            });
+            if let Some(inner) = nested.first() {
+                self.error = Some(SqlError::Invalid(format!(
+                    "Aggregate functions can not be nested: {name}({}())",
+                    inner.name
+                )));
+                return ControlFlow::Break(());
+            }
+        }
+        let (func, args) = match (func, args.as_slice()) {
+            (AggFunc::Count, [] | [None]) => (AggFunc::CountStar, Vec::new()),
+            (_, args) => (func, args.iter().flatten().cloned().collect()),
+        };
+        let text = format!(
+            "{name}({})",
+            args.iter()
+                .map(|a| {
+                    let mut a = a.clone();
+                    rewrite(&mut a);
+                    a.to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let i = match self.calls.iter().position(|c| c.text == text) {
+            Some(i) => i,
+            None => {
+                self.calls.push(Call {
+                    func,
+                    name,
+                    args,
+                    text,
+                });
+                self.calls.len() - 1
+            }
+        };
+        *expr = Expr::Identifier(quoted(&format!("__AGG{i}")));
+        ControlFlow::Continue(())
+    }
+}
+
+/// The text an expression is compared by: rewritten, without the source's qualifier.
+fn canonical(e: &Expr, qualifier: &str) -> String {
+    let mut e = e.clone();
+    let _ = e.visit(&mut StripQualifier(qualifier));
+    rewrite(&mut e);
+    e.to_string()
+}
+
+struct StripQualifier<'a>(&'a str);
+
+impl VisitorMut for StripQualifier<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Expr::CompoundIdentifier(ids) = expr {
+            if ids.len() == 2 && crate::parser::normalize(&ids[0]) == self.0 {
+                *expr = Expr::Identifier(ids[1].clone());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Replaces GROUP BY expressions with `__Gn` columns.
+struct ReplaceGroups<'a> {
+    groups: &'a [String],
+    qualifier: &'a str,
+}
+
+impl VisitorMut for ReplaceGroups<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let text = canonical(expr, self.qualifier);
+        if let Some(i) = self.groups.iter().position(|g| *g == text) {
+            *expr = Expr::Identifier(quoted(&format!("__G{i}")));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Source columns still referenced after the rewrite: not part of the GROUP BY.
+struct LeftoverColumns<'a> {
+    names: &'a BTreeSet<String>,
+    found: bool,
+}
+
+impl VisitorMut for LeftoverColumns<'_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        let name = match expr {
+            Expr::Identifier(id) => crate::parser::normalize(id),
+            Expr::CompoundIdentifier(ids) => {
+                ids.last().map(crate::parser::normalize).unwrap_or_default()
+            }
+            _ => return ControlFlow::Continue(()),
+        };
+        if self.names.contains(&name) {
+            self.found = true;
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn refers_to_source(e: &Expr, names: &BTreeSet<String>) -> bool {
+    let mut e = e.clone();
+    let mut v = LeftoverColumns {
+        names,
+        found: false,
+    };
+    let _ = e.visit(&mut v);
+    v.found
+}
+
+fn engine_window(w: &WindowSpec, emit: Option<Emit>) -> EngineWindow {
+    let (kind, retention, grace) = match *w {
+        WindowSpec::Tumbling {
+            size_ms,
+            retention_ms,
+            grace_ms,
+        } => (
+            WindowKind::Tumbling {
+                size: size_ms as i64,
+            },
+            retention_ms,
+            grace_ms,
+        ),
+        WindowSpec::Hopping {
+            size_ms,
+            advance_ms,
+            retention_ms,
+            grace_ms,
+        } => (
+            WindowKind::Hopping {
+                size: size_ms as i64,
+                advance: advance_ms as i64,
+            },
+            retention_ms,
+            grace_ms,
+        ),
+        WindowSpec::Session {
+            gap_ms,
+            retention_ms,
+            grace_ms,
+        } => (
+            WindowKind::Session { gap: gap_ms as i64 },
+            retention_ms,
+            grace_ms,
+        ),
+    };
+    let mut spec = EngineWindow::new(kind);
+    if let Some(g) = grace {
+        spec.grace_ms = g as i64;
+    }
+    spec.retention_ms = retention.map(|r| r as i64);
+    spec.emit_final = emit == Some(Emit::Final);
+    spec
+}
+
+fn literal_int(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok(),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn literal_bool(e: &Expr) -> Option<bool> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::Boolean(b) => Some(*b),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Plans a GROUP BY query.
+pub fn plan_aggregate(
+    state: &SessionState,
+    _catalog: &Catalog,
+    select: &Select,
+    source: &SourceDef,
+    sink_name: &str,
+) -> Result<PlannedSelect> {
+    let relation = &select.from.source;
+    let qualifier = relation.qualifier();
+    let source_names: BTreeSet<String> = source.all_columns().map(|c| c.name.clone()).collect();
+    let mut items = select_items(select, source, &source_names)?;
+
+    // GROUP BY expressions, each once.
+    let mut groups: Vec<String> = Vec::new();
+    for g in &select.group_by {
+        let text = canonical(g, qualifier);
+        if groups.contains(&text) {
+            return invalid(format!("Duplicate GROUP BY expression: {g}"));
+        }
+        let mut probe = g.clone();
+        let mut found = Vec::new();
+        let _ = probe.visit(&mut ExtractAggregates {
+            calls: &mut found,
+            error: None,
+        });
+        if let Some(c) = found.first() {
+            return invalid(format!(
+                "GROUP BY does not support aggregate functions: {} is an aggregate function.",
+                c.name
+            ));
+        }
+        groups.push(text);
+    }
+
+    // Aggregate calls out of the select list and HAVING.
+    let mut calls: Vec<Call> = Vec::new();
+    let mut having = select.having.clone();
+    for e in items.iter_mut().map(|i| &mut i.expr).chain(having.as_mut()) {
+        let mut v = ExtractAggregates {
+            calls: &mut calls,
+            error: None,
+        };
+        let _ = e.visit(&mut v);
+        if let Some(err) = v.error {
+            return Err(err);
+        }
+    }
+    if calls.is_empty() {
+        return invalid(
+            "GROUP BY requires aggregate functions in either the SELECT or HAVING clause.",
+        );
+    }
+    if source.kind == SourceKind::Table {
+        let bad: Vec<&str> = calls
+            .iter()
+            .filter(|c| !c.func.supports_undo())
+            .map(|c| c.name.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !bad.is_empty() {
+            let list = match bad.as_slice() {
+                [one] => one.to_string(),
+                [init @ .., last] => format!("{} and {last}", init.join(", ")),
+                [] => unreachable!(),
+            };
+            return invalid(format!("The aggregation functions {list} cannot be applied to a table source, only to a stream source."));
+        }
+    }
+
+    // GROUP BY expressions into __Gn, then whatever still reads the source is an error.
+    let originals: Vec<String> = items.iter().map(|i| i.expr.to_string()).collect();
+    for e in items.iter_mut().map(|i| &mut i.expr).chain(having.as_mut()) {
+        let _ = e.visit(&mut ReplaceGroups {
+            groups: &groups,
+            qualifier,
+        });
+    }
+    let leftovers: Vec<String> = items
+        .iter()
+        .zip(&originals)
+        .filter(|(i, _)| refers_to_source(&i.expr, &source_names))
+        .map(|(_, o)| o.to_ascii_uppercase())
+        .collect();
+    if !leftovers.is_empty() {
+        return invalid(format!(
+            "Non-aggregate SELECT expression(s) not part of GROUP BY: {}\nEither add the column(s) to the GROUP BY or remove them from the SELECT.",
+            leftovers.join(", ")
+        ));
+    }
+    if let Some(h) = &having {
+        if refers_to_source(h, &source_names) {
+            return invalid(format!(
+                "Non-aggregate HAVING expression not part of GROUP BY: {}",
+                select
+                    .having
+                    .as_ref()
+                    .expect("having")
+                    .to_string()
+                    .to_ascii_uppercase()
+            ));
+        }
+    }
+
+    // The key: the items that are exactly a GROUP BY expression, in GROUP BY order.
+    let mut key_items = Vec::new();
+    let mut missing = Vec::new();
+    for (gi, g) in select.group_by.iter().enumerate() {
+        let want = format!("\"__G{gi}\"");
+        let found: Vec<usize> = (0..items.len())
+            .filter(|&i| items[i].expr.to_string() == want)
+            .collect();
+        match found.as_slice() {
+            [] => missing.push(crate::rewrite::natural_name(g).unwrap_or_else(|| g.to_string())),
+            [i] => key_items.push(*i),
+            [a, b, ..] => {
+                return invalid(format!(
+                    "The projection contains a key column more than once: `{}` and `{}`.",
+                    items[*a].name, items[*b].name
+                ))
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let (word, list) = match missing.as_slice() {
+            [one] => ("expression", one.clone()),
+            [init @ .., last] => ("expressions", format!("{} and {last}", init.join(", "))),
+            [] => unreachable!(),
+        };
+        return invalid(format!(
+            "The query used to build `{sink_name}` must include the grouping {word} {list} in its projection (eg, SELECT {}...).",
+            missing.join(", ")
+        ));
+    }
+
+    // The pre-projection over the source.
+    let mut pre: Vec<String> = Vec::new();
+    for (i, g) in select.group_by.iter().enumerate() {
+        let mut g = g.clone();
+        rewrite(&mut g);
+        pre.push(format!("{g} AS \"__G{i}\""));
+    }
+    let ng = select.group_by.len();
+    let mut arg_columns = Vec::new();
+    for (j, c) in calls.iter().enumerate() {
+        match c.args.first() {
+            Some(a) => {
+                let mut a = a.clone();
+                rewrite(&mut a);
+                pre.push(format!("{a} AS \"__A{j}\""));
+                arg_columns.push(Some(pre.len() - 1));
+            }
+            None => arg_columns.push(None),
+        }
+    }
+    let rowtime_in = pre.len();
+    pre.push("\"ROWTIME\" AS \"__ROWTIME_IN\"".into());
+    let null_in = pre.len();
+    pre.push(format!("\"{NULL_VALUE}\" AS \"{NULL_VALUE}\""));
+    let table_key = if source.kind == SourceKind::Table {
+        let start = pre.len();
+        for (i, k) in source.key_columns.iter().enumerate() {
+            pre.push(format!("{} AS \"__SK{i}\"", quoted(&k.name)));
+        }
+        Some((start..pre.len()).collect::<Vec<_>>())
+    } else {
+        None
+    };
+    let mut sql = format!("SELECT {} FROM {}", pre.join(", "), quoted(&source.name));
+    if let Some(alias) = &relation.alias {
+        sql.push_str(&format!(" AS {}", quoted(alias)));
+    }
+    if let Some(w) = &select.where_clause {
+        let mut w = w.clone();
+        crate::rewrite::rewrite_time_literals(&mut w);
+        rewrite(&mut w);
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    let plan = futures::executor::block_on(state.create_logical_plan(&sql))?;
+    let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let (filter, (exprs, input), pre_schema) = decompose(&plan)?;
+    let mut before: Vec<Box<dyn Operator>> = Vec::new();
+    if let Some((predicate, input)) = filter {
+        let physical = physical_expr(state, predicate, &input)?;
+        let schema = Arc::new(input.as_arrow().clone());
+        before.push(match source.kind {
+            SourceKind::Stream => Box::new(Filter::new(physical, schema)),
+            SourceKind::Table => Box::new(Filter::for_table(physical, schema)?),
+        });
+    }
+    let pre_fields: Vec<Field> = pre_schema
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), f.data_type().clone(), true))
+        .collect();
+    let physical = exprs
+        .into_iter()
+        .map(|e| physical_expr(state, e, &input))
+        .collect::<Result<Vec<_>, _>>()?;
+    before.push(Box::new(Project::new(
+        physical,
+        Arc::new(Schema::new(pre_fields.clone())),
+    )));
+
+    // The aggregate.
+    let mut agg_calls = Vec::new();
+    for (j, c) in calls.iter().enumerate() {
+        let (arg, arg_type) = match arg_columns[j] {
+            Some(i) => (i, pre_fields[i].data_type().clone()),
+            None => (null_in, DataType::Boolean),
+        };
+        let params = &c.args[c.args.len().min(1)..];
+        let mut call = AggCall {
+            func: c.func,
+            arg,
+            arg_type,
+            n: None,
+            ignore_nulls: true,
+            returns_array: false,
+        };
+        match c.func {
+            AggFunc::TopK | AggFunc::TopKDistinct => {
+                call.n = Some(params.first().and_then(literal_int).ok_or_else(|| {
+                    SqlError::Invalid(format!("{} needs a constant number of values", c.name))
+                })?);
+            }
+            AggFunc::EarliestByOffset | AggFunc::LatestByOffset => match params {
+                [] => {}
+                [b] if literal_bool(b).is_some() => {
+                    call.ignore_nulls = literal_bool(b).expect("bool")
+                }
+                [n] => {
+                    call.n = literal_int(n);
+                    call.returns_array = true;
+                }
+                [n, b, ..] => {
+                    call.n = literal_int(n);
+                    call.returns_array = true;
+                    call.ignore_nulls = literal_bool(b).unwrap_or(true);
+                }
+            },
+            AggFunc::CollectList | AggFunc::CollectSet => {
+                call.n = Some(1000);
+            }
+            _ => {}
+        }
+        if matches!(c.func, AggFunc::Sum | AggFunc::Avg) && call.init().is_err() {
+            return invalid(format!(
+                "Function '{}' does not accept parameters ({}).",
+                c.name,
+                SqlType::from_arrow(&call.arg_type)
+                    .map_or_else(|| call.arg_type.to_string(), |t| t.to_string())
+            ));
+        }
+        agg_calls.push(call);
+    }
+    let group_fields: Vec<Field> = pre_fields[..ng]
+        .iter()
+        .enumerate()
+        .map(|(i, f)| Field::new(format!("__G{i}"), f.data_type().clone(), true))
+        .collect();
+    let window = select
+        .window
+        .as_ref()
+        .map(|w| engine_window(w, select.emit));
+    let spec = AggregateSpec {
+        group_fields,
+        calls: agg_calls,
+        rowtime: rowtime_in,
+        null_value: null_in,
+        window,
+        table_key,
+    };
+    let agg_schema = eddy_engine::aggregate::Aggregate::output_schema_of(&spec);
+
+    // The post-projection over the aggregate's output.
+    let mut post: Vec<String> = items
+        .iter()
+        .map(|it| {
+            let mut e = it.expr.clone();
+            rewrite(&mut e);
+            format!("{e} AS {}", quoted(&it.name))
+        })
+        .collect();
+    post.push(format!("\"{AGG_ROWTIME}\" AS \"{ROWTIME_OUT}\""));
+    post.push(format!("\"{NULL_VALUE}\" AS \"{NULL_VALUE}\""));
+    post.push(format!("\"{WINDOWSTART}\" AS \"{WSTART_OUT}\""));
+    post.push(format!("\"{WINDOWEND}\" AS \"{WEND_OUT}\""));
+    let mut sql = format!("SELECT {} FROM \"{AGGREGATE_TABLE}\"", post.join(", "));
+    if let Some(h) = &having {
+        let mut h = h.clone();
+        rewrite(&mut h);
+        sql.push_str(&format!(" WHERE {h}"));
+    }
+    let schema_provider = state
+        .catalog_list()
+        .catalog(&state.config_options().catalog.default_catalog)
+        .and_then(|c| c.schema(&state.config_options().catalog.default_schema))
+        .ok_or_else(|| SqlError::Invalid("no default schema".into()))?;
+    schema_provider.register_table(
+        AGGREGATE_TABLE.to_string(),
+        Arc::new(MemTable::try_new(agg_schema, vec![vec![]])?),
+    )?;
+    let planned = futures::executor::block_on(state.create_logical_plan(&sql));
+    let _ = schema_provider.deregister_table(AGGREGATE_TABLE);
+    let plan = planned.map_err(|e| match e {
+        datafusion::error::DataFusionError::SchemaError(..)
+            if select.window.is_none() && sql.contains(WINDOWSTART) =>
+        {
+            SqlError::Invalid("SELECT column 'WINDOWSTART' cannot be resolved.".into())
+        }
+        other => other.into(),
+    })?;
+    let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let (filter, (exprs, input), out_schema) = decompose(&plan)?;
+    let mut after: Vec<Box<dyn Operator>> = Vec::new();
+    if let Some((predicate, input)) = filter {
+        let physical = physical_expr(state, predicate, &input)?;
+        after.push(Box::new(Filter::for_table(
+            physical,
+            Arc::new(input.as_arrow().clone()),
+        )?));
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    let names = items.iter().map(|i| i.name.as_str()).chain([
+        ROWTIME_OUT,
+        NULL_VALUE,
+        WSTART_OUT,
+        WEND_OUT,
+    ]);
+    for (f, name) in out_schema.fields().iter().zip(names) {
+        let ty = SqlType::from_arrow(f.data_type()).ok_or_else(|| {
+            SqlError::Invalid(format!(
+                "the expression for {name} has type {}, which has no SQL type",
+                f.data_type()
+            ))
+        })?;
+        fields.push(Field::new(name, ty.to_arrow(), true));
+        columns.push(Column {
+            name: name.to_string(),
+            ty,
+        });
+    }
+    let physical = exprs
+        .into_iter()
+        .map(|e| physical_expr(state, e, &input))
+        .collect::<Result<Vec<_>, _>>()?;
+    after.push(Box::new(Project::new(
+        physical,
+        Arc::new(Schema::new(fields)),
+    )));
+
+    let n = items.len();
+    let value_indices: Vec<usize> = (0..n).filter(|i| !key_items.contains(i)).collect();
+    let planned = PlannedSelect {
+        source: source.clone(),
+        operators: Vec::new(),
+        key_columns: key_items.iter().map(|&i| columns[i].clone()).collect(),
+        value_columns: value_indices.iter().map(|&i| columns[i].clone()).collect(),
+        key_indices: key_items,
+        value_indices,
+        rowtime_index: n,
+        null_value_index: n + 1,
+        headers_index: None,
+        keys_pass_through: false,
+        result_kind: SourceKind::Table,
+        aggregate: Some(PlannedAggregate {
+            before,
+            spec,
+            after,
+            window_columns: select.window.as_ref().map(|_| (n + 2, n + 3)),
+        }),
+    };
+    Ok(planned)
+}

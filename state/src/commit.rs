@@ -1,0 +1,49 @@
+//! A commit: the state changes and positions of one micro-batch, applied together.
+
+use rocksdb::WriteBatch;
+
+use crate::store::Store;
+
+/// Staged writes to any number of stores, plus positions (input offsets, output ends), that
+/// [`crate::StateDb::commit`] applies as one atomic RocksDB write.
+#[derive(Default)]
+pub struct Commit {
+    batch: WriteBatch,
+}
+
+/// Offsets live under their own prefix so that no store key can collide with them.
+pub(crate) fn offset_key(owner: &str, name: &str) -> Vec<u8> {
+    let mut k = b"o\0".to_vec();
+    k.extend_from_slice(owner.as_bytes());
+    k.push(0);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+impl Commit {
+    pub fn new() -> Commit {
+        Commit::default()
+    }
+
+    pub fn put(&mut self, store: &Store, key: &[u8], value: &[u8]) {
+        self.batch.put(store.key(key), value);
+    }
+
+    pub fn delete(&mut self, store: &Store, key: &[u8]) {
+        self.batch.delete(store.key(key));
+    }
+
+    /// Records a position of `owner`'s, read back by [`crate::StateDb::offset`].
+    pub fn set_offset(&mut self, owner: &str, name: &str, offset: u64) {
+        self.batch
+            .put(offset_key(owner, name), offset.to_be_bytes());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    pub(crate) fn into_batch(self) -> WriteBatch {
+        self.batch
+    }
+}

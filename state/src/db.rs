@@ -1,0 +1,124 @@
+//! The process's RocksDB database and its memory budget.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rocksdb::{BlockBasedOptions, Cache, Options, WriteBufferManager, DB};
+
+use crate::commit::{offset_key, Commit};
+use crate::error::Result;
+use crate::store::Store;
+
+/// How much memory the state layer may use.
+#[derive(Clone, Debug)]
+pub struct StateOptions {
+    /// The cap on RocksDB's block cache and memtables together, for the whole process. Half
+    /// goes to the block cache, half to write buffers; the write-buffer memory is charged to
+    /// the cache, so the total stays under this figure.
+    pub memory_bytes: usize,
+    /// fsync RocksDB's write-ahead log on every commit. Without it a commit survives a crash
+    /// of the process (the OS still has the write) but not of the machine.
+    pub sync: bool,
+}
+
+impl Default for StateOptions {
+    fn default() -> Self {
+        StateOptions {
+            memory_bytes: 256 << 20,
+            sync: false,
+        }
+    }
+}
+
+/// One RocksDB database holding every store of the process.
+#[derive(Clone)]
+pub struct StateDb {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DB,
+    path: PathBuf,
+    sync: bool,
+}
+
+impl StateDb {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: impl AsRef<Path>, options: StateOptions) -> Result<StateDb> {
+        let cache = Cache::new_lru_cache(options.memory_bytes / 2);
+        let buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
+            options.memory_bytes / 2,
+            true,
+            cache.clone(),
+        );
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_block_based_table_factory(&table);
+        opts.set_write_buffer_manager(&buffers);
+        opts.set_write_buffer_size((options.memory_bytes / 8).clamp(1 << 20, 64 << 20));
+        // Stores are small next to the log; a couple of background jobs is plenty on a small
+        // machine and keeps compaction from competing with queries.
+        opts.increase_parallelism(2);
+        opts.set_max_background_jobs(2);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let path = dir.as_ref().to_path_buf();
+        let db = DB::open(&opts, &path)?;
+        Ok(StateDb {
+            inner: Arc::new(Inner {
+                db,
+                path,
+                sync: options.sync,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The store named `name` (`<query>/<operator>`), empty if it was never written.
+    pub fn store(&self, name: &str) -> Store {
+        Store::new(self.clone(), name)
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.inner.db
+    }
+
+    /// Applies `commit` atomically: all its writes and offsets, or none of them.
+    pub fn commit(&self, commit: Commit) -> Result<()> {
+        if commit.is_empty() {
+            return Ok(());
+        }
+        let mut opts = rocksdb::WriteOptions::default();
+        opts.set_sync(self.inner.sync);
+        self.inner.db.write_opt(commit.into_batch(), &opts)?;
+        Ok(())
+    }
+
+    /// The position stored for `owner` (a query) under `name` (such as `topic/partition`), if
+    /// a commit recorded one.
+    pub fn offset(&self, owner: &str, name: &str) -> Result<Option<u64>> {
+        Ok(self
+            .inner
+            .db
+            .get_pinned(offset_key(owner, name))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes))
+    }
+
+    /// Removes everything a query kept: its stores and its offsets.
+    pub fn drop_owner(&self, owner: &str) -> Result<()> {
+        let mut batch = rocksdb::WriteBatch::default();
+        for prefix in [Store::prefix_of_owner(owner), offset_key(owner, "")] {
+            let mut end = prefix.clone();
+            end.push(0xff);
+            batch.delete_range(&prefix, &end);
+        }
+        self.inner.db.write(batch)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! The state layer's typed errors.
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state store: {0}")]
+    RocksDb(#[from] rocksdb::Error),
+    #[error(transparent)]
+    Log(#[from] eddy_log::LogError),
+    #[error("state store {store}: {message}")]
+    Corrupt { store: String, message: String },
+}
+
+pub type Result<T, E = StateError> = std::result::Result<T, E>;

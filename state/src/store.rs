@@ -1,0 +1,76 @@
+//! A store: one operator's key space in the shared database.
+
+use crate::db::StateDb;
+use crate::error::Result;
+
+/// The keys of one operator of one query. Keys are stored behind a prefix made of the store's
+/// name, so stores never see each other's keys and a prefix scan stays inside one store.
+#[derive(Clone)]
+pub struct Store {
+    db: StateDb,
+    name: String,
+    prefix: Vec<u8>,
+}
+
+impl Store {
+    pub(crate) fn new(db: StateDb, name: &str) -> Store {
+        let mut prefix = b"s\0".to_vec();
+        prefix.extend_from_slice(name.as_bytes());
+        prefix.push(0);
+        Store {
+            db,
+            name: name.to_string(),
+            prefix,
+        }
+    }
+
+    /// The prefix of every store of `owner` (store names are `<owner>/<operator>`).
+    pub(crate) fn prefix_of_owner(owner: &str) -> Vec<u8> {
+        let mut prefix = b"s\0".to_vec();
+        prefix.extend_from_slice(owner.as_bytes());
+        prefix.push(b'/');
+        prefix
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn key(&self, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.prefix.len() + key.len());
+        k.extend_from_slice(&self.prefix);
+        k.extend_from_slice(key);
+        k
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.db().get(self.key(key))?)
+    }
+
+    /// Every key and value of the store whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let start = self.key(prefix);
+        let mut out = Vec::new();
+        for item in self.db.db().prefix_iterator(&start) {
+            let (k, v) = item?;
+            if !k.starts_with(&start) {
+                break;
+            }
+            out.push((k[self.prefix.len()..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Whether the store holds no key at all.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.scan_first().is_none())
+    }
+
+    fn scan_first(&self) -> Option<()> {
+        let mut it = self.db.db().prefix_iterator(&self.prefix);
+        match it.next() {
+            Some(Ok((k, _))) if k.starts_with(&self.prefix) => Some(()),
+            _ => None,
+        }
+    }
+}
