@@ -100,7 +100,11 @@ impl Filter {
             None => Ok(filter_record_batch(batch, &mask)?),
             Some(i) => {
                 // Deleted = already a tombstone, or not (true) under the predicate.
-                let kept = datafusion::arrow::compute::prep_null_mask_filter(&mask);
+                let kept = if mask.null_count() > 0 {
+                    datafusion::arrow::compute::prep_null_mask_filter(&mask)
+                } else {
+                    mask
+                };
                 let deleted = datafusion::arrow::compute::or(
                     batch.column(i).as_boolean(),
                     &datafusion::arrow::compute::not(&kept)?,

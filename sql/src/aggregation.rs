@@ -18,14 +18,15 @@
 //!
 //! [`Aggregate`]: eddy_engine::aggregate::Aggregate
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::execution::context::SessionState;
 use datafusion::optimizer::Analyzer;
+use datafusion::physical_expr::PhysicalExpr;
 use eddy_engine::aggregate::{
     AggCall, AggFunc, AggregateSpec, WindowKind, WindowSpec as EngineWindow, AGG_ROWTIME,
     WINDOWEND, WINDOWSTART,
@@ -37,7 +38,7 @@ use sqlparser::ast::{
 };
 
 use crate::ast::{Emit, Select, SourceKind, WindowSpec};
-use crate::catalog::{Catalog, Column, SourceDef};
+use crate::catalog::{Column, SourceDef};
 use crate::error::{invalid, Result, SqlError};
 use crate::planner::{decompose, physical_expr, select_items, PlannedSelect, ROWTIME_OUT};
 use crate::rewrite::{quoted, rewrite};
@@ -53,7 +54,10 @@ pub struct PlannedAggregate {
     /// Operators before the aggregate: the WHERE filter and the pre-projection.
     pub before: Vec<Box<dyn Operator>>,
     pub spec: AggregateSpec,
-    /// Operators after it: the HAVING filter and the post-projection.
+    /// HAVING, over the aggregate's output: its predicate, the schema it reads, and the
+    /// columns that identify a group (the key and the window bounds).
+    pub having: Option<(Arc<dyn PhysicalExpr>, SchemaRef, Vec<usize>)>,
+    /// The post-projection.
     pub after: Vec<Box<dyn Operator>>,
     /// Indices of WINDOWSTART and WINDOWEND in the final batch, for windowed keys.
     pub window_columns: Option<(usize, usize)>,
@@ -147,9 +151,18 @@ impl VisitorMut for ExtractAggregates<'_> {
     }
 }
 
-/// The text an expression is compared by: rewritten, without the source's qualifier.
+/// `e` without enclosing parentheses.
+fn unnested(mut e: &Expr) -> &Expr {
+    while let Expr::Nested(inner) = e {
+        e = inner;
+    }
+    e
+}
+
+/// The text an expression is compared by: rewritten, without parentheses around it or the
+/// source's qualifier.
 fn canonical(e: &Expr, qualifier: &str) -> String {
-    let mut e = e.clone();
+    let mut e = unnested(e).clone();
     let _ = e.visit(&mut StripQualifier(qualifier));
     rewrite(&mut e);
     e.to_string()
@@ -257,11 +270,15 @@ fn engine_window(w: &WindowSpec, emit: Option<Emit>) -> EngineWindow {
         ),
     };
     let mut spec = EngineWindow::new(kind);
-    if let Some(g) = grace {
-        spec.grace_ms = g as i64;
+    spec.emit_final = emit == Some(Emit::Final);
+    // Without GRACE PERIOD, a window of EMIT CHANGES takes late records for a day, and one of
+    // EMIT FINAL closes at its end (ksqlDB's defaults).
+    match grace {
+        Some(g) => spec.grace_ms = g as i64,
+        None if spec.emit_final => spec.grace_ms = 0,
+        None => {}
     }
     spec.retention_ms = retention.map(|r| r as i64);
-    spec.emit_final = emit == Some(Emit::Final);
     spec
 }
 
@@ -288,7 +305,7 @@ fn literal_bool(e: &Expr) -> Option<bool> {
 /// Plans a GROUP BY query.
 pub fn plan_aggregate(
     state: &SessionState,
-    _catalog: &Catalog,
+    properties: &BTreeMap<String, String>,
     select: &Select,
     source: &SourceDef,
     sink_name: &str,
@@ -297,10 +314,24 @@ pub fn plan_aggregate(
     let qualifier = relation.qualifier();
     let source_names: BTreeSet<String> = source.all_columns().map(|c| c.name.clone()).collect();
     let mut items = select_items(select, source, &source_names)?;
+    if source.value_format == eddy_engine::Format::Kafka {
+        return invalid(format!(
+            "Source(s) {} are using the 'KAFKA' value format. This format does not yet support GROUP BY.",
+            source.name
+        ));
+    }
+    if select.emit == Some(Emit::Final) && select.window.is_none() {
+        return invalid("EMIT FINAL is only supported for windowed aggregations.");
+    }
+    // `GROUP BY (a, b)` is one grouping set: the same as `GROUP BY a, b`.
+    let group_by: Vec<Expr> = match select.group_by.as_slice() {
+        [Expr::Tuple(items)] => items.clone(),
+        other => other.to_vec(),
+    };
 
     // GROUP BY expressions, each once.
     let mut groups: Vec<String> = Vec::new();
-    for g in &select.group_by {
+    for g in &group_by {
         let text = canonical(g, qualifier);
         if groups.contains(&text) {
             return invalid(format!("Duplicate GROUP BY expression: {g}"));
@@ -393,10 +424,10 @@ pub fn plan_aggregate(
     // The key: the items that are exactly a GROUP BY expression, in GROUP BY order.
     let mut key_items = Vec::new();
     let mut missing = Vec::new();
-    for (gi, g) in select.group_by.iter().enumerate() {
+    for (gi, g) in group_by.iter().enumerate() {
         let want = format!("\"__G{gi}\"");
         let found: Vec<usize> = (0..items.len())
-            .filter(|&i| items[i].expr.to_string() == want)
+            .filter(|&i| unnested(&items[i].expr).to_string() == want)
             .collect();
         match found.as_slice() {
             [] => missing.push(crate::rewrite::natural_name(g).unwrap_or_else(|| g.to_string())),
@@ -423,12 +454,12 @@ pub fn plan_aggregate(
 
     // The pre-projection over the source.
     let mut pre: Vec<String> = Vec::new();
-    for (i, g) in select.group_by.iter().enumerate() {
+    for (i, g) in group_by.iter().enumerate() {
         let mut g = g.clone();
         rewrite(&mut g);
         pre.push(format!("{g} AS \"__G{i}\""));
     }
-    let ng = select.group_by.len();
+    let ng = group_by.len();
     let mut arg_columns = Vec::new();
     for (j, c) in calls.iter().enumerate() {
         match c.args.first() {
@@ -498,6 +529,17 @@ pub fn plan_aggregate(
             None => (null_in, DataType::Boolean),
         };
         let params = &c.args[c.args.len().min(1)..];
+        if let Some((i, p)) = params
+            .iter()
+            .enumerate()
+            .find(|(_, p)| literal_int(p).is_none() && literal_bool(p).is_none())
+        {
+            return invalid(format!(
+                "Parameter {} passed to function {} must be a literal constant, but was expression: '{p}'",
+                i + 2,
+                c.name
+            ));
+        }
         let mut call = AggCall {
             func: c.func,
             arg,
@@ -528,7 +570,16 @@ pub fn plan_aggregate(
                 }
             },
             AggFunc::CollectList | AggFunc::CollectSet => {
-                call.n = Some(1000);
+                let setting = match c.func {
+                    AggFunc::CollectList => "ksql.functions.collect_list.limit",
+                    _ => "ksql.functions.collect_set.limit",
+                };
+                call.n = Some(
+                    properties
+                        .get(setting)
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(1000),
+                );
             }
             _ => {}
         }
@@ -602,12 +653,19 @@ pub fn plan_aggregate(
     let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
     let (filter, (exprs, input), out_schema) = decompose(&plan)?;
     let mut after: Vec<Box<dyn Operator>> = Vec::new();
+    let mut having_filter = None;
     if let Some((predicate, input)) = filter {
         let physical = physical_expr(state, predicate, &input)?;
-        after.push(Box::new(Filter::for_table(
+        let mut keys: Vec<usize> = (0..ng).collect();
+        if select.window.is_some() {
+            let n = spec.calls.len();
+            keys.extend([ng + n, ng + n + 1]);
+        }
+        having_filter = Some((
             physical,
-            Arc::new(input.as_arrow().clone()),
-        )?));
+            Arc::new(input.as_arrow().clone()) as SchemaRef,
+            keys,
+        ));
     }
     let mut fields = Vec::new();
     let mut columns = Vec::new();
@@ -656,6 +714,7 @@ pub fn plan_aggregate(
         aggregate: Some(PlannedAggregate {
             before,
             spec,
+            having: having_filter,
             after,
             window_columns: select.window.as_ref().map(|_| (n + 2, n + 3)),
         }),

@@ -76,6 +76,7 @@ pub fn plan_select(
     catalog: &Catalog,
     select: &Select,
     sink_name: &str,
+    properties: &std::collections::BTreeMap<String, String>,
 ) -> Result<PlannedSelect> {
     if !select.from.joins.is_empty() {
         return Err(unsupported(Missing::Feature, "joins"));
@@ -85,7 +86,7 @@ pub fn plan_select(
         return invalid(format!("{} does not exist.", relation.name));
     };
     if !select.group_by.is_empty() {
-        return crate::aggregation::plan_aggregate(state, catalog, select, source, sink_name);
+        return crate::aggregation::plan_aggregate(state, properties, select, source, sink_name);
     }
     if select.window.is_some() || select.having.is_some() {
         return invalid("WINDOW and HAVING need a GROUP BY clause.");

@@ -78,6 +78,19 @@ pub(crate) fn rewrite(e: &mut Expr) {
                     *expr = call("get_field", vec![base, string_literal(&field)]);
                 }
             }
+            // ksqlDB reads a literal in E notation as a DOUBLE.
+            Expr::Value(v) if matches!(&v.value, Value::Number(n, _) if n.contains(['e', 'E'])) => {
+                let literal = expr.clone();
+                *expr = Expr::Cast {
+                    kind: sqlparser::ast::CastKind::Cast,
+                    expr: Box::new(literal),
+                    data_type: sqlparser::ast::DataType::Double(
+                        sqlparser::ast::ExactNumberInfo::None,
+                    ),
+                    array: false,
+                    format: None,
+                };
+            }
             // ksqlDB types an integer literal as INT when it fits, DataFusion as BIGINT.
             Expr::Value(v) if matches!(&v.value, Value::Number(n, false) if n.parse::<i32>().is_ok()) =>
             {

@@ -52,6 +52,19 @@ impl<V> GroupState<V> {
         }
     }
 
+    /// State in the store `<owner>/<name>` of `db`, with its changelog topic in `log`.
+    pub fn open(
+        db: &StateDb,
+        log: &eddy_log::Log,
+        owner: &str,
+        name: &str,
+        capacity: usize,
+    ) -> Result<GroupState<V>> {
+        let store = db.store(&format!("{owner}/{name}"));
+        let changelog = Changelog::open(log, owner, store.clone())?;
+        Self::persistent(db, Backing { store, changelog }, capacity)
+    }
+
     /// State persisted in `backing`, restored from its changelog first if the local copy is
     /// missing or behind.
     pub fn persistent(db: &StateDb, backing: Backing, capacity: usize) -> Result<GroupState<V>> {

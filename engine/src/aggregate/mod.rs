@@ -15,11 +15,13 @@
 //! back once per micro-batch as part of the query's commit (see [`crate::pipeline`]).
 
 mod group_state;
+mod having;
 mod operator;
 pub mod udaf;
 pub mod window;
 
-pub use group_state::GroupState;
+pub use group_state::{Backing, GroupState};
+pub use having::HavingFilter;
 pub use operator::{Aggregate, AggregateSpec, AggregateState, AGG_ROWTIME, WINDOWEND, WINDOWSTART};
 pub use udaf::{AggCall, AggFunc};
 pub use window::{WindowKind, WindowSpec};

@@ -8,10 +8,9 @@ use datafusion::common::ScalarValue;
 use eddy_state::Commit;
 
 use eddy_log::Log;
-use eddy_state::changelog::Changelog;
 use eddy_state::StateDb;
 
-use super::group_state::{Backing, GroupState};
+use super::group_state::GroupState;
 use super::udaf::{Acc, AggCall};
 use super::window::{session_overlaps, WindowKind, WindowSpec};
 use crate::error::{EngineError, Result};
@@ -109,15 +108,11 @@ impl AggregateState {
         name: &str,
         capacity: usize,
     ) -> Result<AggregateState> {
-        let backing = |suffix: &str| -> Result<Backing> {
-            let store = db.store(&format!("{owner}/{name}-{suffix}"));
-            let changelog = Changelog::open(log, owner, store.clone())?;
-            Ok(Backing { store, changelog })
-        };
+        let open = |suffix: &str| format!("{name}-{suffix}");
         Ok(AggregateState {
-            groups: GroupState::persistent(db, backing("groups")?, capacity)?,
-            sessions: GroupState::persistent(db, backing("sessions")?, capacity)?,
-            table_rows: GroupState::persistent(db, backing("rows")?, capacity)?,
+            groups: GroupState::open(db, log, owner, &open("groups"), capacity)?,
+            sessions: GroupState::open(db, log, owner, &open("sessions"), capacity)?,
+            table_rows: GroupState::open(db, log, owner, &open("rows"), capacity)?,
         })
     }
 }
@@ -292,7 +287,7 @@ impl Aggregate {
                     accs: self.init()?,
                     ts,
                 };
-                for s in &merging {
+                for s in merging.iter().filter(|_| !w.emit_final) {
                     out.push(Emit {
                         group: group_vals.clone(),
                         results: Vec::new(),
@@ -301,13 +296,9 @@ impl Aggregate {
                         tombstone: true,
                     });
                 }
-                // Sessions merge in time order, and the new record goes where its time puts it.
-                let mut record_added = false;
+                // As Kafka Streams does: the sessions merge in time order, then the new record is
+                // added, last (it is the latest by offset).
                 for s in merging {
-                    if !record_added && ts < s.start {
-                        self.add_args(&mut merged, &args)?;
-                        record_added = true;
-                    }
                     for (c, (acc, later)) in
                         calls.iter().zip(merged.accs.iter_mut().zip(s.group.accs))
                     {
@@ -315,10 +306,16 @@ impl Aggregate {
                     }
                     merged.ts = merged.ts.max(s.group.ts);
                 }
-                if !record_added {
-                    self.add_args(&mut merged, &args)?;
+                for ((c, acc), v) in calls.iter().zip(&mut merged.accs).zip(&args) {
+                    c.update(acc, v).map_err(EngineError::Plan)?;
                 }
-                self.emit_group(out, group_vals, &merged, Some((start, end)))?;
+                if w.emit_final {
+                    let mut key = group_key.clone();
+                    key.extend_from_slice(&start.to_be_bytes());
+                    self.pending.insert((end, key));
+                } else {
+                    self.emit_group(out, group_vals, &merged, Some((start, end)))?;
+                }
                 kept.push(Session {
                     start,
                     end,
@@ -329,17 +326,6 @@ impl Aggregate {
                 Ok(())
             }
         }
-    }
-
-    fn add_args(&self, g: &mut Group, args: &[ScalarValue]) -> Result<()> {
-        let mut fresh = self.init()?;
-        for ((c, acc), v) in self.spec.calls.iter().zip(&mut fresh).zip(args) {
-            c.update(acc, v).map_err(EngineError::Plan)?;
-        }
-        for ((c, acc), v) in self.spec.calls.iter().zip(&mut g.accs).zip(fresh) {
-            c.merge(acc, v).map_err(EngineError::Plan)?;
-        }
-        Ok(())
     }
 
     /// A table row replaced (or deleted) the previous row of its key.
@@ -390,13 +376,31 @@ impl Aggregate {
             }
             self.pending.pop_first();
             let calls = self.spec.calls.clone();
-            let Some(g) = self.groups.take(&key, |b| Self::decode_group(&calls, b))? else {
-                continue;
-            };
             let (group_bytes, start) = key.split_at(key.len() - 8);
             let start = i64::from_be_bytes(start.try_into().expect("8 bytes"));
             let group_vals =
                 decode_row(&self.group_types, group_bytes).map_err(EngineError::Plan)?;
+            if w.is_session() {
+                // The session may have merged into another since; then that one is pending.
+                let sessions = self
+                    .sessions
+                    .take(group_bytes, |b| decode_sessions(&calls, b))?
+                    .unwrap_or_default();
+                if let Some(s) = sessions.iter().find(|s| s.start == start && s.end == end) {
+                    self.emit_group(out, group_vals, &s.group, Some((start, end)))?;
+                }
+                self.sessions.put(group_bytes.to_vec(), sessions);
+                continue;
+            }
+            // A time window that closed more than a millisecond before stream time reached it
+            // (stream time jumped past it) is not emitted: Kafka Streams' window store, which
+            // EMIT FINAL reads from, has expired it by then.
+            if end + w.grace_ms + 1 < self.stream_time {
+                continue;
+            }
+            let Some(g) = self.groups.take(&key, |b| Self::decode_group(&calls, b))? else {
+                continue;
+            };
             self.emit_group(out, group_vals, &g, Some((start, end)))?;
             self.groups.put(key, g);
         }

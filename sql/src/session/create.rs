@@ -179,7 +179,7 @@ impl Session {
             return Ok(done);
         }
         let state = self.df.state();
-        let planned = plan_select(&state, &self.catalog, &c.query, &c.name)?;
+        let planned = plan_select(&state, &self.catalog, &c.query, &c.name, &self.properties)?;
         if planned.result_kind != c.kind {
             let (produces, use_) = match planned.result_kind {
                 SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),

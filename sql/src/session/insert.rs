@@ -37,7 +37,7 @@ impl Session {
             ));
         }
         let state = self.df.state();
-        let planned = plan_select(&state, &self.catalog, query, target)?;
+        let planned = plan_select(&state, &self.catalog, query, target, &self.properties)?;
         let same = |a: &[Column], b: &[Column]| {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.ty == y.ty)
         };

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use datafusion::execution::context::{SessionConfig, SessionContext};
-use eddy_engine::aggregate::{Aggregate, AggregateState};
+use eddy_engine::aggregate::{Aggregate, AggregateState, GroupState, HavingFilter};
 use eddy_engine::state::{StateDb, StateOptions};
 use eddy_engine::{
     EngineError, EventTime, HeaderColumn, Operator, Pipeline, ProcessingLog, QueryTask, Sink,
@@ -326,6 +326,14 @@ impl Session {
                 .map_err(EngineError::from)?;
             let mut ops: Vec<Box<dyn Operator>> = agg.before;
             ops.push(Box::new(Aggregate::new(agg.spec, agg_state)));
+            if let Some((predicate, schema, keys)) = agg.having {
+                let passing = GroupState::open(&db, &self.log, &id, "having", 100_000)
+                    .map_err(EngineError::from)?;
+                ops.push(Box::new(
+                    HavingFilter::new(predicate, schema, keys, passing)
+                        .map_err(EngineError::from)?,
+                ));
+            }
             ops.extend(agg.after);
             planned.operators = ops;
             window_columns = agg.window_columns;
