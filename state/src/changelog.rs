@@ -82,11 +82,7 @@ impl Changelog {
                 None => commit.delete(&self.store, k),
             }
         }
-        commit.set_offset(
-            &self.owner,
-            &self.checkpoint_name(),
-            info.base_offset + info.count as u64,
-        );
+        commit.set_offset(&self.owner, &self.checkpoint_name(), info.next_offset());
         Ok(())
     }
 

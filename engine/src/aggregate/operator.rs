@@ -59,6 +59,19 @@ struct PrevRow {
     args: Vec<ScalarValue>,
 }
 
+/// Where an input row came from, to report it to the processing log.
+struct RowOrigin<'c, 'b> {
+    ctx: &'c OperatorContext<'c>,
+    batch: &'b RecordBatch,
+    row: usize,
+}
+
+impl RowOrigin<'_, '_> {
+    fn report(&self, message: &str) -> Result<()> {
+        self.ctx.report_row(self.batch, self.row, message)
+    }
+}
+
 /// An output row under construction.
 struct Emit {
     group: Vec<ScalarValue>,
@@ -227,9 +240,7 @@ impl Aggregate {
         args: Vec<ScalarValue>,
         ts: i64,
         out: &mut Vec<Emit>,
-        ctx: &OperatorContext<'_>,
-        batch: &RecordBatch,
-        row: usize,
+        origin: &RowOrigin<'_, '_>,
     ) -> Result<()> {
         let group_key = encode_row(&group_vals).map_err(EngineError::Plan)?;
         match self.spec.window {
@@ -240,11 +251,7 @@ impl Aggregate {
             Some(w) if !w.is_session() => {
                 for (start, end) in w.windows_for(ts) {
                     if w.is_closed(end, self.stream_time) {
-                        ctx.report_row(
-                            batch,
-                            row,
-                            "a record for a window that has closed was dropped",
-                        )?;
+                        origin.report("a record for a window that has closed was dropped")?;
                         continue;
                     }
                     let mut key = group_key.clone();
@@ -273,11 +280,7 @@ impl Aggregate {
                 let start = merging.iter().map(|s| s.start).fold(ts, i64::min);
                 let end = merging.iter().map(|s| s.end).fold(ts, i64::max);
                 if w.is_closed(end, self.stream_time) {
-                    ctx.report_row(
-                        batch,
-                        row,
-                        "a record for a session that has closed was dropped",
-                    )?;
+                    origin.report("a record for a session that has closed was dropped")?;
                     kept.extend(merging);
                     kept.sort_by_key(|s| s.start);
                     self.sessions.put(group_key, kept);
@@ -573,7 +576,14 @@ impl Operator for Aggregate {
                     row,
                     "the GROUP BY expressions are null for this record, which was dropped",
                 ),
-                None => self.process_row(group_vals, args, ts, &mut out, ctx, &batch, row),
+                None => {
+                    let origin = RowOrigin {
+                        ctx,
+                        batch: &batch,
+                        row,
+                    };
+                    self.process_row(group_vals, args, ts, &mut out, &origin)
+                }
             };
             if let Err(e) = result {
                 match e {

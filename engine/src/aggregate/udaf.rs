@@ -239,43 +239,37 @@ impl AggCall {
                 *sum = add(sum, v, false)?;
                 *count += 1;
             }
-            (AggFunc::Min, Acc::Extreme(m)) if !v.is_null() => {
-                if m.is_null() || cmp(v, m) == Ordering::Less {
-                    *m = v.clone();
-                }
+            (AggFunc::Min, Acc::Extreme(m))
+                if !v.is_null() && (m.is_null() || cmp(v, m) == Ordering::Less) =>
+            {
+                *m = v.clone()
             }
-            (AggFunc::Max, Acc::Extreme(m)) if !v.is_null() => {
-                if m.is_null() || cmp(v, m) == Ordering::Greater {
-                    *m = v.clone();
-                }
+            (AggFunc::Max, Acc::Extreme(m))
+                if !v.is_null() && (m.is_null() || cmp(v, m) == Ordering::Greater) =>
+            {
+                *m = v.clone()
             }
-            (AggFunc::CollectList, Acc::Values(vs)) => {
-                if vs.len() < self.n.unwrap_or(usize::MAX) {
-                    vs.push(v.clone());
-                }
+            (AggFunc::CollectList, Acc::Values(vs)) if vs.len() < self.n.unwrap_or(usize::MAX) => {
+                vs.push(v.clone())
             }
-            (AggFunc::CollectSet, Acc::Values(vs)) => {
-                if !vs.contains(v) && vs.len() < self.n.unwrap_or(usize::MAX) {
-                    vs.push(v.clone());
-                }
+            (AggFunc::CollectSet, Acc::Values(vs))
+                if !vs.contains(v) && vs.len() < self.n.unwrap_or(usize::MAX) =>
+            {
+                vs.push(v.clone())
             }
-            (AggFunc::CountDistinct, Acc::Values(vs)) if !v.is_null() => {
-                if !vs.contains(v) {
-                    vs.push(v.clone());
-                }
+            (AggFunc::CountDistinct, Acc::Values(vs)) if !v.is_null() && !vs.contains(v) => {
+                vs.push(v.clone())
             }
-            (AggFunc::EarliestByOffset, Acc::Values(vs)) => {
-                if !(self.ignore_nulls && v.is_null()) && vs.len() < self.n.unwrap_or(1) {
-                    vs.push(v.clone());
-                }
+            (AggFunc::EarliestByOffset, Acc::Values(vs))
+                if !(self.ignore_nulls && v.is_null()) && vs.len() < self.n.unwrap_or(1) =>
+            {
+                vs.push(v.clone())
             }
-            (AggFunc::LatestByOffset, Acc::Values(vs)) => {
-                if !(self.ignore_nulls && v.is_null()) {
-                    vs.push(v.clone());
-                    let n = self.n.unwrap_or(1);
-                    if vs.len() > n {
-                        vs.drain(..vs.len() - n);
-                    }
+            (AggFunc::LatestByOffset, Acc::Values(vs)) if !(self.ignore_nulls && v.is_null()) => {
+                vs.push(v.clone());
+                let n = self.n.unwrap_or(1);
+                if vs.len() > n {
+                    vs.drain(..vs.len() - n);
                 }
             }
             (AggFunc::TopK | AggFunc::TopKDistinct, Acc::Values(vs)) if !v.is_null() => {

@@ -322,17 +322,14 @@ impl Session {
         let mut state = None;
         if let Some(agg) = planned.aggregate.take() {
             let db = self.state_db()?;
-            let agg_state = AggregateState::persistent(&db, &self.log, &id, "aggregate", 100_000)
-                .map_err(EngineError::from)?;
+            let agg_state = AggregateState::persistent(&db, &self.log, &id, "aggregate", 100_000)?;
             let mut ops: Vec<Box<dyn Operator>> = agg.before;
             ops.push(Box::new(Aggregate::new(agg.spec, agg_state)));
             if let Some((predicate, schema, keys)) = agg.having {
-                let passing = GroupState::open(&db, &self.log, &id, "having", 100_000)
-                    .map_err(EngineError::from)?;
-                ops.push(Box::new(
-                    HavingFilter::new(predicate, schema, keys, passing)
-                        .map_err(EngineError::from)?,
-                ));
+                let passing = GroupState::open(&db, &self.log, &id, "having", 100_000)?;
+                ops.push(Box::new(HavingFilter::new(
+                    predicate, schema, keys, passing,
+                )?));
             }
             ops.extend(agg.after);
             planned.operators = ops;
