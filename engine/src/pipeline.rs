@@ -313,8 +313,14 @@ pub struct WindowedKey {
 
 impl Sink {
     /// Encodes each row and appends them, each to the partition its key chooses. Rows that do
-    /// not encode go to the processing log.
-    pub fn write(&self, batch: &RecordBatch, query: &str, plog: &ProcessingLog) -> Result<usize> {
+    /// not encode go to the processing log. Returns, for each partition appended to, its end
+    /// offset after the append.
+    pub fn write(
+        &self,
+        batch: &RecordBatch,
+        query: &str,
+        plog: &ProcessingLog,
+    ) -> Result<Vec<(u32, u64)>> {
         let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         let ts_col = batch.column(self.timestamp_column);
         let null_value = self
@@ -397,11 +403,11 @@ impl Sink {
                 headers,
             });
         }
-        let mut n = 0;
+        let mut ends = Vec::with_capacity(by_partition.len());
         for (p, records) in by_partition {
-            n += self.topic.partition(p)?.append(&records)?.count as usize;
+            ends.push((p, self.topic.partition(p)?.append(&records)?.next_offset()));
         }
-        Ok(n)
+        Ok(ends)
     }
 
     /// Appends one row given as values for the key and value columns (INSERT INTO ... VALUES).
@@ -448,6 +454,11 @@ fn input_position(topic: &str, partition: u32) -> String {
     format!("input/{topic}/{partition}")
 }
 
+/// The name under which a stateful query records how far its committed output reaches.
+fn output_end(topic: &str, partition: u32) -> String {
+    format!("output/{topic}/{partition}")
+}
+
 /// A running query: source, operators, sink.
 pub struct Pipeline {
     pub id: String,
@@ -488,6 +499,18 @@ impl Pipeline {
                 p.end_offset()
             }));
         }
+        if let Some(db) = &state {
+            // A new stateful query records where its sink ends before it writes anything, so
+            // that recovery knows which records past that are its own.
+            let mut commit = Commit::new();
+            for p in sink.topic.partitions() {
+                let name = output_end(sink.topic.name(), p.id());
+                if db.offset(&id, &name)?.is_none() {
+                    commit.set_offset(&id, &name, p.end_offset());
+                }
+            }
+            db.commit(commit)?;
+        }
         Ok(Pipeline {
             id,
             source,
@@ -496,6 +519,24 @@ impl Pipeline {
             positions,
             state,
         })
+    }
+
+    /// Exactly-once recovery of a stateful query's output: drops what it appended to its sink
+    /// after its last commit (a crash came between the append and the commit, and the input
+    /// that produced it will be processed again). Only for a query that is its sink's only
+    /// writer: the records past its committed end are then all its own. Returns how many
+    /// records were dropped.
+    pub fn discard_uncommitted_output(&self) -> Result<u64> {
+        let Some(db) = &self.state else {
+            return Ok(0);
+        };
+        let mut dropped = 0;
+        for p in self.sink.topic.partitions() {
+            if let Some(end) = db.offset(&self.id, &output_end(self.sink.topic.name(), p.id()))? {
+                dropped += p.truncate_to(end)?;
+            }
+        }
+        Ok(dropped)
     }
 
     /// The operator graph, one line per node from source to sink.
@@ -547,9 +588,11 @@ impl Pipeline {
                     }
                     batch = op.process(batch, &ctx)?;
                 }
-                if batch.num_rows() > 0 {
-                    self.sink.write(&batch, &self.id, plog)?;
-                }
+                let ends = if batch.num_rows() > 0 {
+                    self.sink.write(&batch, &self.id, plog)?
+                } else {
+                    Vec::new()
+                };
                 consumed += records.len();
                 self.positions[p] = last + 1;
                 if let Some(db) = &self.state {
@@ -562,6 +605,9 @@ impl Pipeline {
                         &input_position(self.source.topic.name(), p as u32),
                         last + 1,
                     );
+                    for (sp, end) in ends {
+                        commit.set_offset(&self.id, &output_end(self.sink.topic.name(), sp), end);
+                    }
                     db.commit(commit)?;
                 }
                 log.commit_offsets(

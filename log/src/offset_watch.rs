@@ -38,6 +38,14 @@ impl OffsetWatch {
         }
     }
 
+    /// Lowers the value: only for truncating a partition's tail, which no waiter has been told
+    /// about as acknowledged data it may keep.
+    pub fn reset(&self, to: u64) {
+        let mut v = self.value.lock();
+        *v = to;
+        self.tx.send_replace(to);
+    }
+
     /// Blocks until the value reaches `target` or `timeout` passes; returns whether it did.
     pub fn wait_blocking(&self, target: u64, timeout: Option<Duration>) -> bool {
         let deadline = timeout.map(|t| Instant::now() + t);

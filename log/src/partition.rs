@@ -171,6 +171,42 @@ impl Partition {
         })
     }
 
+    /// Removes every record at or after `offset` (a batch boundary: the end of an earlier
+    /// append). Exactly-once recovery uses it to drop output a crashed query appended but never
+    /// committed; it is not for general use, as readers may have seen the records it removes.
+    pub fn truncate_to(&self, offset: u64) -> Result<u64> {
+        let _appender = self.appender.lock();
+        let end = self.end.get();
+        if offset >= end {
+            return Ok(0);
+        }
+        let segments = self.segments.read().clone();
+        let Some(idx) = segments.iter().rposition(|s| s.base_offset <= offset) else {
+            return Err(LogError::InvalidConfig(format!(
+                "cannot truncate {}-{} to {offset}: before its start",
+                self.id.topic, self.id.partition
+            )));
+        };
+        let keep = &segments[idx];
+        keep.truncate_before(offset)?;
+        for s in &segments[idx + 1..] {
+            s.delete_files()?;
+        }
+        let (reopened, _) = Segment::recover(
+            self.id.clone(),
+            &self.dir,
+            keep.base_offset,
+            self.config.index_interval_bytes,
+        )?;
+        let mut list: Vec<Arc<Segment>> = segments[..idx].to_vec();
+        list.push(Arc::new(reopened));
+        *self.segments.write() = Arc::new(list);
+        sync_dir(&self.dir)?;
+        self.end.reset(offset);
+        self.durable.reset(offset.min(self.durable.get()));
+        Ok(end - offset)
+    }
+
     pub fn topic(&self) -> &str {
         &self.id.topic
     }

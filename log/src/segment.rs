@@ -501,6 +501,35 @@ impl Segment {
         result.map(|()| found)
     }
 
+    /// Cuts the file just before the batch that starts at `offset`, which must be a batch
+    /// boundary. The caller reopens the segment (see [`Segment::recover`]) to rebuild its state.
+    pub fn truncate_before(&self, offset: u64) -> Result<()> {
+        let len = self.size();
+        let mut cut = None;
+        let mut inside = false;
+        self.scan(self.position_for(offset), len, |pos, meta, _| {
+            if meta.base_offset >= offset {
+                cut = Some(pos);
+                return ControlFlow::Break(());
+            }
+            if meta.base_offset + u64::from(meta.last_offset_delta) >= offset {
+                inside = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })?;
+        if inside {
+            return Err(LogError::InvalidConfig(format!(
+                "cannot truncate {} at offset {offset}: it is inside a batch",
+                self.log_path.display()
+            )));
+        }
+        let cut = cut.unwrap_or(len);
+        self.file.set_len(cut).at(&self.log_path)?;
+        self.file.sync_all().at(&self.log_path)?;
+        Ok(())
+    }
+
     /// Deletes the segment's files. Readers that still hold it keep reading the open file.
     pub fn delete_files(&self) -> Result<()> {
         let dir = self.log_path.parent().expect("segment in a directory");

@@ -553,3 +553,50 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn truncation_drops_the_tail_across_segments_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let t = log.create_topic("t", small_segments(1)).unwrap();
+    let p = t.partition(0).unwrap().clone();
+    // Batches of three records: offsets 0-2, 3-5, ...
+    for b in 0..60 {
+        let records: Vec<Record> = (0..3)
+            .map(|i| {
+                rec(
+                    Some("k"),
+                    Some(&format!("value-{b}-{i}-{}", "x".repeat(100))),
+                    b,
+                )
+            })
+            .collect();
+        p.append(&records).unwrap();
+    }
+    assert!(p.segment_count() > 3);
+    assert!(
+        matches!(p.truncate_to(31), Err(LogError::InvalidConfig(_))),
+        "inside a batch"
+    );
+    assert_eq!(p.truncate_to(30).unwrap(), 150);
+    assert_eq!(p.end_offset(), 30);
+    assert_eq!(read_all(&t, 0).len(), 30);
+    assert_eq!(
+        p.append(&[rec(None, Some("after"), 99)])
+            .unwrap()
+            .base_offset,
+        30
+    );
+    drop((p, t, log));
+
+    let log = open(dir.path());
+    let t = log.topic("t").unwrap();
+    let all = read_all(&t, 0);
+    assert_eq!(all.len(), 31);
+    assert_eq!(
+        all.last().unwrap().record.value.as_deref(),
+        Some(&b"after"[..])
+    );
+    let last_kept = String::from_utf8(all[29].record.value.clone().unwrap().to_vec()).unwrap();
+    assert!(last_kept.starts_with("value-9-2-"));
+}

@@ -86,18 +86,27 @@ impl Changelog {
         Ok(())
     }
 
-    /// Brings the local store up to the changelog's end, replaying what the checkpoint does not
-    /// cover. Returns how many changelog records were replayed (0 after a clean shutdown).
+    /// Makes the local store and the changelog agree, before the store is used.
+    ///
+    /// With a checkpoint, the local store is the truth: changelog records past the checkpoint
+    /// were appended by a micro-batch that crashed before it committed, and are dropped (that
+    /// input is processed again). Without one, the local store was lost, and the whole
+    /// changelog is replayed into it. Returns how many records were replayed.
     pub fn restore(&self, db: &StateDb) -> Result<u64> {
         let partition = self.topic.partition(0)?;
         let end = partition.end_offset();
-        let from = db
-            .offset(&self.owner, &self.checkpoint_name())?
-            .unwrap_or(0);
-        if from >= end {
+        if let Some(checkpoint) = db.offset(&self.owner, &self.checkpoint_name())? {
+            if end > checkpoint {
+                let dropped = partition.truncate_to(checkpoint)?;
+                tracing::info!(
+                    store = self.store.name(),
+                    dropped,
+                    "dropped uncommitted changelog records"
+                );
+            }
             return Ok(0);
         }
-        let mut position = from.max(partition.start_offset());
+        let mut position = partition.start_offset();
         let mut replayed = 0;
         while position < end {
             let records = partition.read(position, ReadLimits::default())?;

@@ -133,13 +133,17 @@ impl<V> GroupState<V> {
         }
     }
 
-    /// Every value in memory (all of them for in-memory state), for scans such as closing
-    /// windows.
-    pub fn cached(&self) -> impl Iterator<Item = (&[u8], &V)> {
-        self.cache.iter().filter_map(|(k, s)| match s {
-            Slot::Clean(v) | Slot::Dirty(v) => Some((k.as_slice(), v)),
-            Slot::Deleted => None,
-        })
+    /// The keys in the backing store as of the last checkpoint (none for in-memory state).
+    pub fn stored_keys(&self) -> Result<Vec<Vec<u8>>> {
+        match &self.backing {
+            Some(b) => Ok(b
+                .store
+                .scan_prefix(&[])?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Stages the changes since the last checkpoint in `commit` and the changelog.

@@ -19,6 +19,7 @@ mod having;
 mod operator;
 pub mod udaf;
 pub mod window;
+mod window_index;
 
 pub use group_state::{Backing, GroupState};
 pub use having::HavingFilter;

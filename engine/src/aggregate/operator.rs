@@ -13,6 +13,7 @@ use eddy_state::StateDb;
 use super::group_state::GroupState;
 use super::udaf::{Acc, AggCall};
 use super::window::{session_overlaps, WindowKind, WindowSpec};
+use super::window_index::WindowIndex;
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorContext};
 use crate::schema::NULL_VALUE;
@@ -90,7 +91,10 @@ pub struct Aggregate {
     /// The largest event time seen: windows close on it.
     stream_time: i64,
     /// EMIT FINAL: windows updated and not yet emitted, by end time.
-    pending: std::collections::BTreeSet<(i64, Vec<u8>)>,
+    pending: WindowIndex,
+    /// Every window in the state, by end time, to remove when its retention has passed.
+    live: WindowIndex,
+    clock: Option<(StateDb, String, String)>,
     group_types: Vec<DataType>,
     arg_types: Vec<DataType>,
 }
@@ -100,6 +104,10 @@ pub struct AggregateState {
     groups: GroupState<Group>,
     sessions: GroupState<Vec<Session>>,
     table_rows: GroupState<PrevRow>,
+    pending: GroupState<()>,
+    live: GroupState<()>,
+    /// Where stream time is kept: the database, and the owner and name it is recorded under.
+    clock: Option<(StateDb, String, String)>,
 }
 
 impl AggregateState {
@@ -108,6 +116,9 @@ impl AggregateState {
             groups: GroupState::in_memory(),
             sessions: GroupState::in_memory(),
             table_rows: GroupState::in_memory(),
+            pending: GroupState::in_memory(),
+            live: GroupState::in_memory(),
+            clock: None,
         }
     }
 
@@ -126,6 +137,9 @@ impl AggregateState {
             groups: GroupState::open(db, log, owner, &open("groups"), capacity)?,
             sessions: GroupState::open(db, log, owner, &open("sessions"), capacity)?,
             table_rows: GroupState::open(db, log, owner, &open("rows"), capacity)?,
+            pending: GroupState::open(db, log, owner, &open("pending"), capacity)?,
+            live: GroupState::open(db, log, owner, &open("windows"), capacity)?,
+            clock: Some((db.clone(), owner.to_string(), format!("{name}/stream-time"))),
         })
     }
 }
@@ -146,24 +160,29 @@ impl Aggregate {
         Arc::new(Schema::new(fields))
     }
 
-    pub fn new(spec: AggregateSpec, state: AggregateState) -> Aggregate {
+    pub fn new(spec: AggregateSpec, state: AggregateState) -> Result<Aggregate> {
         let group_types = spec
             .group_fields
             .iter()
             .map(|f| f.data_type().clone())
             .collect();
         let arg_types = spec.calls.iter().map(|c| c.arg_type.clone()).collect();
-        Aggregate {
+        Ok(Aggregate {
             schema: Self::output_schema_of(&spec),
             spec,
             groups: state.groups,
             sessions: state.sessions,
             table_rows: state.table_rows,
-            stream_time: i64::MIN,
-            pending: Default::default(),
+            stream_time: match &state.clock {
+                Some((db, owner, name)) => db.offset(owner, name)?.map_or(i64::MIN, |t| t as i64),
+                None => i64::MIN,
+            },
+            pending: WindowIndex::load(state.pending)?,
+            live: WindowIndex::load(state.live)?,
+            clock: state.clock,
             group_types,
             arg_types,
-        }
+        })
     }
 
     fn init(&self) -> Result<Vec<Acc>> {
@@ -257,8 +276,9 @@ impl Aggregate {
                     let mut key = group_key.clone();
                     key.extend_from_slice(&start.to_be_bytes());
                     let g = self.apply(&key, &args, ts, false)?;
+                    self.live.insert(end, key.clone());
                     if w.emit_final {
-                        self.pending.insert((end, key));
+                        self.pending.insert(end, key);
                     } else {
                         self.emit_group(out, group_vals.clone(), &g, Some((start, end)))?;
                     }
@@ -312,10 +332,11 @@ impl Aggregate {
                 for ((c, acc), v) in calls.iter().zip(&mut merged.accs).zip(&args) {
                     c.update(acc, v).map_err(EngineError::Plan)?;
                 }
+                let mut session_key = group_key.clone();
+                session_key.extend_from_slice(&start.to_be_bytes());
+                self.live.insert(end, session_key.clone());
                 if w.emit_final {
-                    let mut key = group_key.clone();
-                    key.extend_from_slice(&start.to_be_bytes());
-                    self.pending.insert((end, key));
+                    self.pending.insert(end, session_key);
                 } else {
                     self.emit_group(out, group_vals, &merged, Some((start, end)))?;
                 }
@@ -373,11 +394,7 @@ impl Aggregate {
         let Some(w) = self.spec.window else {
             return Ok(());
         };
-        while let Some((end, key)) = self.pending.first().cloned() {
-            if !w.is_closed(end, self.stream_time) {
-                break;
-            }
-            self.pending.pop_first();
+        while let Some((end, key)) = self.pending.pop_until(self.stream_time - w.grace_ms) {
             let calls = self.spec.calls.clone();
             let (group_bytes, start) = key.split_at(key.len() - 8);
             let start = i64::from_be_bytes(start.try_into().expect("8 bytes"));
@@ -406,6 +423,33 @@ impl Aggregate {
             };
             self.emit_group(out, group_vals, &g, Some((start, end)))?;
             self.groups.put(key, g);
+        }
+        Ok(())
+    }
+
+    /// Removes the windows whose retention has passed from the state.
+    fn expire_windows(&mut self) -> Result<()> {
+        let Some(w) = self.spec.window else {
+            return Ok(());
+        };
+        let calls = self.spec.calls.clone();
+        while let Some((end, key)) = self.live.pop_until(self.stream_time - w.retention()) {
+            if !w.is_session() {
+                self.groups.delete(key);
+                continue;
+            }
+            let (group_bytes, start) = key.split_at(key.len() - 8);
+            let start = i64::from_be_bytes(start.try_into().expect("8 bytes"));
+            let mut sessions = self
+                .sessions
+                .take(group_bytes, |b| decode_sessions(&calls, b))?
+                .unwrap_or_default();
+            sessions.retain(|s| !(s.start == start && s.end == end));
+            if sessions.is_empty() {
+                self.sessions.delete(group_bytes.to_vec());
+            } else {
+                self.sessions.put(group_bytes.to_vec(), sessions);
+            }
         }
         Ok(())
     }
@@ -594,6 +638,7 @@ impl Operator for Aggregate {
             if self.spec.window.is_some_and(|w| w.emit_final) {
                 self.close_windows(&mut out)?;
             }
+            self.expire_windows()?;
         }
         self.build(out)
     }
@@ -607,6 +652,11 @@ impl Operator for Aggregate {
             .checkpoint(commit, ts, |s| encode_sessions(calls, s))?;
         self.table_rows
             .checkpoint(commit, ts, |r| encode_row(r.group.iter().chain(&r.args)))?;
+        self.pending.checkpoint(commit)?;
+        self.live.checkpoint(commit)?;
+        if let (Some((_, owner, name)), true) = (&self.clock, self.stream_time >= 0) {
+            commit.set_offset(owner, name, self.stream_time as u64);
+        }
         Ok(())
     }
 }

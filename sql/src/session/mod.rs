@@ -120,7 +120,28 @@ impl Session {
         }
         session.properties = BTreeMap::new();
         session.commands = Some(commands);
+        session.discard_uncommitted_output()?;
         Ok(session)
+    }
+
+    /// Exactly-once recovery after a restart: each stateful query that is the only writer of
+    /// its sink drops the output it appended after its last commit (see
+    /// [`Pipeline::discard_uncommitted_output`]). A sink that several queries write to keeps
+    /// such records: for it, a crash means at-least-once.
+    fn discard_uncommitted_output(&mut self) -> Result<()> {
+        let sinks: Vec<String> = self.queries.iter().map(|q| q.sink.clone()).collect();
+        for q in &self.queries {
+            let QueryRun::Driven(p) = &q.run else {
+                continue;
+            };
+            if sinks.iter().filter(|s| **s == q.sink).count() == 1 {
+                let dropped = p.discard_uncommitted_output()?;
+                if dropped > 0 {
+                    tracing::info!(query = %q.id, dropped, "dropped uncommitted output");
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The persistent queries, by id, with the sink each writes to.
@@ -324,7 +345,7 @@ impl Session {
             let db = self.state_db()?;
             let agg_state = AggregateState::persistent(&db, &self.log, &id, "aggregate", 100_000)?;
             let mut ops: Vec<Box<dyn Operator>> = agg.before;
-            ops.push(Box::new(Aggregate::new(agg.spec, agg_state)));
+            ops.push(Box::new(Aggregate::new(agg.spec, agg_state)?));
             if let Some((predicate, schema, keys)) = agg.having {
                 let passing = GroupState::open(&db, &self.log, &id, "having", 100_000)?;
                 ops.push(Box::new(HavingFilter::new(
