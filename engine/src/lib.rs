@@ -25,7 +25,7 @@ pub use eddy_state as state;
 pub use error::{EngineError, Result};
 pub use format::{Codec, Format};
 pub use operator::{Filter, Operator, OperatorContext, Project};
-pub use pipeline::{EventTime, HeaderColumn, Pipeline, Sink, Source, WindowedKey};
+pub use pipeline::{EventTime, HeaderColumn, Pipeline, Sink, Source, SourceWindow, WindowedKey};
 pub use processing_log::{ProcessingLog, PROCESSING_LOG_TOPIC};
 pub use runtime::QueryTask;
 pub use time_format::{parse_partial_iso, TimestampFormat};

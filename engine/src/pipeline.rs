@@ -60,7 +60,36 @@ pub struct Source {
     pub event_time: EventTime,
     /// A table's changelog has no meaning for a null key: such records are reported and skipped.
     pub drop_null_keys: bool,
+    /// The topic's keys carry window bounds.
+    window: Option<SourceWindow>,
     schema: SchemaRef,
+}
+
+/// How a windowed source's keys carry their window, as [`WindowedKey`] writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceWindow {
+    /// Key bytes, then the start; the end is start + size.
+    Time { size_ms: i64 },
+    /// Key bytes, then the end, then the start.
+    Session,
+}
+
+impl SourceWindow {
+    /// Splits a windowed key into the key's own bytes and the window's (start, end).
+    fn split(self, key: &[u8]) -> Option<(&[u8], i64, i64)> {
+        let be = |b: &[u8]| i64::from_be_bytes(b.try_into().expect("8 bytes"));
+        let n = key.len();
+        match self {
+            SourceWindow::Time { size_ms } if n >= 8 => {
+                let start = be(&key[n - 8..]);
+                Some((&key[..n - 8], start, start + size_ms))
+            }
+            SourceWindow::Session if n >= 16 => {
+                Some((&key[..n - 16], be(&key[n - 8..]), be(&key[n - 16..n - 8])))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Source {
@@ -72,7 +101,7 @@ impl Source {
         event_time: EventTime,
     ) -> Source {
         let header_fields: Vec<Field> = header_columns.iter().map(|h| h.field.clone()).collect();
-        let schema = source_schema(&key.fields, &value.fields, &header_fields);
+        let schema = source_schema(&key.fields, &value.fields, &header_fields, false);
         Source {
             topic,
             key,
@@ -80,8 +109,21 @@ impl Source {
             header_columns,
             event_time,
             drop_null_keys: false,
+            window: None,
             schema,
         }
+    }
+
+    /// Reads the topic's keys as windowed keys: the batches get `WINDOWSTART` and `WINDOWEND`.
+    pub fn with_window(mut self, window: SourceWindow) -> Source {
+        let header_fields: Vec<Field> = self
+            .header_columns
+            .iter()
+            .map(|h| h.field.clone())
+            .collect();
+        self.schema = source_schema(&self.key.fields, &self.value.fields, &header_fields, true);
+        self.window = Some(window);
+        self
     }
 
     /// See [`crate::schema`]: pseudo-columns, keys, values, header columns, hidden columns.
@@ -107,6 +149,7 @@ impl Source {
             Vec::with_capacity(records.len()),
         );
         let mut null_value = Vec::with_capacity(records.len());
+        let (mut window_starts, mut window_ends) = (Vec::new(), Vec::new());
         let mut headers: Vec<&[Header]> = Vec::with_capacity(records.len());
         for r in records {
             if self.drop_null_keys && r.record.key.is_none() {
@@ -127,9 +170,27 @@ impl Source {
                 partition,
                 offset: r.offset,
             };
+            let mut key_bytes = r.record.key.as_deref();
+            let mut window = (0, 0);
+            if let (Some(w), Some(k)) = (self.window, key_bytes) {
+                match w.split(k) {
+                    Some((k, start, end)) => {
+                        key_bytes = Some(k);
+                        window = (start, end);
+                    }
+                    None => {
+                        plog.report(
+                            query,
+                            Some(&origin()),
+                            "the key is too short for a windowed key",
+                        )?;
+                        continue;
+                    }
+                }
+            }
             let decoded = self
                 .key
-                .decode(r.record.key.as_deref())
+                .decode(key_bytes)
                 .map_err(|e| format!("cannot deserialize the key: {e}"))
                 .and_then(|k| {
                     let v = self
@@ -175,6 +236,10 @@ impl Source {
                 continue;
             };
             rowtime.push(ts);
+            if self.window.is_some() {
+                window_starts.push(window.0);
+                window_ends.push(window.1);
+            }
             offsets.push(r.offset as i64);
             null_value.push(r.record.value.is_none());
             headers.push(&r.record.headers);
@@ -214,6 +279,10 @@ impl Source {
                     Arc::new(b.finish())
                 }
             });
+        }
+        if self.window.is_some() {
+            arrays.push(Arc::new(Int64Array::from(window_starts)));
+            arrays.push(Arc::new(Int64Array::from(window_ends)));
         }
         arrays.push(Arc::new(BooleanArray::from(null_value)));
         arrays.push(headers_array(&headers));

@@ -11,6 +11,9 @@
 //! Header columns (`HEADERS`, or `HEADER('name')`) are filled from the record's headers, not its
 //! value. `__HEADERS` carries all of them so that the output record gets its input's headers.
 //!
+//! A windowed source (a windowed table, or a stream over one's topic) also has `WINDOWSTART` and
+//! `WINDOWEND`, read from the window bounds its keys carry (see [`crate::WindowedKey`]).
+//!
 //! `__NULL_VALUE` is true for a record whose value was null (a tombstone): its value columns
 //! are all null, and a query that passes the row on writes a null value too, as ksqlDB does.
 
@@ -21,6 +24,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, T
 pub const ROWTIME: &str = "ROWTIME";
 pub const ROWPARTITION: &str = "ROWPARTITION";
 pub const ROWOFFSET: &str = "ROWOFFSET";
+/// A windowed source's window bounds, in ms (the end exclusive for time windows, inclusive for
+/// sessions).
+pub const WINDOWSTART: &str = "WINDOWSTART";
+pub const WINDOWEND: &str = "WINDOWEND";
+
 /// Hidden column: the record's value was null.
 pub const NULL_VALUE: &str = "__NULL_VALUE";
 
@@ -39,9 +47,15 @@ pub fn headers_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", entry, true)))
 }
 
-/// The schema of a source's batches: pseudo-columns, `keys`, `values`, header columns, then the
-/// hidden `__NULL_VALUE` and `__HEADERS`.
-pub fn source_schema(keys: &[Field], values: &[Field], headers: &[Field]) -> SchemaRef {
+/// The schema of a source's batches: pseudo-columns, `keys`, `values`, header columns, for a
+/// windowed source `WINDOWSTART` and `WINDOWEND`, then the hidden `__NULL_VALUE` and
+/// `__HEADERS`.
+pub fn source_schema(
+    keys: &[Field],
+    values: &[Field],
+    headers: &[Field],
+    windowed: bool,
+) -> SchemaRef {
     let mut fields = vec![
         Field::new(ROWTIME, DataType::Int64, false),
         Field::new(ROWPARTITION, DataType::Int32, false),
@@ -50,6 +64,10 @@ pub fn source_schema(keys: &[Field], values: &[Field], headers: &[Field]) -> Sch
     fields.extend(keys.iter().cloned());
     fields.extend(values.iter().cloned());
     fields.extend(headers.iter().cloned());
+    if windowed {
+        fields.push(Field::new(WINDOWSTART, DataType::Int64, false));
+        fields.push(Field::new(WINDOWEND, DataType::Int64, false));
+    }
     fields.push(Field::new(NULL_VALUE, DataType::Boolean, false));
     fields.push(Field::new(HEADERS, headers_type(), false));
     Arc::new(Schema::new(fields))

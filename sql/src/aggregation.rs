@@ -59,8 +59,6 @@ pub struct PlannedAggregate {
     pub having: Option<(Arc<dyn PhysicalExpr>, SchemaRef, Vec<usize>)>,
     /// The post-projection.
     pub after: Vec<Box<dyn Operator>>,
-    /// Indices of WINDOWSTART and WINDOWEND in the final batch, for windowed keys.
-    pub window_columns: Option<(usize, usize)>,
 }
 
 /// A call to an aggregate function found in the select list or HAVING.
@@ -711,12 +709,12 @@ pub fn plan_aggregate(
         headers_index: None,
         keys_pass_through: false,
         result_kind: SourceKind::Table,
+        window_columns: select.window.as_ref().map(|_| (n + 2, n + 3)),
         aggregate: Some(PlannedAggregate {
             before,
             spec,
             having: having_filter,
             after,
-            window_columns: select.window.as_ref().map(|_| (n + 2, n + 3)),
         }),
     };
     Ok(planned)

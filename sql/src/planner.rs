@@ -30,7 +30,13 @@ use crate::rewrite::{natural_name, rewrite};
 use crate::types::SqlType;
 
 /// Pseudo-columns, which a projection must alias.
-const PSEUDO: &[&str] = &["ROWTIME", "ROWPARTITION", "ROWOFFSET"];
+const PSEUDO: &[&str] = &[
+    "ROWTIME",
+    "ROWPARTITION",
+    "ROWOFFSET",
+    "WINDOWSTART",
+    "WINDOWEND",
+];
 /// Names no output column may take.
 pub const RESERVED: &[&str] = &[
     "ROWTIME",
@@ -62,6 +68,8 @@ pub struct PlannedSelect {
     pub keys_pass_through: bool,
     /// What the query produces: a stream from a stream, a table from a table.
     pub result_kind: SourceKind,
+    /// Indices of the window bounds in the output, for a windowed result's keys.
+    pub window_columns: Option<(usize, usize)>,
     /// For GROUP BY queries: the aggregate and the operators around it (`operators` is empty).
     pub aggregate: Option<crate::aggregation::PlannedAggregate>,
 }
@@ -126,6 +134,11 @@ pub fn plan_select(
     sql_items.push(format!("\"ROWTIME\" AS \"{ROWTIME_OUT}\""));
     sql_items.push(format!("\"{NULL_VALUE}\" AS \"{NULL_VALUE}\""));
     sql_items.push(format!("\"{HEADERS}\" AS \"{HEADERS}\""));
+    if source.window.is_some() {
+        // A windowed source's results keep their input's window.
+        sql_items.push("\"WINDOWSTART\" AS \"__WINDOWSTART\"".into());
+        sql_items.push("\"WINDOWEND\" AS \"__WINDOWEND\"".into());
+    }
     let mut sql = format!(
         "SELECT {} FROM {}",
         sql_items.join(", "),
@@ -160,12 +173,13 @@ pub fn plan_select(
         proj_schema
             .fields()
             .iter()
-            .zip(
-                items
-                    .iter()
-                    .map(|i| i.name.as_str())
-                    .chain([ROWTIME_OUT, NULL_VALUE, HEADERS]),
-            )
+            .zip(items.iter().map(|i| i.name.as_str()).chain([
+                ROWTIME_OUT,
+                NULL_VALUE,
+                HEADERS,
+                "__WINDOWSTART",
+                "__WINDOWEND",
+            ]))
     {
         let ty = SqlType::from_arrow(f.data_type()).ok_or_else(|| {
             SqlError::Invalid(format!(
@@ -202,6 +216,9 @@ pub fn plan_select(
         headers_index: Some(rowtime_index + 2),
         result_kind: source.kind,
         keys_pass_through: select.partition_by.is_empty(),
+        window_columns: source
+            .window
+            .map(|_| (rowtime_index + 3, rowtime_index + 4)),
         aggregate: None,
     })
 }

@@ -187,3 +187,64 @@ pub fn codecs(def: &SourceDef) -> Result<(Codec, Codec)> {
     .map_err(|e| SqlError::Invalid(format!("value format {}: {e}", def.value_format.name())))?;
     Ok((key, value))
 }
+
+/// `WINDOW_TYPE` and `WINDOW_SIZE`: a source over the topic of a windowed table.
+pub(crate) fn source_window(props: &Properties) -> Result<Option<crate::catalog::WindowInfo>> {
+    use crate::catalog::{WindowInfo, WindowType};
+    let Some(kind) = props.text("WINDOW_TYPE") else {
+        if props.get("WINDOW_SIZE").is_some() {
+            return invalid("WINDOW_SIZE should only be set when WINDOW_TYPE is set.");
+        }
+        return Ok(None);
+    };
+    let kind = match kind.to_ascii_uppercase().as_str() {
+        "TUMBLING" => WindowType::Tumbling,
+        "HOPPING" => WindowType::Hopping,
+        "SESSION" => WindowType::Session,
+        other => {
+            return invalid(format!(
+                "Invalid WINDOW_TYPE: {other}. Valid values are SESSION, HOPPING and TUMBLING."
+            ))
+        }
+    };
+    let size_ms = match (kind, props.text("WINDOW_SIZE")) {
+        (WindowType::Session, None) => None,
+        (WindowType::Session, Some(_)) => {
+            return invalid("'WINDOW_SIZE' should not be set for SESSION windows.")
+        }
+        (_, None) => {
+            return invalid(format!(
+                "{} windows require 'WINDOW_SIZE' to be provided in the WITH clause. For example: 'WINDOW_SIZE'='10 SECONDS'",
+                kind.name()
+            ))
+        }
+        (_, Some(text)) => Some(duration_ms(&text).map_err(|e| {
+            SqlError::Invalid(format!("Configuration WINDOW_SIZE is invalid: {e}"))
+        })?),
+    };
+    Ok(Some(WindowInfo { kind, size_ms }))
+}
+
+/// A duration such as `30 seconds` or `1 HOUR`, in ms.
+fn duration_ms(text: &str) -> std::result::Result<u64, String> {
+    let invalid = |why: String| format!("Invalid duration: '{text}'. {why}");
+    let mut parts = text.split_whitespace();
+    let (Some(n), Some(unit), None) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(invalid(
+            "Expected a number and a time unit, for example '10 SECONDS'".into(),
+        ));
+    };
+    let n: u64 = n
+        .parse()
+        .map_err(|_| invalid(format!("Not a number: '{n}'")))?;
+    let unit = unit.to_ascii_uppercase();
+    let ms = match unit.trim_end_matches('S') {
+        "MILLISECOND" => 1,
+        "SECOND" => 1000,
+        "MINUTE" => 60_000,
+        "HOUR" => 3_600_000,
+        "DAY" => 86_400_000,
+        _ => return Err(invalid(format!("Unknown time unit: '{unit}'"))),
+    };
+    Ok(n * ms)
+}

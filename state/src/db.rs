@@ -1,6 +1,7 @@
 //! The process's RocksDB database and its memory budget.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rocksdb::{BlockBasedOptions, Cache, Options, WriteBufferManager, DB};
@@ -40,6 +41,8 @@ struct Inner {
     db: DB,
     path: PathBuf,
     sync: bool,
+    /// Bytes of every commit so far (keys, values and RocksDB's framing), for measurements.
+    committed_bytes: AtomicU64,
 }
 
 impl StateDb {
@@ -71,8 +74,14 @@ impl StateDb {
                 db,
                 path,
                 sync: options.sync,
+                committed_bytes: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// How many bytes all commits so far wrote to RocksDB (before compression and compaction).
+    pub fn committed_bytes(&self) -> u64 {
+        self.inner.committed_bytes.load(Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {
@@ -95,7 +104,11 @@ impl StateDb {
         }
         let mut opts = rocksdb::WriteOptions::default();
         opts.set_sync(self.inner.sync);
-        self.inner.db.write_opt(commit.into_batch(), &opts)?;
+        let batch = commit.into_batch();
+        self.inner
+            .committed_bytes
+            .fetch_add(batch.size_in_bytes() as u64, Ordering::Relaxed);
+        self.inner.db.write_opt(batch, &opts)?;
         Ok(())
     }
 

@@ -19,8 +19,7 @@ use crate::operator::{Operator, OperatorContext};
 use crate::schema::NULL_VALUE;
 use crate::state_codec::{decode_row, encode_row};
 
-pub const WINDOWSTART: &str = "WINDOWSTART";
-pub const WINDOWEND: &str = "WINDOWEND";
+pub use crate::schema::{WINDOWEND, WINDOWSTART};
 /// The output column with each result's timestamp: the largest of its group's records'.
 pub const AGG_ROWTIME: &str = "__ROWTIME";
 

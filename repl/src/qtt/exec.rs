@@ -221,6 +221,19 @@ fn input_record(session: &Session, input: &Value) -> Result<Record, String> {
             (key_bytes, value_bytes)
         }
     };
+    // A windowed key: the key's bytes, then (for a session) the end, then the start.
+    let key_bytes = match (input.get("window"), key_bytes) {
+        (Some(w), Some(k)) => {
+            let bound = |name: &str| w.get(name).and_then(Value::as_i64).unwrap_or(0);
+            let mut bytes = k.to_vec();
+            if w.get("type").and_then(Value::as_str) == Some("session") {
+                bytes.extend_from_slice(&bound("end").to_be_bytes());
+            }
+            bytes.extend_from_slice(&bound("start").to_be_bytes());
+            Some(Bytes::from(bytes))
+        }
+        (_, key) => key,
+    };
     let headers = match input.get("headers").and_then(Value::as_array) {
         None => Vec::new(),
         Some(hs) => hs

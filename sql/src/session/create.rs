@@ -111,6 +111,9 @@ impl Session {
                 }
             }
         }
+        if key_columns.is_empty() && props.get("WINDOW_TYPE").is_some() {
+            return invalid("Windowed sources require a key column.");
+        }
         if c.kind == SourceKind::Table && key_columns.is_empty() {
             return invalid("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.");
         }
@@ -135,7 +138,7 @@ impl Session {
             wrap_single_value: wrap_single(props)?,
             timestamp_column,
             timestamp_format,
-            window: None,
+            window: crate::with_clause::source_window(props)?,
             read_only: c.read_only,
             sql: text.to_string(),
         };
@@ -164,6 +167,7 @@ impl Session {
             &fields(&mut def.key_columns.iter()),
             &fields(&mut def.value_columns.iter()),
             &fields(&mut def.header_columns.iter().map(|(c, _)| c)),
+            def.window.is_some(),
         );
         let _ = self.df.deregister_table(def.name.as_str());
         self.df.register_table(
@@ -221,7 +225,11 @@ impl Session {
             wrap_single_value: wrap_single(props)?,
             timestamp_column: sink_ts.0,
             timestamp_format: sink_ts.1,
-            window: c.query.window.as_ref().map(window_info),
+            window: match &c.query.window {
+                Some(w) => Some(window_info(w)),
+                None if c.query.group_by.is_empty() => source.window,
+                None => None,
+            },
             read_only: false,
             sql: text.to_string(),
         };

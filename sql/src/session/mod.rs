@@ -13,7 +13,7 @@ use eddy_engine::aggregate::{Aggregate, AggregateState, GroupState, HavingFilter
 use eddy_engine::state::{StateDb, StateOptions};
 use eddy_engine::{
     EngineError, EventTime, HeaderColumn, Operator, Pipeline, ProcessingLog, QueryTask, Sink,
-    Source, TimestampFormat, WindowedKey,
+    Source, SourceWindow, TimestampFormat, WindowedKey,
 };
 use eddy_log::Log;
 
@@ -322,6 +322,11 @@ impl Session {
             .is_some_and(|v| v.eq_ignore_ascii_case("earliest"))
     }
 
+    /// Bytes committed to the state stores so far (0 if no stateful query ran).
+    pub fn state_bytes_committed(&self) -> u64 {
+        self.state.as_ref().map_or(0, StateDb::committed_bytes)
+    }
+
     /// The state database, `<data dir>/state`, opened on first use.
     fn state_db(&mut self) -> Result<StateDb> {
         if let Some(db) = &self.state {
@@ -339,7 +344,7 @@ impl Session {
         mut planned: crate::planner::PlannedSelect,
         sink_def: &SourceDef,
     ) -> Result<()> {
-        let mut window_columns = None;
+        let window_columns = planned.window_columns;
         let mut state = None;
         if let Some(agg) = planned.aggregate.take() {
             let db = self.state_db()?;
@@ -354,7 +359,6 @@ impl Session {
             }
             ops.extend(agg.after);
             planned.operators = ops;
-            window_columns = agg.window_columns;
             state = Some(db);
         }
         let source_def = &planned.source;
@@ -392,6 +396,14 @@ impl Session {
             event_time,
         );
         source.drop_null_keys = source_def.kind == SourceKind::Table;
+        if let Some(w) = source_def.window {
+            source = source.with_window(match w.size_ms {
+                Some(size) => SourceWindow::Time {
+                    size_ms: size as i64,
+                },
+                None => SourceWindow::Session,
+            });
+        }
         let (sink_key, sink_value) = codecs(sink_def)?;
         let timestamp_column = match &sink_def.timestamp_column {
             Some(c) => match sink_def.key_columns.iter().position(|v| &v.name == c) {
