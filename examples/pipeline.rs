@@ -90,7 +90,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "large-orders".into(),
         source,
         operators,
-        sink,
+        Some(sink),
         true,
         None,
     )?;

@@ -533,7 +533,9 @@ pub struct Pipeline {
     pub id: String,
     pub source: Source,
     pub operators: Vec<Box<dyn Operator>>,
-    pub sink: Sink,
+    /// Where the results go; `None` for a pipeline whose last operator keeps them itself (a
+    /// table's materialization).
+    pub sink: Option<Sink>,
     positions: Vec<u64>,
     /// For a stateful query: where its state and input positions commit together.
     state: Option<StateDb>,
@@ -550,7 +552,7 @@ impl Pipeline {
         id: String,
         source: Source,
         operators: Vec<Box<dyn Operator>>,
-        sink: Sink,
+        sink: Option<Sink>,
         from_beginning: bool,
         state: Option<StateDb>,
     ) -> Result<Pipeline> {
@@ -568,7 +570,7 @@ impl Pipeline {
                 p.end_offset()
             }));
         }
-        if let Some(db) = &state {
+        if let (Some(db), Some(sink)) = (&state, &sink) {
             // A new stateful query records where its sink ends before it writes anything, so
             // that recovery knows which records past that are its own.
             let mut commit = Commit::new();
@@ -596,12 +598,12 @@ impl Pipeline {
     /// writer: the records past its committed end are then all its own. Returns how many
     /// records were dropped.
     pub fn discard_uncommitted_output(&self) -> Result<u64> {
-        let Some(db) = &self.state else {
+        let (Some(db), Some(sink)) = (&self.state, &self.sink) else {
             return Ok(0);
         };
         let mut dropped = 0;
-        for p in self.sink.topic.partitions() {
-            if let Some(end) = db.offset(&self.id, &output_end(self.sink.topic.name(), p.id()))? {
+        for p in sink.topic.partitions() {
+            if let Some(end) = db.offset(&self.id, &output_end(sink.topic.name(), p.id()))? {
                 dropped += p.truncate_to(end)?;
             }
         }
@@ -617,12 +619,14 @@ impl Pipeline {
             self.source.value.format.name()
         )];
         lines.extend(self.operators.iter().map(|o| o.describe()));
-        lines.push(format!(
-            "Sink: topic {} ({} key, {} value)",
-            self.sink.topic.name(),
-            self.sink.key.format.name(),
-            self.sink.value.format.name()
-        ));
+        if let Some(sink) = &self.sink {
+            lines.push(format!(
+                "Sink: topic {} ({} key, {} value)",
+                sink.topic.name(),
+                sink.key.format.name(),
+                sink.value.format.name()
+            ));
+        }
         lines
     }
 
@@ -657,10 +661,9 @@ impl Pipeline {
                     }
                     batch = op.process(batch, &ctx)?;
                 }
-                let ends = if batch.num_rows() > 0 {
-                    self.sink.write(&batch, &self.id, plog)?
-                } else {
-                    Vec::new()
+                let ends = match &self.sink {
+                    Some(sink) if batch.num_rows() > 0 => sink.write(&batch, &self.id, plog)?,
+                    _ => Vec::new(),
                 };
                 consumed += records.len();
                 self.positions[p] = last + 1;
@@ -674,8 +677,10 @@ impl Pipeline {
                         &input_position(self.source.topic.name(), p as u32),
                         last + 1,
                     );
-                    for (sp, end) in ends {
-                        commit.set_offset(&self.id, &output_end(self.sink.topic.name(), sp), end);
+                    if let Some(sink) = &self.sink {
+                        for (sp, end) in ends {
+                            commit.set_offset(&self.id, &output_end(sink.topic.name(), sp), end);
+                        }
                     }
                     db.commit(commit)?;
                 }

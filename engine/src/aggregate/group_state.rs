@@ -115,6 +115,53 @@ impl<V> GroupState<V> {
         }
     }
 
+    /// The value of `key` to update in place (marked dirty), loaded from the store or made by
+    /// `init` if there is none. One hash lookup when the key is in memory, which is the hot
+    /// path of an aggregation.
+    pub fn entry(
+        &mut self,
+        key: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<V, String>,
+        init: impl Fn() -> Result<V>,
+    ) -> Result<&mut V> {
+        if !self.cache.contains_key(key) {
+            let loaded = match &self.backing {
+                Some(b) => match b.store.get(key)? {
+                    Some(bytes) => {
+                        Some(decode(&bytes).map_err(|e| state_error(b.store.name(), e))?)
+                    }
+                    None => None,
+                },
+                None => None,
+            };
+            let value = match loaded {
+                Some(v) => v,
+                None => init()?,
+            };
+            self.cache.insert(key.to_vec(), Slot::Dirty(value));
+            self.dirty += 1;
+        }
+        let slot = self.cache.get_mut(key).expect("inserted above");
+        match slot {
+            Slot::Dirty(_) => {}
+            Slot::Clean(_) => {
+                let Slot::Clean(v) = std::mem::replace(slot, Slot::Deleted) else {
+                    unreachable!("matched Clean")
+                };
+                *slot = Slot::Dirty(v);
+                self.dirty += 1;
+            }
+            Slot::Deleted => {
+                *slot = Slot::Dirty(init()?);
+                self.dirty += 1;
+            }
+        }
+        match slot {
+            Slot::Dirty(v) => Ok(v),
+            _ => unreachable!("made dirty above"),
+        }
+    }
+
     pub fn put(&mut self, key: Vec<u8>, value: V) {
         if !matches!(self.cache.get(&key), Some(Slot::Dirty(_))) {
             self.dirty += 1;

@@ -214,15 +214,27 @@ impl Aggregate {
 
     /// Adds (or with `undo`, takes back) one row's arguments to the group `key`, returning the
     /// group's new state.
-    fn apply(&mut self, key: &[u8], args: &[ScalarValue], ts: i64, undo: bool) -> Result<Group> {
-        let calls = self.spec.calls.clone();
-        let mut group = match self.groups.take(key, |b| Self::decode_group(&calls, b))? {
-            Some(g) => g,
-            None => Group {
-                accs: self.init()?,
-                ts,
+    fn apply(
+        &mut self,
+        key: &[u8],
+        args: &[ScalarValue],
+        ts: i64,
+        undo: bool,
+    ) -> Result<(Vec<ScalarValue>, i64)> {
+        let calls = &self.spec.calls;
+        let group = self.groups.entry(
+            key,
+            |b| Self::decode_group(calls, b),
+            || {
+                Ok(Group {
+                    accs: calls
+                        .iter()
+                        .map(|c| c.init().map_err(EngineError::Plan))
+                        .collect::<Result<_>>()?,
+                    ts,
+                })
             },
-        };
+        )?;
         for ((c, acc), v) in calls.iter().zip(&mut group.accs).zip(args) {
             if undo {
                 c.undo(acc, v).map_err(EngineError::Plan)?;
@@ -231,8 +243,30 @@ impl Aggregate {
             }
         }
         group.ts = group.ts.max(ts);
-        self.groups.put(key.to_vec(), group.clone());
-        Ok(group)
+        let results = calls
+            .iter()
+            .zip(&group.accs)
+            .map(|(c, a)| c.result(a).map_err(EngineError::Plan))
+            .collect::<Result<_>>()?;
+        Ok((results, group.ts))
+    }
+
+    fn emit_results(
+        &self,
+        out: &mut Vec<Emit>,
+        group: Vec<ScalarValue>,
+        results: Vec<ScalarValue>,
+        ts: i64,
+        window: Option<(i64, i64)>,
+    ) -> Result<()> {
+        out.push(Emit {
+            group,
+            results,
+            window,
+            ts,
+            tombstone: false,
+        });
+        Ok(())
     }
 
     fn emit_group(
@@ -263,8 +297,8 @@ impl Aggregate {
         let group_key = encode_row(&group_vals).map_err(EngineError::Plan)?;
         match self.spec.window {
             None => {
-                let g = self.apply(&group_key, &args, ts, false)?;
-                self.emit_group(out, group_vals, &g, None)
+                let (results, group_ts) = self.apply(&group_key, &args, ts, false)?;
+                self.emit_results(out, group_vals, results, group_ts, None)
             }
             Some(w) if !w.is_session() => {
                 for (start, end) in w.windows_for(ts) {
@@ -274,12 +308,18 @@ impl Aggregate {
                     }
                     let mut key = group_key.clone();
                     key.extend_from_slice(&start.to_be_bytes());
-                    let g = self.apply(&key, &args, ts, false)?;
+                    let (results, group_ts) = self.apply(&key, &args, ts, false)?;
                     self.live.insert(end, key.clone());
                     if w.emit_final {
                         self.pending.insert(end, key);
                     } else {
-                        self.emit_group(out, group_vals.clone(), &g, Some((start, end)))?;
+                        self.emit_results(
+                            out,
+                            group_vals.clone(),
+                            results,
+                            group_ts,
+                            Some((start, end)),
+                        )?;
                     }
                 }
                 Ok(())
@@ -372,15 +412,15 @@ impl Aggregate {
         };
         if let Some(p) = prev {
             let key = encode_row(&p.group).map_err(EngineError::Plan)?;
-            let g = self.apply(&key, &p.args, ts, true)?;
+            let (results, group_ts) = self.apply(&key, &p.args, ts, true)?;
             if new_key.as_ref() != Some(&key) {
-                self.emit_group(out, p.group, &g, None)?;
+                self.emit_results(out, p.group, results, group_ts, None)?;
             }
         }
         match (new, new_key) {
             (Some(n), Some(key)) => {
-                let g = self.apply(&key, &n.args, ts, false)?;
-                self.emit_group(out, n.group.clone(), &g, None)?;
+                let (results, group_ts) = self.apply(&key, &n.args, ts, false)?;
+                self.emit_results(out, n.group.clone(), results, group_ts, None)?;
                 self.table_rows.put(source_key, n);
             }
             _ => self.table_rows.delete(source_key),

@@ -174,8 +174,8 @@ impl Session {
             datafusion::common::TableReference::bare(def.name.clone()),
             Arc::new(MemTable::try_new(schema, vec![vec![]])?),
         )?;
-        self.catalog.sources.insert(def.name.clone(), def);
-        Ok(())
+        self.catalog.sources.insert(def.name.clone(), def.clone());
+        self.materialize(&def)
     }
 
     pub(super) fn create_as_select(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {

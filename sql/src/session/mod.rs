@@ -49,6 +49,8 @@ struct RunningQuery {
 enum QueryRun {
     Driven(Box<Pipeline>),
     Background(QueryTask),
+    /// Only while a query moves to the background.
+    Stopped,
 }
 
 pub struct Session {
@@ -66,10 +68,13 @@ pub struct Session {
     background: Option<tokio::runtime::Handle>,
     /// The state stores of stateful queries, opened with the first one.
     state: Option<StateDb>,
+    /// Each table's materialization, by table name, for pull queries.
+    materialized: BTreeMap<String, (String, QueryRun)>,
 }
 
 mod create;
 mod insert;
+mod pull;
 mod show;
 
 impl Session {
@@ -95,6 +100,7 @@ impl Session {
             commands: None,
             background: None,
             state: None,
+            materialized: BTreeMap::new(),
         }
     }
 
@@ -155,21 +161,21 @@ impl Session {
     /// woken by appends to its source; the queries already started move there too.
     pub fn run_in_background(&mut self, runtime: tokio::runtime::Handle) {
         let (log, plog) = (self.log.clone(), self.plog.clone());
-        self.queries = std::mem::take(&mut self.queries)
-            .into_iter()
-            .map(|mut q| {
-                q.run = match q.run {
-                    QueryRun::Driven(p) => QueryRun::Background(QueryTask::spawn(
-                        &runtime,
-                        *p,
-                        log.clone(),
-                        plog.clone(),
-                    )),
-                    running => running,
-                };
-                q
-            })
-            .collect();
+        let spawn = |run: &mut QueryRun| {
+            let placeholder = QueryRun::Stopped;
+            *run = match std::mem::replace(run, placeholder) {
+                QueryRun::Driven(p) => {
+                    QueryRun::Background(QueryTask::spawn(&runtime, *p, log.clone(), plog.clone()))
+                }
+                running => running,
+            };
+        };
+        for q in &mut self.queries {
+            spawn(&mut q.run);
+        }
+        for (_, run) in self.materialized.values_mut() {
+            spawn(run);
+        }
         self.background = Some(runtime);
     }
 
@@ -177,10 +183,19 @@ impl Session {
     /// session is opened again). Call it before dropping the runtime they run on, which waits
     /// for its blocking tasks.
     pub fn shutdown(&mut self) {
-        for q in &mut self.queries {
-            if let QueryRun::Background(task) = &mut q.run {
+        let runs = self
+            .queries
+            .iter_mut()
+            .map(|q| (q.id.as_str(), &mut q.run))
+            .chain(
+                self.materialized
+                    .values_mut()
+                    .map(|(id, run)| (id.as_str(), run)),
+            );
+        for (id, run) in runs {
+            if let QueryRun::Background(task) = run {
                 if let Err(e) = task.stop() {
-                    tracing::warn!(query = %q.id, "the query had failed: {e}");
+                    tracing::warn!(query = %id, "the query had failed: {e}");
                 }
             }
         }
@@ -278,10 +293,12 @@ impl Session {
                             tracing::warn!(query = %q.id, "the query had failed: {e}");
                         }
                     }
+                    self.drop_state_of(&q.id)?;
                 }
                 Ok(Outcome::Message("Query terminated.".into()))
             }
             Statement::Show(what) => self.show(what),
+            Statement::Query(select) if select.emit.is_none() => self.pull_query(select),
             Statement::Describe { name, .. } => self.describe(name),
             other => Err(unsupported(
                 Missing::Feature,
@@ -294,8 +311,13 @@ impl Session {
     pub fn run_until_idle(&mut self) -> Result<()> {
         loop {
             let mut progress = 0;
-            for q in &mut self.queries {
-                if let QueryRun::Driven(p) = &mut q.run {
+            let runs = self
+                .queries
+                .iter_mut()
+                .map(|q| &mut q.run)
+                .chain(self.materialized.values_mut().map(|(_, run)| run));
+            for run in runs {
+                if let QueryRun::Driven(p) = run {
                     progress += p.run_available(&self.log, &self.plog)?;
                 }
             }
@@ -325,6 +347,47 @@ impl Session {
     /// Bytes committed to the state stores so far (0 if no stateful query ran).
     pub fn state_bytes_committed(&self) -> u64 {
         self.state.as_ref().map_or(0, StateDb::committed_bytes)
+    }
+
+    /// How a query reads `def`'s topic.
+    pub(super) fn source_for(&self, def: &SourceDef) -> Result<Source> {
+        let (key, value) = codecs(def)?;
+        let event_time = match &def.timestamp_column {
+            Some(c) => EventTime::Column {
+                index: def
+                    .key_columns
+                    .iter()
+                    .chain(&def.value_columns)
+                    .position(|v| &v.name == c)
+                    .expect("validated"),
+                format: def
+                    .timestamp_format
+                    .as_deref()
+                    .map(TimestampFormat::new)
+                    .transpose()
+                    .map_err(SqlError::Invalid)?,
+            },
+            None => EventTime::RecordTimestamp,
+        };
+        let headers = def
+            .header_columns
+            .iter()
+            .map(|(c, name)| HeaderColumn {
+                field: c.field(),
+                name: name.clone(),
+            })
+            .collect();
+        let mut source = Source::new(self.log.topic(&def.topic)?, key, value, headers, event_time);
+        source.drop_null_keys = def.kind == SourceKind::Table;
+        if let Some(w) = def.window {
+            source = source.with_window(match w.size_ms {
+                Some(size) => SourceWindow::Time {
+                    size_ms: size as i64,
+                },
+                None => SourceWindow::Session,
+            });
+        }
+        Ok(source)
     }
 
     /// The state database, `<data dir>/state`, opened on first use.
@@ -362,48 +425,7 @@ impl Session {
             state = Some(db);
         }
         let source_def = &planned.source;
-        let (key, value) = codecs(source_def)?;
-        let event_time = match &source_def.timestamp_column {
-            Some(c) => EventTime::Column {
-                index: source_def
-                    .key_columns
-                    .iter()
-                    .chain(&source_def.value_columns)
-                    .position(|v| &v.name == c)
-                    .expect("validated"),
-                format: source_def
-                    .timestamp_format
-                    .as_deref()
-                    .map(TimestampFormat::new)
-                    .transpose()
-                    .map_err(SqlError::Invalid)?,
-            },
-            None => EventTime::RecordTimestamp,
-        };
-        let headers = source_def
-            .header_columns
-            .iter()
-            .map(|(c, name)| HeaderColumn {
-                field: c.field(),
-                name: name.clone(),
-            })
-            .collect();
-        let mut source = Source::new(
-            self.log.topic(&source_def.topic)?,
-            key,
-            value,
-            headers,
-            event_time,
-        );
-        source.drop_null_keys = source_def.kind == SourceKind::Table;
-        if let Some(w) = source_def.window {
-            source = source.with_window(match w.size_ms {
-                Some(size) => SourceWindow::Time {
-                    size_ms: size as i64,
-                },
-                None => SourceWindow::Session,
-            });
-        }
+        let source = self.source_for(source_def)?;
         let (sink_key, sink_value) = codecs(sink_def)?;
         let timestamp_column = match &sink_def.timestamp_column {
             Some(c) => match sink_def.key_columns.iter().position(|v| &v.name == c) {
@@ -448,7 +470,7 @@ impl Session {
             id,
             source,
             planned.operators,
-            sink,
+            Some(sink),
             self.reads_from_beginning(),
             state,
         )?;
@@ -512,6 +534,7 @@ impl Session {
         }
         self.catalog.sources.remove(name);
         let _ = self.df.deregister_table(name);
+        self.dematerialize(name)?;
         if delete_topic {
             match self.log.delete_topic(&def.topic) {
                 // Replaying a DROP ... DELETE TOPIC finds the topic already gone.

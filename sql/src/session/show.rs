@@ -57,6 +57,7 @@ impl Session {
                             super::QueryRun::Driven(_) => "RUNNING (driven)",
                             super::QueryRun::Background(t) if t.is_finished() => "ERROR",
                             super::QueryRun::Background(_) => "RUNNING",
+                            super::QueryRun::Stopped => "STOPPED",
                         };
                         vec![
                             q.id.clone(),
