@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eddy::engine::state::{StateDb, StateOptions};
 use eddy::log::{FsyncPolicy, Log, LogOptions, ReadLimits, Record, StoredRecord, TopicConfig};
-use eddy::sql::{parse_statements, Session};
+use eddy::sql::{parse_statements, Outcome, Session};
 
 const CHILD_ENV: &str = "EDDY_CRASH_CHILD";
 const RECORDS: u64 = 200_000;
@@ -73,6 +73,48 @@ fn committed_input(dir: &std::path::Path) -> u64 {
     db.offset("CTAS_PER_MINUTE_0", "input/clicks/0")
         .unwrap()
         .unwrap_or(0)
+}
+
+/// The table's rows by pull query, as (key, window start, count, sum), sorted.
+fn pull(dir: &std::path::Path) -> Vec<(String, i64, i64, i64)> {
+    let log = Log::open(dir, options()).unwrap();
+    let mut session = Session::open(log).unwrap();
+    let (stmt, text) = parse_statements("SELECT * FROM PER_MINUTE;")
+        .unwrap()
+        .remove(0);
+    let Outcome::Table { columns, rows } = session.execute(&stmt, &text).unwrap() else {
+        panic!("a pull query returns rows")
+    };
+    assert_eq!(columns, ["K", "WINDOWSTART", "WINDOWEND", "N", "TOTAL"]);
+    let mut out: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r[0].clone(),
+                r[1].parse().unwrap(),
+                r[3].parse().unwrap(),
+                r[4].parse().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// What the table must hold, computed from the input directly.
+fn expected_rows() -> Vec<(String, i64, i64, i64)> {
+    let mut groups = std::collections::BTreeMap::new();
+    for i in 0..RECORDS {
+        let key = format!("user{}", (i * 7919) % KEYS);
+        let window = (i * 13) as i64 / 60_000 * 60_000;
+        let g = groups.entry((key, window)).or_insert((0i64, 0i64));
+        g.0 += 1;
+        g.1 += (i % 100) as i64;
+    }
+    groups
+        .into_iter()
+        .map(|((k, w), (n, sum))| (k, w, n, sum))
+        .collect()
 }
 
 fn output(dir: &std::path::Path) -> Vec<StoredRecord> {
@@ -161,4 +203,11 @@ fn windowed_aggregation_is_exactly_once_under_sigkill() {
             a.offset
         );
     }
+    let table = pull(crashed.path());
+    assert_eq!(table, pull(reference.path()));
+    assert_eq!(
+        table,
+        expected_rows(),
+        "every count and sum as computed from the input"
+    );
 }

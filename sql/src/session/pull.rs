@@ -21,8 +21,9 @@ use eddy_engine::{EngineError, OperatorContext, Pipeline};
 use super::{Outcome, QueryRun, Session};
 use crate::ast::{Select, SourceKind};
 use crate::catalog::SourceDef;
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Result, SqlError};
 use crate::planner::plan_select;
+use sqlparser::ast::{Expr, SelectItem};
 
 /// The internal pipeline that materializes `table`.
 fn materializer_id(table: &str) -> String {
@@ -112,7 +113,30 @@ impl Session {
             self.run_until_idle()?;
         }
         let state = self.df.state();
-        let mut planned = plan_select(&state, &self.catalog, select, name, &self.properties)?;
+        // Unlike a persistent query, a pull query need not select the key: a missing key column
+        // is added to the plan, hidden, and left out of the rows shown.
+        let mut select = select.clone();
+        let mut hidden = Vec::new();
+        let mut planned = loop {
+            match plan_select(&state, &self.catalog, &select, name, &self.properties) {
+                Err(SqlError::Invalid(m)) if m.starts_with("Key missing from projection") => {
+                    let Some(key) = def
+                        .key_columns
+                        .iter()
+                        .find(|k| m.contains(&format!("key column {} ", k.name)))
+                    else {
+                        return invalid(m);
+                    };
+                    let alias = format!("__PULL_KEY_{}", hidden.len());
+                    select.items.push(SelectItem::ExprWithAlias {
+                        expr: Expr::Identifier(crate::rewrite::quoted(&key.name)),
+                        alias: crate::rewrite::quoted(&alias),
+                    });
+                    hidden.push(alias);
+                }
+                other => break other?,
+            }
+        };
         let Some(id) = self.materialized.get(name).map(|(id, _)| id.clone()) else {
             return invalid(format!("{name} is not materialized."));
         };
@@ -177,12 +201,13 @@ impl Session {
         }
         // Over a table, WHERE marks the rows it rejects as deletions: a pull query drops them.
         let deleted = batch.column(planned.null_value_index).as_boolean().clone();
-        let mut shown: Vec<usize> = planned.key_indices.clone();
-        let mut header = planned
-            .key_columns
+        let (mut shown, mut header): (Vec<usize>, Vec<String>) = planned
+            .key_indices
             .iter()
-            .map(|c| c.name.clone())
-            .collect::<Vec<_>>();
+            .zip(&planned.key_columns)
+            .filter(|(_, c)| !hidden.contains(&c.name))
+            .map(|(i, c)| (*i, c.name.clone()))
+            .unzip();
         if let Some((s, e)) = planned.window_columns {
             shown.extend([s, e]);
             header.extend(["WINDOWSTART".to_string(), "WINDOWEND".to_string()]);
