@@ -128,8 +128,15 @@ fn zero(t: &DataType) -> Result<ScalarValue, String> {
 /// `a + b` (or `a - b`) in the type of `a`, as Java computes it: integers wrap, decimals that
 /// no longer fit their precision are an error.
 fn add(a: &ScalarValue, b: &ScalarValue, negate: bool) -> Result<ScalarValue, String> {
-    let b = b.cast_to(&a.data_type()).map_err(|e| e.to_string())?;
-    Ok(match (a, &b) {
+    // Casting a scalar goes through an array: only when the types differ.
+    let cast;
+    let b = if a.data_type() == b.data_type() {
+        b
+    } else {
+        cast = b.cast_to(&a.data_type()).map_err(|e| e.to_string())?;
+        &cast
+    };
+    Ok(match (a, b) {
         (ScalarValue::Int32(Some(x)), ScalarValue::Int32(Some(y))) => {
             ScalarValue::Int32(Some(if negate {
                 x.wrapping_sub(*y)
