@@ -35,6 +35,15 @@ struct Cli {
     /// interval such as 5ms (the default).
     #[arg(long, global = true, env = "EDDY_FSYNC")]
     fsync: Option<FsyncPolicy>,
+    /// The memory, in MiB, that the state stores of all queries may use together (RocksDB's
+    /// block cache and write buffers).
+    #[arg(
+        long,
+        global = true,
+        env = "EDDY_STATE_MEMORY_MB",
+        default_value_t = 256
+    )]
+    state_memory_mb: usize,
     /// Run the SQL statements in this file, then exit (see --follow).
     #[arg(short = 'f', long = "file", conflicts_with = "execute")]
     file: Option<PathBuf>,
@@ -85,8 +94,13 @@ fn main() -> ExitCode {
         (None, None) => None,
     };
     let result = match cli.command {
-        None if sql.is_some() => open(&cli.data_dir, cli.fsync)
-            .and_then(|log| script::run(log, sql.as_deref().unwrap_or_default(), cli.follow)),
+        None if sql.is_some() => open(&cli.data_dir, cli.fsync).and_then(|log| {
+            let state = eddy_engine::state::StateOptions {
+                memory_bytes: cli.state_memory_mb << 20,
+                ..Default::default()
+            };
+            script::run(log, state, sql.as_deref().unwrap_or_default(), cli.follow)
+        }),
         None => {
             use clap::CommandFactory;
             println!(

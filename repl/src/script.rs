@@ -6,11 +6,12 @@
 //! they keep running (each on its own task, woken by appends) until Ctrl-C.
 
 use anyhow::{bail, Result};
+use eddy_engine::state::StateOptions;
 use eddy_log::Log;
 use eddy_sql::{parse_statements, Outcome, Session};
 
-pub fn run(log: Log, sql: &str, follow: bool) -> Result<()> {
-    let mut session = Session::open(log)?;
+pub fn run(log: Log, state: StateOptions, sql: &str, follow: bool) -> Result<()> {
+    let mut session = Session::open_with(log, state)?;
     let statements = parse_statements(sql)?;
     for (stmt, text) in &statements {
         match session.execute(stmt, text) {

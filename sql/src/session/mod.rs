@@ -68,6 +68,7 @@ pub struct Session {
     background: Option<tokio::runtime::Handle>,
     /// The state stores of stateful queries, opened with the first one.
     state: Option<StateDb>,
+    state_options: StateOptions,
     /// Each table's materialization, by table name, for pull queries.
     materialized: BTreeMap<String, (String, QueryRun)>,
 }
@@ -100,6 +101,7 @@ impl Session {
             commands: None,
             background: None,
             state: None,
+            state_options: StateOptions::default(),
             materialized: BTreeMap::new(),
         }
     }
@@ -108,7 +110,13 @@ impl Session {
     /// command topic (rebuilding the catalog and restarting the persistent queries, which resume
     /// from their committed offsets), then records every statement that changes them.
     pub fn open(log: Log) -> Result<Session> {
+        Self::open_with(log, StateOptions::default())
+    }
+
+    /// [`Session::open`], with the state stores' memory budget and durability given.
+    pub fn open_with(log: Log, state: StateOptions) -> Result<Session> {
         let mut session = Session::new(log);
+        session.state_options = state;
         let commands = CommandLog::open(&session.log)?;
         for command in commands.read_all()? {
             session.properties = command.properties;
@@ -395,7 +403,7 @@ impl Session {
         if let Some(db) = &self.state {
             return Ok(db.clone());
         }
-        let db = StateDb::open(self.log.dir().join("state"), StateOptions::default())
+        let db = StateDb::open(self.log.dir().join("state"), self.state_options.clone())
             .map_err(EngineError::from)?;
         self.state = Some(db.clone());
         Ok(db)
