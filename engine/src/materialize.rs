@@ -114,7 +114,7 @@ pub fn read_rows(
 ) -> Result<Vec<MaterializedRow>> {
     let mut value_row_types = vec![DataType::Int64];
     value_row_types.extend_from_slice(value_types);
-    let store = db.store(store);
+    let store = db.store(store)?;
     let corrupt = |e: String| {
         EngineError::State(eddy_state::StateError::Corrupt {
             store: store.name().to_string(),

@@ -33,6 +33,12 @@ impl Commit {
         self.batch.delete(store.key(key));
     }
 
+    /// Deletes every key of `store` below `end` (expired windows, whose keys start with their
+    /// time). Not written to the changelog: a store restored from it deletes them again.
+    pub fn delete_below(&mut self, store: &Store, end: &[u8]) {
+        self.batch.delete_range(store.key(&[]), store.key(end));
+    }
+
     /// Records a position of `owner`'s, read back by [`crate::StateDb::offset`].
     pub fn set_offset(&mut self, owner: &str, name: &str, offset: u64) {
         self.batch

@@ -7,7 +7,17 @@ use std::sync::Arc;
 use rocksdb::{BlockBasedOptions, Cache, Options, WriteBufferManager, DB};
 
 use crate::commit::{offset_key, Commit};
-use crate::error::Result;
+use crate::error::{Result, StateError};
+
+/// The registry of store names: `n\0<name>` → the store's id.
+fn registry_key(name: &str) -> Vec<u8> {
+    let mut k = b"n\0".to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// The next store id to give.
+const NEXT_ID: &[u8] = b"c\0next-store-id";
 use crate::store::Store;
 
 /// How much memory the state layer may use.
@@ -41,6 +51,8 @@ struct Inner {
     db: DB,
     path: PathBuf,
     sync: bool,
+    /// Held while a store id is allocated or a registry entry removed.
+    registry: parking_lot::Mutex<()>,
     /// Bytes of every commit so far (keys, values and RocksDB's framing), for measurements.
     committed_bytes: AtomicU64,
 }
@@ -75,6 +87,7 @@ impl StateDb {
                 path,
                 sync: options.sync,
                 committed_bytes: AtomicU64::new(0),
+                registry: parking_lot::Mutex::new(()),
             }),
         })
     }
@@ -88,9 +101,31 @@ impl StateDb {
         &self.inner.path
     }
 
-    /// The store named `name` (`<query>/<operator>`), empty if it was never written.
-    pub fn store(&self, name: &str) -> Store {
-        Store::new(self.clone(), name)
+    /// The store named `name` (`<query>/<operator>`), empty if it was never written. A new
+    /// name is given the next store id, recorded in the registry (`n\0<name>` → id).
+    pub fn store(&self, name: &str) -> Result<Store> {
+        let _allocating = self.inner.registry.lock();
+        let entry = registry_key(name);
+        let id = match self.inner.db.get(&entry)? {
+            Some(v) => {
+                u32::from_be_bytes(v.as_slice().try_into().map_err(|_| StateError::Corrupt {
+                    store: name.to_string(),
+                    message: "a store id is not four bytes".into(),
+                })?)
+            }
+            None => {
+                let next = match self.inner.db.get(NEXT_ID)? {
+                    Some(v) => u32::from_be_bytes(v.as_slice().try_into().unwrap_or([0; 4])),
+                    None => 0,
+                };
+                let mut batch = rocksdb::WriteBatch::default();
+                batch.put(&entry, next.to_be_bytes());
+                batch.put(NEXT_ID, (next + 1).to_be_bytes());
+                self.inner.db.write(batch)?;
+                next
+            }
+        };
+        Ok(Store::new(self.clone(), name, id))
     }
 
     pub(crate) fn db(&self) -> &DB {
@@ -125,12 +160,24 @@ impl StateDb {
 
     /// Removes everything a query kept: its stores and its offsets.
     pub fn drop_owner(&self, owner: &str) -> Result<()> {
+        let _allocating = self.inner.registry.lock();
         let mut batch = rocksdb::WriteBatch::default();
-        for prefix in [Store::prefix_of_owner(owner), offset_key(owner, "")] {
-            let mut end = prefix.clone();
-            end.push(0xff);
-            batch.delete_range(&prefix, &end);
+        let stores = registry_key(&format!("{owner}/"));
+        for item in self.inner.db.prefix_iterator(&stores) {
+            let (k, v) = item?;
+            if !k.starts_with(&stores) {
+                break;
+            }
+            if let Ok(id) = <[u8; 4]>::try_from(v.as_ref()) {
+                let id = u32::from_be_bytes(id);
+                batch.delete_range(Store::prefix_of(id), Store::prefix_of(id + 1));
+            }
+            batch.delete(&k);
         }
+        let offsets = offset_key(owner, "");
+        let mut end = offsets.clone();
+        end.push(0xff);
+        batch.delete_range(&offsets, &end);
         self.inner.db.write(batch)?;
         Ok(())
     }

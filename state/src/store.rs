@@ -4,7 +4,8 @@ use crate::db::StateDb;
 use crate::error::Result;
 
 /// The keys of one operator of one query. Keys are stored behind a prefix made of the store's
-/// name, so stores never see each other's keys and a prefix scan stays inside one store.
+/// id (`s` and four bytes; [`StateDb::store`] keeps the name → id registry), so stores never see
+/// each other's keys, a prefix scan stays inside one store, and RocksDB compares short keys.
 #[derive(Clone)]
 pub struct Store {
     db: StateDb,
@@ -13,22 +14,17 @@ pub struct Store {
 }
 
 impl Store {
-    pub(crate) fn new(db: StateDb, name: &str) -> Store {
-        let mut prefix = b"s\0".to_vec();
-        prefix.extend_from_slice(name.as_bytes());
-        prefix.push(0);
+    pub(crate) fn new(db: StateDb, name: &str, id: u32) -> Store {
         Store {
             db,
             name: name.to_string(),
-            prefix,
+            prefix: Self::prefix_of(id),
         }
     }
 
-    /// The prefix of every store of `owner` (store names are `<owner>/<operator>`).
-    pub(crate) fn prefix_of_owner(owner: &str) -> Vec<u8> {
-        let mut prefix = b"s\0".to_vec();
-        prefix.extend_from_slice(owner.as_bytes());
-        prefix.push(b'/');
+    pub(crate) fn prefix_of(id: u32) -> Vec<u8> {
+        let mut prefix = b"s".to_vec();
+        prefix.extend_from_slice(&id.to_be_bytes());
         prefix
     }
 

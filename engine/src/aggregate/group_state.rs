@@ -30,6 +30,10 @@ enum Slot<V> {
 pub struct GroupState<V> {
     cache: HashMap<Vec<u8>, Slot<V>>,
     backing: Option<Backing>,
+    /// Keys below this are to be deleted from the store at the next checkpoint.
+    expired_below: Option<Vec<u8>>,
+    /// The highest bound expired so far.
+    expired_through: Option<Vec<u8>>,
     capacity: usize,
     dirty: usize,
 }
@@ -47,6 +51,8 @@ impl<V> GroupState<V> {
         GroupState {
             cache: HashMap::new(),
             backing: None,
+            expired_below: None,
+            expired_through: None,
             capacity: usize::MAX,
             dirty: 0,
         }
@@ -60,7 +66,7 @@ impl<V> GroupState<V> {
         name: &str,
         capacity: usize,
     ) -> Result<GroupState<V>> {
-        let store = db.store(&format!("{owner}/{name}"));
+        let store = db.store(&format!("{owner}/{name}"))?;
         let changelog = Changelog::open(log, owner, store.clone())?;
         Self::persistent(db, Backing { store, changelog }, capacity)
     }
@@ -79,6 +85,8 @@ impl<V> GroupState<V> {
         Ok(GroupState {
             cache: HashMap::new(),
             backing: Some(backing),
+            expired_below: None,
+            expired_through: None,
             capacity,
             dirty: 0,
         })
@@ -193,6 +201,27 @@ impl<V> GroupState<V> {
         }
     }
 
+    /// Drops every key below `bound` (in byte order): expired windows, whose keys begin with
+    /// their time.
+    pub fn expire_below(&mut self, bound: Vec<u8>) {
+        if self.expired_through.as_ref().is_some_and(|b| *b >= bound) {
+            return;
+        }
+        let mut dirty_dropped = 0;
+        self.cache.retain(|k, slot| {
+            let keep = k.as_slice() >= bound.as_slice();
+            if !keep && matches!(slot, Slot::Dirty(_)) {
+                dirty_dropped += 1;
+            }
+            keep
+        });
+        self.dirty -= dirty_dropped;
+        if self.backing.is_some() {
+            self.expired_below = Some(bound.clone());
+        }
+        self.expired_through = Some(bound);
+    }
+
     /// Stages the changes since the last checkpoint in `commit` and the changelog.
     pub fn checkpoint(
         &mut self,
@@ -203,6 +232,9 @@ impl<V> GroupState<V> {
         let Some(b) = &self.backing else {
             return Ok(());
         };
+        if let Some(bound) = self.expired_below.take() {
+            commit.delete_below(&b.store, &bound);
+        }
         let mut changes = Vec::new();
         self.cache.retain(|k, slot| match slot {
             Slot::Clean(_) => true,

@@ -306,10 +306,8 @@ impl Aggregate {
                         origin.report("a record for a window that has closed was dropped")?;
                         continue;
                     }
-                    let mut key = group_key.clone();
-                    key.extend_from_slice(&start.to_be_bytes());
+                    let key = time_window_key(start, &group_key);
                     let (results, group_ts) = self.apply(&key, &args, ts, false)?;
-                    self.live.insert(end, key.clone());
                     if w.emit_final {
                         self.pending.insert(end, key);
                     } else {
@@ -435,8 +433,13 @@ impl Aggregate {
         };
         while let Some((end, key)) = self.pending.pop_until(self.stream_time - w.grace_ms) {
             let calls = self.spec.calls.clone();
-            let (group_bytes, start) = key.split_at(key.len() - 8);
-            let start = i64::from_be_bytes(start.try_into().expect("8 bytes"));
+            let (group_bytes, start) = if w.is_session() {
+                let (g, s) = key.split_at(key.len() - 8);
+                (g, i64::from_be_bytes(s.try_into().expect("8 bytes")))
+            } else {
+                let (s, g) = key.split_at(8);
+                (g, sortable_time(s))
+            };
             let group_vals =
                 decode_row(&self.group_types, group_bytes).map_err(EngineError::Plan)?;
             if w.is_session() {
@@ -466,17 +469,30 @@ impl Aggregate {
         Ok(())
     }
 
-    /// Removes the windows whose retention has passed from the state.
+    /// Removes the windows whose retention has passed from the state. Time windows are keyed
+    /// by start first, so they go by range, a window size at a time; sessions one by one.
     fn expire_windows(&mut self) -> Result<()> {
         let Some(w) = self.spec.window else {
             return Ok(());
         };
+        if let WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } = w.kind {
+            // Windows with end + retention <= stream time, that is start <= bound.
+            let bound = self
+                .stream_time
+                .saturating_sub(w.retention())
+                .saturating_sub(size);
+            let step = match w.kind {
+                WindowKind::Hopping { advance, .. } => advance,
+                _ => size,
+            };
+            if bound > i64::MIN / 2 {
+                let first_kept = bound - bound.rem_euclid(step) + step;
+                self.groups.expire_below(time_window_key(first_kept, &[]));
+            }
+            return Ok(());
+        }
         let calls = self.spec.calls.clone();
         while let Some((end, key)) = self.live.pop_until(self.stream_time - w.retention()) {
-            if !w.is_session() {
-                self.groups.delete(key);
-                continue;
-            }
             let (group_bytes, start) = key.split_at(key.len() - 8);
             let start = i64::from_be_bytes(start.try_into().expect("8 bytes"));
             let mut sessions = self
@@ -542,6 +558,18 @@ fn to_array(values: impl Iterator<Item = ScalarValue>, t: &DataType) -> Result<A
     } else {
         datafusion::arrow::compute::cast(&array, t)?
     })
+}
+
+/// A time window's state key: its start (as bytes that sort as the numbers do), then the group.
+/// Expired windows are then a key range.
+fn time_window_key(start: i64, group: &[u8]) -> Vec<u8> {
+    let mut key = ((start as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+    key.extend_from_slice(group);
+    key
+}
+
+fn sortable_time(b: &[u8]) -> i64 {
+    (u64::from_be_bytes(b.try_into().expect("8 bytes")) ^ (1 << 63)) as i64
 }
 
 fn encode_group(calls: &[AggCall], g: &Group) -> Result<Vec<u8>, String> {
@@ -677,8 +705,10 @@ impl Operator for Aggregate {
             if self.spec.window.is_some_and(|w| w.emit_final) {
                 self.close_windows(&mut out)?;
             }
-            self.expire_windows()?;
         }
+        // Once per batch: a window expires long after it closed, so nothing in this batch
+        // could still have reached it.
+        self.expire_windows()?;
         self.build(out)
     }
 
