@@ -119,7 +119,10 @@ fn expected_rows() -> Vec<(String, i64, i64, i64)> {
 
 fn output(dir: &std::path::Path) -> Vec<StoredRecord> {
     let log = Log::open(dir, options()).unwrap();
-    let p = log.partition("PER_MINUTE", 0).unwrap();
+    // A child killed before it created the table leaves no topic yet.
+    let Ok(p) = log.partition("PER_MINUTE", 0) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     let mut offset = p.start_offset();
     loop {

@@ -509,6 +509,56 @@ impl Aggregate {
         Ok(())
     }
 
+    /// The current result of every group (and window) of the aggregate whose state is in `db`
+    /// under `owner` and `name` (as [`AggregateState::persistent`] named it), as of its last
+    /// commit, in the layout of its output batches. This is how a pull query reads an
+    /// aggregation's table: from the state itself, without a second copy.
+    pub fn snapshot(
+        db: &StateDb,
+        owner: &str,
+        name: &str,
+        spec: AggregateSpec,
+    ) -> Result<RecordBatch> {
+        let this = Aggregate::new(spec, AggregateState::in_memory())?;
+        let calls = &this.spec.calls;
+        let corrupt = |e: String| EngineError::Plan(format!("reading {owner}'s state: {e}"));
+        let mut rows = Vec::new();
+        let size = this.spec.window.and_then(|w| w.size());
+        let mut emit = |group: &[u8], g: &Group, window: Option<(i64, i64)>| -> Result<()> {
+            rows.push(Emit {
+                group: decode_row(&this.group_types, group).map_err(corrupt)?,
+                results: this.results(&g.accs)?,
+                window,
+                ts: g.ts,
+                tombstone: false,
+            });
+            Ok(())
+        };
+        for (k, v) in db
+            .store(&format!("{owner}/{name}-groups"))?
+            .scan_prefix(&[])?
+        {
+            let g = Self::decode_group(calls, &v).map_err(corrupt)?;
+            match size {
+                Some(size) if k.len() >= 8 => {
+                    let (start, group) = k.split_at(8);
+                    let start = sortable_time(start);
+                    emit(group, &g, Some((start, start + size)))?;
+                }
+                _ => emit(&k, &g, None)?,
+            }
+        }
+        for (k, v) in db
+            .store(&format!("{owner}/{name}-sessions"))?
+            .scan_prefix(&[])?
+        {
+            for s in decode_sessions(calls, &v).map_err(corrupt)? {
+                emit(&k, &s.group, Some((s.start, s.end)))?;
+            }
+        }
+        this.build(rows)
+    }
+
     fn build(&self, rows: Vec<Emit>) -> Result<RecordBatch> {
         let n = rows.len();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());

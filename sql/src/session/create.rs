@@ -156,11 +156,13 @@ impl Session {
             self.log
                 .create_topic(&topic, TopicConfig::with_partitions(partitions))?;
         }
-        self.register(def)?;
+        self.register(def, false)?;
         Ok(Outcome::Message(format!("{what} created")))
     }
 
-    fn register(&mut self, def: SourceDef) -> Result<()> {
+    /// Adds a source to the catalog; a table is also materialized for pull queries, unless
+    /// `materialized_by_query` (an aggregation's state is its table's materialization).
+    fn register(&mut self, def: SourceDef, materialized_by_query: bool) -> Result<()> {
         let fields =
             |cols: &mut dyn Iterator<Item = &Column>| cols.map(Column::field).collect::<Vec<_>>();
         let schema = source_schema(
@@ -175,6 +177,9 @@ impl Session {
             Arc::new(MemTable::try_new(schema, vec![vec![]])?),
         )?;
         self.catalog.sources.insert(def.name.clone(), def.clone());
+        if materialized_by_query {
+            return Ok(());
+        }
         self.materialize(&def)
     }
 
@@ -259,7 +264,7 @@ impl Session {
             self.next_query
         );
         self.start_query(id.clone(), planned, &def)?;
-        self.register(def)?;
+        self.register(def, !c.query.group_by.is_empty())?;
         Ok(Outcome::QueryStarted {
             message: format!("Created query with ID {id}"),
             id,

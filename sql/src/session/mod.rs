@@ -43,6 +43,8 @@ struct RunningQuery {
     run: QueryRun,
     sink: String,
     sources: Vec<String>,
+    /// A GROUP BY query: its state is its table's materialization.
+    aggregate: bool,
 }
 
 /// How a persistent query runs: driven by [`Session::run_until_idle`], or on its own task.
@@ -416,6 +418,7 @@ impl Session {
         sink_def: &SourceDef,
     ) -> Result<()> {
         let window_columns = planned.window_columns;
+        let is_aggregate = planned.aggregate.is_some();
         let mut state = None;
         if let Some(agg) = planned.aggregate.take() {
             let db = self.state_db()?;
@@ -497,6 +500,7 @@ impl Session {
             run,
             sink: sink_def.name.clone(),
             sources: vec![source_def.name.clone()],
+            aggregate: is_aggregate,
         });
         Ok(())
     }

@@ -9,11 +9,11 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch,
 };
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
-use eddy_engine::aggregate::GroupState;
+use eddy_engine::aggregate::{Aggregate, GroupState};
 use eddy_engine::materialize::{read_rows, Materialize};
 use eddy_engine::schema::{headers_type, PSEUDO_COLUMNS};
 use eddy_engine::{EngineError, OperatorContext, Pipeline};
@@ -94,6 +94,131 @@ impl Session {
         Ok(())
     }
 
+    /// The current rows of a table, laid out as its source batches are (pseudo-columns, keys,
+    /// values, window bounds, hidden columns): from the table's aggregation's state if it has
+    /// one, else from its materialization.
+    fn table_batch(&mut self, def: &SourceDef) -> Result<RecordBatch> {
+        let schema = self.source_for(def)?.schema();
+        if let Some(batch) = self.aggregate_rows(def)? {
+            return Ok(batch);
+        }
+        let Some(id) = self.materialized.get(&def.name).map(|(id, _)| id.clone()) else {
+            return invalid(format!("{} is not materialized.", def.name));
+        };
+        let db = self.state_db()?;
+        let mut key_types: Vec<DataType> =
+            def.key_columns.iter().map(|c| c.ty.to_arrow()).collect();
+        if def.window.is_some() {
+            key_types.extend([DataType::Int64, DataType::Int64]);
+        }
+        let value_types: Vec<DataType> =
+            def.value_columns.iter().map(|c| c.ty.to_arrow()).collect();
+        let rows = read_rows(&db, &format!("{id}/rows"), &key_types, &value_types)?;
+        let n = rows.len();
+        let column = |values: Vec<ScalarValue>, t: &DataType| -> Result<ArrayRef> {
+            Ok(if values.is_empty() {
+                datafusion::arrow::array::new_empty_array(t)
+            } else {
+                ScalarValue::iter_to_array(values).map_err(EngineError::from)?
+            })
+        };
+        let nk = def.key_columns.len();
+        let rowtime: ArrayRef =
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.rowtime)));
+        let keys = (0..nk)
+            .map(|i| {
+                column(
+                    rows.iter().map(|r| r.key[i].clone()).collect(),
+                    &key_types[i],
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let values = value_types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| column(rows.iter().map(|r| r.values[i].clone()).collect(), t))
+            .collect::<Result<Vec<_>>>()?;
+        let window = match def.window {
+            Some(_) => Some((
+                column(
+                    rows.iter().map(|r| r.key[nk].clone()).collect(),
+                    &DataType::Int64,
+                )?,
+                column(
+                    rows.iter().map(|r| r.key[nk + 1].clone()).collect(),
+                    &DataType::Int64,
+                )?,
+            )),
+            None => None,
+        };
+        source_layout(def, schema, n, rowtime, keys, values, window)
+    }
+
+    /// The rows of a table made by an aggregation, read from the aggregation's own state: its
+    /// groups' current results, through its HAVING and projection. `None` for other tables.
+    fn aggregate_rows(&mut self, def: &SourceDef) -> Result<Option<RecordBatch>> {
+        let Some(query) = self
+            .queries
+            .iter()
+            .find(|q| q.sink == def.name && q.aggregate)
+        else {
+            return Ok(None);
+        };
+        let id = query.id.clone();
+        let Ok(mut statements) = crate::parser::parse_statements(&def.sql) else {
+            return Ok(None);
+        };
+        let Some((crate::ast::Statement::CreateAsSelect(c), _)) = statements.pop() else {
+            return Ok(None);
+        };
+        // The same properties the query was planned with shape its plan (collect_list limits).
+        let state = self.df.state();
+        let mut planned =
+            plan_select(&state, &self.catalog, &c.query, &def.name, &self.properties)?;
+        let Some(agg) = planned.aggregate.take() else {
+            return Ok(None);
+        };
+        let db = self.state_db()?;
+        let mut batch = Aggregate::snapshot(&db, &id, "aggregate", agg.spec)?;
+        if let Some((predicate, _, _)) = &agg.having {
+            let mask = predicate
+                .evaluate(&batch)
+                .and_then(|v| v.into_array(batch.num_rows()))
+                .map_err(EngineError::from)?;
+            let mask = mask.as_boolean();
+            // A null is not true (and `prep_null_mask_filter` needs a null buffer).
+            let mask = if mask.null_count() > 0 {
+                datafusion::arrow::compute::prep_null_mask_filter(mask)
+            } else {
+                mask.clone()
+            };
+            batch = datafusion::arrow::compute::filter_record_batch(&batch, &mask)
+                .map_err(EngineError::from)?;
+        }
+        let ctx = OperatorContext {
+            query_id: &id,
+            source_topic: &def.topic,
+            processing_log: &self.plog,
+        };
+        for mut op in agg.after {
+            batch = op.process(batch, &ctx)?;
+        }
+        let column = |i: usize| batch.column(i).clone();
+        let keys = planned.key_indices.iter().map(|&i| column(i)).collect();
+        let values = planned.value_indices.iter().map(|&i| column(i)).collect();
+        let window = planned.window_columns.map(|(s, e)| (column(s), column(e)));
+        let schema = self.source_for(def)?.schema();
+        Ok(Some(source_layout(
+            def,
+            schema,
+            batch.num_rows(),
+            column(planned.rowtime_index),
+            keys,
+            values,
+            window,
+        )?))
+    }
+
     /// A pull query: the current rows of a materialized table that match, projected.
     pub(super) fn pull_query(&mut self, select: &Select) -> Result<Outcome> {
         let name = &select.from.source.name;
@@ -137,60 +262,7 @@ impl Session {
                 other => break other?,
             }
         };
-        let Some(id) = self.materialized.get(name).map(|(id, _)| id.clone()) else {
-            return invalid(format!("{name} is not materialized."));
-        };
-        let db = self.state_db()?;
-        let mut key_types: Vec<DataType> =
-            def.key_columns.iter().map(|c| c.ty.to_arrow()).collect();
-        if def.window.is_some() {
-            key_types.extend([DataType::Int64, DataType::Int64]);
-        }
-        let value_types: Vec<DataType> =
-            def.value_columns.iter().map(|c| c.ty.to_arrow()).collect();
-        let rows = read_rows(&db, &format!("{id}/rows"), &key_types, &value_types)?;
-        let source = self.source_for(&def)?;
-        let schema = source.schema();
-        let n = rows.len();
-        let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.rowtime))),
-            Arc::new(Int32Array::from(vec![0; n])),
-            Arc::new(Int64Array::from(vec![0i64; n])),
-        ];
-        let nk = def.key_columns.len();
-        let column = |values: Vec<ScalarValue>, t: &DataType| -> Result<ArrayRef> {
-            Ok(if values.is_empty() {
-                datafusion::arrow::array::new_empty_array(t)
-            } else {
-                ScalarValue::iter_to_array(values).map_err(EngineError::from)?
-            })
-        };
-        for (i, t) in key_types.iter().take(nk).enumerate() {
-            columns.push(column(rows.iter().map(|r| r.key[i].clone()).collect(), t)?);
-        }
-        for (i, t) in value_types.iter().enumerate() {
-            columns.push(column(
-                rows.iter().map(|r| r.values[i].clone()).collect(),
-                t,
-            )?);
-        }
-        for (c, _) in &def.header_columns {
-            columns.push(datafusion::arrow::array::new_null_array(
-                &c.ty.to_arrow(),
-                n,
-            ));
-        }
-        if def.window.is_some() {
-            for i in [nk, nk + 1] {
-                columns.push(column(
-                    rows.iter().map(|r| r.key[i].clone()).collect(),
-                    &DataType::Int64,
-                )?);
-            }
-        }
-        columns.push(Arc::new(BooleanArray::from(vec![false; n])));
-        columns.push(empty_lists(n));
-        let mut batch = RecordBatch::try_new(schema, columns).map_err(EngineError::from)?;
+        let mut batch = self.table_batch(&def)?;
         let ctx = OperatorContext {
             query_id: "pull",
             source_topic: &def.topic,
@@ -238,6 +310,37 @@ impl Session {
             rows: out,
         })
     }
+}
+
+/// A batch in a table's source layout from its parts.
+fn source_layout(
+    def: &SourceDef,
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    n: usize,
+    rowtime: ArrayRef,
+    keys: Vec<ArrayRef>,
+    values: Vec<ArrayRef>,
+    window: Option<(ArrayRef, ArrayRef)>,
+) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = vec![
+        rowtime,
+        Arc::new(Int32Array::from(vec![0; n])),
+        Arc::new(Int64Array::from(vec![0i64; n])),
+    ];
+    columns.extend(keys);
+    columns.extend(values);
+    for (c, _) in &def.header_columns {
+        columns.push(datafusion::arrow::array::new_null_array(
+            &c.ty.to_arrow(),
+            n,
+        ));
+    }
+    if let Some((s, e)) = window {
+        columns.extend([s, e]);
+    }
+    columns.push(Arc::new(BooleanArray::from(vec![false; n])));
+    columns.push(empty_lists(n));
+    Ok(RecordBatch::try_new(schema, columns).map_err(EngineError::from)?)
 }
 
 /// `n` empty header lists (a materialized row keeps no headers).
