@@ -57,6 +57,31 @@ impl Store {
         Ok(out)
     }
 
+    /// The store's largest key, if it has any.
+    pub fn last_key(&self) -> Result<Option<Vec<u8>>> {
+        let mut end = self.prefix.clone();
+        // The next prefix: every key of this store sorts below it.
+        for i in (0..end.len()).rev() {
+            if end[i] < 0xff {
+                end[i] += 1;
+                end.truncate(i + 1);
+                break;
+            }
+        }
+        let mut it = self.db.db().iterator(rocksdb::IteratorMode::From(
+            &end,
+            rocksdb::Direction::Reverse,
+        ));
+        match it.next() {
+            Some(item) => {
+                let (k, _) = item?;
+                Ok(k.starts_with(&self.prefix)
+                    .then(|| k[self.prefix.len()..].to_vec()))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Whether the store holds no key at all.
     pub fn is_empty(&self) -> Result<bool> {
         Ok(self.scan_first().is_none())

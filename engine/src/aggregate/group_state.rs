@@ -35,6 +35,10 @@ pub struct GroupState<V> {
     /// The highest bound expired so far.
     expired_through: Option<Vec<u8>>,
     capacity: usize,
+    /// No key above this is in the store (`None`: the store is empty). Keys of time windows
+    /// begin with the window's start, so a new window's key is above it and its lookup never
+    /// reaches RocksDB.
+    stored_max: Option<Vec<u8>>,
     /// Keys made dirty or deleted since the last checkpoint (with repeats), so that a
     /// checkpoint visits only them, in key order.
     changed: Vec<Vec<u8>>,
@@ -53,6 +57,7 @@ impl<V> GroupState<V> {
         GroupState {
             cache: HashMap::new(),
             backing: None,
+            stored_max: None,
             expired_below: None,
             expired_through: None,
             capacity: usize::MAX,
@@ -84,7 +89,9 @@ impl<V> GroupState<V> {
                 "restored a state store from its changelog"
             );
         }
+        let stored_max = backing.store.last_key()?;
         Ok(GroupState {
+            stored_max,
             cache: HashMap::new(),
             backing: Some(backing),
             expired_below: None,
@@ -114,6 +121,9 @@ impl<V> GroupState<V> {
         let Some(b) = &self.backing else {
             return Ok(None);
         };
+        if self.stored_max.as_deref().is_none_or(|m| key > m) {
+            return Ok(None);
+        }
         match b.store.get(key)? {
             Some(bytes) => Ok(Some(
                 decode(&bytes).map_err(|e| state_error(b.store.name(), e))?,
@@ -132,14 +142,15 @@ impl<V> GroupState<V> {
         init: impl Fn() -> Result<V>,
     ) -> Result<&mut V> {
         if !self.cache.contains_key(key) {
+            let in_store = self.stored_max.as_deref().is_some_and(|m| key <= m);
             let loaded = match &self.backing {
-                Some(b) => match b.store.get(key)? {
+                Some(b) if in_store => match b.store.get(key)? {
                     Some(bytes) => {
                         Some(decode(&bytes).map_err(|e| state_error(b.store.name(), e))?)
                     }
                     None => None,
                 },
-                None => None,
+                _ => None,
             };
             let value = match loaded {
                 Some(v) => v,
@@ -249,10 +260,115 @@ impl<V> GroupState<V> {
                 Some(Slot::Clean(_)) | None => {}
             }
         }
-        b.changelog.write(&changes, timestamp, commit)?;
-        if self.cache.len() > self.capacity {
-            self.cache.clear();
+        if let Some((last, _)) = changes.iter().rev().find(|(_, v)| v.is_some()) {
+            if self.stored_max.as_ref().is_none_or(|m| last > m) {
+                self.stored_max = Some(last.clone());
+            }
         }
+        b.changelog.write(&changes, timestamp, commit)?;
+        self.evict();
         Ok(())
+    }
+
+    /// Keeps the map within its capacity: drops the clean entries with the smallest keys (for
+    /// windows, the oldest), down to half the capacity. They are all in the store.
+    fn evict(&mut self) {
+        if self.cache.len() <= self.capacity {
+            return;
+        }
+        let mut clean: Vec<&Vec<u8>> = self
+            .cache
+            .iter()
+            .filter(|(_, s)| matches!(s, Slot::Clean(_)))
+            .map(|(k, _)| k)
+            .collect();
+        let excess = self.cache.len() - self.capacity / 2;
+        if excess >= clean.len() {
+            self.cache.retain(|_, s| !matches!(s, Slot::Clean(_)));
+            return;
+        }
+        let (_, bound, _) = clean.select_nth_unstable(excess);
+        let bound = (*bound).clone();
+        self.cache
+            .retain(|k, s| !matches!(s, Slot::Clean(_)) || *k >= bound);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use eddy_log::{Log, LogOptions};
+    use eddy_state::{Commit, StateDb, StateOptions};
+    use proptest::prelude::*;
+
+    use super::GroupState;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Add(u8, u64),
+        Delete(u8),
+        Checkpoint,
+        Reopen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (any::<u8>(), 1u64..100).prop_map(|(k, v)| Op::Add(k, v)),
+            1 => any::<u8>().prop_map(Op::Delete),
+            2 => Just(Op::Checkpoint),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    fn open(db: &StateDb, log: &Log) -> GroupState<u64> {
+        // A tiny capacity, so that eviction and reads from RocksDB happen all the time.
+        GroupState::open(db, log, "q", "test", 8).unwrap()
+    }
+
+    fn decode(b: &[u8]) -> Result<u64, String> {
+        Ok(u64::from_be_bytes(b.try_into().map_err(|_| "not 8 bytes")?))
+    }
+
+    proptest! {
+        /// The cached, evicting, checkpointed state behaves as a plain map, and after a
+        /// restart it is the map as of the last checkpoint.
+        #[test]
+        fn behaves_as_a_map_across_checkpoints_and_restarts(ops in proptest::collection::vec(op(), 1..120)) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = Log::open(dir.path().join("log"), LogOptions { background: false, ..LogOptions::default() }).unwrap();
+            let db = StateDb::open(dir.path().join("state"), StateOptions::default()).unwrap();
+            let mut state = open(&db, &log);
+            let mut model: BTreeMap<u8, u64> = BTreeMap::new();
+            let mut committed = model.clone();
+            for op in ops {
+                match op {
+                    Op::Add(k, v) => {
+                        let key = [k];
+                        let entry = state.entry(&key, decode, || Ok(0)).unwrap();
+                        *entry += v;
+                        *model.entry(k).or_default() += v;
+                    }
+                    Op::Delete(k) => {
+                        state.delete(vec![k]);
+                        model.remove(&k);
+                    }
+                    Op::Checkpoint => {
+                        let mut commit = Commit::new();
+                        state.checkpoint(&mut commit, 0, |v| Ok(v.to_be_bytes().to_vec())).unwrap();
+                        db.commit(commit).unwrap();
+                        committed = model.clone();
+                    }
+                    Op::Reopen => {
+                        state = open(&db, &log);
+                        model = committed.clone();
+                    }
+                }
+            }
+            for k in 0..=255u8 {
+                let got = state.take(&[k], decode).unwrap();
+                prop_assert_eq!(got, model.get(&k).copied(), "key {}", k);
+            }
+        }
     }
 }

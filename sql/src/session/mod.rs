@@ -75,6 +75,10 @@ pub struct Session {
     materialized: BTreeMap<String, (String, QueryRun)>,
 }
 
+/// How many entries each state store keeps decoded in memory (about 150 bytes each for a
+/// small aggregate); the rest are read back from RocksDB when needed.
+const CACHE_ENTRIES: usize = 200_000;
+
 mod create;
 mod insert;
 mod pull;
@@ -422,11 +426,12 @@ impl Session {
         let mut state = None;
         if let Some(agg) = planned.aggregate.take() {
             let db = self.state_db()?;
-            let agg_state = AggregateState::persistent(&db, &self.log, &id, "aggregate", 100_000)?;
+            let agg_state =
+                AggregateState::persistent(&db, &self.log, &id, "aggregate", CACHE_ENTRIES)?;
             let mut ops: Vec<Box<dyn Operator>> = agg.before;
             ops.push(Box::new(Aggregate::new(agg.spec, agg_state)?));
             if let Some((predicate, schema, keys)) = agg.having {
-                let passing = GroupState::open(&db, &self.log, &id, "having", 100_000)?;
+                let passing = GroupState::open(&db, &self.log, &id, "having", CACHE_ENTRIES)?;
                 ops.push(Box::new(HavingFilter::new(
                     predicate, schema, keys, passing,
                 )?));

@@ -41,7 +41,7 @@ impl Session {
         let source = self.source_for(def)?;
         let keys = PSEUDO_COLUMNS..PSEUDO_COLUMNS + def.key_columns.len();
         let values = keys.end..keys.end + def.value_columns.len();
-        let rows = GroupState::open(&db, &self.log, &id, "rows", 100_000)?;
+        let rows = GroupState::open(&db, &self.log, &id, "rows", super::CACHE_ENTRIES)?;
         let op = Materialize::new(source.schema(), keys.collect(), values.collect(), rows)?;
         let pipeline = Pipeline::new(
             &self.log,
