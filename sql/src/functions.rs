@@ -18,6 +18,103 @@ pub fn register(ctx: &SessionContext) {
     ctx.register_udf(ScalarUDF::from(AsValue::default()));
     ctx.register_udf(ScalarUDF::from(GeoDistance::default()));
     ctx.register_udf(ScalarUDF::from(ExtractJsonField::default()));
+    ctx.register_udf(ScalarUDF::from(Substring::default()));
+}
+
+/// `SUBSTRING(s, pos [, len])` with ksqlDB's rules: `pos` counts from 1, a negative `pos`
+/// counts from the end, 0 is the same as 1, and a range past either end is cut to the string.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct Substring {
+    signature: Signature,
+}
+
+impl Default for Substring {
+    fn default() -> Self {
+        let (s, b, i) = (DataType::Utf8, DataType::Binary, DataType::Int32);
+        Substring {
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![s.clone(), i.clone()]),
+                    TypeSignature::Exact(vec![s, i.clone(), i.clone()]),
+                    TypeSignature::Exact(vec![b.clone(), i.clone()]),
+                    TypeSignature::Exact(vec![b, i.clone(), i]),
+                ],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+/// The char range ksqlDB's SUBSTRING takes from a string of `n` chars.
+fn substring_range(n: i64, pos: i64, len: Option<i64>) -> (usize, usize) {
+    let start = if pos < 0 {
+        (n + pos).max(0)
+    } else {
+        (pos - 1).clamp(0, n)
+    };
+    let end = match len {
+        Some(len) => (start + len).min(n).max(start),
+        None => n,
+    };
+    (start as usize, end as usize)
+}
+
+impl ScalarUDFImpl for Substring {
+    fn name(&self) -> &str {
+        "ksql_substring"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, args: &[DataType]) -> Result<DataType> {
+        Ok(args[0].clone())
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let arrays = arrays(&args)?;
+        if let Some(bytes) = arrays[0].as_binary_opt::<i32>() {
+            let pos = arrays[1].as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+            let len = arrays
+                .get(2)
+                .map(|a| a.as_primitive::<datafusion::arrow::datatypes::Int32Type>());
+            let mut out = datafusion::arrow::array::BinaryBuilder::new();
+            for row in 0..bytes.len() {
+                if bytes.is_null(row) || pos.is_null(row) || len.is_some_and(|l| l.is_null(row)) {
+                    out.append_null();
+                    continue;
+                }
+                let b = bytes.value(row);
+                let len = len.map(|l| i64::from(l.value(row)));
+                let (start, end) = substring_range(b.len() as i64, i64::from(pos.value(row)), len);
+                out.append_value(&b[start..end]);
+            }
+            return Ok(ColumnarValue::Array(Arc::new(out.finish())));
+        }
+        let strings = arrays[0].as_string::<i32>();
+        let pos = arrays[1].as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let len = arrays
+            .get(2)
+            .map(|a| a.as_primitive::<datafusion::arrow::datatypes::Int32Type>());
+        let mut out = datafusion::arrow::array::StringBuilder::new();
+        for row in 0..strings.len() {
+            let len_value = match len {
+                Some(l) if l.is_null(row) => {
+                    out.append_null();
+                    continue;
+                }
+                Some(l) => Some(i64::from(l.value(row))),
+                None => None,
+            };
+            if strings.is_null(row) || pos.is_null(row) {
+                out.append_null();
+                continue;
+            }
+            let s = strings.value(row);
+            let n = s.chars().count() as i64;
+            let (start, end) = substring_range(n, i64::from(pos.value(row)), len_value);
+            out.append_value(s.chars().skip(start).take(end - start).collect::<String>());
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
 }
 
 fn arrays(args: &ScalarFunctionArgs) -> Result<Vec<ArrayRef>> {
@@ -206,5 +303,22 @@ mod tests {
         assert_eq!(json_path(&doc, "$.a.b[1].c"), Some(&Value::from("x")));
         assert_eq!(json_path(&doc, "$['d e']"), Some(&Value::from(1)));
         assert_eq!(json_path(&doc, "$.missing"), None);
+    }
+}
+
+#[cfg(test)]
+mod substring_tests {
+    use super::substring_range;
+
+    #[test]
+    fn ksql_positions() {
+        // "hello": 1-based, 0 as 1, negative from the end, cut to the string.
+        assert_eq!(substring_range(5, 1, Some(2)), (0, 2));
+        assert_eq!(substring_range(5, 0, Some(2)), (0, 2));
+        assert_eq!(substring_range(5, -3, None), (2, 5));
+        assert_eq!(substring_range(5, -9, Some(2)), (0, 2));
+        assert_eq!(substring_range(5, 4, Some(10)), (3, 5));
+        assert_eq!(substring_range(5, 9, Some(2)), (5, 5));
+        assert_eq!(substring_range(5, 2, Some(-1)), (1, 1));
     }
 }

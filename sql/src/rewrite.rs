@@ -61,6 +61,21 @@ pub(crate) fn rewrite(e: &mut Expr) {
     let _ = sqlparser::ast::visit_expressions_mut(e, |expr| {
         match expr {
             Expr::Identifier(id) => *id = quoted(&normalize(id)),
+            // ksqlDB's SUBSTRING counts from 1 and from the end, as standard SQL's does not.
+            Expr::Substring {
+                expr: inner,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut args = vec![std::mem::replace(
+                    inner.as_mut(),
+                    Expr::Value(Value::Null.into()),
+                )];
+                args.extend(substring_from.take().map(|e| *e));
+                args.extend(substring_for.take().map(|e| *e));
+                *expr = call("ksql_substring", args);
+            }
             Expr::CompoundIdentifier(ids) => {
                 ids.iter_mut().for_each(|id| *id = quoted(&normalize(id)))
             }
