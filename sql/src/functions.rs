@@ -14,11 +14,55 @@ use datafusion::logical_expr::{
 use serde_json::Value;
 
 /// Registers every function of this module with `ctx`.
-pub fn register(ctx: &SessionContext) {
+pub fn register(ctx: &mut SessionContext) {
+    // Registered after DataFusion's own planners, which leave `+` on strings alone.
+    let planner = Arc::new(KsqlOperators);
+    if let Err(e) = datafusion::execution::FunctionRegistry::register_expr_planner(ctx, planner) {
+        tracing::warn!("cannot register ksqlDB's operators: {e}");
+    }
     ctx.register_udf(ScalarUDF::from(AsValue::default()));
     ctx.register_udf(ScalarUDF::from(GeoDistance::default()));
     ctx.register_udf(ScalarUDF::from(ExtractJsonField::default()));
     ctx.register_udf(ScalarUDF::from(Substring::default()));
+}
+
+/// ksqlDB's operators that standard SQL spells differently: `+` on two strings concatenates
+/// them (null if either is null, as `||`).
+#[derive(Debug)]
+struct KsqlOperators;
+
+impl datafusion::logical_expr::planner::ExprPlanner for KsqlOperators {
+    fn plan_binary_op(
+        &self,
+        expr: datafusion::logical_expr::planner::RawBinaryExpr,
+        schema: &datafusion::common::DFSchema,
+    ) -> Result<
+        datafusion::logical_expr::planner::PlannerResult<
+            datafusion::logical_expr::planner::RawBinaryExpr,
+        >,
+    > {
+        use datafusion::logical_expr::planner::PlannerResult;
+        use datafusion::logical_expr::ExprSchemable;
+        let is_string = |e: &datafusion::logical_expr::Expr| {
+            matches!(
+                e.get_type(schema),
+                Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+            )
+        };
+        if expr.op == sqlparser::ast::BinaryOperator::Plus
+            && is_string(&expr.left)
+            && is_string(&expr.right)
+        {
+            return Ok(PlannerResult::Planned(
+                datafusion::logical_expr::binary_expr(
+                    expr.left,
+                    datafusion::logical_expr::Operator::StringConcat,
+                    expr.right,
+                ),
+            ));
+        }
+        Ok(PlannerResult::Original(expr))
+    }
 }
 
 /// `SUBSTRING(s, pos [, len])` with ksqlDB's rules: `pos` counts from 1, a negative `pos`

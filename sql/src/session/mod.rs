@@ -97,8 +97,8 @@ impl Session {
             log,
             catalog: Catalog::default(),
             df: {
-                let ctx = SessionContext::new_with_config(config);
-                crate::functions::register(&ctx);
+                let mut ctx = SessionContext::new_with_config(config);
+                crate::functions::register(&mut ctx);
                 ctx
             },
             queries: Vec::new(),
