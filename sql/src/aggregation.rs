@@ -117,10 +117,20 @@ impl VisitorMut for ExtractAggregates<'_> {
                 return ControlFlow::Break(());
             }
         }
-        let (func, args) = match (func, args.as_slice()) {
+        let (func, mut args) = match (func, args.as_slice()) {
             (AggFunc::Count, [] | [None]) => (AggFunc::CountStar, Vec::new()),
-            (_, args) => (func, args.iter().flatten().cloned().collect()),
+            (_, args) => (func, args.iter().flatten().cloned().collect::<Vec<_>>()),
         };
+        // TOPK(sort, other, ..., k): the top k rows by `sort`, each as a struct of the columns.
+        if matches!(func, AggFunc::TopK | AggFunc::TopKDistinct) && args.len() > 2 {
+            let k = args.pop().expect("more than two");
+            let mut fields = vec![crate::rewrite::string_literal("sort_col"), args[0].clone()];
+            for (i, a) in args[1..].iter().enumerate() {
+                fields.push(crate::rewrite::string_literal(&format!("col{i}")));
+                fields.push(a.clone());
+            }
+            args = vec![crate::rewrite::call("named_struct", fields), k];
+        }
         let text = format!(
             "{name}({})",
             args.iter()

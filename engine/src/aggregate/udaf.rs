@@ -169,6 +169,17 @@ fn cmp(a: &ScalarValue, b: &ScalarValue) -> Ordering {
     a.partial_cmp(b).unwrap_or(Ordering::Equal)
 }
 
+/// What TOPK orders by: the value, or for `TOPK(sort, other..., k)` the struct's first field
+/// (`sort_col`); rows with equal sort values keep their arrival order.
+fn sort_key(v: &ScalarValue) -> ScalarValue {
+    match v {
+        ScalarValue::Struct(s) if s.num_columns() > 0 => {
+            ScalarValue::try_from_array(s.column(0), 0).unwrap_or(ScalarValue::Null)
+        }
+        other => other.clone(),
+    }
+}
+
 impl AggCall {
     /// The type of the aggregate's result.
     pub fn output_type(&self) -> DataType {
@@ -279,11 +290,12 @@ impl AggCall {
                     vs.drain(..vs.len() - n);
                 }
             }
-            (AggFunc::TopK | AggFunc::TopKDistinct, Acc::Values(vs)) if !v.is_null() => {
+            (AggFunc::TopK | AggFunc::TopKDistinct, Acc::Values(vs)) if !sort_key(v).is_null() => {
                 if self.func == AggFunc::TopKDistinct && vs.contains(v) {
                     return Ok(());
                 }
-                let at = vs.partition_point(|x| cmp(x, v) != Ordering::Less);
+                let key = sort_key(v);
+                let at = vs.partition_point(|x| cmp(&sort_key(x), &key) != Ordering::Less);
                 vs.insert(at, v.clone());
                 vs.truncate(self.n.unwrap_or(1));
             }
