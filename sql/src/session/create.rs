@@ -47,6 +47,14 @@ impl Session {
 
     pub(super) fn create_source(&mut self, c: &CreateSource, text: &str) -> Result<Outcome> {
         let what = kind_name(c.kind);
+        if c.read_only && c.or_replace {
+            return invalid(format!(
+                "Cannot add {} '{}': CREATE OR REPLACE is not supported on source {}s.",
+                what.to_lowercase(),
+                c.name,
+                what.to_lowercase()
+            ));
+        }
         if let Some(done) = self.name_taken(&c.name, c.kind, c.if_not_exists, c.or_replace)? {
             return Ok(done);
         }

@@ -31,6 +31,11 @@ impl Session {
                 kind_name(def.kind).to_lowercase()
             ));
         }
+        if def.kind == SourceKind::Table {
+            return invalid(format!(
+                "INSERT INTO can only be used to insert into a stream. {target} is a table."
+            ));
+        }
         if !def.header_columns.is_empty() {
             return invalid(format!(
                 "Cannot insert into {target} because it has header columns"

@@ -530,6 +530,9 @@ impl Session {
                 kind_name(kind)
             ));
         }
+        if delete_topic && def.read_only {
+            return invalid(format!("Cannot delete topic for read-only source: {name}"));
+        }
         let readers: Vec<&str> = self
             .queries
             .iter()
