@@ -7,7 +7,10 @@
 //! entries; the rest are dropped (they are in RocksDB), which bounds the memory of a query with
 //! many keys.
 
-use std::collections::HashMap;
+// hashbrown's map with its default (foldhash) hasher: std's SipHash was a tenth of an
+// aggregation's time, and `entry_ref` finds or inserts with one lookup.
+use hashbrown::hash_map::EntryRef;
+use hashbrown::HashMap;
 
 use eddy_state::changelog::Changelog;
 use eddy_state::{Commit, StateDb, Store};
@@ -141,40 +144,50 @@ impl<V> GroupState<V> {
         decode: impl FnOnce(&[u8]) -> Result<V, String>,
         init: impl Fn() -> Result<V>,
     ) -> Result<&mut V> {
-        if !self.cache.contains_key(key) {
-            let in_store = self.stored_max.as_deref().is_some_and(|m| key <= m);
-            let loaded = match &self.backing {
-                Some(b) if in_store => match b.store.get(key)? {
-                    Some(bytes) => {
-                        Some(decode(&bytes).map_err(|e| state_error(b.store.name(), e))?)
+        let GroupState {
+            cache,
+            backing,
+            stored_max,
+            changed,
+            ..
+        } = self;
+        let slot = match cache.entry_ref(key) {
+            EntryRef::Occupied(o) => {
+                let slot = o.into_mut();
+                match slot {
+                    Slot::Dirty(_) => {}
+                    Slot::Clean(_) => {
+                        let Slot::Clean(v) = std::mem::replace(slot, Slot::Deleted) else {
+                            unreachable!("matched Clean")
+                        };
+                        *slot = Slot::Dirty(v);
+                        changed.push(key.to_vec());
                     }
-                    None => None,
-                },
-                _ => None,
-            };
-            let value = match loaded {
-                Some(v) => v,
-                None => init()?,
-            };
-            self.cache.insert(key.to_vec(), Slot::Dirty(value));
-            if self.backing.is_some() {
-                self.changed.push(key.to_vec());
+                    Slot::Deleted => *slot = Slot::Dirty(init()?),
+                }
+                slot
             }
-        }
-        let slot = self.cache.get_mut(key).expect("inserted above");
-        match slot {
-            Slot::Dirty(_) => {}
-            Slot::Clean(_) => {
-                let Slot::Clean(v) = std::mem::replace(slot, Slot::Deleted) else {
-                    unreachable!("matched Clean")
+            EntryRef::Vacant(v) => {
+                let in_store = stored_max.as_deref().is_some_and(|m| key <= m);
+                let loaded = match backing {
+                    Some(b) if in_store => match b.store.get(key)? {
+                        Some(bytes) => {
+                            Some(decode(&bytes).map_err(|e| state_error(b.store.name(), e))?)
+                        }
+                        None => None,
+                    },
+                    _ => None,
                 };
-                *slot = Slot::Dirty(v);
-                self.changed.push(key.to_vec());
+                let value = match loaded {
+                    Some(v) => v,
+                    None => init()?,
+                };
+                if backing.is_some() {
+                    changed.push(key.to_vec());
+                }
+                v.insert(Slot::Dirty(value))
             }
-            Slot::Deleted => {
-                *slot = Slot::Dirty(init()?);
-            }
-        }
+        };
         match slot {
             Slot::Dirty(v) => Ok(v),
             _ => unreachable!("made dirty above"),
