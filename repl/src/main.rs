@@ -1,11 +1,12 @@
-//! `eddy`: the one binary. It runs SQL scripts (`-f`, `-e`), manages the embedded log (topics,
-//! produce, consume), runs ksqlDB conformance files (`test`) and benchmarks; the interactive
-//! REPL and the server come next.
+//! `eddy`: the one binary. With no command it is the interactive REPL; it also runs SQL scripts
+//! (`-f`, `-e`), manages the embedded log (topics, produce, consume), runs ksqlDB conformance
+//! files (`test`) and benchmarks; the server comes next.
 
 mod bench;
 mod consume;
 mod produce;
 mod qtt;
+mod repl;
 mod script;
 mod topic;
 
@@ -101,14 +102,13 @@ fn main() -> ExitCode {
             };
             script::run(log, state, sql.as_deref().unwrap_or_default(), cli.follow)
         }),
-        None => {
-            use clap::CommandFactory;
-            println!(
-                "The interactive REPL is not built yet. Run SQL with `eddy -f FILE` or `eddy -e \"STATEMENTS\"`,\nor use these commands on the data directory {}:\n",
-                cli.data_dir.display()
-            );
-            Cli::command().print_help().map_err(Into::into)
-        }
+        None => open(&cli.data_dir, cli.fsync).and_then(|log| {
+            let state = eddy_engine::state::StateOptions {
+                memory_bytes: cli.state_memory_mb << 20,
+                ..Default::default()
+            };
+            repl::run(log, state, &cli.data_dir)
+        }),
         Some(Command::Bench(cmd)) => bench::run(cmd),
         Some(Command::Test(args)) => qtt::run(args),
         Some(cmd) => open(&cli.data_dir, cli.fsync).and_then(|log| match cmd {

@@ -34,7 +34,7 @@ pub fn run(log: Log, state: StateOptions, sql: &str, follow: bool) -> Result<()>
 }
 
 /// Prints rows as an aligned table with a header line, as the ksql CLI does.
-fn print_table(columns: &[String], rows: &[Vec<String>]) {
+pub fn print_table(columns: &[String], rows: &[Vec<String>]) {
     let widths: Vec<usize> = (0..columns.len())
         .map(|i| {
             rows.iter()

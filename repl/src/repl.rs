@@ -1,0 +1,127 @@
+//! The interactive REPL: `eddy` with no command.
+//!
+//! It opens a persistent session on the data directory (the catalog and queries come back from
+//! the command topic), runs the persistent queries in the background, and reads statements with
+//! rustyline: a statement may span lines and ends at `;`, history persists in the data
+//! directory, Ctrl-C abandons the statement being typed, Ctrl-D leaves (the queries stop and
+//! resume from their committed positions the next time).
+
+use std::path::Path;
+
+use anyhow::Result;
+use eddy_engine::state::StateOptions;
+use eddy_log::Log;
+use eddy_sql::{parse_statements, Outcome, Session};
+use rustyline::error::ReadlineError;
+use rustyline::DefaultEditor;
+
+use crate::script::print_table;
+
+const PROMPT: &str = "eddy> ";
+const CONTINUATION: &str = "   -> ";
+
+pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut session = Session::open_with(log, state)?;
+    session.run_in_background(runtime.handle().clone());
+    println!(
+        "eddy {} on {}\nStatements end with ';'. Ctrl-D leaves; Ctrl-C drops the statement being typed.\n",
+        env!("CARGO_PKG_VERSION"),
+        data_dir.display()
+    );
+    let mut editor = DefaultEditor::new()?;
+    let history = data_dir.join(".eddy_history");
+    // A first run has no history yet.
+    let _ = editor.load_history(&history);
+    let mut statement = String::new();
+    loop {
+        let prompt = if statement.is_empty() {
+            PROMPT
+        } else {
+            CONTINUATION
+        };
+        match editor.readline(prompt) {
+            Ok(line) => {
+                if !statement.is_empty() {
+                    statement.push('\n');
+                }
+                statement.push_str(&line);
+                if !complete(&statement) {
+                    continue;
+                }
+                let text = std::mem::take(&mut statement);
+                let _ = editor.add_history_entry(text.trim());
+                execute(&mut session, &text);
+            }
+            Err(ReadlineError::Interrupted) => statement.clear(),
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("error: {e}");
+                break;
+            }
+        }
+    }
+    if let Err(e) = editor.save_history(&history) {
+        eprintln!(
+            "warning: cannot save the history to {}: {e}",
+            history.display()
+        );
+    }
+    session.shutdown();
+    Ok(())
+}
+
+/// Whether the text typed so far ends a statement: its last non-blank character is a `;`
+/// outside quotes.
+fn complete(text: &str) -> bool {
+    let (mut single, mut double, mut back) = (false, false, false);
+    let mut last = None;
+    for c in text.chars() {
+        match c {
+            '\'' if !double && !back => single = !single,
+            '"' if !single && !back => double = !double,
+            '`' if !single && !double => back = !back,
+            _ => {}
+        }
+        if !c.is_whitespace() {
+            last = Some((c, single || double || back));
+        }
+    }
+    matches!(last, Some((';', false)))
+}
+
+fn execute(session: &mut Session, text: &str) {
+    let statements = match parse_statements(text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return;
+        }
+    };
+    for (stmt, stmt_text) in &statements {
+        match session.execute(stmt, stmt_text) {
+            Ok(Outcome::Message(m)) => println!("{m}"),
+            Ok(Outcome::QueryStarted { message, .. }) => println!("{message}"),
+            Ok(Outcome::Table { columns, rows }) => print_table(&columns, &rows),
+            Err(e) => {
+                eprintln!("{e}");
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete;
+
+    #[test]
+    fn a_statement_ends_at_a_semicolon_outside_quotes() {
+        assert!(complete("SHOW STREAMS;"));
+        assert!(complete("SELECT 1\nFROM t;  "));
+        assert!(!complete("SELECT 'a;"));
+        assert!(!complete("SELECT * FROM t"));
+        assert!(complete("SELECT 'a;b' FROM t;"));
+        assert!(!complete("CREATE STREAM `x;"));
+    }
+}
