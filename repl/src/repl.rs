@@ -12,8 +12,15 @@ use anyhow::Result;
 use eddy_engine::state::StateOptions;
 use eddy_log::Log;
 use eddy_sql::{parse_statements, Outcome, Session};
+use std::sync::{Arc, Mutex};
+
+use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
-use rustyline::DefaultEditor;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Context, Editor, Helper};
 
 use crate::script::print_table;
 
@@ -29,7 +36,12 @@ pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
     );
-    let mut editor = DefaultEditor::new()?;
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let mut editor: Editor<Completion, DefaultHistory> = Editor::new()?;
+    editor.set_helper(Some(Completion {
+        names: names.clone(),
+    }));
+    refresh_names(&session, &names);
     let history = data_dir.join(".eddy_history");
     // A first run has no history yet.
     let _ = editor.load_history(&history);
@@ -52,6 +64,7 @@ pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
                 let text = std::mem::take(&mut statement);
                 let _ = editor.add_history_entry(text.trim());
                 execute(&mut session, &text);
+                refresh_names(&session, &names);
             }
             Err(ReadlineError::Interrupted) => statement.clear(),
             Err(ReadlineError::Eof) => break,
@@ -70,6 +83,147 @@ pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
     session.shutdown();
     Ok(())
 }
+
+/// The words Tab completes besides keywords: sources, their columns, topics.
+fn refresh_names(session: &Session, names: &Mutex<Vec<String>>) {
+    let mut words: Vec<String> = Vec::new();
+    for (name, def) in &session.catalog.sources {
+        words.push(name.clone());
+        words.extend(def.all_columns().map(|c| c.name.clone()));
+    }
+    // A topic usually has its source's name in lower case: one candidate is enough.
+    for t in session.log().topics() {
+        if !words.iter().any(|w| w.eq_ignore_ascii_case(t.name())) {
+            words.push(t.name().to_string());
+        }
+    }
+    words.sort();
+    words.dedup();
+    if let Ok(mut n) = names.lock() {
+        *n = words;
+    }
+}
+
+const KEYWORDS: &[&str] = &[
+    "ADVANCE",
+    "ALL",
+    "AND",
+    "AS",
+    "BETWEEN",
+    "BY",
+    "CASE",
+    "CAST",
+    "CHANGES",
+    "CREATE",
+    "DELETE",
+    "DESCRIBE",
+    "DROP",
+    "ELSE",
+    "EMIT",
+    "END",
+    "EXISTS",
+    "EXPLAIN",
+    "EXTENDED",
+    "FINAL",
+    "FROM",
+    "FULL",
+    "FUNCTIONS",
+    "GRACE",
+    "GROUP",
+    "HAVING",
+    "HOPPING",
+    "IF",
+    "IN",
+    "INNER",
+    "INSERT",
+    "INTO",
+    "IS",
+    "JOIN",
+    "KEY",
+    "LEFT",
+    "LIKE",
+    "LIMIT",
+    "NOT",
+    "NULL",
+    "ON",
+    "OR",
+    "OUTER",
+    "PARTITION",
+    "PERIOD",
+    "PRIMARY",
+    "PROPERTIES",
+    "QUERIES",
+    "REPLACE",
+    "RETENTION",
+    "RIGHT",
+    "SELECT",
+    "SESSION",
+    "SET",
+    "SHOW",
+    "SIZE",
+    "SOURCE",
+    "STREAM",
+    "STREAMS",
+    "TABLE",
+    "TABLES",
+    "TERMINATE",
+    "THEN",
+    "TOPIC",
+    "TOPICS",
+    "TUMBLING",
+    "TYPE",
+    "UNSET",
+    "VALUES",
+    "WHEN",
+    "WHERE",
+    "WINDOW",
+    "WITH",
+    "WITHIN",
+];
+
+/// Tab completion of keywords and of the names the catalog and the log know.
+struct Completion {
+    names: Arc<Mutex<Vec<String>>>,
+}
+
+impl Completer for Completion {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let start = line[..pos]
+            .rfind(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let word = &line[start..pos];
+        if word.is_empty() {
+            return Ok((start, Vec::new()));
+        }
+        let upper = word.to_ascii_uppercase();
+        let names = self.names.lock().map(|n| n.clone()).unwrap_or_default();
+        let candidates = KEYWORDS
+            .iter()
+            .map(|k| k.to_string())
+            .chain(names)
+            .filter(|w| w.to_ascii_uppercase().starts_with(&upper))
+            .map(|w| Pair {
+                display: w.clone(),
+                replacement: w,
+            })
+            .collect();
+        Ok((start, candidates))
+    }
+}
+
+impl Hinter for Completion {
+    type Hint = String;
+}
+impl Highlighter for Completion {}
+impl Validator for Completion {}
+impl Helper for Completion {}
 
 /// Whether the text typed so far ends a statement: its last non-blank character is a `;`
 /// outside quotes.

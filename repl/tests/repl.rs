@@ -42,8 +42,17 @@ fn statements_span_lines_run_and_persist_with_their_history() {
     p.exp_string("-> ").unwrap();
     p.send_control('c').unwrap();
     p.exp_string("eddy> ").unwrap();
-    p.send_line("SHOW STREAMS;").unwrap();
+    // Tab completes keywords and the names of sources.
+    p.send("SHOW STRE\t").unwrap();
+    p.flush().unwrap();
+    p.exp_string("SHOW STREAM").unwrap();
+    p.send_line("S;").unwrap();
     p.exp_string("CLICKS").unwrap();
+    p.send("DESCRIBE CLI\t").unwrap();
+    p.flush().unwrap();
+    p.exp_string("CLICKS").unwrap();
+    p.send_line(";").unwrap();
+    p.exp_string("USER").unwrap();
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
 
