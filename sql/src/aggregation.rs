@@ -32,7 +32,7 @@ use eddy_engine::aggregate::{
     WINDOWEND, WINDOWSTART,
 };
 use eddy_engine::schema::NULL_VALUE;
-use eddy_engine::{Filter, Operator, Project};
+use eddy_engine::{Operator, Project};
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, VisitMut, VisitorMut,
 };
@@ -40,7 +40,9 @@ use sqlparser::ast::{
 use crate::ast::{Emit, Select, SourceKind, WindowSpec};
 use crate::catalog::{Column, SourceDef};
 use crate::error::{invalid, Result, SqlError};
-use crate::planner::{decompose, physical_expr, select_items, PlannedSelect, ROWTIME_OUT};
+use crate::planner::{
+    decompose, physical_expr, plan_over_source, select_items, PlannedSelect, ROWTIME_OUT,
+};
 use crate::rewrite::{quoted, rewrite};
 use crate::types::SqlType;
 
@@ -493,28 +495,12 @@ pub fn plan_aggregate(
     } else {
         None
     };
-    let mut sql = format!("SELECT {} FROM {}", pre.join(", "), quoted(&source.name));
-    if let Some(alias) = &relation.alias {
-        sql.push_str(&format!(" AS {}", quoted(alias)));
-    }
-    if let Some(w) = &select.where_clause {
-        let mut w = w.clone();
-        crate::rewrite::rewrite_time_literals(&mut w);
-        rewrite(&mut w);
-        sql.push_str(&format!(" WHERE {w}"));
-    }
-    let plan = futures::executor::block_on(state.create_logical_plan(&sql))?;
-    let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
-    let (filter, (exprs, input), pre_schema) = decompose(&plan)?;
-    let mut before: Vec<Box<dyn Operator>> = Vec::new();
-    if let Some((predicate, input)) = filter {
-        let physical = physical_expr(state, predicate, &input)?;
-        let schema = Arc::new(input.as_arrow().clone());
-        before.push(match source.kind {
-            SourceKind::Stream => Box::new(Filter::new(physical, schema)),
-            SourceKind::Table => Box::new(Filter::for_table(physical, schema)?),
-        });
-    }
+    let crate::planner::SourcePlan {
+        filter,
+        projection: (exprs, input),
+        schema: pre_schema,
+    } = plan_over_source(state, &pre, source, relation, select.where_clause.as_ref())?;
+    let mut before: Vec<Box<dyn Operator>> = filter.into_iter().collect();
     let pre_fields: Vec<Field> = pre_schema
         .fields()
         .iter()

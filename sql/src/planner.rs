@@ -139,33 +139,18 @@ pub fn plan_select(
         sql_items.push("\"WINDOWSTART\" AS \"__WINDOWSTART\"".into());
         sql_items.push("\"WINDOWEND\" AS \"__WINDOWEND\"".into());
     }
-    let mut sql = format!(
-        "SELECT {} FROM {}",
-        sql_items.join(", "),
-        crate::rewrite::quoted(&source.name)
-    );
-    if let Some(alias) = &relation.alias {
-        sql.push_str(&format!(" AS {}", crate::rewrite::quoted(alias)));
-    }
-    if let Some(w) = &select.where_clause {
-        let mut w = w.clone();
-        crate::rewrite::rewrite_time_literals(&mut w);
-        rewrite(&mut w);
-        sql.push_str(&format!(" WHERE {w}"));
-    }
-    let plan = futures::executor::block_on(state.create_logical_plan(&sql))?;
-    let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
-    let (filter, projection, proj_schema) = decompose(&plan)?;
-
-    let mut operators: Vec<Box<dyn Operator>> = Vec::new();
-    if let Some((predicate, input)) = filter {
-        let physical = physical_expr(state, predicate, &input)?;
-        let schema = Arc::new(input.as_arrow().clone());
-        operators.push(match source.kind {
-            SourceKind::Stream => Box::new(Filter::new(physical, schema)),
-            SourceKind::Table => Box::new(Filter::for_table(physical, schema)?),
-        });
-    }
+    let SourcePlan {
+        filter,
+        projection,
+        schema: proj_schema,
+    } = plan_over_source(
+        state,
+        &sql_items,
+        source,
+        relation,
+        select.where_clause.as_ref(),
+    )?;
+    let mut operators: Vec<Box<dyn Operator>> = filter.into_iter().collect();
     let (exprs, input) = projection;
     let mut fields = Vec::new();
     let mut columns = Vec::new();
@@ -220,6 +205,65 @@ pub fn plan_select(
             .window
             .map(|_| (rowtime_index + 3, rowtime_index + 4)),
         aggregate: None,
+    })
+}
+
+/// A projection's expressions and the schema they read.
+pub(crate) type Projection = (
+    Vec<datafusion::logical_expr::Expr>,
+    datafusion::common::DFSchema,
+);
+
+/// A query over one source, planned: its WHERE as an operator, its projection and the
+/// projection's output schema.
+pub(crate) struct SourcePlan {
+    pub filter: Option<Box<dyn Operator>>,
+    pub projection: Projection,
+    pub schema: Arc<Schema>,
+}
+
+/// Plans `SELECT <items> FROM <source> [AS <alias>] [WHERE ...]` with DataFusion: the WHERE
+/// clause as an operator (over a table, a filter that turns rejected rows into deletions) and
+/// the projection's expressions over their input schema, with the projection's output schema.
+pub(crate) fn plan_over_source(
+    state: &SessionState,
+    items: &[String],
+    source: &SourceDef,
+    relation: &crate::ast::Relation,
+    where_clause: Option<&Expr>,
+) -> Result<SourcePlan> {
+    let mut sql = format!(
+        "SELECT {} FROM {}",
+        items.join(", "),
+        crate::rewrite::quoted(&source.name)
+    );
+    if let Some(alias) = &relation.alias {
+        sql.push_str(&format!(" AS {}", crate::rewrite::quoted(alias)));
+    }
+    if let Some(w) = where_clause {
+        let mut w = w.clone();
+        crate::rewrite::rewrite_time_literals(&mut w);
+        rewrite(&mut w);
+        sql.push_str(&format!(" WHERE {w}"));
+    }
+    let plan = futures::executor::block_on(state.create_logical_plan(&sql))?;
+    let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let (filter, projection, schema) = decompose(&plan)?;
+    let filter: Option<Box<dyn Operator>> = match filter {
+        Some((predicate, input)) => {
+            let physical = physical_expr(state, predicate, &input)?;
+            let input = Arc::new(input.as_arrow().clone());
+            Some(match source.kind {
+                SourceKind::Stream => Box::new(Filter::new(physical, input)),
+                SourceKind::Table => Box::new(Filter::for_table(physical, input)?),
+            })
+        }
+        None => None,
+    };
+    Ok(SourcePlan {
+        filter,
+        projection,
+        schema,
     })
 }
 

@@ -238,13 +238,8 @@ fn duration_ms(text: &str) -> std::result::Result<u64, String> {
         .parse()
         .map_err(|_| invalid(format!("Not a number: '{n}'")))?;
     let unit = unit.to_ascii_uppercase();
-    let ms = match unit.trim_end_matches('S') {
-        "MILLISECOND" => 1,
-        "SECOND" => 1000,
-        "MINUTE" => 60_000,
-        "HOUR" => 3_600_000,
-        "DAY" => 86_400_000,
-        _ => return Err(invalid(format!("Unknown time unit: '{unit}'"))),
+    let Some(ms) = crate::parser::select::time_unit_ms(&unit) else {
+        return Err(invalid(format!("Unknown time unit: '{unit}'")));
     };
     Ok(n * ms)
 }

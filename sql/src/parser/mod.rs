@@ -572,6 +572,6 @@ fn normalize_word(value: &str, quote_style: Option<char>) -> Name {
 }
 
 mod definitions;
-mod select;
+pub(crate) mod select;
 #[cfg(test)]
 mod tests;

@@ -129,13 +129,8 @@ impl KsqlParser<'_> {
         let unit = self
             .peek_word()
             .ok_or_else(|| self.expected("a time unit"))?;
-        let ms = match unit.trim_end_matches('S') {
-            "MILLISECOND" => 1,
-            "SECOND" => 1000,
-            "MINUTE" => 60_000,
-            "HOUR" => 3_600_000,
-            "DAY" => 86_400_000,
-            _ => return Err(self.expected("MILLISECONDS, SECONDS, MINUTES, HOURS or DAYS")),
+        let Some(ms) = time_unit_ms(&unit) else {
+            return Err(self.expected("MILLISECONDS, SECONDS, MINUTES, HOURS or DAYS"));
         };
         self.parser.next_token();
         Ok(n * ms)
@@ -220,4 +215,16 @@ impl KsqlParser<'_> {
             },
         })
     }
+}
+
+/// Milliseconds in one of ksqlDB's time units (upper case, singular or plural).
+pub(crate) fn time_unit_ms(unit: &str) -> Option<u64> {
+    Some(match unit.trim_end_matches('S') {
+        "MILLISECOND" => 1,
+        "SECOND" => 1000,
+        "MINUTE" => 60_000,
+        "HOUR" => 3_600_000,
+        "DAY" => 86_400_000,
+        _ => return None,
+    })
 }
