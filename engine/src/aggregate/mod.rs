@@ -14,6 +14,7 @@
 //! The groups live in a [`GroupState`]: an in-memory map in front of a RocksDB store, written
 //! back once per micro-batch as part of the query's commit (see [`crate::pipeline`]).
 
+mod group;
 mod group_state;
 mod having;
 mod operator;

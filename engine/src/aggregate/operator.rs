@@ -10,6 +10,10 @@ use eddy_state::Commit;
 use eddy_log::Log;
 use eddy_state::StateDb;
 
+use super::group::{
+    decode_group, decode_sessions, encode_group, encode_sessions, sortable_time, time_window_key,
+    Group, PrevRow, Session,
+};
 use super::group_state::GroupState;
 use super::udaf::{Acc, AggCall};
 use super::window::{session_overlaps, WindowKind, WindowSpec};
@@ -35,28 +39,6 @@ pub struct AggregateSpec {
     /// Over a table: the input columns that hold the source row's key, whose previous row is
     /// taken back out of its group when the key gets a new row or is deleted.
     pub table_key: Option<Vec<usize>>,
-}
-
-/// One group's (or one window's) aggregates, and the largest timestamp among its records.
-#[derive(Clone, Debug)]
-struct Group {
-    accs: Vec<Acc>,
-    ts: i64,
-}
-
-/// A session of one key: its bounds and aggregates.
-#[derive(Clone, Debug)]
-struct Session {
-    start: i64,
-    end: i64,
-    group: Group,
-}
-
-/// A table row as the aggregate saw it: its grouping values and arguments.
-#[derive(Clone, Debug)]
-struct PrevRow {
-    group: Vec<ScalarValue>,
-    args: Vec<ScalarValue>,
 }
 
 /// Where an input row came from, to report it to the processing log.
@@ -96,6 +78,9 @@ pub struct Aggregate {
     clock: Option<(StateDb, String, String)>,
     group_types: Vec<DataType>,
     arg_types: Vec<DataType>,
+    /// The spec's calls, shared so that a path that also borrows state mutably can hold them
+    /// without copying them per record.
+    calls: Arc<[AggCall]>,
 }
 
 /// The state an [`Aggregate`] keeps: in memory, or in RocksDB stores with changelogs.
@@ -160,6 +145,7 @@ impl Aggregate {
     }
 
     pub fn new(spec: AggregateSpec, state: AggregateState) -> Result<Aggregate> {
+        let calls: Arc<[AggCall]> = spec.calls.clone().into();
         let group_types = spec
             .group_fields
             .iter()
@@ -181,6 +167,7 @@ impl Aggregate {
             clock: state.clock,
             group_types,
             arg_types,
+            calls,
         })
     }
 
@@ -201,17 +188,6 @@ impl Aggregate {
             .collect()
     }
 
-    fn decode_group(calls: &[AggCall], mut bytes: &[u8]) -> Result<Group, String> {
-        let (ts, rest) = bytes.split_at_checked(8).ok_or("truncated group")?;
-        let ts = i64::from_be_bytes(ts.try_into().expect("8 bytes"));
-        bytes = rest;
-        let accs = calls
-            .iter()
-            .map(|c| c.decode(&mut bytes))
-            .collect::<Result<_, _>>()?;
-        Ok(Group { accs, ts })
-    }
-
     /// Adds (or with `undo`, takes back) one row's arguments to the group `key`, returning the
     /// group's new state.
     fn apply(
@@ -224,7 +200,7 @@ impl Aggregate {
         let calls = &self.spec.calls;
         let group = self.groups.entry(
             key,
-            |b| Self::decode_group(calls, b),
+            |b| decode_group(calls, b),
             || {
                 Ok(Group {
                     accs: calls
@@ -326,7 +302,7 @@ impl Aggregate {
                 let WindowKind::Session { gap } = w.kind else {
                     unreachable!("time windows handled above")
                 };
-                let calls = self.spec.calls.clone();
+                let calls = Arc::clone(&self.calls);
                 let sessions = self
                     .sessions
                     .take(&group_key, |b| decode_sessions(&calls, b))?
@@ -432,7 +408,7 @@ impl Aggregate {
             return Ok(());
         };
         while let Some((end, key)) = self.pending.pop_until(self.stream_time - w.grace_ms) {
-            let calls = self.spec.calls.clone();
+            let calls = Arc::clone(&self.calls);
             let (group_bytes, start) = if w.is_session() {
                 let (g, s) = key.split_at(key.len() - 8);
                 (g, i64::from_be_bytes(s.try_into().expect("8 bytes")))
@@ -460,7 +436,7 @@ impl Aggregate {
             if end + w.grace_ms + 1 < self.stream_time {
                 continue;
             }
-            let Some(g) = self.groups.take(&key, |b| Self::decode_group(&calls, b))? else {
+            let Some(g) = self.groups.take(&key, |b| decode_group(&calls, b))? else {
                 continue;
             };
             self.emit_group(out, group_vals, &g, Some((start, end)))?;
@@ -491,7 +467,7 @@ impl Aggregate {
             }
             return Ok(());
         }
-        let calls = self.spec.calls.clone();
+        let calls = Arc::clone(&self.calls);
         while let Some((end, key)) = self.live.pop_until(self.stream_time - w.retention()) {
             let (group_bytes, start) = key.split_at(key.len() - 8);
             let start = i64::from_be_bytes(start.try_into().expect("8 bytes"));
@@ -538,7 +514,7 @@ impl Aggregate {
             .store(&format!("{owner}/{name}-groups"))?
             .scan_prefix(&[])?
         {
-            let g = Self::decode_group(calls, &v).map_err(corrupt)?;
+            let g = decode_group(calls, &v).map_err(corrupt)?;
             match size {
                 Some(size) if k.len() >= 8 => {
                     let (start, group) = k.split_at(8);
@@ -608,64 +584,6 @@ fn to_array(values: impl Iterator<Item = ScalarValue>, t: &DataType) -> Result<A
     } else {
         datafusion::arrow::compute::cast(&array, t)?
     })
-}
-
-/// A time window's state key: its start (as bytes that sort as the numbers do), then the group.
-/// Expired windows are then a key range.
-fn time_window_key(start: i64, group: &[u8]) -> Vec<u8> {
-    let mut key = ((start as u64) ^ (1 << 63)).to_be_bytes().to_vec();
-    key.extend_from_slice(group);
-    key
-}
-
-fn sortable_time(b: &[u8]) -> i64 {
-    (u64::from_be_bytes(b.try_into().expect("8 bytes")) ^ (1 << 63)) as i64
-}
-
-fn encode_group(calls: &[AggCall], g: &Group) -> Result<Vec<u8>, String> {
-    let mut out = g.ts.to_be_bytes().to_vec();
-    for (c, a) in calls.iter().zip(&g.accs) {
-        c.encode(a, &mut out)?;
-    }
-    Ok(out)
-}
-
-fn encode_sessions(calls: &[AggCall], sessions: &[Session]) -> Result<Vec<u8>, String> {
-    let mut out = (sessions.len() as u32).to_be_bytes().to_vec();
-    for s in sessions {
-        out.extend_from_slice(&s.start.to_be_bytes());
-        out.extend_from_slice(&s.end.to_be_bytes());
-        out.extend_from_slice(&s.group.ts.to_be_bytes());
-        for (c, a) in calls.iter().zip(&s.group.accs) {
-            c.encode(a, &mut out)?;
-        }
-    }
-    Ok(out)
-}
-
-fn decode_sessions(calls: &[AggCall], mut b: &[u8]) -> Result<Vec<Session>, String> {
-    fn take<const N: usize>(b: &mut &[u8]) -> Result<[u8; N], String> {
-        let (head, rest) = b.split_at_checked(N).ok_or("truncated sessions")?;
-        *b = rest;
-        Ok(head.try_into().expect("N bytes"))
-    }
-    let n = u32::from_be_bytes(take(&mut b)?);
-    let mut out = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let start = i64::from_be_bytes(take(&mut b)?);
-        let end = i64::from_be_bytes(take(&mut b)?);
-        let ts = i64::from_be_bytes(take(&mut b)?);
-        let accs = calls
-            .iter()
-            .map(|c| c.decode(&mut b))
-            .collect::<Result<_, _>>()?;
-        out.push(Session {
-            start,
-            end,
-            group: Group { accs, ts },
-        });
-    }
-    Ok(out)
 }
 
 impl Operator for Aggregate {

@@ -8,19 +8,14 @@ use std::collections::BTreeSet;
 
 use eddy_state::Commit;
 
+use super::group::{sortable_time, time_window_key};
 use super::group_state::GroupState;
 use crate::error::Result;
 
+/// Entries are keyed by end time (as bytes that sort as the numbers do), then the window's key.
 pub struct WindowIndex {
     order: BTreeSet<(i64, Vec<u8>)>,
     state: GroupState<()>,
-}
-
-/// An end time as bytes that sort as the numbers do (the sign bit flipped), then the key.
-fn entry_key(end: i64, key: &[u8]) -> Vec<u8> {
-    let mut k = ((end as u64) ^ (1 << 63)).to_be_bytes().to_vec();
-    k.extend_from_slice(key);
-    k
 }
 
 impl WindowIndex {
@@ -29,8 +24,7 @@ impl WindowIndex {
         let mut order = BTreeSet::new();
         for k in state.stored_keys()? {
             if k.len() >= 8 {
-                let end =
-                    (u64::from_be_bytes(k[..8].try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+                let end = sortable_time(&k[..8]);
                 order.insert((end, k[8..].to_vec()));
             }
         }
@@ -39,7 +33,7 @@ impl WindowIndex {
 
     pub fn insert(&mut self, end: i64, key: Vec<u8>) {
         if self.order.insert((end, key.clone())) {
-            self.state.put(entry_key(end, &key), ());
+            self.state.put(time_window_key(end, &key), ());
         }
     }
 
@@ -49,7 +43,7 @@ impl WindowIndex {
             return None;
         }
         let (end, key) = self.order.pop_first()?;
-        self.state.delete(entry_key(end, &key));
+        self.state.delete(time_window_key(end, &key));
         Some((end, key))
     }
 
