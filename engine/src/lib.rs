@@ -18,6 +18,8 @@ pub mod pipeline;
 pub mod processing_log;
 pub mod runtime;
 pub mod schema;
+pub mod sink;
+pub mod source;
 pub mod state_codec;
 pub mod time_format;
 mod value;

@@ -4,7 +4,7 @@
 //! The encoding is positional and typed by the reader: a row is decoded with the list of types
 //! it was written with. Each value is a presence byte (0 null, 1 present) and then a fixed-width
 //! big-endian number or a length-prefixed byte string. Nested values (ARRAY, MAP, STRUCT) are
-//! written as their ksqlDB JSON text, which [`crate::value`] reads back exactly.
+//! written as their ksqlDB JSON text, which the JSON reader reads back exactly.
 //!
 //! Encoded group keys are compared as bytes (they are hash-map and RocksDB keys), so a value
 //! must always encode to the same bytes: there is exactly one encoding per value.
