@@ -12,10 +12,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use clap::Args;
-use eddy_log::{FsyncPolicy, Log, LogOptions, Record, TopicConfig};
+use eddy_log::{Log, Record};
 use eddy_sql::{parse_statements, Session};
 
 #[derive(Args)]
@@ -31,31 +31,11 @@ pub struct QueryBenchArgs {
 const COUNTRIES: [&str; 8] = ["GB", "DE", "FR", "US", "JP", "BR", "IN", "NG"];
 
 pub fn run(args: QueryBenchArgs) -> Result<()> {
-    if args.dir.exists() {
-        bail!(
-            "{} exists; give a new scratch directory with --dir",
-            args.dir.display()
-        );
-    }
-    let result = measure(&args);
-    std::fs::remove_dir_all(&args.dir).ok();
-    result
+    super::in_scratch_dir(&args.dir, |log| measure(&args, log))
 }
 
-fn measure(args: &QueryBenchArgs) -> Result<()> {
-    let options = LogOptions {
-        fsync: FsyncPolicy::Never,
-        ..LogOptions::default()
-    };
-    let log = Log::open(&args.dir, options)?;
-    let input = log.create_topic(
-        "INPUT",
-        TopicConfig {
-            segment_bytes: 1 << 30,
-            ..TopicConfig::default()
-        },
-    )?;
-    let partition = input.partition(0)?.clone();
+fn measure(args: &QueryBenchArgs, log: Log) -> Result<()> {
+    let partition = super::input_partition(&log)?;
     let start = Instant::now();
     let mut bytes = 0u64;
     let mut batch = Vec::with_capacity(10_000);
