@@ -13,6 +13,7 @@ pub mod aggregate;
 pub mod error;
 pub mod format;
 pub mod materialize;
+pub mod metrics;
 pub mod operator;
 pub mod pipeline;
 pub mod processing_log;

@@ -184,11 +184,15 @@ impl Project {
 
 impl Operator for Project {
     fn describe(&self) -> String {
-        let cols: Vec<String> = self
-            .exprs
-            .iter()
-            .zip(self.schema.fields())
-            .filter(|(_, f)| !f.name().starts_with("__"))
+        let all = self.exprs.iter().zip(self.schema.fields());
+        let visible = all.clone().filter(|(_, f)| !f.name().starts_with("__"));
+        // A projection of only internal columns (before an aggregate) shows them all.
+        let shown: Vec<_> = match visible.clone().count() {
+            0 => all.collect(),
+            _ => visible.collect(),
+        };
+        let cols: Vec<String> = shown
+            .into_iter()
             .map(|(e, f)| format!("{e} AS {}", f.name()))
             .collect();
         format!("Project: {}", cols.join(", "))

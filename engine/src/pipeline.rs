@@ -9,10 +9,14 @@
 //! once (ARCHITECTURE.md, "Exactly-once"). Sources and sinks are in [`crate::source`] and
 //! [`crate::sink`].
 
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
 use eddy_log::{Log, ReadLimits, TopicPartition};
 use eddy_state::{Commit, StateDb};
 
 use crate::error::Result;
+use crate::metrics::QueryMetrics;
 use crate::operator::{Operator, OperatorContext};
 use crate::processing_log::ProcessingLog;
 pub use crate::sink::{Sink, WindowedKey};
@@ -39,6 +43,10 @@ pub struct Pipeline {
     positions: Vec<u64>,
     /// For a stateful query: where its state and input positions commit together.
     state: Option<StateDb>,
+    /// For a transient query (a push query): the output batches not yet taken. A transient
+    /// query commits nothing: it leaves no trace in the log once it ends.
+    collected: Option<Vec<RecordBatch>>,
+    metrics: Arc<QueryMetrics>,
 }
 
 impl Pipeline {
@@ -89,7 +97,38 @@ impl Pipeline {
             sink,
             positions,
             state,
+            collected: None,
+            metrics: Arc::default(),
         })
+    }
+
+    /// A transient query (a push query): no sink, no state database, no committed position;
+    /// its output is kept for [`Pipeline::take_output`]. It starts at the start or the end of
+    /// each partition, by `from_beginning`.
+    pub fn transient(
+        log: &Log,
+        id: String,
+        source: Source,
+        operators: Vec<Box<dyn Operator>>,
+        from_beginning: bool,
+    ) -> Result<Pipeline> {
+        // An id no group has committed under, so `new` picks the start or the end.
+        let mut pipeline = Pipeline::new(log, id, source, operators, None, from_beginning, None)?;
+        pipeline.collected = Some(Vec::new());
+        Ok(pipeline)
+    }
+
+    /// A transient query's output since the last call, in the order it was produced.
+    pub fn take_output(&mut self) -> Vec<RecordBatch> {
+        self.collected
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The query's counters, shared with whoever shows them.
+    pub fn metrics(&self) -> Arc<QueryMetrics> {
+        self.metrics.clone()
     }
 
     /// Exactly-once recovery of a stateful query's output: drops what it appended to its sink
@@ -132,9 +171,20 @@ impl Pipeline {
 
     /// Processes every record readable now; returns how many input records were consumed.
     pub fn run_available(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
+        self.run_reads(log, plog, usize::MAX)
+    }
+
+    /// Processes at most one read's worth of records from each partition, so that a caller
+    /// that shows results as they come (a push query) neither waits for a whole backlog nor
+    /// starves a partition. Returns how many input records were consumed.
+    pub fn run_step(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
+        self.run_reads(log, plog, 1)
+    }
+
+    fn run_reads(&mut self, log: &Log, plog: &ProcessingLog, reads: usize) -> Result<usize> {
         let mut consumed = 0;
         for p in 0..self.positions.len() {
-            loop {
+            for _ in 0..reads {
                 let partition = self.source.topic.partition(p as u32)?.clone();
                 let records = match partition.read(self.positions[p], ReadLimits::default()) {
                     Ok(r) => r,
@@ -161,12 +211,20 @@ impl Pipeline {
                     }
                     batch = op.process(batch, &ctx)?;
                 }
+                self.metrics.records_in.add(records.len() as u64);
+                self.metrics.records_out.add(batch.num_rows() as u64);
                 let ends = match &self.sink {
                     Some(sink) if batch.num_rows() > 0 => sink.write(&batch, &self.id, plog)?,
                     _ => Vec::new(),
                 };
                 consumed += records.len();
                 self.positions[p] = last + 1;
+                if let Some(out) = &mut self.collected {
+                    if batch.num_rows() > 0 {
+                        out.push(batch);
+                    }
+                    continue;
+                }
                 if let Some(db) = &self.state {
                     let mut commit = Commit::new();
                     for op in &mut self.operators {

@@ -4,6 +4,9 @@
 //! Entries are JSON records in the topic `EDDY_PROCESSING_LOG` (readable with `PRINT` or
 //! `eddy consume`): `{"query", "topic", "partition", "offset", "message"}`.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use eddy_log::{now_ms, Log, Record, TopicConfig};
 
@@ -14,6 +17,8 @@ pub const PROCESSING_LOG_TOPIC: &str = "EDDY_PROCESSING_LOG";
 #[derive(Clone)]
 pub struct ProcessingLog {
     log: Log,
+    /// Entries written by this process, per query (for DESCRIBE EXTENDED and metrics).
+    counts: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 /// Where a bad record came from.
@@ -26,12 +31,25 @@ pub struct RecordOrigin {
 
 impl ProcessingLog {
     pub fn new(log: Log) -> ProcessingLog {
-        ProcessingLog { log }
+        ProcessingLog {
+            log,
+            counts: Arc::default(),
+        }
+    }
+
+    /// How many entries `query` has written since this process started.
+    pub fn count_of(&self, query: &str) -> u64 {
+        self.counts
+            .lock()
+            .map_or(0, |c| c.get(query).copied().unwrap_or(0))
     }
 
     /// Appends one entry. A failure to write the processing log is an error of the query.
     pub fn report(&self, query: &str, origin: Option<&RecordOrigin>, message: &str) -> Result<()> {
         tracing::debug!(query, ?origin, "{message}");
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry(query.to_string()).or_default() += 1;
+        }
         let topic = match self.log.topic(PROCESSING_LOG_TOPIC) {
             Ok(t) => t,
             Err(_) => match self

@@ -4,6 +4,7 @@
 
 mod bench;
 mod consume;
+mod output;
 mod produce;
 mod qtt;
 mod repl;

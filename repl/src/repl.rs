@@ -4,14 +4,19 @@
 //! the command topic), runs the persistent queries in the background, and reads statements with
 //! rustyline: a statement may span lines and ends at `;`, history persists in the data
 //! directory, Ctrl-C abandons the statement being typed, Ctrl-D leaves (the queries stop and
-//! resume from their committed positions the next time).
+//! resume from their committed positions the next time). Push queries and PRINT show rows as
+//! they arrive until their LIMIT or Ctrl-C, which ends them and returns to the prompt: at the
+//! prompt rustyline reads Ctrl-C as a key, while a query runs it arrives as SIGINT, which a
+//! handler turns into a flag the query's loop watches (`output.rs`).
 
 use std::path::Path;
 
 use anyhow::Result;
 use eddy_engine::state::StateOptions;
 use eddy_log::Log;
-use eddy_sql::{parse_statements, Outcome, Session};
+use eddy_sql::Session;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustyline::completion::{Completer, Pair};
@@ -22,7 +27,7 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 
-use crate::script::print_table;
+use crate::output::{error_text, show};
 
 const PROMPT: &str = "eddy> ";
 const CONTINUATION: &str = "   -> ";
@@ -31,8 +36,17 @@ pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut session = Session::open_with(log, state)?;
     session.run_in_background(runtime.handle().clone());
+    // While a push query or PRINT runs, Ctrl-C is a signal (rustyline reads it as a key only
+    // at the prompt): it ends the query, not the REPL.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    runtime.spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            flag.store(true, Ordering::Release);
+        }
+    });
     println!(
-        "eddy {} on {}\nStatements end with ';'. Ctrl-D leaves; Ctrl-C drops the statement being typed.\n",
+        "eddy {} on {}\nStatements end with ';'. Ctrl-C drops the statement being typed or stops a push query; Ctrl-D leaves.\n",
         env!("CARGO_PKG_VERSION"),
         data_dir.display()
     );
@@ -63,7 +77,7 @@ pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
                 }
                 let text = std::mem::take(&mut statement);
                 let _ = editor.add_history_entry(text.trim());
-                execute(&mut session, &text);
+                execute(&mut session, &text, &interrupted);
                 refresh_names(&session, &names);
             }
             Err(ReadlineError::Interrupted) => statement.clear(),
@@ -84,9 +98,9 @@ pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The words Tab completes besides keywords: sources, their columns, topics.
+/// The words Tab completes besides keywords: sources, their columns, topics, functions.
 fn refresh_names(session: &Session, names: &Mutex<Vec<String>>) {
-    let mut words: Vec<String> = Vec::new();
+    let mut words: Vec<String> = session.function_names();
     for (name, def) in &session.catalog.sources {
         words.push(name.clone());
         words.extend(def.all_columns().map(|c| c.name.clone()));
@@ -109,12 +123,14 @@ const KEYWORDS: &[&str] = &[
     "ALL",
     "AND",
     "AS",
+    "BEGINNING",
     "BETWEEN",
     "BY",
     "CASE",
     "CAST",
     "CHANGES",
     "CREATE",
+    "DEFINE",
     "DELETE",
     "DESCRIBE",
     "DROP",
@@ -127,6 +143,7 @@ const KEYWORDS: &[&str] = &[
     "FINAL",
     "FROM",
     "FULL",
+    "FUNCTION",
     "FUNCTIONS",
     "GRACE",
     "GROUP",
@@ -136,6 +153,7 @@ const KEYWORDS: &[&str] = &[
     "IN",
     "INNER",
     "INSERT",
+    "INTERVAL",
     "INTO",
     "IS",
     "JOIN",
@@ -151,11 +169,14 @@ const KEYWORDS: &[&str] = &[
     "PARTITION",
     "PERIOD",
     "PRIMARY",
+    "PRINT",
     "PROPERTIES",
     "QUERIES",
     "REPLACE",
     "RETENTION",
     "RIGHT",
+    "RUN",
+    "SCRIPT",
     "SELECT",
     "SESSION",
     "SET",
@@ -172,8 +193,10 @@ const KEYWORDS: &[&str] = &[
     "TOPICS",
     "TUMBLING",
     "TYPE",
+    "UNDEFINE",
     "UNSET",
     "VALUES",
+    "VARIABLES",
     "WHEN",
     "WHERE",
     "WINDOW",
@@ -244,25 +267,21 @@ fn complete(text: &str) -> bool {
     matches!(last, Some((';', false)))
 }
 
-fn execute(session: &mut Session, text: &str) {
-    let statements = match parse_statements(text) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("{e}");
-            return;
-        }
-    };
-    for (stmt, stmt_text) in &statements {
-        match session.execute(stmt, stmt_text) {
-            Ok(Outcome::Message(m)) => println!("{m}"),
-            Ok(Outcome::QueryStarted { message, .. }) => println!("{message}"),
-            Ok(Outcome::Table { columns, rows }) => print_table(&columns, &rows),
+/// Runs what was typed; the first statement that fails stops the rest.
+fn execute(session: &mut Session, text: &str, interrupted: &AtomicBool) {
+    let _ = session.run_script(text, &mut |_, outcome| {
+        let shown = match outcome {
+            Ok(o) => show(o, interrupted).map_err(|e| e.to_string()),
+            Err(e) => Err(error_text(&e, text)),
+        };
+        match shown {
+            Ok(()) => ControlFlow::Continue(()),
             Err(e) => {
                 eprintln!("{e}");
-                return;
+                ControlFlow::Break(())
             }
         }
-    }
+    });
 }
 
 #[cfg(test)]

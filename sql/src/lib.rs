@@ -8,6 +8,7 @@
 //! - [`planner`]: a `SELECT` into the engine's operators, through DataFusion.
 //! - [`aggregation`]: `GROUP BY`, `WINDOW` and `HAVING`: the projections around an aggregate.
 //! - [`session`]: executes statements and drives the persistent queries they start.
+//! - [`script`]: runs several statements in turn, with `DEFINE`d variables and `RUN SCRIPT`.
 //! - [`with_clause`]: formats, delimiters, wrapping and event time from a WITH clause.
 
 pub mod aggregation;
@@ -20,10 +21,11 @@ pub mod functions;
 pub mod parser;
 pub mod planner;
 mod rewrite;
+pub mod script;
 pub mod session;
 pub mod types;
 pub mod with_clause;
 
 pub use error::{Missing, Result, SqlError};
 pub use parser::{parse_schema, parse_statement, parse_statements, ParseError};
-pub use session::{Outcome, Session};
+pub use session::{cell_text, format_table, Outcome, PushQuery, Session, TopicPrint};

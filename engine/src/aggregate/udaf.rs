@@ -34,6 +34,25 @@ pub enum AggFunc {
     Histogram,
 }
 
+/// Every aggregate function by its ksqlDB name, with how it is called and what it computes
+/// (for SHOW FUNCTIONS and DESCRIBE FUNCTION).
+pub const AGGREGATES: &[(&str, &str, &str)] = &[
+    ("AVG", "AVG(col)", "The average of the non-null values."),
+    ("COLLECT_LIST", "COLLECT_LIST(col)", "An array of the values, nulls included, up to ksql.functions.collect_list.limit (default 1000)."),
+    ("COLLECT_SET", "COLLECT_SET(col)", "An array of the distinct values, up to ksql.functions.collect_set.limit (default 1000)."),
+    ("COUNT", "COUNT(*) | COUNT(col)", "The number of rows, or of rows where col is not null."),
+    ("COUNT_DISTINCT", "COUNT_DISTINCT(col)", "The number of distinct non-null values."),
+    ("EARLIEST_BY_OFFSET", "EARLIEST_BY_OFFSET(col [, n] [, ignoreNulls])", "The value of the earliest record (by offset), or an array of the n earliest; nulls skipped unless ignoreNulls is false."),
+    ("HISTOGRAM", "HISTOGRAM(col)", "A map from each distinct string value to how many times it occurred."),
+    ("LATEST_BY_OFFSET", "LATEST_BY_OFFSET(col [, n] [, ignoreNulls])", "The value of the latest record (by offset), or an array of the n latest; nulls skipped unless ignoreNulls is false."),
+    ("MAX", "MAX(col)", "The largest non-null value."),
+    ("MIN", "MIN(col)", "The smallest non-null value."),
+    ("SUM", "SUM(col)", "The sum of the non-null values, of the argument's type (0 if there are none)."),
+    ("SUM_LIST", "SUM_LIST(array)", "The sum of the elements of every array."),
+    ("TOPK", "TOPK(col, k) | TOPK(sortCol, otherCols..., k)", "The k largest values, largest first (as structs when other columns come along)."),
+    ("TOPKDISTINCT", "TOPKDISTINCT(col, k)", "The k largest distinct values, largest first."),
+];
+
 impl AggFunc {
     /// The function of this ksqlDB name, if it is an aggregate.
     pub fn by_name(name: &str) -> Option<AggFunc> {

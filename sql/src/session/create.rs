@@ -271,7 +271,7 @@ impl Session {
             c.name,
             self.next_query
         );
-        self.start_query(id.clone(), planned, &def)?;
+        self.start_query(id.clone(), planned, &def, text)?;
         self.register(def, !c.query.group_by.is_empty())?;
         Ok(Outcome::QueryStarted {
             message: format!("Created query with ID {id}"),

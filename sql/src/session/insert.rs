@@ -21,7 +21,12 @@ use crate::with_clause::codecs;
 use eddy_log::now_ms;
 
 impl Session {
-    pub(super) fn insert_into(&mut self, target: &str, query: &Select) -> Result<Outcome> {
+    pub(super) fn insert_into(
+        &mut self,
+        target: &str,
+        query: &Select,
+        text: &str,
+    ) -> Result<Outcome> {
         let Some(def) = self.catalog.source(target).cloned() else {
             return invalid(format!("{target} does not exist."));
         };
@@ -56,7 +61,7 @@ impl Session {
             ));
         }
         let id = format!("INSERTQUERY_{}", self.next_query);
-        self.start_query(id.clone(), planned, &def)?;
+        self.start_query(id.clone(), planned, &def, text)?;
         Ok(Outcome::QueryStarted {
             message: format!("Created query with ID {id}"),
             id,

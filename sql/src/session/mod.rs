@@ -7,9 +7,11 @@
 //! input, as ksqlDB's test runner specifies.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use eddy_engine::aggregate::{Aggregate, AggregateState, GroupState, HavingFilter};
+use eddy_engine::metrics::QueryMetrics;
 use eddy_engine::state::{StateDb, StateOptions};
 use eddy_engine::{
     EngineError, EventTime, HeaderColumn, Operator, Pipeline, ProcessingLog, QueryTask, Sink,
@@ -20,11 +22,11 @@ use eddy_log::Log;
 use crate::ast::*;
 use crate::catalog::{Catalog, Column, SourceDef};
 use crate::command_log::CommandLog;
-use crate::error::{invalid, unsupported, Missing, Result, SqlError};
+use crate::error::{invalid, Result, SqlError};
 use crate::with_clause::{codecs, FormatDefaults};
 
 /// What a statement did, for the REPL and the test runner to show.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Outcome {
     Message(String),
     QueryStarted {
@@ -36,6 +38,10 @@ pub enum Outcome {
         columns: Vec<String>,
         rows: Vec<Vec<String>>,
     },
+    /// A push query, running: poll it for rows until done, or drop it to end it.
+    Push(Box<PushQuery>),
+    /// A PRINT, running: poll it for lines until done, or drop it to end it.
+    Print(Box<TopicPrint>),
 }
 
 struct RunningQuery {
@@ -45,6 +51,11 @@ struct RunningQuery {
     sources: Vec<String>,
     /// A GROUP BY query: its state is its table's materialization.
     aggregate: bool,
+    /// The statement that started it.
+    text: String,
+    /// Its operator graph, one line per node (EXPLAIN).
+    plan: Vec<String>,
+    metrics: Arc<QueryMetrics>,
 }
 
 /// How a persistent query runs: driven by [`Session::run_until_idle`], or on its own task.
@@ -64,6 +75,10 @@ pub struct Session {
     /// `SET` properties.
     pub properties: BTreeMap<String, String>,
     next_query: usize,
+    /// `DEFINE`d variables, by lower-case name, for `${name}` in scripts.
+    pub variables: BTreeMap<String, String>,
+    /// Numbers the push queries of this session.
+    next_transient: usize,
     /// Where statements are recorded for replay; `None` for an ephemeral session.
     commands: Option<CommandLog>,
     /// Set by [`Session::run_in_background`]: queries run on tasks of this runtime.
@@ -80,9 +95,18 @@ pub struct Session {
 const CACHE_ENTRIES: usize = 200_000;
 
 mod create;
+mod explain;
+mod functions;
 mod insert;
+mod print;
 mod pull;
+mod push;
 mod show;
+
+pub use print::TopicPrint;
+pub use pull::cell_text;
+pub use push::PushQuery;
+pub use show::format_table;
 
 impl Session {
     pub fn new(log: Log) -> Session {
@@ -104,6 +128,8 @@ impl Session {
             queries: Vec::new(),
             properties: BTreeMap::new(),
             next_query: 0,
+            next_transient: 0,
+            variables: BTreeMap::new(),
             commands: None,
             background: None,
             state: None,
@@ -243,7 +269,7 @@ impl Session {
         match stmt {
             Statement::CreateSource(c) => self.create_source(c, text),
             Statement::CreateAsSelect(c) => self.create_as_select(c, text),
-            Statement::InsertInto { target, query } => self.insert_into(target, query),
+            Statement::InsertInto { target, query } => self.insert_into(target, query, text),
             Statement::InsertValues {
                 target,
                 columns,
@@ -313,11 +339,21 @@ impl Session {
             }
             Statement::Show(what) => self.show(what),
             Statement::Query(select) if select.emit.is_none() => self.pull_query(select),
-            Statement::Describe { name, .. } => self.describe(name),
-            other => Err(unsupported(
-                Missing::Feature,
-                format!("{} statements in this mode", statement_kind(other)),
-            )),
+            Statement::Query(select) => self.push_query(select),
+            Statement::Print(print) => self.print_topic(print),
+            Statement::DescribeFunction(name) => self.describe_function(name),
+            Statement::Explain(inner) => self.explain_statement(inner, text),
+            Statement::ExplainQuery(id) => self.explain_query(id),
+            Statement::Define { name, value } => {
+                self.variables
+                    .insert(name.to_ascii_lowercase(), value.clone());
+                Ok(Outcome::Message(format!("Defined variable {name}")))
+            }
+            Statement::Undefine(name) => match self.variables.remove(&name.to_ascii_lowercase()) {
+                Some(_) => Ok(Outcome::Message(format!("Undefined variable {name}"))),
+                None => Ok(Outcome::Message(format!("Variable '{name}' is undefined"))),
+            },
+            Statement::Describe { name, extended } => self.describe(name, *extended),
         }
     }
 
@@ -415,31 +451,50 @@ impl Session {
         Ok(db)
     }
 
+    /// The operators of a planned query. An aggregation keeps its state in `db`, as the stores
+    /// `<id>/aggregate` and `<id>/having`, or in memory without one (a push query).
+    fn operators_of(
+        &self,
+        planned: &mut crate::planner::PlannedSelect,
+        id: &str,
+        db: Option<&StateDb>,
+    ) -> Result<Vec<Box<dyn Operator>>> {
+        let Some(agg) = planned.aggregate.take() else {
+            return Ok(std::mem::take(&mut planned.operators));
+        };
+        let agg_state = match db {
+            Some(db) => AggregateState::persistent(db, &self.log, id, "aggregate", CACHE_ENTRIES)?,
+            None => AggregateState::in_memory(),
+        };
+        let mut ops: Vec<Box<dyn Operator>> = agg.before;
+        ops.push(Box::new(Aggregate::new(agg.spec, agg_state)?));
+        if let Some((predicate, schema, keys)) = agg.having {
+            let passing = match db {
+                Some(db) => GroupState::open(db, &self.log, id, "having", CACHE_ENTRIES)?,
+                None => GroupState::in_memory(),
+            };
+            ops.push(Box::new(HavingFilter::new(
+                predicate, schema, keys, passing,
+            )?));
+        }
+        ops.extend(agg.after);
+        Ok(ops)
+    }
+
     pub(super) fn start_query(
         &mut self,
         id: String,
         mut planned: crate::planner::PlannedSelect,
         sink_def: &SourceDef,
+        text: &str,
     ) -> Result<()> {
         let window_columns = planned.window_columns;
         let is_aggregate = planned.aggregate.is_some();
-        let mut state = None;
-        if let Some(agg) = planned.aggregate.take() {
-            let db = self.state_db()?;
-            let agg_state =
-                AggregateState::persistent(&db, &self.log, &id, "aggregate", CACHE_ENTRIES)?;
-            let mut ops: Vec<Box<dyn Operator>> = agg.before;
-            ops.push(Box::new(Aggregate::new(agg.spec, agg_state)?));
-            if let Some((predicate, schema, keys)) = agg.having {
-                let passing = GroupState::open(&db, &self.log, &id, "having", CACHE_ENTRIES)?;
-                ops.push(Box::new(HavingFilter::new(
-                    predicate, schema, keys, passing,
-                )?));
-            }
-            ops.extend(agg.after);
-            planned.operators = ops;
-            state = Some(db);
-        }
+        let state = match is_aggregate {
+            true => Some(self.state_db()?),
+            false => None,
+        };
+        planned.operators = self.operators_of(&mut planned, &id, state.as_ref())?;
         let source_def = &planned.source;
         let source = self.source_for(source_def)?;
         let (sink_key, sink_value) = codecs(sink_def)?;
@@ -491,6 +546,7 @@ impl Session {
             state,
         )?;
         self.next_query += 1;
+        let (plan, metrics) = (pipeline.describe(), pipeline.metrics());
         let run = match &self.background {
             Some(rt) => QueryRun::Background(QueryTask::spawn(
                 rt,
@@ -506,6 +562,9 @@ impl Session {
             sink: sink_def.name.clone(),
             sources: vec![source_def.name.clone()],
             aggregate: is_aggregate,
+            text: text.to_string(),
+            plan,
+            metrics,
         });
         Ok(())
     }
@@ -573,18 +632,6 @@ fn kind_name(k: SourceKind) -> &'static str {
     match k {
         SourceKind::Stream => "STREAM",
         SourceKind::Table => "TABLE",
-    }
-}
-
-fn statement_kind(s: &Statement) -> &'static str {
-    match s {
-        Statement::Query(_) => "SELECT",
-        Statement::Show(_) => "SHOW",
-        Statement::Describe { .. } | Statement::DescribeFunction(_) => "DESCRIBE",
-        Statement::Explain(_) | Statement::ExplainQuery(_) => "EXPLAIN",
-        Statement::Print(_) => "PRINT",
-        Statement::Define { .. } | Statement::Undefine(_) => "DEFINE",
-        _ => "these",
     }
 }
 

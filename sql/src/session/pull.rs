@@ -22,7 +22,7 @@ use super::{Outcome, QueryRun, Session};
 use crate::ast::{Select, SourceKind};
 use crate::catalog::SourceDef;
 use crate::error::{invalid, Result, SqlError};
-use crate::planner::plan_select;
+use crate::planner::{plan_select, PlannedSelect};
 use sqlparser::ast::{Expr, SelectItem};
 
 /// The internal pipeline that materializes `table`.
@@ -219,6 +219,39 @@ impl Session {
         )?))
     }
 
+    /// Plans a query that shows its rows rather than writing them (a pull or push query).
+    /// Unlike a persistent query, it need not select the source's key: a missing key column is
+    /// added to the plan, hidden, and its name returned so the rows shown leave it out.
+    pub(super) fn plan_for_reading(
+        &self,
+        select: &Select,
+        def: &SourceDef,
+    ) -> Result<(PlannedSelect, Vec<String>)> {
+        let state = self.df.state();
+        let mut select = select.clone();
+        let mut hidden = Vec::new();
+        loop {
+            match plan_select(&state, &self.catalog, &select, &def.name, &self.properties) {
+                Err(SqlError::Invalid(m)) if m.starts_with("Key missing from projection") => {
+                    let Some(key) = def
+                        .key_columns
+                        .iter()
+                        .find(|k| m.contains(&format!("key column {} ", k.name)))
+                    else {
+                        return invalid(m);
+                    };
+                    let alias = format!("__PULL_KEY_{}", hidden.len());
+                    select.items.push(SelectItem::ExprWithAlias {
+                        expr: Expr::Identifier(crate::rewrite::quoted(&key.name)),
+                        alias: crate::rewrite::quoted(&alias),
+                    });
+                    hidden.push(alias);
+                }
+                other => return Ok((other?, hidden)),
+            }
+        }
+    }
+
     /// A pull query: the current rows of a materialized table that match, projected.
     pub(super) fn pull_query(&mut self, select: &Select) -> Result<Outcome> {
         let name = &select.from.source.name;
@@ -237,31 +270,7 @@ impl Session {
         if self.background.is_none() {
             self.run_until_idle()?;
         }
-        let state = self.df.state();
-        // Unlike a persistent query, a pull query need not select the key: a missing key column
-        // is added to the plan, hidden, and left out of the rows shown.
-        let mut select = select.clone();
-        let mut hidden = Vec::new();
-        let mut planned = loop {
-            match plan_select(&state, &self.catalog, &select, name, &self.properties) {
-                Err(SqlError::Invalid(m)) if m.starts_with("Key missing from projection") => {
-                    let Some(key) = def
-                        .key_columns
-                        .iter()
-                        .find(|k| m.contains(&format!("key column {} ", k.name)))
-                    else {
-                        return invalid(m);
-                    };
-                    let alias = format!("__PULL_KEY_{}", hidden.len());
-                    select.items.push(SelectItem::ExprWithAlias {
-                        expr: Expr::Identifier(crate::rewrite::quoted(&key.name)),
-                        alias: crate::rewrite::quoted(&alias),
-                    });
-                    hidden.push(alias);
-                }
-                other => break other?,
-            }
-        };
+        let (mut planned, hidden) = self.plan_for_reading(select, &def)?;
         let mut batch = self.table_batch(&def)?;
         let ctx = OperatorContext {
             query_id: "pull",
@@ -273,19 +282,7 @@ impl Session {
         }
         // Over a table, WHERE marks the rows it rejects as deletions: a pull query drops them.
         let deleted = batch.column(planned.null_value_index).as_boolean().clone();
-        let (mut shown, mut header): (Vec<usize>, Vec<String>) = planned
-            .key_indices
-            .iter()
-            .zip(&planned.key_columns)
-            .filter(|(_, c)| !hidden.contains(&c.name))
-            .map(|(i, c)| (*i, c.name.clone()))
-            .unzip();
-        if let Some((s, e)) = planned.window_columns {
-            shown.extend([s, e]);
-            header.extend(["WINDOWSTART".to_string(), "WINDOWEND".to_string()]);
-        }
-        shown.extend(planned.value_indices.iter().copied());
-        header.extend(planned.value_columns.iter().map(|c| c.name.clone()));
+        let (shown, header) = shown_columns(&planned, &hidden);
         let limit = select.limit.map_or(usize::MAX, |l| l as usize);
         let mut out = Vec::new();
         for row in 0..batch.num_rows() {
@@ -310,6 +307,28 @@ impl Session {
             rows: out,
         })
     }
+}
+
+/// The columns a pull or push query shows, as indices into its output batch and names: keys
+/// (but the hidden ones), window bounds, values.
+pub(super) fn shown_columns(
+    planned: &PlannedSelect,
+    hidden: &[String],
+) -> (Vec<usize>, Vec<String>) {
+    let (mut shown, mut header): (Vec<usize>, Vec<String>) = planned
+        .key_indices
+        .iter()
+        .zip(&planned.key_columns)
+        .filter(|(_, c)| !hidden.contains(&c.name))
+        .map(|(i, c)| (*i, c.name.clone()))
+        .unzip();
+    if let Some((s, e)) = planned.window_columns {
+        shown.extend([s, e]);
+        header.extend(["WINDOWSTART".to_string(), "WINDOWEND".to_string()]);
+    }
+    shown.extend(planned.value_indices.iter().copied());
+    header.extend(planned.value_columns.iter().map(|c| c.name.clone()));
+    (shown, header)
 }
 
 /// A batch in a table's source layout from its parts.
@@ -357,7 +376,7 @@ fn empty_lists(n: usize) -> ArrayRef {
 }
 
 /// A value as the ksql CLI shows it: strings bare, others as JSON.
-fn cell_text(v: &ScalarValue) -> String {
+pub fn cell_text(v: &ScalarValue) -> String {
     match v {
         ScalarValue::Utf8(Some(s)) => s.clone(),
         v if v.is_null() => "null".into(),

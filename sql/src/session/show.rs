@@ -1,8 +1,9 @@
 //! SHOW / LIST and DESCRIBE: what the catalog, the log and the running queries hold, as tables.
 
+use super::explain::{rate_text, thousands};
 use super::{kind_name, Outcome, Session};
 use crate::ast::{ShowKind, SourceKind};
-use crate::error::{invalid, unsupported, Missing, Result};
+use crate::error::{invalid, Result};
 
 impl Session {
     pub(super) fn show(&self, what: &ShowKind) -> Result<Outcome> {
@@ -53,21 +54,29 @@ impl Session {
                     .queries
                     .iter()
                     .map(|q| {
-                        let state = match &q.run {
-                            super::QueryRun::Driven(_) => "RUNNING (driven)",
-                            super::QueryRun::Background(t) if t.is_finished() => "ERROR",
-                            super::QueryRun::Background(_) => "RUNNING",
-                            super::QueryRun::Stopped => "STOPPED",
-                        };
                         vec![
                             q.id.clone(),
-                            state.to_string(),
+                            q.status().to_string(),
                             q.sink.clone(),
                             q.sources.join(", "),
+                            thousands(q.metrics.records_in.total()),
+                            rate_text(q.metrics.records_in.per_second()),
+                            rate_text(q.metrics.records_out.per_second()),
                         ]
                     })
                     .collect();
-                table(&["Query ID", "Status", "Sink Name", "Sources"], rows)
+                table(
+                    &[
+                        "Query ID",
+                        "Status",
+                        "Sink Name",
+                        "Sources",
+                        "Records In",
+                        "In/s (1 min)",
+                        "Out/s (1 min)",
+                    ],
+                    rows,
+                )
             }
             ShowKind::Properties => {
                 let rows = self
@@ -86,16 +95,19 @@ impl Session {
                     .collect();
                 table(&["Type Name", "Schema"], rows)
             }
-            ShowKind::Functions | ShowKind::Variables => {
-                return Err(unsupported(
-                    Missing::Feature,
-                    "SHOW FUNCTIONS and SHOW VARIABLES",
-                ))
+            ShowKind::Variables => {
+                let rows = self
+                    .variables
+                    .iter()
+                    .map(|(k, v)| vec![k.clone(), v.clone()])
+                    .collect();
+                table(&["Variable Name", "Value"], rows)
             }
+            ShowKind::Functions => return self.show_functions(),
         })
     }
 
-    pub(super) fn describe(&self, name: &str) -> Result<Outcome> {
+    pub(super) fn describe(&self, name: &str, extended: bool) -> Result<Outcome> {
         let Some(def) = self.catalog.source(name) else {
             return invalid(format!(
                 "Could not find STREAM/TABLE '{name}' in the Metastore"
@@ -122,10 +134,90 @@ impl Session {
                 .map_or("(headers)".to_string(), |h| format!("(header('{h}'))"));
             vec![c.name.clone(), format!("{} {role}", c.ty)]
         }));
-        let _ = kind_name;
-        Ok(Outcome::Table {
-            columns: vec!["Field".into(), "Type".into()],
-            rows,
-        })
+        let columns = vec!["Field".to_string(), "Type".to_string()];
+        if !extended {
+            return Ok(Outcome::Table { columns, rows });
+        }
+        let topic = self.log.topic(&def.topic)?;
+        let messages: u64 = topic
+            .partitions()
+            .iter()
+            .map(|p| p.end_offset() - p.start_offset())
+            .sum();
+        let listing = |pick: &dyn Fn(&super::RunningQuery) -> bool| -> String {
+            let lines: Vec<String> = self
+                .queries
+                .iter()
+                .filter(|q| pick(q))
+                .map(|q| format!("{} ({}) : {}", q.id, q.status(), q.text.trim()))
+                .collect();
+            if lines.is_empty() {
+                "(none)".into()
+            } else {
+                lines.join("\n")
+            }
+        };
+        let readers = listing(&|q| q.sources.iter().any(|s| s == name));
+        let writers = listing(&|q| q.sink == name);
+        let written: f64 = self
+            .queries
+            .iter()
+            .filter(|q| q.sink == name)
+            .map(|q| q.metrics.records_out.per_second())
+            .fold(0.0, |a, b| a + b);
+        let errors: u64 = self
+            .queries
+            .iter()
+            .filter(|q| q.sources.iter().any(|s| s == name))
+            .map(|q| self.plog.count_of(&q.id))
+            .sum();
+        let kind = kind_name(def.kind);
+        let timestamp = def
+            .timestamp_column
+            .clone()
+            .unwrap_or_else(|| "Not set - using <ROWTIME>".into());
+        Ok(Outcome::Message(format!(
+            "Name                 : {}\nType                 : {kind}\nTimestamp field      : {timestamp}\nKey format           : {}\nValue format         : {}\nKafka topic          : {} (partitions: {})\nStatement            : {}\n\n{}\n\nQueries that read from this {kind}\n-----------------------------------\n{readers}\n\nQueries that write into this {kind}\n-----------------------------------\n{writers}\n\nRuntime statistics: messages: {}, written by queries: {}, processing-log errors: {errors}",
+            def.name,
+            def.key_format.name(),
+            def.value_format.name(),
+            def.topic,
+            topic.partition_count(),
+            def.sql.trim(),
+            format_table(&columns, &rows),
+            thousands(messages),
+            rate_text(written),
+        )))
     }
+}
+
+/// Rows as an aligned text table with a header line, as the ksql CLI prints them.
+pub fn format_table(columns: &[String], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..columns.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([columns[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: &[String]| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!(" {c:<w$} "))
+            .collect::<Vec<_>>()
+            .join("|")
+            .trim_end()
+            .to_string()
+    };
+    let rule = widths
+        .iter()
+        .map(|w| "-".repeat(w + 2))
+        .collect::<Vec<_>>()
+        .join("+");
+    let mut out = vec![line(columns), rule];
+    out.extend(rows.iter().map(|r| line(r)));
+    out.join("\n")
 }
