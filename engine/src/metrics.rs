@@ -72,11 +72,36 @@ impl RateCounter {
     }
 }
 
-/// What a running query has done: records read from its source and written to its sink.
+/// What a running query has done: records read from its source and written to its sink, and
+/// how far it has read each partition of its source (for lag).
 #[derive(Debug, Default)]
 pub struct QueryMetrics {
     pub records_in: RateCounter,
     pub records_out: RateCounter,
+    positions: Box<[AtomicU64]>,
+}
+
+impl QueryMetrics {
+    /// Metrics of a query that starts reading its source's partitions at `positions`.
+    pub fn starting_at(positions: &[u64]) -> QueryMetrics {
+        QueryMetrics {
+            positions: positions.iter().map(|&p| AtomicU64::new(p)).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The next offset the query reads in `partition` (after what it processed).
+    pub fn position(&self, partition: u32) -> Option<u64> {
+        self.positions
+            .get(partition as usize)
+            .map(|p| p.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_position(&self, partition: u32, position: u64) {
+        if let Some(p) = self.positions.get(partition as usize) {
+            p.store(position, Ordering::Release);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,7 @@ impl Pipeline {
             db.commit(commit)?;
         }
         Ok(Pipeline {
+            metrics: Arc::new(QueryMetrics::starting_at(&positions)),
             id,
             source,
             operators,
@@ -98,7 +99,6 @@ impl Pipeline {
             positions,
             state,
             collected: None,
-            metrics: Arc::default(),
         })
     }
 
@@ -223,6 +223,7 @@ impl Pipeline {
                     if batch.num_rows() > 0 {
                         out.push(batch);
                     }
+                    self.metrics.set_position(p as u32, last + 1);
                     continue;
                 }
                 if let Some(db) = &self.state {
@@ -249,6 +250,9 @@ impl Pipeline {
                         last + 1,
                     )],
                 )?;
+                // Only now is what was read reflected in the output and the state (a caller
+                // that waits for lag 0 may then read either).
+                self.metrics.set_position(p as u32, last + 1);
             }
         }
         Ok(consumed)

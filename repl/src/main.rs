@@ -9,6 +9,7 @@ mod produce;
 mod qtt;
 mod repl;
 mod script;
+mod server;
 mod topic;
 
 use std::path::PathBuf;
@@ -70,6 +71,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Run ksqlDB query validation tests (QTT files) against Eddy.
     Test(qtt::TestArgs),
+    /// Serve ksqlDB's REST API over the data directory.
+    Server(server::ServerArgs),
     /// Measure Eddy's throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -116,6 +119,13 @@ fn main() -> ExitCode {
             Command::Topic(cmd) => topic::run(&log, cmd),
             Command::Produce(args) => produce::run(&log, args),
             Command::Consume(args) => consume::run(&log, args),
+            Command::Server(args) => {
+                let state = eddy_engine::state::StateOptions {
+                    memory_bytes: cli.state_memory_mb << 20,
+                    ..Default::default()
+                };
+                server::run(log, state, args)
+            }
             Command::Bench(_) | Command::Test(_) => unreachable!("handled above"),
         }),
     };

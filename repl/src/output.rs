@@ -19,6 +19,14 @@ pub fn show(outcome: Outcome, interrupted: &AtomicBool) -> Result<()> {
         Outcome::Message(m) => println!("{m}"),
         Outcome::QueryStarted { message, .. } => println!("{message}"),
         Outcome::Table { columns, rows } => print_table(&columns, &rows),
+        Outcome::Rows { schema, rows } => {
+            let columns: Vec<String> = schema.into_iter().map(|c| c.name).collect();
+            let rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| r.iter().map(cell_text).collect())
+                .collect();
+            print_table(&columns, &rows)
+        }
         Outcome::Push(query) => stream_rows(*query, interrupted)?,
         Outcome::Print(print) => stream_print(*print, interrupted)?,
     }
@@ -27,11 +35,8 @@ pub fn show(outcome: Outcome, interrupted: &AtomicBool) -> Result<()> {
 
 fn stream_rows(mut query: PushQuery, interrupted: &AtomicBool) -> Result<()> {
     interrupted.store(false, Ordering::Release);
-    let widths: Vec<usize> = query
-        .columns()
-        .iter()
-        .map(|c| c.chars().count().max(12))
-        .collect();
+    let columns: Vec<String> = query.schema().iter().map(|c| c.name.clone()).collect();
+    let widths: Vec<usize> = columns.iter().map(|c| c.chars().count().max(12)).collect();
     let rule = || {
         let dashes: Vec<String> = widths.iter().map(|w| "-".repeat(w + 1)).collect();
         format!("+{}+", dashes.join("+"))
@@ -46,7 +51,7 @@ fn stream_rows(mut query: PushQuery, interrupted: &AtomicBool) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", rule())?;
-    writeln!(out, "{}", row(query.columns()))?;
+    writeln!(out, "{}", row(&columns))?;
     writeln!(out, "{}", rule())?;
     out.flush()?;
     loop {

@@ -28,4 +28,7 @@ pub mod with_clause;
 
 pub use error::{Missing, Result, SqlError};
 pub use parser::{parse_schema, parse_statement, parse_statements, ParseError};
-pub use session::{cell_text, format_table, Outcome, PushQuery, Session, TopicPrint};
+pub use session::{
+    cell_text, format_table, result_schema_text, Outcome, PushQuery, QueryInfo, ResultColumn,
+    Session, TopicPrint,
+};

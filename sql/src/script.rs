@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
+use crate::ast::Statement;
 use crate::error::{Result, SqlError};
 use crate::parser::{parse_statements, ParseError};
 use crate::session::{Outcome, Session};
@@ -150,6 +151,13 @@ fn shift(mut e: ParseError, piece: &Piece<'_>) -> ParseError {
 const MAX_DEPTH: usize = 16;
 
 impl Session {
+    /// A piece of a script, with this session's variables substituted, parsed; a parse error
+    /// points into the whole script.
+    pub fn parse_piece(&self, piece: &Piece<'_>) -> Result<Vec<(Statement, String)>> {
+        parse_statements(&substitute(piece.text, &self.variables))
+            .map_err(|e| shift(e, piece).into())
+    }
+
     /// Runs a script's statements in order, handing each statement's text and outcome to
     /// `each`, which says whether to go on. Statements that changed the catalog stay changed
     /// when a later one fails.
@@ -188,10 +196,10 @@ impl Session {
                 self.run_script_at(&file, each, depth + 1)?;
                 continue;
             }
-            let statements = match parse_statements(&substituted) {
+            let statements = match self.parse_piece(&piece) {
                 Ok(s) => s,
                 Err(e) => {
-                    each(piece.text.trim(), Err(shift(e, &piece).into()))?;
+                    each(piece.text.trim(), Err(e))?;
                     continue;
                 }
             };

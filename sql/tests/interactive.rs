@@ -46,7 +46,10 @@ fn a_push_query_shows_rows_as_they_arrive_and_stops_at_its_limit() {
     ) else {
         panic!("not a push query")
     };
-    assert_eq!(latest.columns(), ["REGION", "TWICE"]);
+    assert_eq!(
+        eddy_sql::result_schema_text(latest.schema()),
+        "`REGION` STRING, `TWICE` INTEGER"
+    );
     assert!(latest.poll(Duration::from_millis(10)).unwrap().is_empty());
     produce(
         &log,

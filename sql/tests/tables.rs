@@ -5,13 +5,16 @@ mod common;
 
 use common::{produce, run};
 use eddy_log::{Log, LogOptions};
-use eddy_sql::{parse_statements, Outcome, Session};
+use eddy_sql::{cell_text, parse_statements, Outcome, Session};
 
 fn pull(session: &mut Session, sql: &str) -> Vec<Vec<String>> {
     let (stmt, text) = parse_statements(sql).unwrap().remove(0);
     match session.execute(&stmt, &text).unwrap() {
-        Outcome::Table { rows, .. } => {
-            let mut rows = rows;
+        Outcome::Rows { rows, .. } => {
+            let mut rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| r.iter().map(cell_text).collect())
+                .collect();
             rows.sort();
             rows
         }

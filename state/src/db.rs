@@ -158,6 +158,37 @@ impl StateDb {
             .map(u64::from_be_bytes))
     }
 
+    /// Each store's name with the approximate bytes its keys take in RocksDB's files (what has
+    /// been flushed from the write buffers), in name order.
+    pub fn store_sizes(&self) -> Result<Vec<(String, u64)>> {
+        let mut stores = Vec::new();
+        let prefix = registry_key("");
+        for item in self.inner.db.prefix_iterator(&prefix) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if let Ok(id) = <[u8; 4]>::try_from(v.as_ref()) {
+                let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                stores.push((name, u32::from_be_bytes(id)));
+            }
+        }
+        let ranges: Vec<(Vec<u8>, Vec<u8>)> = stores
+            .iter()
+            .map(|(_, id)| (Store::prefix_of(*id), Store::prefix_of(*id + 1)))
+            .collect();
+        let ranges: Vec<rocksdb::Range<'_>> = ranges
+            .iter()
+            .map(|(a, b)| rocksdb::Range::new(a, b))
+            .collect();
+        let sizes = self.inner.db.get_approximate_sizes(&ranges);
+        Ok(stores
+            .into_iter()
+            .zip(sizes)
+            .map(|((name, _), size)| (name, size))
+            .collect())
+    }
+
     /// Removes everything a query kept: its stores and its offsets.
     pub fn drop_owner(&self, owner: &str) -> Result<()> {
         let _allocating = self.inner.registry.lock();

@@ -126,6 +126,62 @@ impl Session {
                 given.insert(name.clone(), v);
             }
         }
+        self.write_row(&def, given, rowtime)?;
+        Ok(Outcome::Message("Inserted 1 row".into()))
+    }
+
+    /// Inserts one row given as a JSON object of column names to values (the server's
+    /// `/inserts-stream`); names match as written, then upper-cased, and `ROWTIME` sets the
+    /// record's timestamp.
+    pub fn insert_json(
+        &mut self,
+        target: &str,
+        row: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<()> {
+        let Some(def) = self.catalog.source(target).cloned() else {
+            return invalid(format!("{target} does not exist."));
+        };
+        if def.read_only {
+            return invalid(format!(
+                "Cannot insert values into read-only {}: {target}",
+                kind_name(def.kind).to_lowercase()
+            ));
+        }
+        let all: Vec<Column> = def
+            .key_columns
+            .iter()
+            .chain(&def.value_columns)
+            .cloned()
+            .collect();
+        let mut rowtime = None;
+        let mut given: BTreeMap<String, ScalarValue> = BTreeMap::new();
+        for (name, v) in row {
+            if name.eq_ignore_ascii_case("ROWTIME") {
+                rowtime = v.as_i64();
+                continue;
+            }
+            let Some(c) = all
+                .iter()
+                .find(|c| &c.name == name)
+                .or_else(|| all.iter().find(|c| c.name == name.to_ascii_uppercase()))
+            else {
+                return invalid(format!("Column name {name} does not exist."));
+            };
+            let value = eddy_engine::scalar_from_json(v, &c.ty.to_arrow()).map_err(|e| {
+                SqlError::Invalid(format!("Invalid value for column {}: {e}", c.name))
+            })?;
+            given.insert(c.name.clone(), value);
+        }
+        self.write_row(&def, given, rowtime)
+    }
+
+    /// Appends one record to `def`'s topic from its columns' values (missing ones are null).
+    fn write_row(
+        &self,
+        def: &crate::catalog::SourceDef,
+        given: BTreeMap<String, ScalarValue>,
+        rowtime: Option<i64>,
+    ) -> Result<()> {
         let value_of = |c: &Column| {
             given
                 .get(&c.name)
@@ -142,7 +198,7 @@ impl Session {
             .iter()
             .map(value_of)
             .collect::<Result<Vec<_>, _>>()?;
-        let (key, value) = codecs(&def)?;
+        let (key, value) = codecs(def)?;
         let timestamp = match &def.timestamp_column {
             Some(c) => match given.get(c) {
                 Some(ScalarValue::Int64(Some(t)))
@@ -165,7 +221,7 @@ impl Session {
             headers_column: None,
         };
         sink.write_values(&keys, &vals, timestamp)?;
-        Ok(Outcome::Message("Inserted 1 row".into()))
+        Ok(())
     }
 
     /// Evaluates a constant expression and casts it to `ty`.

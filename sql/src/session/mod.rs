@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::common::ScalarValue;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use eddy_engine::aggregate::{Aggregate, AggregateState, GroupState, HavingFilter};
 use eddy_engine::metrics::QueryMetrics;
@@ -38,10 +39,47 @@ pub enum Outcome {
         columns: Vec<String>,
         rows: Vec<Vec<String>>,
     },
+    /// A pull query's rows, typed.
+    Rows {
+        schema: Vec<ResultColumn>,
+        rows: Vec<Vec<ScalarValue>>,
+    },
     /// A push query, running: poll it for rows until done, or drop it to end it.
     Push(Box<PushQuery>),
     /// A PRINT, running: poll it for lines until done, or drop it to end it.
     Print(Box<TopicPrint>),
+}
+
+/// A column of a query's result, as ksqlDB describes it: `` `ID` BIGINT KEY ``.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultColumn {
+    pub name: String,
+    pub ty: crate::types::SqlType,
+    /// Part of the key (pull queries mark the table's key and window bounds).
+    pub key: bool,
+}
+
+/// A result schema as ksqlDB prints it: `` `ID` BIGINT KEY, `COUNT` BIGINT ``.
+pub fn result_schema_text(schema: &[ResultColumn]) -> String {
+    schema
+        .iter()
+        .map(|c| {
+            let key = if c.key { " KEY" } else { "" };
+            format!("`{}` {}{key}", c.name, c.ty)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A persistent query as SHOW QUERIES and the server describe it.
+#[derive(Debug, Clone)]
+pub struct QueryInfo {
+    pub id: String,
+    pub sql: String,
+    pub sink: String,
+    pub sources: Vec<String>,
+    pub status: String,
+    pub metrics: Arc<QueryMetrics>,
 }
 
 struct RunningQuery {
@@ -86,8 +124,9 @@ pub struct Session {
     /// The state stores of stateful queries, opened with the first one.
     state: Option<StateDb>,
     state_options: StateOptions,
-    /// Each table's materialization, by table name, for pull queries.
-    materialized: BTreeMap<String, (String, QueryRun)>,
+    /// Each table's materialization, by table name, for pull queries: its id, how it runs,
+    /// its metrics.
+    materialized: BTreeMap<String, (String, QueryRun, Arc<QueryMetrics>)>,
 }
 
 /// How many entries each state store keeps decoded in memory (about 150 bytes each for a
@@ -106,6 +145,7 @@ mod show;
 pub use print::TopicPrint;
 pub use pull::cell_text;
 pub use push::PushQuery;
+
 pub use show::format_table;
 
 impl Session {
@@ -190,6 +230,63 @@ impl Session {
         Ok(())
     }
 
+    /// What each persistent query is and does, in the order they started.
+    pub fn query_infos(&self) -> Vec<QueryInfo> {
+        self.queries
+            .iter()
+            .map(|q| QueryInfo {
+                id: q.id.clone(),
+                sql: q.text.clone(),
+                sink: q.sink.clone(),
+                sources: q.sources.clone(),
+                status: q.status().to_string(),
+                metrics: q.metrics.clone(),
+            })
+            .collect()
+    }
+
+    /// How far each persistent query (and each table's materialization) is behind the end of
+    /// its source: `(query, topic, partition, records not yet processed)`.
+    pub fn lag(&self) -> Vec<(String, String, u32, u64)> {
+        let queries = self
+            .queries
+            .iter()
+            .map(|q| (&q.id, q.sources.first(), &q.metrics))
+            .chain(
+                self.materialized
+                    .iter()
+                    .map(|(table, (id, _, metrics))| (id, Some(table), metrics)),
+            );
+        let mut out = Vec::new();
+        for (id, source, metrics) in queries {
+            let Some(def) = source.and_then(|s| self.catalog.source(s)) else {
+                continue;
+            };
+            let Ok(topic) = self.log.topic(&def.topic) else {
+                continue;
+            };
+            for p in topic.partitions() {
+                let position = metrics.position(p.id()).unwrap_or(0);
+                let lag = p.end_offset().saturating_sub(position);
+                out.push((id.clone(), def.topic.clone(), p.id(), lag));
+            }
+        }
+        out
+    }
+
+    /// Entries `query` wrote to the processing log since this process started.
+    pub fn processing_errors(&self, query: &str) -> u64 {
+        self.plog.count_of(query)
+    }
+
+    /// The approximate size of each state store, by name (`<query>/<operator>`).
+    pub fn state_store_sizes(&self) -> Result<Vec<(String, u64)>> {
+        match &self.state {
+            Some(db) => Ok(db.store_sizes().map_err(EngineError::from)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The persistent queries, by id, with the sink each writes to.
     pub fn queries(&self) -> impl Iterator<Item = (&str, &str)> {
         self.queries
@@ -213,7 +310,7 @@ impl Session {
         for q in &mut self.queries {
             spawn(&mut q.run);
         }
-        for (_, run) in self.materialized.values_mut() {
+        for (_, run, _) in self.materialized.values_mut() {
             spawn(run);
         }
         self.background = Some(runtime);
@@ -230,7 +327,7 @@ impl Session {
             .chain(
                 self.materialized
                     .values_mut()
-                    .map(|(id, run)| (id.as_str(), run)),
+                    .map(|(id, run, _)| (id.as_str(), run)),
             );
         for (id, run) in runs {
             if let QueryRun::Background(task) = run {
@@ -365,7 +462,7 @@ impl Session {
                 .queries
                 .iter_mut()
                 .map(|q| &mut q.run)
-                .chain(self.materialized.values_mut().map(|(_, run)| run));
+                .chain(self.materialized.values_mut().map(|(_, run, _)| run));
             for run in runs {
                 if let QueryRun::Driven(p) = run {
                     progress += p.run_available(&self.log, &self.plog)?;
@@ -388,10 +485,12 @@ impl Session {
         )
     }
 
+    /// `auto.offset.reset`, also under the name ksqlDB's REST clients pass to Kafka Streams.
     fn reads_from_beginning(&self) -> bool {
-        self.properties
-            .get("auto.offset.reset")
-            .is_some_and(|v| v.eq_ignore_ascii_case("earliest"))
+        ["auto.offset.reset", "ksql.streams.auto.offset.reset"]
+            .iter()
+            .filter_map(|k| self.properties.get(*k))
+            .any(|v| v.eq_ignore_ascii_case("earliest"))
     }
 
     /// Bytes committed to the state stores so far (0 if no stateful query ran).

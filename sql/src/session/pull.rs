@@ -18,7 +18,7 @@ use eddy_engine::materialize::{read_rows, Materialize};
 use eddy_engine::schema::{headers_type, PSEUDO_COLUMNS};
 use eddy_engine::{EngineError, OperatorContext, Pipeline};
 
-use super::{Outcome, QueryRun, Session};
+use super::{Outcome, QueryRun, ResultColumn, Session};
 use crate::ast::{Select, SourceKind};
 use crate::catalog::SourceDef;
 use crate::error::{invalid, Result, SqlError};
@@ -52,6 +52,7 @@ impl Session {
             true,
             Some(db),
         )?;
+        let metrics = pipeline.metrics();
         let run = match &self.background {
             Some(rt) => QueryRun::Background(eddy_engine::QueryTask::spawn(
                 rt,
@@ -61,13 +62,14 @@ impl Session {
             )),
             None => QueryRun::Driven(Box::new(pipeline)),
         };
-        self.materialized.insert(def.name.clone(), (id, run));
+        self.materialized
+            .insert(def.name.clone(), (id, run, metrics));
         Ok(())
     }
 
     /// Stops materializing a dropped table and removes what it kept.
     pub(super) fn dematerialize(&mut self, table: &str) -> Result<()> {
-        if let Some((id, run)) = self.materialized.remove(table) {
+        if let Some((id, run, _)) = self.materialized.remove(table) {
             if let QueryRun::Background(mut task) = run {
                 if let Err(e) = task.stop() {
                     tracing::warn!(query = %id, "the materialization had failed: {e}");
@@ -102,7 +104,11 @@ impl Session {
         if let Some(batch) = self.aggregate_rows(def)? {
             return Ok(batch);
         }
-        let Some(id) = self.materialized.get(&def.name).map(|(id, _)| id.clone()) else {
+        let Some(id) = self
+            .materialized
+            .get(&def.name)
+            .map(|(id, _, _)| id.clone())
+        else {
             return invalid(format!("{} is not materialized.", def.name));
         };
         let db = self.state_db()?;
@@ -282,7 +288,7 @@ impl Session {
         }
         // Over a table, WHERE marks the rows it rejects as deletions: a pull query drops them.
         let deleted = batch.column(planned.null_value_index).as_boolean().clone();
-        let (shown, header) = shown_columns(&planned, &hidden);
+        let (shown, schema) = shown_columns(&planned, &hidden, true);
         let limit = select.limit.map_or(usize::MAX, |l| l as usize);
         let mut out = Vec::new();
         for row in 0..batch.num_rows() {
@@ -294,41 +300,48 @@ impl Session {
             }
             let cells = shown
                 .iter()
-                .map(|&i| {
-                    let v = ScalarValue::try_from_array(batch.column(i), row)
-                        .map_err(EngineError::from)?;
-                    Ok(cell_text(&v))
-                })
-                .collect::<Result<Vec<_>>>()?;
+                .map(|&i| ScalarValue::try_from_array(batch.column(i), row))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(EngineError::from)?;
             out.push(cells);
         }
-        Ok(Outcome::Table {
-            columns: header,
-            rows: out,
-        })
+        Ok(Outcome::Rows { schema, rows: out })
     }
 }
 
-/// The columns a pull or push query shows, as indices into its output batch and names: keys
-/// (but the hidden ones), window bounds, values.
+/// The columns a pull or push query shows, as indices into its output batch and as result
+/// columns: keys (but the hidden ones), window bounds, values. `keyed`: whether key columns
+/// are marked as such (a pull query's are; a push query's result is a stream of values).
 pub(super) fn shown_columns(
     planned: &PlannedSelect,
     hidden: &[String],
-) -> (Vec<usize>, Vec<String>) {
-    let (mut shown, mut header): (Vec<usize>, Vec<String>) = planned
+    keyed: bool,
+) -> (Vec<usize>, Vec<ResultColumn>) {
+    let column = |c: &crate::catalog::Column, key: bool| ResultColumn {
+        name: c.name.clone(),
+        ty: c.ty.clone(),
+        key: key && keyed,
+    };
+    let (mut shown, mut schema): (Vec<usize>, Vec<ResultColumn>) = planned
         .key_indices
         .iter()
         .zip(&planned.key_columns)
         .filter(|(_, c)| !hidden.contains(&c.name))
-        .map(|(i, c)| (*i, c.name.clone()))
+        .map(|(i, c)| (*i, column(c, true)))
         .unzip();
     if let Some((s, e)) = planned.window_columns {
         shown.extend([s, e]);
-        header.extend(["WINDOWSTART".to_string(), "WINDOWEND".to_string()]);
+        for name in ["WINDOWSTART", "WINDOWEND"] {
+            schema.push(ResultColumn {
+                name: name.into(),
+                ty: crate::types::SqlType::Bigint,
+                key: keyed,
+            });
+        }
     }
     shown.extend(planned.value_indices.iter().copied());
-    header.extend(planned.value_columns.iter().map(|c| c.name.clone()));
-    (shown, header)
+    schema.extend(planned.value_columns.iter().map(|c| column(c, false)));
+    (shown, schema)
 }
 
 /// A batch in a table's source layout from its parts.

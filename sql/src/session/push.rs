@@ -15,14 +15,14 @@ use eddy_engine::{EngineError, Pipeline, ProcessingLog};
 use eddy_log::Log;
 
 use super::pull::shown_columns;
-use super::{Outcome, Session};
+use super::{Outcome, ResultColumn, Session};
 use crate::ast::Select;
 use crate::error::{invalid, Result};
 
 /// A running push query. Dropping it ends the query.
 pub struct PushQuery {
     id: String,
-    columns: Vec<String>,
+    schema: Vec<ResultColumn>,
     pipeline: Pipeline,
     /// The output columns shown, in order.
     shown: Vec<usize>,
@@ -38,7 +38,7 @@ impl std::fmt::Debug for PushQuery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PushQuery")
             .field("id", &self.id)
-            .field("columns", &self.columns)
+            .field("schema", &self.schema)
             .field("limit", &self.limit)
             .finish()
     }
@@ -49,9 +49,9 @@ impl PushQuery {
         &self.id
     }
 
-    /// The names of the columns of each row, in order.
-    pub fn columns(&self) -> &[String] {
-        &self.columns
+    /// The columns of each row, in order.
+    pub fn schema(&self) -> &[ResultColumn] {
+        &self.schema
     }
 
     /// Whether the query reached its LIMIT: it produces nothing more.
@@ -119,10 +119,10 @@ impl Session {
             operators,
             self.reads_from_beginning(),
         )?;
-        let (shown, columns) = shown_columns(&planned, &hidden);
+        let (shown, schema) = shown_columns(&planned, &hidden, false);
         Ok(Outcome::Push(Box::new(PushQuery {
             id,
-            columns,
+            schema,
             pipeline,
             shown,
             deleted: planned.null_value_index,

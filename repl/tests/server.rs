@@ -1,0 +1,469 @@
+//! The server, started as a real process on a free loopback port and used over HTTP as
+//! ksqlDB's clients use it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("eddy server starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("eddy server listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_string();
+        Server { child, url }
+    }
+
+    /// Stops the server as a service manager does (SIGTERM), and waits for it.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the server exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// POSTs `body`; the status and the body as text.
+fn post(url: &str, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
+    let mut request = agent().post(format!("{url}{path}"));
+    if let Some(t) = token {
+        request = request.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut response = request.send(body).unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+fn get(url: &str, path: &str) -> (u16, String) {
+    let mut response = agent().get(format!("{url}{path}")).call().unwrap();
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap())
+}
+
+fn ksql(url: &str, statements: &str) -> Value {
+    let (status, body) = post(
+        url,
+        "/ksql",
+        &json!({"ksql": statements, "streamsProperties": {"auto.offset.reset": "earliest"}})
+            .to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "{statements}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// A pull query's rows, retried until `until` holds (the persistent queries run in the
+/// background and may still be catching up).
+fn pull_until(url: &str, sql: &str, until: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = post(url, "/query", &json!({ "ksql": sql }).to_string(), None);
+        assert_eq!(status, 200, "{body}");
+        let messages: Vec<Value> = serde_json::from_str(&body).unwrap();
+        let rows: Vec<Value> = messages
+            .iter()
+            .filter_map(|m| m.get("row").map(|r| r["columns"].clone()))
+            .collect();
+        if until(&rows) {
+            return rows;
+        }
+        assert!(Instant::now() < deadline, "{sql} never matched: {rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn insert(url: &str, target: &str, rows: &[Value]) -> Vec<Value> {
+    let mut body = json!({ "target": target }).to_string();
+    for r in rows {
+        body.push('\n');
+        body.push_str(&r.to_string());
+    }
+    let (status, text) = post(url, "/inserts-stream", &body, None);
+    assert_eq!(status, 200, "{text}");
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn queries_deploy_insert_push_pull_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    let created = ksql(
+        &url,
+        "CREATE STREAM clicks (user STRING KEY, n INT) WITH (kafka_topic='clicks', partitions=2, value_format='JSON');
+         CREATE TABLE totals AS SELECT user, COUNT(*) AS clicks, SUM(n) AS total FROM clicks GROUP BY user;",
+    );
+    assert_eq!(created[0]["@type"], "currentStatus");
+    assert_eq!(created[0]["commandStatus"]["status"], "SUCCESS");
+    assert_eq!(created[1]["commandStatus"]["queryId"], "CTAS_TOTALS_0");
+
+    let acks = insert(
+        &url,
+        "clicks",
+        &[
+            json!({"USER": "ada", "N": 3}),
+            json!({"user": "bob", "n": 4}),
+            json!({"user": "ada", "nope": 1}),
+            json!({"user": "ada", "n": 5}),
+        ],
+    );
+    assert_eq!(acks[0], json!({"status": "ok", "seq": 0}));
+    assert_eq!(acks[2]["status"], "error");
+    assert_eq!(acks[3], json!({"status": "ok", "seq": 3}));
+
+    // A push query streams rows and ends at its LIMIT with ksqlDB's final message.
+    let (status, body) = post(
+        &url,
+        "/query",
+        &json!({"ksql": "SELECT user, n FROM clicks WHERE n > 3 EMIT CHANGES LIMIT 2;",
+                "streamsProperties": {"auto.offset.reset": "earliest"}})
+        .to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let messages: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        messages[0]["header"]["schema"],
+        "`USER` STRING, `N` INTEGER"
+    );
+    let mut rows: Vec<Value> = messages[1..3]
+        .iter()
+        .map(|m| m["row"]["columns"].clone())
+        .collect();
+    rows.sort_by_key(|r| r.to_string());
+    assert_eq!(rows, [json!(["ada", 5]), json!(["bob", 4])]);
+    assert_eq!(messages[3], json!({"finalMessage": "Limit Reached"}));
+
+    // The same through /query-stream, delimited.
+    let (status, body) = post(
+        &url,
+        "/query-stream",
+        &json!({"sql": "SELECT * FROM totals WHERE user = 'ada';"}).to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["columnNames"], json!(["USER", "CLICKS", "TOTAL"]));
+
+    let rows = pull_until(&url, "SELECT * FROM totals;", |r| r.len() == 2);
+    let mut rows = rows;
+    rows.sort_by_key(|r| r.to_string());
+    assert_eq!(rows, [json!(["ada", 2, 8]), json!(["bob", 1, 4])]);
+    server.stop();
+
+    // After a restart the query is there under its id, resumes, and the table still answers.
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    let queries = ksql(&url, "SHOW QUERIES;");
+    assert_eq!(queries[0]["queries"][0]["id"], "CTAS_TOTALS_0");
+    pull_until(&url, "SELECT * FROM totals WHERE user = 'bob';", |r| {
+        r == [json!(["bob", 1, 4])]
+    });
+    insert(&url, "CLICKS", &[json!({"USER": "bob", "N": 10})]);
+    pull_until(&url, "SELECT * FROM totals WHERE user = 'bob';", |r| {
+        r == [json!(["bob", 2, 14])]
+    });
+    let (_, metrics) = get(&url, "/metrics");
+    assert!(
+        metrics.contains("eddy_query_records_in_total{query=\"CTAS_TOTALS_0\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "eddy_query_lag_records{query=\"CTAS_TOTALS_0\",topic=\"clicks\",partition=\"1\"}"
+        ),
+        "{metrics}"
+    );
+
+    // TERMINATE removes a query for good.
+    let terminated = ksql(&url, "TERMINATE CTAS_TOTALS_0;");
+    assert_eq!(terminated[0]["@type"], "currentStatus");
+    server.stop();
+    let server = Server::start(dir.path(), &[]);
+    let queries = ksql(&server.url, "SHOW QUERIES;");
+    assert_eq!(queries[0]["queries"], json!([]));
+}
+
+#[test]
+fn a_push_query_without_limit_ends_on_close_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    ksql(
+        &url,
+        "CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', partitions=1, value_format='JSON');",
+    );
+    let push_url = url.clone();
+    let reader = std::thread::spawn(move || {
+        let response = agent()
+            .post(format!("{push_url}/query-stream"))
+            .send(json!({"sql": "SELECT * FROM s EMIT CHANGES;"}).to_string())
+            .unwrap();
+        let mut lines = BufReader::new(response.into_body().into_reader()).lines();
+        let header: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let id = header["queryId"].as_str().unwrap().to_string();
+        let first_row = lines.next().unwrap().unwrap();
+        (id, first_row, lines.count())
+    });
+    // Rows written after the query started arrive while it runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, metrics) = get(&url, "/metrics");
+        if metrics.contains("eddy_push_queries_running 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the push query never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    insert(&url, "S", &[json!({"K": "a", "V": 1})]);
+    let (_, metrics) = get(&url, "/metrics");
+    assert!(metrics.contains("eddy_push_queries_running 1"), "{metrics}");
+    // Find the query's id from the running set by closing every candidate: /close-query
+    // names the one the reader got.
+    let (status, _) = post(
+        &url,
+        "/close-query",
+        &json!({"queryId": "transient_S_1"}).to_string(),
+        None,
+    );
+    assert_eq!(status, 200);
+    let (id, first_row, rest) = reader.join().unwrap();
+    assert_eq!(id, "transient_S_1");
+    assert_eq!(first_row, r#"["a",1]"#);
+    assert_eq!(rest, 0);
+    let (status, body) = post(
+        &url,
+        "/close-query",
+        &json!({"queryId": "transient_S_1"}).to_string(),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn bad_requests_get_errors_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    let (status, body) = post(&url, "/ksql", "{not json", None);
+    assert_eq!(status, 400);
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["@type"], "generic_error");
+    assert_eq!(error["error_code"], 40000);
+
+    let (status, body) = post(&url, "/ksql", &json!({"ksql": "CREATE STREAM x (a INT) WITH (kafka_topic='x', partitions=1, value_format='JSON');\nSELEKT 1;"}).to_string(), None);
+    assert_eq!(status, 400);
+    let error: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["@type"], "statement_error");
+    assert!(
+        error["message"].as_str().unwrap().starts_with("line 2:1:"),
+        "{error}"
+    );
+    assert_eq!(error["entities"][0]["@type"], "currentStatus");
+
+    let (status, body) = post(
+        &url,
+        "/ksql",
+        &json!({"ksql": "SELECT * FROM x EMIT CHANGES;"}).to_string(),
+        None,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("'/query'"), "{body}");
+
+    let (status, _) = get(&url, "/nowhere");
+    assert_eq!(status, 404);
+    let big = "x".repeat(2 << 20);
+    let (status, _) = post(&url, "/ksql", &json!({ "ksql": big }).to_string(), None);
+    assert_eq!(status, 413);
+    let (status, body) = get(&url, "/healthcheck");
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["isHealthy"],
+        true
+    );
+    let (status, body) = get(&url, "/info");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("KsqlServerInfo"), "{body}");
+}
+
+#[test]
+fn a_token_guards_every_endpoint_but_the_healthcheck() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--auth-token", "s3cret"]);
+    let url = server.url.clone();
+    let body = json!({"ksql": "SHOW STREAMS;"}).to_string();
+    assert_eq!(post(&url, "/ksql", &body, None).0, 401);
+    assert_eq!(post(&url, "/ksql", &body, Some("wrong")).0, 401);
+    assert_eq!(post(&url, "/ksql", &body, Some("s3cret")).0, 200);
+    assert_eq!(get(&url, "/info").0, 401);
+    assert_eq!(get(&url, "/healthcheck").0, 200);
+}
+
+#[test]
+fn a_headless_server_runs_its_file_and_refuses_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("queries.sql");
+    std::fs::write(
+        &file,
+        "SET 'auto.offset.reset'='earliest';
+         CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', partitions=1, value_format='JSON');
+         CREATE STREAM doubled AS SELECT k, v * 2 AS v2 FROM s;",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, &["--queries-file", file.to_str().unwrap()]);
+    let url = server.url.clone();
+    let (status, body) = post(
+        &url,
+        "/ksql",
+        &json!({"ksql": "SHOW QUERIES;"}).to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("CSAS_DOUBLED_"), "{body}");
+    let (status, body) = post(
+        &url,
+        "/ksql",
+        &json!({"ksql": "DROP STREAM doubled;"}).to_string(),
+        None,
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("headless"), "{body}");
+    insert(&url, "S", &[json!({"K": "a", "V": 21})]);
+    let (status, body) = post(
+        &url,
+        "/query",
+        &json!({"ksql": "SELECT * FROM doubled EMIT CHANGES LIMIT 1;",
+                "streamsProperties": {"auto.offset.reset": "earliest"}})
+        .to_string(),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#"{"row":{"columns":["a",42]}}"#), "{body}");
+}
+
+/// The requests of ksqlDB's REST API documentation, sent by curl exactly as the documentation
+/// writes them (the host and port aside): a client no one here wrote. HTTP/2 without TLS
+/// (`--http2-prior-knowledge`) for /query-stream, as the documentation's example uses.
+#[test]
+fn the_curl_examples_of_ksqldbs_documentation_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let url = server.url.clone();
+    let curl = |args: &[&str]| -> String {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // docs.ksqldb.io, "Run a statement" (/ksql).
+    let created = curl(&[
+        "-X", "POST", &format!("{url}/ksql"),
+        "-H", "Accept: application/vnd.ksql.v1+json",
+        "-d", "{\n  \"ksql\": \"CREATE STREAM pageviews_home (viewtime BIGINT, userid VARCHAR, pageid VARCHAR) WITH (KAFKA_TOPIC='pageviews', PARTITIONS=1, VALUE_FORMAT='JSON');\",\n  \"streamsProperties\": {\n    \"ksql.streams.auto.offset.reset\": \"earliest\"\n  }\n}",
+    ]);
+    let created: Value = serde_json::from_str(&created).unwrap();
+    assert_eq!(
+        created[0]["commandStatus"]["status"], "SUCCESS",
+        "{created}"
+    );
+    let listed = curl(&[
+        "-X",
+        "POST",
+        &format!("{url}/ksql"),
+        "-H",
+        "Accept: application/vnd.ksql.v1+json",
+        "-d",
+        "{\"ksql\": \"LIST STREAMS;\", \"streamsProperties\": {}}",
+    ]);
+    assert!(listed.contains("\"name\":\"PAGEVIEWS_HOME\""), "{listed}");
+    // "Insert new rows into a stream" (/inserts-stream), HTTP/2.
+    let acks = curl(&[
+        "--http2-prior-knowledge", "-X", "POST", &format!("{url}/inserts-stream"),
+        "-d", "{\"target\":\"PAGEVIEWS_HOME\"}\n{\"VIEWTIME\":1,\"USERID\":\"User_1\",\"PAGEID\":\"Page_1\"}\n{\"VIEWTIME\":2,\"USERID\":\"User_2\",\"PAGEID\":\"Page_2\"}",
+    ]);
+    assert_eq!(
+        acks,
+        "{\"seq\":0,\"status\":\"ok\"}\n{\"seq\":1,\"status\":\"ok\"}\n"
+    );
+    // "Run a query and stream back the results" (/query-stream), HTTP/2.
+    let rows = curl(&[
+        "--http2-prior-knowledge", "-X", "POST", &format!("{url}/query-stream"),
+        "-d", "{\"sql\":\"SELECT * FROM PAGEVIEWS_HOME EMIT CHANGES LIMIT 2;\",\"properties\":{\"auto.offset.reset\":\"earliest\"}}",
+    ]);
+    let lines: Vec<&str> = rows.lines().collect();
+    assert_eq!(lines.len(), 3, "{rows}");
+    assert!(
+        lines[0].contains("\"columnNames\":[\"VIEWTIME\",\"USERID\",\"PAGEID\"]"),
+        "{rows}"
+    );
+    assert_eq!(lines[1], "[1,\"User_1\",\"Page_1\"]");
+    // "Run a query" (/query, v1), HTTP/1.1.
+    let v1 = curl(&[
+        "-X", "POST", &format!("{url}/query"),
+        "-H", "Content-Type: application/vnd.ksql.v1+json; charset=utf-8",
+        "-d", "{\"ksql\": \"SELECT * FROM pageviews_home EMIT CHANGES LIMIT 1;\", \"streamsProperties\": {\"ksql.streams.auto.offset.reset\": \"earliest\"}}",
+    ]);
+    let v1: Value = serde_json::from_str(&v1).unwrap();
+    assert_eq!(v1[2]["finalMessage"], "Limit Reached", "{v1}");
+    let mut info = String::new();
+    Command::new("curl")
+        .args(["-sS", &format!("{url}/info")])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+        .stdout
+        .unwrap()
+        .read_to_string(&mut info)
+        .unwrap();
+    assert!(info.contains("\"serverStatus\":\"RUNNING\""), "{info}");
+}
