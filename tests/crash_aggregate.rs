@@ -82,18 +82,20 @@ fn pull(dir: &std::path::Path) -> Vec<(String, i64, i64, i64)> {
     let (stmt, text) = parse_statements("SELECT * FROM PER_MINUTE;")
         .unwrap()
         .remove(0);
-    let Outcome::Table { columns, rows } = session.execute(&stmt, &text).unwrap() else {
+    let Outcome::Rows { schema, rows } = session.execute(&stmt, &text).unwrap() else {
         panic!("a pull query returns rows")
     };
+    let columns: Vec<&str> = schema.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(columns, ["K", "WINDOWSTART", "WINDOWEND", "N", "TOTAL"]);
+    let text = eddy::sql::cell_text;
     let mut out: Vec<_> = rows
         .iter()
         .map(|r| {
             (
-                r[0].clone(),
-                r[1].parse().unwrap(),
-                r[3].parse().unwrap(),
-                r[4].parse().unwrap(),
+                text(&r[0]),
+                text(&r[1]).parse().unwrap(),
+                text(&r[3]).parse().unwrap(),
+                text(&r[4]).parse().unwrap(),
             )
         })
         .collect();

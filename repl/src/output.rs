@@ -59,8 +59,14 @@ fn stream_rows(mut query: PushQuery, interrupted: &AtomicBool) -> Result<()> {
             writeln!(out, "Query terminated")?;
             break;
         }
-        for cells in query.poll(POLL)? {
-            let cells: Vec<String> = cells.iter().map(cell_text).collect();
+        for r in query.poll(POLL)? {
+            let mut cells: Vec<String> = r.cells.iter().map(cell_text).collect();
+            if r.tombstone {
+                // As the ksql CLI marks a deleted table row.
+                if let Some(last) = cells.last_mut() {
+                    *last = "<TOMBSTONE>".into();
+                }
+            }
             writeln!(out, "{}", row(&cells))?;
         }
         out.flush()?;

@@ -40,8 +40,13 @@ pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
     // at the prompt): it ends the query, not the REPL.
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
+    // Registered here, before any query runs, rather than when a task first polls it.
+    let mut sigint = {
+        let _entered = runtime.enter();
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?
+    };
     runtime.spawn(async move {
-        while tokio::signal::ctrl_c().await.is_ok() {
+        while sigint.recv().await.is_some() {
             flag.store(true, Ordering::Release);
         }
     });

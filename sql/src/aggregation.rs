@@ -319,11 +319,12 @@ pub fn plan_aggregate(
     select: &Select,
     source: &SourceDef,
     sink_name: &str,
+    transient: bool,
 ) -> Result<PlannedSelect> {
     let relation = &select.from.source;
     let qualifier = relation.qualifier();
     let source_names: BTreeSet<String> = source.all_columns().map(|c| c.name.clone()).collect();
-    let mut items = select_items(select, source, &source_names)?;
+    let mut items = select_items(select, source, &source_names, transient)?;
     if source.value_format == eddy_engine::Format::Kafka {
         return invalid(format!(
             "Source(s) {} are using the 'KAFKA' value format. This format does not yet support GROUP BY.",
@@ -450,7 +451,8 @@ pub fn plan_aggregate(
             }
         }
     }
-    if !missing.is_empty() {
+    // A pull or push query shows what it selects: it need not select the key.
+    if !missing.is_empty() && !transient {
         let (word, list) = match missing.as_slice() {
             [one] => ("expression", one.clone()),
             [init @ .., last] => ("expressions", format!("{} and {last}", init.join(", "))),

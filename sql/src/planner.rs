@@ -86,6 +86,57 @@ pub fn plan_select(
     sink_name: &str,
     properties: &std::collections::BTreeMap<String, String>,
 ) -> Result<PlannedSelect> {
+    plan(state, catalog, select, sink_name, properties, false)
+}
+
+/// Plans a query whose rows are shown rather than written (a pull or push query), by ksqlDB's
+/// rules for those: the result is exactly the projection, in its order (nothing added, the key
+/// need not be selected), pseudo-columns and window bounds may be selected, and `SELECT *` over
+/// a windowed source includes the window bounds after the key. The result has no key columns:
+/// every column is in `value_columns`, in projection order.
+pub fn plan_transient(
+    state: &SessionState,
+    catalog: &Catalog,
+    select: &Select,
+    properties: &std::collections::BTreeMap<String, String>,
+) -> Result<PlannedSelect> {
+    let mut planned = plan(
+        state,
+        catalog,
+        select,
+        &select.from.source.name,
+        properties,
+        true,
+    )?;
+    let mut all: Vec<(usize, Column)> = planned
+        .key_indices
+        .iter()
+        .copied()
+        .zip(planned.key_columns.drain(..))
+        .chain(
+            planned
+                .value_indices
+                .iter()
+                .copied()
+                .zip(planned.value_columns.drain(..)),
+        )
+        .collect();
+    all.sort_by_key(|(i, _)| *i);
+    planned.key_indices.clear();
+    planned.value_indices = all.iter().map(|(i, _)| *i).collect();
+    planned.value_columns = all.into_iter().map(|(_, c)| c).collect();
+    planned.window_columns = None;
+    Ok(planned)
+}
+
+fn plan(
+    state: &SessionState,
+    catalog: &Catalog,
+    select: &Select,
+    sink_name: &str,
+    properties: &std::collections::BTreeMap<String, String>,
+    transient: bool,
+) -> Result<PlannedSelect> {
     if !select.from.joins.is_empty() {
         return Err(unsupported(Missing::Feature, "joins"));
     }
@@ -94,7 +145,9 @@ pub fn plan_select(
         return invalid(format!("{} does not exist.", relation.name));
     };
     if !select.group_by.is_empty() {
-        return crate::aggregation::plan_aggregate(state, properties, select, source, sink_name);
+        return crate::aggregation::plan_aggregate(
+            state, properties, select, source, sink_name, transient,
+        );
     }
     if select.window.is_some() || select.having.is_some() {
         return invalid("WINDOW and HAVING need a GROUP BY clause.");
@@ -113,8 +166,10 @@ pub fn plan_select(
     let (items, key_items) = if !partition_by.is_empty() && star_only {
         star_partitioned(source, relation.qualifier(), &partition_by, &source_names)
     } else {
-        let items = select_items(select, source, &source_names)?;
-        let key_items = if select.partition_by.is_empty() {
+        let items = select_items(select, source, &source_names, transient)?;
+        let key_items = if transient {
+            Vec::new()
+        } else if select.partition_by.is_empty() {
             selected_keys(&items, source, relation.qualifier())?
         } else {
             partition_keys(&items, &partition_by)?
@@ -398,10 +453,14 @@ fn refers_to(e: &Expr, name: &str, qualifier: &str) -> bool {
     }
 }
 
+/// The items of a projection, `*` expanded and each named. `transient`: a pull or push query's
+/// projection, which may select pseudo-columns and whose `*` includes a windowed source's
+/// window bounds.
 pub(crate) fn select_items(
     select: &Select,
     source: &SourceDef,
     source_names: &BTreeSet<String>,
+    transient: bool,
 ) -> Result<Vec<Item>> {
     let mut items = Vec::new();
     let mut used: BTreeSet<String> = BTreeSet::new();
@@ -413,7 +472,18 @@ pub(crate) fn select_items(
     for item in &select.items {
         match item {
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(_, _) => {
-                for c in source.all_columns() {
+                for c in &source.key_columns {
+                    items.push(column_item(c));
+                }
+                if transient && source.window.is_some() {
+                    for bound in ["WINDOWSTART", "WINDOWEND"] {
+                        items.push(Item {
+                            expr: Expr::Identifier(crate::rewrite::quoted(bound)),
+                            name: bound.to_string(),
+                        });
+                    }
+                }
+                for c in source.all_columns().skip(source.key_columns.len()) {
                     items.push(column_item(c));
                 }
             }
@@ -426,7 +496,7 @@ pub(crate) fn select_items(
                 ));
             }
             SelectItem::UnnamedExpr(Expr::Identifier(id))
-                if PSEUDO.contains(&normalize(id).as_str()) =>
+                if !transient && PSEUDO.contains(&normalize(id).as_str()) =>
             {
                 return invalid(format!(
                     "Reserved column name in select: `{}`. Please remove or alias the column.",

@@ -62,7 +62,7 @@ fn a_push_query_shows_rows_as_they_arrive_and_stops_at_its_limit() {
     let rows = latest.poll(Duration::from_millis(10)).unwrap();
     let cells: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| r.iter().map(cell_text).collect())
+        .map(|r| r.cells.iter().map(cell_text).collect())
         .collect();
     assert_eq!(cells, [["us", "14"]]);
     assert!(latest.is_done());
@@ -78,7 +78,7 @@ fn a_push_query_shows_rows_as_they_arrive_and_stops_at_its_limit() {
     let mut seen = Vec::new();
     for _ in 0..10 {
         for row in counts.poll(Duration::from_millis(10)).unwrap() {
-            seen.push(row.iter().map(cell_text).collect::<Vec<_>>());
+            seen.push(row.cells.iter().map(cell_text).collect::<Vec<_>>());
         }
     }
     assert_eq!(seen, [["eu", "1"], ["us", "1"], ["eu", "2"]]);

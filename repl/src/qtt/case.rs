@@ -22,6 +22,21 @@ pub struct Case {
     pub post: Option<Value>,
     /// Why the case is skipped before it runs, if it is.
     pub skip: Option<String>,
+    /// A REST case (it has `responses` or `expectedError`): run through the HTTP server.
+    pub rest: Option<Rest>,
+}
+
+/// What a REST case checks besides outputs.
+#[derive(Clone, Debug)]
+pub struct Rest {
+    /// One per statement: `{"admin": {...}}` or `{"query": [...]}`.
+    pub responses: Vec<Value>,
+    /// `{type, message, status}` of the request that must fail.
+    pub expected_error: Option<Value>,
+    /// Rows compare in order (otherwise as a multiset).
+    pub verify_order: bool,
+    /// Inputs are produced only once a push query runs (it reads from the end).
+    pub wait_for_push_query: bool,
 }
 
 /// Formats Eddy does not implement; cases that use them are skipped.
@@ -157,6 +172,23 @@ fn expand(stem: &str, test: &Value) -> Vec<Case> {
                 .cloned()
                 .unwrap_or_default();
             let skip = skip_reason(test, &statements, &inputs, &outputs, &topics);
+            let rest = (test.get("responses").is_some() || test.get("expectedError").is_some())
+                .then(|| Rest {
+                    responses: test
+                        .get("responses")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default(),
+                    expected_error: test.get("expectedError").cloned(),
+                    verify_order: test
+                        .pointer("/outputConditions/verifyOrder")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    wait_for_push_query: test
+                        .pointer("/inputConditions/waitForActivePushQuery")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                });
             out.push(Case {
                 name: case_name,
                 statements,
@@ -167,6 +199,7 @@ fn expand(stem: &str, test: &Value) -> Vec<Case> {
                 expected_exception: test.get("expectedException").cloned(),
                 post: test.get("post").cloned(),
                 skip,
+                rest,
             });
         }
     }

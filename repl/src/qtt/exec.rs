@@ -29,14 +29,9 @@ pub fn run(case: &Case) -> Verdict {
         Ok(d) => d,
         Err(e) => return Verdict::Fail(format!("cannot make a scratch directory: {e}")),
     };
-    let options = LogOptions {
-        fsync: eddy_log::FsyncPolicy::Never,
-        background: false,
-        ..LogOptions::default()
-    };
-    let log = match Log::open(dir.path(), options) {
+    let log = match scratch_log(dir.path()) {
         Ok(l) => l,
-        Err(e) => return Verdict::Fail(format!("cannot open a log: {e}")),
+        Err(e) => return Verdict::Fail(e),
     };
     match run_in(case, &log) {
         Ok(v) => v,
@@ -44,7 +39,7 @@ pub fn run(case: &Case) -> Verdict {
     }
 }
 
-fn skip_for(e: &SqlError) -> Option<String> {
+pub(super) fn skip_for(e: &SqlError) -> Option<String> {
     match e {
         SqlError::Unsupported {
             kind: Missing::Format | Missing::Function,
@@ -54,8 +49,10 @@ fn skip_for(e: &SqlError) -> Option<String> {
     }
 }
 
-fn run_in(case: &Case, log: &Log) -> Result<Verdict, String> {
-    // The test framework creates the topics the inputs name, and those listed under `topics`.
+/// Creates the topics a case needs before its statements run: those its inputs name, those
+/// listed under `topics`, and those of the sources its statements declare, as ksqlDB's test
+/// framework does.
+pub(super) fn create_topics(case: &Case, log: &Log) -> Result<(), String> {
     for t in &case.topics {
         if let Some(name) = t.get("name").and_then(Value::as_str) {
             let partitions = t.get("partitions").and_then(Value::as_u64).unwrap_or(1) as u32;
@@ -94,6 +91,21 @@ fn run_in(case: &Case, log: &Log) -> Result<Verdict, String> {
             }
         }
     }
+    Ok(())
+}
+
+/// The log a case runs on, in a scratch directory.
+pub(super) fn scratch_log(dir: &std::path::Path) -> Result<Log, String> {
+    let options = LogOptions {
+        fsync: eddy_log::FsyncPolicy::Never,
+        background: false,
+        ..LogOptions::default()
+    };
+    Log::open(dir, options).map_err(|e| format!("cannot open a log: {e}"))
+}
+
+fn run_in(case: &Case, log: &Log) -> Result<Verdict, String> {
+    create_topics(case, log)?;
     let mut session = Session::new(log.clone());
     session
         .properties
@@ -188,7 +200,7 @@ fn raw_bytes(v: &Value) -> Option<Bytes> {
     }
 }
 
-fn input_record(session: &Session, input: &Value) -> Result<Record, String> {
+pub(super) fn input_record(session: &Session, input: &Value) -> Result<Record, String> {
     let topic = input
         .get("topic")
         .and_then(Value::as_str)
@@ -315,7 +327,7 @@ fn split_window<'k>(
     }
 }
 
-fn check_outputs(
+pub(super) fn check_outputs(
     session: &Session,
     log: &Log,
     outputs: &[Value],

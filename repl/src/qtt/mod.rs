@@ -4,11 +4,13 @@
 //! statements in order, then each input appended and every query run until idle. One line is
 //! printed per failing case with its first difference, then `N passed, M failed, K skipped`.
 //! Skipped cases need a format or a function Eddy does not have yet; they never count as
-//! passed.
+//! passed. REST cases (with `responses` or `expectedError`) run through the HTTP server instead
+//! (`rest.rs`).
 
 mod case;
 mod compare;
 mod exec;
+mod rest;
 
 use std::path::{Path, PathBuf};
 
@@ -78,8 +80,11 @@ pub fn run(args: TestArgs) -> Result<()> {
             {
                 continue;
             }
-            let verdict = std::panic::catch_unwind(|| exec::run(&case))
-                .unwrap_or_else(|p| Verdict::Fail(format!("panicked: {}", panic_text(&p))));
+            let verdict = std::panic::catch_unwind(|| match &case.rest {
+                Some(rest) => rest::run(&case, rest),
+                None => exec::run(&case),
+            })
+            .unwrap_or_else(|p| Verdict::Fail(format!("panicked: {}", panic_text(&p))));
             let (status, message) = match &verdict {
                 Verdict::Pass => {
                     passed += 1;

@@ -129,6 +129,8 @@ fn execute(shared: &Shared, request: KsqlRequest) -> Response {
                         );
                     }
                     match session.execute(&stmt, &text) {
+                        // ksqlDB answers an INSERT ... VALUES with no entity.
+                        Ok(_) if matches!(stmt, Statement::InsertValues { .. }) => {}
                         Ok(outcome) => {
                             entities.push(entity(shared, session, &stmt, &text, outcome))
                         }

@@ -64,11 +64,14 @@ pub(crate) struct Shared {
     headless: bool,
     token: Option<String>,
     /// Running push queries, by id: the flag that `/close-query` sets to end one.
-    push: Mutex<HashMap<String, Arc<AtomicBool>>>,
+    pub(crate) push: Mutex<HashMap<String, Arc<AtomicBool>>>,
     /// Numbers the statements that changed the catalog (ksqlDB's command sequence numbers).
     command_seq: AtomicU64,
     /// Each command's id and outcome, for `/status`.
     statuses: Mutex<BTreeMap<String, (String, String)>>,
+    /// Set when the server stops: streaming responses end, so the shutdown need not wait for
+    /// clients to hang up.
+    stopping: AtomicBool,
 }
 
 impl Shared {
@@ -99,28 +102,86 @@ pub fn run(log: Log, state: StateOptions, args: ServerArgs) -> Result<()> {
             bail!("{}: {f}", path.display());
         }
     }
-    let shared = Arc::new(Shared {
-        session: Mutex::new(session),
+    let options = ServeOptions {
         headless: args.queries_file.is_some(),
         token: args.auth_token.filter(|t| !t.is_empty()),
-        push: Mutex::default(),
-        command_seq: AtomicU64::new(0),
-        statuses: Mutex::default(),
-    });
+    };
+    let server = runtime.block_on(Server::start(session, args.listen, options))?;
+    // Scripts and tests read the address from this line (with --listen ...:0).
+    println!("eddy server listening on http://{}", server.addr);
     let served = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        // Scripts and tests read the address from this line (with --listen ...:0).
-        println!("eddy server listening on http://{}", listener.local_addr()?);
-        axum::serve(listener, router(shared.clone()))
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
-        anyhow::Ok(())
+        shutdown_signal().await;
+        server.stop().await
     });
-    // Push queries end with their connections; the persistent ones stop at their commit.
-    shared.session().shutdown();
     served
+}
+
+/// How a server treats requests.
+#[derive(Default)]
+pub(crate) struct ServeOptions {
+    pub headless: bool,
+    pub token: Option<String>,
+}
+
+/// A server running on a runtime's tasks (`eddy server`, and `eddy test` for ksqlDB's REST
+/// conformance cases).
+pub(crate) struct Server {
+    pub addr: SocketAddr,
+    pub shared: Arc<Shared>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Listens on `listen` and serves `session` (whose queries should run in the background).
+    pub(crate) async fn start(
+        session: Session,
+        listen: SocketAddr,
+        options: ServeOptions,
+    ) -> Result<Server> {
+        let shared = Arc::new(Shared {
+            session: Mutex::new(session),
+            headless: options.headless,
+            token: options.token,
+            push: Mutex::default(),
+            command_seq: AtomicU64::new(0),
+            statuses: Mutex::default(),
+            stopping: AtomicBool::new(false),
+        });
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = router(shared.clone());
+        let served = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(Server {
+            addr,
+            shared,
+            stop,
+            served,
+        })
+    }
+
+    /// Stops accepting requests, waits for those in flight, and stops the persistent queries
+    /// (they resume from their commits next time). Push queries end with their connections.
+    pub(crate) async fn stop(self) -> Result<()> {
+        self.shared
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        let _ = self.stop.send(());
+        let served = self.served.await;
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.session().shutdown()).await?;
+        served??;
+        Ok(())
+    }
 }
 
 async fn shutdown_signal() {

@@ -186,8 +186,12 @@ impl Shape {
         }
     }
 
-    fn row(self, cells: &[ScalarValue]) -> String {
+    fn row(self, cells: &[ScalarValue], tombstone: bool) -> String {
         match self {
+            Shape::V1 if tombstone => format!(
+                ",\n{{\"row\":{{\"columns\":{},\"tombstone\":true}}}}",
+                cells_json(cells)
+            ),
             Shape::V1 => format!(",\n{{\"row\":{{\"columns\":{}}}}}", cells_json(cells)),
             Shape::Delimited => format!("{}\n", cells_json(cells)),
             Shape::JsonArray => format!(",\n{}", cells_json(cells)),
@@ -238,7 +242,7 @@ fn stream_push(shared: Arc<Shared>, mut query: PushQuery, shape: Shape, tx: Chun
     }
     if send(&tx, shape.header(&id, query.schema())) {
         let end = loop {
-            if closed.load(Ordering::Acquire) {
+            if closed.load(Ordering::Acquire) || shared.stopping.load(Ordering::Acquire) {
                 break Some("Query Terminated");
             }
             if tx.is_closed() {
@@ -246,7 +250,10 @@ fn stream_push(shared: Arc<Shared>, mut query: PushQuery, shape: Shape, tx: Chun
             }
             match query.poll(POLL) {
                 Ok(rows) => {
-                    if !rows.iter().all(|r| send(&tx, shape.row(r))) {
+                    if !rows
+                        .iter()
+                        .all(|r| send(&tx, shape.row(&r.cells, r.tombstone)))
+                    {
                         break None;
                     }
                 }
@@ -268,9 +275,9 @@ fn stream_push(shared: Arc<Shared>, mut query: PushQuery, shape: Shape, tx: Chun
     }
 }
 
-fn stream_print(mut print: TopicPrint, tx: Chunks) {
+fn stream_print(shared: Arc<Shared>, mut print: TopicPrint, tx: Chunks) {
     loop {
-        if tx.is_closed() {
+        if tx.is_closed() || shared.stopping.load(Ordering::Acquire) {
             return;
         }
         match print.poll(POLL) {
@@ -295,7 +302,7 @@ fn respond(shared: Arc<Shared>, started: Started, shape: Shape) -> Response {
         Started::Pull { schema, rows } => {
             let mut body = shape.header("pull", &schema);
             for r in &rows {
-                body.push_str(&shape.row(r));
+                body.push_str(&shape.row(r, false));
             }
             body.push_str(&shape.end(None));
             (
@@ -312,7 +319,7 @@ fn respond(shared: Arc<Shared>, started: Started, shape: Shape) -> Response {
         }
         Started::Print(print) => {
             let (tx, rx) = mpsc::channel(64);
-            tokio::task::spawn_blocking(move || stream_print(*print, tx));
+            tokio::task::spawn_blocking(move || stream_print(shared, *print, tx));
             let mut response = streaming(shape, rx);
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

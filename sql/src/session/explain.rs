@@ -91,10 +91,7 @@ impl Session {
             _ => return invalid("EXPLAIN takes a query id, a SELECT, a CREATE ... AS SELECT or an INSERT INTO ... SELECT."),
         };
         let name = &select.from.source.name;
-        let Some(def) = self.catalog.source(name).cloned() else {
-            return invalid(format!("{name} does not exist."));
-        };
-        let (mut planned, _) = self.plan_for_reading(select, &def)?;
+        let mut planned = self.plan_for_reading(select)?;
         let operators = self.operators_of(&mut planned, "explain", None)?;
         let source = self.source_for(&planned.source)?;
         // A transient pipeline commits nothing: building one to describe it leaves no trace.

@@ -144,7 +144,7 @@ mod show;
 
 pub use print::TopicPrint;
 pub use pull::cell_text;
-pub use push::PushQuery;
+pub use push::{PushQuery, PushRow};
 
 pub use show::format_table;
 

@@ -21,9 +21,8 @@ use eddy_engine::{EngineError, OperatorContext, Pipeline};
 use super::{Outcome, QueryRun, ResultColumn, Session};
 use crate::ast::{Select, SourceKind};
 use crate::catalog::SourceDef;
-use crate::error::{invalid, Result, SqlError};
+use crate::error::{invalid, Result};
 use crate::planner::{plan_select, PlannedSelect};
-use sqlparser::ast::{Expr, SelectItem};
 
 /// The internal pipeline that materializes `table`.
 fn materializer_id(table: &str) -> String {
@@ -226,36 +225,55 @@ impl Session {
     }
 
     /// Plans a query that shows its rows rather than writing them (a pull or push query).
-    /// Unlike a persistent query, it need not select the source's key: a missing key column is
-    /// added to the plan, hidden, and its name returned so the rows shown leave it out.
-    pub(super) fn plan_for_reading(
-        &self,
-        select: &Select,
-        def: &SourceDef,
-    ) -> Result<(PlannedSelect, Vec<String>)> {
+    pub(super) fn plan_for_reading(&self, select: &Select) -> Result<PlannedSelect> {
         let state = self.df.state();
-        let mut select = select.clone();
-        let mut hidden = Vec::new();
-        loop {
-            match plan_select(&state, &self.catalog, &select, &def.name, &self.properties) {
-                Err(SqlError::Invalid(m)) if m.starts_with("Key missing from projection") => {
-                    let Some(key) = def
-                        .key_columns
+        crate::planner::plan_transient(&state, &self.catalog, select, &self.properties)
+    }
+
+    /// A pull query over a stream: its records from the start of the topic to its end as of
+    /// now, filtered and projected (a transient pipeline run to the end, then dropped).
+    fn pull_from_stream(&mut self, select: &Select, mut planned: PlannedSelect) -> Result<Outcome> {
+        let operators = self.operators_of(&mut planned, "pull", None)?;
+        let source = self.source_for(&planned.source)?;
+        let (shown, schema) = shown_columns(&planned, true);
+        let deleted = planned.null_value_index;
+        let mut pipeline = Pipeline::transient(&self.log, "pull".into(), source, operators, true)?;
+        let limit = select.limit.map_or(usize::MAX, |l| l as usize);
+        // The end of each partition now: records appended meanwhile are not part of the answer.
+        let ends: Vec<u64> = pipeline
+            .source
+            .topic
+            .partitions()
+            .iter()
+            .map(|p| p.end_offset())
+            .collect();
+        let metrics = pipeline.metrics();
+        let done = || {
+            ends.iter()
+                .enumerate()
+                .all(|(p, end)| metrics.position(p as u32).is_some_and(|at| at >= *end))
+        };
+        let mut rows = Vec::new();
+        while rows.len() < limit && !done() && pipeline.run_step(&self.log, &self.plog)? > 0 {
+            for batch in pipeline.take_output() {
+                let deleted = batch.column(deleted).as_boolean();
+                for row in 0..batch.num_rows() {
+                    if rows.len() >= limit {
+                        break;
+                    }
+                    if deleted.is_valid(row) && deleted.value(row) {
+                        continue;
+                    }
+                    let cells = shown
                         .iter()
-                        .find(|k| m.contains(&format!("key column {} ", k.name)))
-                    else {
-                        return invalid(m);
-                    };
-                    let alias = format!("__PULL_KEY_{}", hidden.len());
-                    select.items.push(SelectItem::ExprWithAlias {
-                        expr: Expr::Identifier(crate::rewrite::quoted(&key.name)),
-                        alias: crate::rewrite::quoted(&alias),
-                    });
-                    hidden.push(alias);
+                        .map(|&i| ScalarValue::try_from_array(batch.column(i), row))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(EngineError::from)?;
+                    rows.push(cells);
                 }
-                other => return Ok((other?, hidden)),
             }
         }
+        Ok(Outcome::Rows { schema, rows })
     }
 
     /// A pull query: the current rows of a materialized table that match, projected.
@@ -264,19 +282,57 @@ impl Session {
         let Some(def) = self.catalog.source(name).cloned() else {
             return invalid(format!("{name} does not exist."));
         };
-        if def.kind != SourceKind::Table {
+        let unsupported = [
+            (!select.from.joins.is_empty(), "JOIN"),
+            (select.window.is_some(), "WINDOW"),
+            (!select.group_by.is_empty(), "GROUP BY"),
+        ];
+        if let Some((_, clause)) = unsupported.iter().find(|(used, _)| *used) {
             return invalid(format!(
-                "Pull queries are only supported on tables; {name} is a stream. Add EMIT CHANGES for a push query."
+                "Pull queries don't support {clause} clauses. See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query."
             ));
         }
-        if !select.group_by.is_empty() || select.window.is_some() || !select.from.joins.is_empty() {
-            return invalid("Pull queries don't support GROUP BY, WINDOW or JOIN clauses.");
+        // A pull query reads a table's store or a stream's records, neither of which keeps
+        // where a row was read from.
+        for (clause, text) in [
+            (
+                "SELECT",
+                select
+                    .items
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            (
+                "WHERE",
+                select
+                    .where_clause
+                    .as_ref()
+                    .map(|w| w.to_string())
+                    .unwrap_or_default(),
+            ),
+        ] {
+            let used: Vec<String> = ["ROWPARTITION", "ROWOFFSET"]
+                .iter()
+                .filter(|p| mentions(&text, p))
+                .map(|p| format!("`{p}`"))
+                .collect();
+            if !used.is_empty() {
+                return invalid(format!(
+                    "Pull queries don't support the following columns in {clause} clauses: {}",
+                    used.join(", ")
+                ));
+            }
         }
         // Driven queries catch up first, so that the answer reflects what was written.
         if self.background.is_none() {
             self.run_until_idle()?;
         }
-        let (mut planned, hidden) = self.plan_for_reading(select, &def)?;
+        let mut planned = self.plan_for_reading(select)?;
+        if def.kind == SourceKind::Stream {
+            return self.pull_from_stream(select, planned);
+        }
         let mut batch = self.table_batch(&def)?;
         let ctx = OperatorContext {
             query_id: "pull",
@@ -288,7 +344,7 @@ impl Session {
         }
         // Over a table, WHERE marks the rows it rejects as deletions: a pull query drops them.
         let deleted = batch.column(planned.null_value_index).as_boolean().clone();
-        let (shown, schema) = shown_columns(&planned, &hidden, true);
+        let (shown, schema) = shown_columns(&planned, true);
         let limit = select.limit.map_or(usize::MAX, |l| l as usize);
         let mut out = Vec::new();
         for row in 0..batch.num_rows() {
@@ -309,39 +365,35 @@ impl Session {
     }
 }
 
+/// Whether `text` names `word` as a whole word, in any case.
+fn mentions(text: &str, word: &str) -> bool {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .any(|w| w.eq_ignore_ascii_case(word))
+}
+
 /// The columns a pull or push query shows, as indices into its output batch and as result
-/// columns: keys (but the hidden ones), window bounds, values. `keyed`: whether key columns
-/// are marked as such (a pull query's are; a push query's result is a stream of values).
+/// columns, in projection order. `keyed`: whether the source's key columns and window bounds,
+/// selected as such, are marked as keys (a pull query's are; a push query's result is a stream
+/// of values).
 pub(super) fn shown_columns(
     planned: &PlannedSelect,
-    hidden: &[String],
     keyed: bool,
 ) -> (Vec<usize>, Vec<ResultColumn>) {
-    let column = |c: &crate::catalog::Column, key: bool| ResultColumn {
-        name: c.name.clone(),
-        ty: c.ty.clone(),
-        key: key && keyed,
+    let source = &planned.source;
+    let is_key = |name: &str| {
+        source.key_columns.iter().any(|k| k.name == name)
+            || (source.window.is_some() && (name == "WINDOWSTART" || name == "WINDOWEND"))
     };
-    let (mut shown, mut schema): (Vec<usize>, Vec<ResultColumn>) = planned
-        .key_indices
+    let schema = planned
+        .value_columns
         .iter()
-        .zip(&planned.key_columns)
-        .filter(|(_, c)| !hidden.contains(&c.name))
-        .map(|(i, c)| (*i, column(c, true)))
-        .unzip();
-    if let Some((s, e)) = planned.window_columns {
-        shown.extend([s, e]);
-        for name in ["WINDOWSTART", "WINDOWEND"] {
-            schema.push(ResultColumn {
-                name: name.into(),
-                ty: crate::types::SqlType::Bigint,
-                key: keyed,
-            });
-        }
-    }
-    shown.extend(planned.value_indices.iter().copied());
-    schema.extend(planned.value_columns.iter().map(|c| column(c, false)));
-    (shown, schema)
+        .map(|c| ResultColumn {
+            name: c.name.clone(),
+            ty: c.ty.clone(),
+            key: keyed && is_key(&c.name),
+        })
+        .collect();
+    (planned.value_indices.clone(), schema)
 }
 
 /// A batch in a table's source layout from its parts.

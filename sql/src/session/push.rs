@@ -17,7 +17,7 @@ use eddy_log::Log;
 use super::pull::shown_columns;
 use super::{Outcome, ResultColumn, Session};
 use crate::ast::Select;
-use crate::error::{invalid, Result};
+use crate::error::Result;
 
 /// A running push query. Dropping it ends the query.
 pub struct PushQuery {
@@ -28,6 +28,8 @@ pub struct PushQuery {
     shown: Vec<usize>,
     /// The output column that flags a deleted row (a table's tombstone), not shown.
     deleted: usize,
+    /// Over a table, a deleted row is shown as a tombstone; over a stream it is skipped.
+    tombstones: bool,
     limit: Option<u64>,
     emitted: u64,
     log: Log,
@@ -42,6 +44,14 @@ impl std::fmt::Debug for PushQuery {
             .field("limit", &self.limit)
             .finish()
     }
+}
+
+/// A row of a push query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushRow {
+    pub cells: Vec<ScalarValue>,
+    /// The row's key was deleted from the table (its values are null).
+    pub tombstone: bool,
 }
 
 impl PushQuery {
@@ -62,7 +72,7 @@ impl PushQuery {
     /// Processes what has arrived (a bounded step, so rows show without waiting for a whole
     /// backlog) and returns the new rows; with nothing to read, first waits up to `wait` for
     /// an append to the source.
-    pub fn poll(&mut self, wait: Duration) -> Result<Vec<Vec<ScalarValue>>> {
+    pub fn poll(&mut self, wait: Duration) -> Result<Vec<PushRow>> {
         if self.is_done() {
             return Ok(Vec::new());
         }
@@ -76,7 +86,8 @@ impl PushQuery {
                 if self.is_done() {
                     break;
                 }
-                if deleted.is_valid(row) && deleted.value(row) {
+                let tombstone = deleted.is_valid(row) && deleted.value(row);
+                if tombstone && !self.tombstones {
                     continue;
                 }
                 let cells = self
@@ -85,7 +96,7 @@ impl PushQuery {
                     .map(|&i| ScalarValue::try_from_array(batch.column(i), row))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(EngineError::from)?;
-                rows.push(cells);
+                rows.push(PushRow { cells, tombstone });
                 self.emitted += 1;
             }
         }
@@ -100,10 +111,7 @@ impl Session {
     /// Starts a push query (`SELECT ... EMIT CHANGES`) over a stream or a table.
     pub(super) fn push_query(&mut self, select: &Select) -> Result<Outcome> {
         let name = &select.from.source.name;
-        let Some(def) = self.catalog.source(name).cloned() else {
-            return invalid(format!("{name} does not exist."));
-        };
-        let (mut planned, hidden) = self.plan_for_reading(select, &def)?;
+        let mut planned = self.plan_for_reading(select)?;
         // Driven queries (a script's) catch up first: nothing else would feed this one's source.
         if self.background.is_none() {
             self.run_until_idle()?;
@@ -119,13 +127,14 @@ impl Session {
             operators,
             self.reads_from_beginning(),
         )?;
-        let (shown, schema) = shown_columns(&planned, &hidden, false);
+        let (shown, schema) = shown_columns(&planned, false);
         Ok(Outcome::Push(Box::new(PushQuery {
             id,
             schema,
             pipeline,
             shown,
             deleted: planned.null_value_index,
+            tombstones: planned.source.kind == crate::ast::SourceKind::Table,
             limit: select.limit,
             emitted: 0,
             log: self.log.clone(),
