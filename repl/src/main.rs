@@ -7,6 +7,7 @@ mod consume;
 mod output;
 mod produce;
 mod qtt;
+mod remote;
 mod repl;
 mod script;
 mod server;
@@ -56,6 +57,18 @@ struct Cli {
     /// With -f or -e: keep the persistent queries running until Ctrl-C.
     #[arg(long, requires = "sql_input")]
     follow: bool,
+    /// Talk to an `eddy server` (or ksqlDB) at this URL instead of opening a data directory:
+    /// the REPL, -e and -f run their statements over its REST API.
+    #[arg(long, env = "EDDY_SERVER")]
+    server: Option<String>,
+    /// The bearer token for --server.
+    #[arg(
+        long,
+        env = "EDDY_AUTH_TOKEN",
+        hide_env_values = true,
+        requires = "server"
+    )]
+    token: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -99,6 +112,10 @@ fn main() -> ExitCode {
         (None, None) => None,
     };
     let result = match cli.command {
+        None if cli.server.is_some() => {
+            let url = cli.server.as_deref().unwrap_or_default();
+            run_remote(url, cli.token.clone(), sql.as_deref())
+        }
         None if sql.is_some() => open(&cli.data_dir, cli.fsync).and_then(|log| {
             let state = eddy_engine::state::StateOptions {
                 memory_bytes: cli.state_memory_mb << 20,
@@ -135,6 +152,29 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The REPL, or a script, over a server's REST API.
+fn run_remote(url: &str, token: Option<String>, sql: Option<&str>) -> anyhow::Result<()> {
+    let mut remote = remote::Remote::connect(url, token)?;
+    // Ctrl-C only needs a runtime to be caught; one worker is plenty.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    match sql {
+        Some(sql) => {
+            let never = std::sync::atomic::AtomicBool::new(false);
+            remote.run_script(sql, &never)
+        }
+        None => {
+            let history = std::env::var_os("HOME")
+                .map_or_else(|| PathBuf::from("."), PathBuf::from)
+                .join(".eddy_remote_history");
+            let banner = format!("eddy {} on {url}", env!("CARGO_PKG_VERSION"));
+            repl::interact(&runtime, &mut remote, &banner, &history)
         }
     }
 }

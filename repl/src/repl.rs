@@ -32,10 +32,55 @@ use crate::output::{error_text, show};
 const PROMPT: &str = "eddy> ";
 const CONTINUATION: &str = "   -> ";
 
+/// What the REPL types into: the embedded engine, or a server over HTTP (`remote.rs`).
+pub(crate) trait Backend {
+    /// Runs what was typed and prints the outcomes; the first statement that fails stops the
+    /// rest. A push query or PRINT runs until its LIMIT or until `interrupted` is set.
+    fn execute(&mut self, text: &str, interrupted: &AtomicBool);
+    /// The words Tab completes besides keywords.
+    fn names(&mut self) -> Vec<String>;
+}
+
+/// The engine in this process, on the data directory.
+struct Embedded(Session);
+
+impl Backend for Embedded {
+    fn execute(&mut self, text: &str, interrupted: &AtomicBool) {
+        execute(&mut self.0, text, interrupted);
+    }
+
+    fn names(&mut self) -> Vec<String> {
+        names_of(&self.0)
+    }
+}
+
 pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut session = Session::open_with(log, state)?;
     session.run_in_background(runtime.handle().clone());
+    let banner = format!(
+        "eddy {} on {}",
+        env!("CARGO_PKG_VERSION"),
+        data_dir.display()
+    );
+    let mut backend = Embedded(session);
+    let result = interact(
+        &runtime,
+        &mut backend,
+        &banner,
+        &data_dir.join(".eddy_history"),
+    );
+    backend.0.shutdown();
+    result
+}
+
+/// The read-eval-print loop over any backend.
+pub(crate) fn interact(
+    runtime: &tokio::runtime::Runtime,
+    backend: &mut dyn Backend,
+    banner: &str,
+    history: &Path,
+) -> Result<()> {
     // While a push query or PRINT runs, Ctrl-C is a signal (rustyline reads it as a key only
     // at the prompt): it ends the query, not the REPL.
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -51,19 +96,15 @@ pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
         }
     });
     println!(
-        "eddy {} on {}\nStatements end with ';'. Ctrl-C drops the statement being typed or stops a push query; Ctrl-D leaves.\n",
-        env!("CARGO_PKG_VERSION"),
-        data_dir.display()
+        "{banner}\nStatements end with ';'. Ctrl-C drops the statement being typed or stops a push query; Ctrl-D leaves.\n"
     );
-    let names = Arc::new(Mutex::new(Vec::new()));
+    let names = Arc::new(Mutex::new(backend.names()));
     let mut editor: Editor<Completion, DefaultHistory> = Editor::new()?;
     editor.set_helper(Some(Completion {
         names: names.clone(),
     }));
-    refresh_names(&session, &names);
-    let history = data_dir.join(".eddy_history");
     // A first run has no history yet.
-    let _ = editor.load_history(&history);
+    let _ = editor.load_history(history);
     let mut statement = String::new();
     loop {
         let prompt = if statement.is_empty() {
@@ -82,8 +123,11 @@ pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
                 }
                 let text = std::mem::take(&mut statement);
                 let _ = editor.add_history_entry(text.trim());
-                execute(&mut session, &text, &interrupted);
-                refresh_names(&session, &names);
+                backend.execute(&text, &interrupted);
+                let words = backend.names();
+                if let Ok(mut n) = names.lock() {
+                    *n = words;
+                }
             }
             Err(ReadlineError::Interrupted) => statement.clear(),
             Err(ReadlineError::Eof) => break,
@@ -93,18 +137,17 @@ pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
             }
         }
     }
-    if let Err(e) = editor.save_history(&history) {
+    if let Err(e) = editor.save_history(history) {
         eprintln!(
             "warning: cannot save the history to {}: {e}",
             history.display()
         );
     }
-    session.shutdown();
     Ok(())
 }
 
 /// The words Tab completes besides keywords: sources, their columns, topics, functions.
-fn refresh_names(session: &Session, names: &Mutex<Vec<String>>) {
+fn names_of(session: &Session) -> Vec<String> {
     let mut words: Vec<String> = session.function_names();
     for (name, def) in &session.catalog.sources {
         words.push(name.clone());
@@ -118,9 +161,7 @@ fn refresh_names(session: &Session, names: &Mutex<Vec<String>>) {
     }
     words.sort();
     words.dedup();
-    if let Ok(mut n) = names.lock() {
-        *n = words;
-    }
+    words
 }
 
 const KEYWORDS: &[&str] = &[

@@ -467,3 +467,46 @@ fn the_curl_examples_of_ksqldbs_documentation_work() {
         .unwrap();
     assert!(info.contains("\"serverStatus\":\"RUNNING\""), "{info}");
 }
+
+/// `eddy --server URL`: the REPL over the REST API, typed into through a pseudo-terminal.
+#[test]
+fn the_repl_works_against_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--auth-token", "t0ken"]);
+    let cmd = format!(
+        "{} --server {} --token t0ken",
+        env!("CARGO_BIN_EXE_eddy"),
+        server.url
+    );
+    let mut p = rexpect::spawn(&cmd, Some(20_000)).expect("eddy starts");
+    p.exp_string(&format!("on {}", server.url)).unwrap();
+    p.exp_string("eddy> ").unwrap();
+    p.send_line("CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', partitions=1, value_format='JSON');")
+        .unwrap();
+    p.exp_string("STREAM created").unwrap();
+    p.exp_string("eddy> ").unwrap();
+    p.send_line("INSERT INTO s (k, v) VALUES ('a', 1);")
+        .unwrap();
+    p.exp_string("eddy> ").unwrap();
+    p.send_line("SET 'auto.offset.reset'='earliest';").unwrap();
+    p.exp_string("eddy> ").unwrap();
+    p.send_line("SELECT k, v * 10 AS v10 FROM s EMIT CHANGES LIMIT 1;")
+        .unwrap();
+    p.exp_string("|V10").unwrap();
+    p.exp_string("|a            |10").unwrap();
+    p.exp_string("Limit Reached").unwrap();
+    p.exp_string("eddy> ").unwrap();
+    // Ctrl-C closes a push query on the server and returns to the prompt.
+    p.send_line("SELECT * FROM s EMIT CHANGES;").unwrap();
+    p.exp_string("|a ").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    p.send_control('c').unwrap();
+    p.exp_string("Query terminated").unwrap();
+    p.exp_string("eddy> ").unwrap();
+    p.send_line("SHOW STREAMS;").unwrap();
+    p.exp_string("S           | s").unwrap();
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+    let (_, metrics) = get(&server.url, "/healthcheck");
+    assert!(metrics.contains("isHealthy"));
+}

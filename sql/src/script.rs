@@ -124,7 +124,7 @@ pub fn substitute(text: &str, variables: &BTreeMap<String, String>) -> String {
 }
 
 /// `RUN SCRIPT 'path'`: the path, if the piece is one.
-fn run_script_path(piece: &str) -> Option<String> {
+pub fn run_script_path(piece: &str) -> Option<String> {
     let t = piece.trim().trim_end_matches(';').trim_end();
     let strip_word = |text: &'_ str, word: &str| -> Option<String> {
         let head = text.get(..word.len())?;
@@ -150,12 +150,19 @@ fn shift(mut e: ParseError, piece: &Piece<'_>) -> ParseError {
 /// How deep RUN SCRIPT may nest (a script that runs itself stops here).
 const MAX_DEPTH: usize = 16;
 
+/// A piece of a script, with `variables` substituted, parsed; a parse error points into the
+/// whole script.
+pub fn parse_piece(
+    piece: &Piece<'_>,
+    variables: &BTreeMap<String, String>,
+) -> Result<Vec<(Statement, String)>> {
+    parse_statements(&substitute(piece.text, variables)).map_err(|e| shift(e, piece).into())
+}
+
 impl Session {
-    /// A piece of a script, with this session's variables substituted, parsed; a parse error
-    /// points into the whole script.
+    /// A piece of a script, with this session's variables substituted, parsed.
     pub fn parse_piece(&self, piece: &Piece<'_>) -> Result<Vec<(Statement, String)>> {
-        parse_statements(&substitute(piece.text, &self.variables))
-            .map_err(|e| shift(e, piece).into())
+        parse_piece(piece, &self.variables)
     }
 
     /// Runs a script's statements in order, handing each statement's text and outcome to

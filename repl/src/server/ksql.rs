@@ -208,7 +208,7 @@ fn entity(
                 .log()
                 .topics()
                 .iter()
-                .filter(|t| !t.name().starts_with("__"))
+                .filter(|t| !eddy_sql::is_internal_topic(t.name()))
                 .map(|t| json!({"name": t.name(), "replicaInfo": vec![1; t.partition_count() as usize]}))
                 .collect();
             with(header("kafka_topics"), "topics", Value::Array(topics))

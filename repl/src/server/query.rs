@@ -157,7 +157,9 @@ fn cells_json(cells: &[ScalarValue]) -> String {
 /// The chunks of one query's response, in one of the two shapes.
 #[derive(Clone, Copy)]
 enum Shape {
-    /// `/query`: `[{"header":...},\n{"row":...},\n...,\n{"finalMessage":...}]`.
+    /// `/query`: `[{"header":...}\n,{"row":...}\n...,{"finalMessage":...}]\n`: one JSON
+    /// array, and one message per line (each line ends its message, so a client reading
+    /// lines gets every row as soon as it is sent).
     V1,
     /// `/query-stream`, delimited: a header line, then a JSON array per line.
     Delimited,
@@ -169,7 +171,7 @@ impl Shape {
     fn header(self, query_id: &str, schema: &[ResultColumn]) -> String {
         match self {
             Shape::V1 => format!(
-                "[{}",
+                "[{}\n",
                 json!({"header": {"queryId": query_id, "schema": result_schema_text(schema)}})
             ),
             Shape::Delimited | Shape::JsonArray => {
@@ -179,7 +181,7 @@ impl Shape {
                     "columnTypes": schema.iter().map(|c| c.ty.to_string()).collect::<Vec<_>>(),
                 });
                 match self {
-                    Shape::JsonArray => format!("[{header}"),
+                    Shape::JsonArray => format!("[{header}\n"),
                     _ => format!("{header}\n"),
                 }
             }
@@ -189,19 +191,19 @@ impl Shape {
     fn row(self, cells: &[ScalarValue], tombstone: bool) -> String {
         match self {
             Shape::V1 if tombstone => format!(
-                ",\n{{\"row\":{{\"columns\":{},\"tombstone\":true}}}}",
+                ",{{\"row\":{{\"columns\":{},\"tombstone\":true}}}}\n",
                 cells_json(cells)
             ),
-            Shape::V1 => format!(",\n{{\"row\":{{\"columns\":{}}}}}", cells_json(cells)),
+            Shape::V1 => format!(",{{\"row\":{{\"columns\":{}}}}}\n", cells_json(cells)),
             Shape::Delimited => format!("{}\n", cells_json(cells)),
-            Shape::JsonArray => format!(",\n{}", cells_json(cells)),
+            Shape::JsonArray => format!(",{}\n", cells_json(cells)),
         }
     }
 
     /// The end of the response, with ksqlDB's final message for `/query`.
     fn end(self, message: Option<&str>) -> String {
         match (self, message) {
-            (Shape::V1, Some(m)) => format!(",\n{}]\n", json!({ "finalMessage": m })),
+            (Shape::V1, Some(m)) => format!(",{}]\n", json!({ "finalMessage": m })),
             (Shape::V1 | Shape::JsonArray, _) => "]\n".into(),
             (Shape::Delimited, _) => String::new(),
         }

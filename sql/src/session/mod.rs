@@ -146,7 +146,7 @@ pub use print::TopicPrint;
 pub use pull::cell_text;
 pub use push::{PushQuery, PushRow};
 
-pub use show::format_table;
+pub use show::{format_table, is_internal_topic};
 
 impl Session {
     pub fn new(log: Log) -> Session {

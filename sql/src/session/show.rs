@@ -44,7 +44,7 @@ impl Session {
                     .log
                     .topics()
                     .iter()
-                    .filter(|t| *all || !t.name().starts_with("__"))
+                    .filter(|t| *all || !is_internal_topic(t.name()))
                     .map(|t| vec![t.name().to_string(), t.partition_count().to_string()])
                     .collect();
                 table(&["Kafka Topic", "Partitions"], rows)
@@ -220,4 +220,10 @@ pub fn format_table(columns: &[String], rows: &[Vec<String>]) -> String {
     let mut out = vec![line(columns), rule];
     out.extend(rows.iter().map(|r| line(r)));
     out.join("\n")
+}
+
+/// Topics Eddy keeps for itself (the command topic, consumer offsets, state changelogs), which
+/// SHOW TOPICS leaves out and SHOW ALL TOPICS lists.
+pub fn is_internal_topic(name: &str) -> bool {
+    name.starts_with("__") || name.starts_with("_eddy-")
 }
