@@ -35,7 +35,7 @@ pub(crate) struct KsqlRequest {
 pub(crate) async fn ksql(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let request: KsqlRequest = match parse_body(&body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match tokio::task::spawn_blocking(move || execute(&shared, request)).await {
         Ok(response) => response,

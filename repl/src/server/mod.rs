@@ -243,9 +243,14 @@ pub(crate) fn bad_request(message: &str) -> Response {
     error_response(StatusCode::BAD_REQUEST, 40000, message)
 }
 
+/// A response that ends a request early (an error), boxed: a `Response` is large to move
+/// around in every `Result`.
+pub(crate) type Reject = Box<Response>;
+
 /// The request body as JSON, or the 400 a malformed body gets.
-pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| bad_request(&format!("Invalid JSON in request: {e}")))
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Reject> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(bad_request(&format!("Invalid JSON in request: {e}"))))
 }
 
 async fn authorize(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {

@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use super::ksql::with_request_scope;
-use super::{error_response, json_response, parse_body, Shared};
+use super::{error_response, json_response, parse_body, Reject, Shared};
 
 /// How long a push query waits for input before checking whether it should end.
 const POLL: Duration = Duration::from_millis(100);
@@ -78,19 +78,23 @@ fn statement_error(text: &str, e: &SqlError) -> Response {
     )
 }
 
+fn reject(status: StatusCode, code: u32, message: &str) -> Reject {
+    Box::new(error_response(status, code, message))
+}
+
 /// Parses and starts the one query statement of a request.
 async fn start(
     shared: Arc<Shared>,
     sql: String,
     properties: Map<String, Value>,
     variables: Map<String, Value>,
-) -> Result<Started, Response> {
+) -> Result<Started, Reject> {
     let run = move || {
         let mut session = shared.session();
         with_request_scope(&mut session, &properties, &variables, |session| {
             let pieces = split(&sql);
             let [piece] = pieces.as_slice() else {
-                return Err(error_response(
+                return Err(reject(
                     StatusCode::BAD_REQUEST,
                     40000,
                     &format!("Expected exactly one statement, found {}.", pieces.len()),
@@ -98,11 +102,11 @@ async fn start(
             };
             let mut statements = session
                 .parse_piece(piece)
-                .map_err(|e| statement_error(piece.text.trim(), &e))?;
+                .map_err(|e| Box::new(statement_error(piece.text.trim(), &e)))?;
             let (stmt, text) = match statements.len() {
                 1 => statements.remove(0),
                 n => {
-                    return Err(error_response(
+                    return Err(reject(
                         StatusCode::BAD_REQUEST,
                         40000,
                         &format!("Expected exactly one statement, found {n}."),
@@ -110,7 +114,7 @@ async fn start(
                 }
             };
             if !matches!(stmt, Statement::Query(_) | Statement::Print(_)) {
-                return Err(error_response(
+                return Err(reject(
                     StatusCode::BAD_REQUEST,
                     40002,
                     "Only SELECT and PRINT statements can be issued to this endpoint; send other statements to /ksql.",
@@ -120,18 +124,18 @@ async fn start(
                 Ok(Outcome::Rows { schema, rows }) => Ok(Started::Pull { schema, rows }),
                 Ok(Outcome::Push(q)) => Ok(Started::Push(q)),
                 Ok(Outcome::Print(p)) => Ok(Started::Print(p)),
-                Ok(_) => Err(error_response(
+                Ok(_) => Err(reject(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     50000,
                     "The query gave no rows.",
                 )),
-                Err(e) => Err(statement_error(&text, &e)),
+                Err(e) => Err(Box::new(statement_error(&text, &e))),
             }
         })
     };
     match tokio::task::spawn_blocking(run).await {
         Ok(started) => started,
-        Err(e) => Err(error_response(
+        Err(e) => Err(reject(
             StatusCode::INTERNAL_SERVER_ERROR,
             50000,
             &e.to_string(),
@@ -335,7 +339,7 @@ fn respond(shared: Arc<Shared>, started: Started, shape: Shape) -> Response {
 pub(crate) async fn query(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let request: QueryRequest = match parse_body(&body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match start(
         shared.clone(),
@@ -346,7 +350,7 @@ pub(crate) async fn query(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
     .await
     {
         Ok(started) => respond(shared, started, Shape::V1),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
@@ -357,7 +361,7 @@ pub(crate) async fn query_stream(
 ) -> Response {
     let request: QueryStreamRequest = match parse_body(&body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let json_array = headers
         .get(header::ACCEPT)
@@ -377,14 +381,14 @@ pub(crate) async fn query_stream(
     .await
     {
         Ok(started) => respond(shared, started, shape),
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
 pub(crate) async fn close_query(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let request: CloseRequest = match parse_body(&body) {
         Ok(r) => r,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let flag = shared
         .push
