@@ -12,6 +12,7 @@
 pub mod aggregate;
 pub mod error;
 pub mod format;
+pub mod lookup_join;
 pub mod materialize;
 pub mod metrics;
 pub mod operator;

@@ -314,9 +314,14 @@ fn bad_requests_get_errors_and_the_server_stays_up() {
 
     let (status, _) = get(&url, "/nowhere");
     assert_eq!(status, 404);
-    let big = "x".repeat(2 << 20);
-    let (status, _) = post(&url, "/ksql", &json!({ "ksql": big }).to_string(), None);
-    assert_eq!(status, 413);
+    // A body over the limit gets 413; the server may answer before the client has sent it
+    // all and close the connection, which the client then sees as a failed send.
+    let big = json!({ "ksql": "x".repeat(2 << 20) }).to_string();
+    match agent().post(format!("{url}/ksql")).send(&big) {
+        Ok(response) => assert_eq!(response.status().as_u16(), 413),
+        Err(ureq::Error::Io(_)) => {}
+        Err(e) => panic!("unexpected: {e}"),
+    }
     let (status, body) = get(&url, "/healthcheck");
     assert_eq!(status, 200);
     assert_eq!(

@@ -714,6 +714,7 @@ pub fn plan_aggregate(
             having: having_filter,
             after,
         }),
+        join: None,
     };
     Ok(planned)
 }

@@ -108,7 +108,7 @@ impl SourceDef {
     }
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Catalog {
     pub sources: BTreeMap<String, SourceDef>,
     pub types: BTreeMap<String, SqlType>,

@@ -6,6 +6,7 @@
 //! - [`command_log`]: the statements that built the catalog, replayed on start.
 //! - [`functions`]: ksqlDB's functions that DataFusion lacks, as UDFs.
 //! - [`planner`]: a `SELECT` into the engine's operators, through DataFusion.
+//! - [`join`]: joins, planned as queries over a combined source.
 //! - [`aggregation`]: `GROUP BY`, `WINDOW` and `HAVING`: the projections around an aggregate.
 //! - [`session`]: executes statements and drives the persistent queries they start.
 //! - [`script`]: runs several statements in turn, with `DEFINE`d variables and `RUN SCRIPT`.
@@ -18,6 +19,7 @@ pub mod command_log;
 pub mod dialect;
 pub mod error;
 pub mod functions;
+pub mod join;
 pub mod parser;
 pub mod planner;
 mod rewrite;

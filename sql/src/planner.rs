@@ -72,6 +72,61 @@ pub struct PlannedSelect {
     pub window_columns: Option<(usize, usize)>,
     /// For GROUP BY queries: the aggregate and the operators around it (`operators` is empty).
     pub aggregate: Option<crate::aggregation::PlannedAggregate>,
+    /// For a join: how the combined rows `source` describes are made; the query reads the
+    /// join's stream.
+    pub join: Option<crate::join::PlannedJoin>,
+}
+
+/// The name the combined source of a join is planned under.
+const JOINED: &str = "__JOINED";
+
+/// A join query: planned over its combined source (see [`crate::join`]).
+fn plan_join(
+    state: &SessionState,
+    catalog: &Catalog,
+    select: &Select,
+    sink_name: &str,
+    properties: &std::collections::BTreeMap<String, String>,
+    transient: bool,
+) -> Result<PlannedSelect> {
+    let attempt = |key_from_table: bool| -> Result<PlannedSelect> {
+        let (def, rewritten, join) = crate::join::combine(catalog, select, JOINED, key_from_table)?;
+        let mut combined = catalog.clone();
+        combined.sources.insert(JOINED.to_string(), def.clone());
+        let schema_provider = state
+            .catalog_list()
+            .catalog(&state.config_options().catalog.default_catalog)
+            .and_then(|c| c.schema(&state.config_options().catalog.default_schema))
+            .ok_or_else(|| SqlError::Invalid("no default schema".into()))?;
+        let fields = |cols: &[Column]| cols.iter().map(Column::field).collect::<Vec<_>>();
+        let layout = eddy_engine::schema::source_schema(
+            &fields(&def.key_columns),
+            &fields(&def.value_columns),
+            &[],
+            false,
+        );
+        schema_provider.register_table(
+            JOINED.to_string(),
+            Arc::new(datafusion::datasource::MemTable::try_new(
+                layout,
+                vec![vec![]],
+            )?),
+        )?;
+        let planned = plan(
+            state, &combined, &rewritten, sink_name, properties, transient,
+        );
+        let _ = schema_provider.deregister_table(JOINED);
+        let mut planned = planned?;
+        planned.join = Some(join);
+        Ok(planned)
+    };
+    match attempt(false) {
+        // The projection may select the table's join column as the key instead.
+        Err(SqlError::Invalid(m)) if m.starts_with("Key missing from projection") => {
+            attempt(true).map_err(|_| SqlError::Invalid(m))
+        }
+        other => other,
+    }
 }
 
 pub(crate) struct Item {
@@ -138,7 +193,7 @@ fn plan(
     transient: bool,
 ) -> Result<PlannedSelect> {
     if !select.from.joins.is_empty() {
-        return Err(unsupported(Missing::Feature, "joins"));
+        return plan_join(state, catalog, select, sink_name, properties, transient);
     }
     let relation = &select.from.source;
     let Some(source) = catalog.source(&relation.name) else {
@@ -260,6 +315,7 @@ fn plan(
             .window
             .map(|_| (rowtime_index + 3, rowtime_index + 4)),
         aggregate: None,
+        join: None,
     })
 }
 

@@ -93,7 +93,7 @@ impl Session {
         let name = &select.from.source.name;
         let mut planned = self.plan_for_reading(select)?;
         let operators = self.operators_of(&mut planned, "explain", None)?;
-        let source = self.source_for(&planned.source)?;
+        let source = self.source_of(&planned)?;
         // A transient pipeline commits nothing: building one to describe it leaves no trace.
         let pipeline = Pipeline::transient(&self.log, "explain".into(), source, operators, false)?;
         let mut plan = pipeline.describe();

@@ -553,6 +553,78 @@ impl Session {
     /// The operators of a planned query. An aggregation keeps its state in `db`, as the stores
     /// `<id>/aggregate` and `<id>/having`, or in memory without one (a push query).
     fn operators_of(
+        &mut self,
+        planned: &mut crate::planner::PlannedSelect,
+        id: &str,
+        db: Option<&StateDb>,
+    ) -> Result<Vec<Box<dyn Operator>>> {
+        let mut ops = self.join_operator(planned)?;
+        ops.extend(self.query_operators(planned, id, db)?);
+        Ok(ops)
+    }
+
+    /// The source a planned query reads: a join's stream, or its one source.
+    pub(super) fn source_of(&self, planned: &crate::planner::PlannedSelect) -> Result<Source> {
+        match &planned.join {
+            Some(join) => self.source_for(&join.stream),
+            None => self.source_for(&planned.source),
+        }
+    }
+
+    /// For a join, the operator that makes the combined rows from the stream's: a lookup in
+    /// the table's materialization.
+    fn join_operator(
+        &mut self,
+        planned: &crate::planner::PlannedSelect,
+    ) -> Result<Vec<Box<dyn Operator>>> {
+        let Some(join) = &planned.join else {
+            return Ok(Vec::new());
+        };
+        let Some((materializer, _, _)) = self.materialized.get(&join.table.name) else {
+            return Err(crate::error::unsupported(
+                crate::error::Missing::Feature,
+                format!(
+                    "joins with the table {}, which an aggregation keeps",
+                    join.table.name
+                ),
+            ));
+        };
+        let store_name = format!("{materializer}/rows");
+        let db = self.state_db()?;
+        let store = db.store(&store_name).map_err(EngineError::from)?;
+        let stream_schema = self.source_for(&join.stream)?.schema();
+        let key = datafusion::physical_expr::expressions::col(&join.stream_key, &stream_schema)
+            .map_err(EngineError::from)?;
+        let fields = |cols: &[crate::catalog::Column]| {
+            cols.iter()
+                .map(crate::catalog::Column::field)
+                .collect::<Vec<_>>()
+        };
+        let combined = &planned.source;
+        let schema = eddy_engine::schema::source_schema(
+            &fields(&combined.key_columns),
+            &fields(&combined.value_columns),
+            &[],
+            false,
+        );
+        let op = eddy_engine::lookup_join::StreamTableJoin::new(
+            key,
+            join.table.key_columns[0].ty.to_arrow(),
+            store,
+            join.table
+                .value_columns
+                .iter()
+                .map(|c| c.ty.to_arrow())
+                .collect(),
+            join.inner,
+            join.columns.clone(),
+            &stream_schema,
+            schema,
+        )?;
+        Ok(vec![Box::new(op)])
+    }
+
+    fn query_operators(
         &self,
         planned: &mut crate::planner::PlannedSelect,
         id: &str,
@@ -594,8 +666,11 @@ impl Session {
             false => None,
         };
         planned.operators = self.operators_of(&mut planned, &id, state.as_ref())?;
-        let source_def = &planned.source;
-        let source = self.source_for(source_def)?;
+        let source = self.source_of(&planned)?;
+        let sources = match &planned.join {
+            Some(join) => vec![join.stream.name.clone(), join.table.name.clone()],
+            None => vec![planned.source.name.clone()],
+        };
         let (sink_key, sink_value) = codecs(sink_def)?;
         let timestamp_column = match &sink_def.timestamp_column {
             Some(c) => match sink_def.key_columns.iter().position(|v| &v.name == c) {
@@ -659,7 +734,7 @@ impl Session {
             id: id_for_list,
             run,
             sink: sink_def.name.clone(),
-            sources: vec![source_def.name.clone()],
+            sources,
             aggregate: is_aggregate,
             text: text.to_string(),
             plan,

@@ -234,7 +234,7 @@ impl Session {
     /// now, filtered and projected (a transient pipeline run to the end, then dropped).
     fn pull_from_stream(&mut self, select: &Select, mut planned: PlannedSelect) -> Result<Outcome> {
         let operators = self.operators_of(&mut planned, "pull", None)?;
-        let source = self.source_for(&planned.source)?;
+        let source = self.source_of(&planned)?;
         let (shown, schema) = shown_columns(&planned, true);
         let deleted = planned.null_value_index;
         let mut pipeline = Pipeline::transient(&self.log, "pull".into(), source, operators, true)?;

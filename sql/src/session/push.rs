@@ -119,7 +119,7 @@ impl Session {
         self.next_transient += 1;
         let id = format!("transient_{name}_{}", self.next_transient);
         let operators = self.operators_of(&mut planned, &id, None)?;
-        let source = self.source_for(&planned.source)?;
+        let source = self.source_of(&planned)?;
         let pipeline = Pipeline::transient(
             &self.log,
             id.clone(),

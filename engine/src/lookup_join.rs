@@ -1,0 +1,195 @@
+//! Stream-table joins: each stream row looks its join key up in the table's materialized rows
+//! (the store a table's `Materialize` pipeline keeps, see [`crate::materialize`]), as of the
+//! table's last commit, and is joined with the row it finds.
+//!
+//! Time and order: a stream row joins the table as it is when the row is processed, in the
+//! stream's offset order; table updates never emit anything by themselves (ksqlDB's
+//! semantics). The deterministic driver runs the join before the table's materialization in
+//! each round, so a table record appended before a stream record is always seen by it.
+//!
+//! The output is laid out as a source batch of the join's combined columns (see
+//! [`crate::schema`]): the stream row's pseudo-columns, then each combined column taken from
+//! the stream row or the table row, then the stream row's `__NULL_VALUE` and `__HEADERS`. An
+//! inner join drops the rows with no match; a left join fills the table's columns with nulls.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::physical_plan::PhysicalExpr;
+use eddy_state::Store;
+
+use crate::error::{EngineError, Result};
+use crate::operator::{Operator, OperatorContext};
+use crate::schema::PSEUDO_COLUMNS;
+use crate::state_codec::{decode_row, encode_row};
+
+/// Where a column of the join's output comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinColumn {
+    /// A column of the stream's batch, by index.
+    Stream(usize),
+    /// The table's key (a single-column primary key).
+    TableKey,
+    /// A value column of the table, by its position among them.
+    TableValue(usize),
+}
+
+pub struct StreamTableJoin {
+    /// The stream row's join key, over the stream's batch.
+    key: Arc<dyn PhysicalExpr>,
+    key_type: DataType,
+    /// The table's materialized rows: key `encode_row([key])`, value
+    /// `encode_row([rowtime, values...])`.
+    table: Store,
+    value_types: Vec<DataType>,
+    inner: bool,
+    columns: Vec<JoinColumn>,
+    /// The stream batch's `__NULL_VALUE` and `__HEADERS`.
+    null_value: usize,
+    headers: usize,
+    schema: SchemaRef,
+}
+
+impl StreamTableJoin {
+    /// `schema` is the output's (a source layout of `columns`); `table` the table's
+    /// materialized rows, whose key is of `key_type` and values of `value_types`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        key: Arc<dyn PhysicalExpr>,
+        key_type: DataType,
+        table: Store,
+        value_types: Vec<DataType>,
+        inner: bool,
+        columns: Vec<JoinColumn>,
+        stream_schema: &SchemaRef,
+        schema: SchemaRef,
+    ) -> Result<StreamTableJoin> {
+        Ok(StreamTableJoin {
+            key,
+            key_type,
+            table,
+            value_types,
+            inner,
+            columns,
+            null_value: stream_schema.index_of(crate::schema::NULL_VALUE)?,
+            headers: stream_schema.index_of(crate::schema::HEADERS)?,
+            schema,
+        })
+    }
+
+    /// The table row of `key`, if there is one: its values.
+    fn lookup(&self, key: ScalarValue) -> Result<Option<Vec<ScalarValue>>> {
+        let encoded = encode_row(&[key]).map_err(EngineError::Plan)?;
+        let Some(bytes) = self.table.get(&encoded)? else {
+            return Ok(None);
+        };
+        let mut types = vec![DataType::Int64];
+        types.extend(self.value_types.iter().cloned());
+        let mut row = decode_row(&types, &bytes).map_err(|e| {
+            EngineError::State(eddy_state::StateError::Corrupt {
+                store: self.table.name().to_string(),
+                message: e,
+            })
+        })?;
+        Ok(Some(row.split_off(1)))
+    }
+}
+
+impl Operator for StreamTableJoin {
+    fn describe(&self) -> String {
+        format!(
+            "{} join with table rows {} on {}",
+            if self.inner { "Inner" } else { "Left" },
+            self.table.name(),
+            self.key
+        )
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, batch: RecordBatch, _ctx: &OperatorContext<'_>) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let keys = self.key.evaluate(&batch)?.into_array(n)?;
+        let keys = cast(&keys, &self.key_type)?;
+        let mut found = Vec::with_capacity(n);
+        let mut dropped = 0;
+        let mut table_keys = Vec::with_capacity(n);
+        let mut table_values: Vec<Vec<ScalarValue>> =
+            vec![Vec::with_capacity(n); self.value_types.len()];
+        let null_values = batch.column(self.null_value).as_boolean();
+        for row in 0..n {
+            // A stream record without a value takes no part in a join (Kafka Streams drops it).
+            if null_values.value(row) {
+                found.push(false);
+                dropped += 1;
+                table_keys.push(ScalarValue::try_from(&self.key_type)?);
+                for (column, t) in table_values.iter_mut().zip(&self.value_types) {
+                    column.push(ScalarValue::try_from(t)?);
+                }
+                continue;
+            }
+            let key = ScalarValue::try_from_array(&keys, row)?;
+            let values = if key.is_null() {
+                None
+            } else {
+                self.lookup(key.clone())?
+            };
+            found.push(values.is_some());
+            match values {
+                Some(values) => {
+                    table_keys.push(key);
+                    for (column, v) in table_values.iter_mut().zip(values) {
+                        column.push(v);
+                    }
+                }
+                None => {
+                    table_keys.push(ScalarValue::try_from(&self.key_type)?);
+                    for (column, t) in table_values.iter_mut().zip(&self.value_types) {
+                        column.push(ScalarValue::try_from(t)?);
+                    }
+                }
+            }
+        }
+        let array = |values: Vec<ScalarValue>, t: &DataType| -> Result<ArrayRef> {
+            Ok(if values.is_empty() {
+                datafusion::arrow::array::new_empty_array(t)
+            } else {
+                ScalarValue::iter_to_array(values)?
+            })
+        };
+        let table_key = array(table_keys, &self.key_type)?;
+        let table_values = table_values
+            .into_iter()
+            .zip(&self.value_types)
+            .map(|(v, t)| array(v, t))
+            .collect::<Result<Vec<_>>>()?;
+        let mut columns: Vec<ArrayRef> = (0..PSEUDO_COLUMNS)
+            .map(|i| batch.column(i).clone())
+            .collect();
+        for c in &self.columns {
+            columns.push(match c {
+                JoinColumn::Stream(i) => batch.column(*i).clone(),
+                JoinColumn::TableKey => table_key.clone(),
+                JoinColumn::TableValue(i) => table_values[*i].clone(),
+            });
+        }
+        columns.push(batch.column(self.null_value).clone());
+        columns.push(batch.column(self.headers).clone());
+        // Arrow checks nullability: the output's fields are all nullable but the pseudo ones.
+        let out = RecordBatch::try_new(self.schema.clone(), columns)?;
+        if (self.inner && found.iter().any(|f| !f)) || dropped > 0 {
+            let keep: BooleanArray = if self.inner {
+                BooleanArray::from(found)
+            } else {
+                null_values.iter().map(|v| Some(v != Some(true))).collect()
+            };
+            return Ok(filter_record_batch(&out, &keep)?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,402 @@
+//! Joins, planned as a query over one combined source.
+//!
+//! A join's columns are those of both sides, each named `<QUALIFIER>_<COLUMN>` (the qualifier
+//! is the source's alias, or its name), which is how ksqlDB names them in `SELECT *`. The
+//! query is rewritten to read that combined source: a qualified column (`t.id`) becomes its
+//! combined column and, unless aliased, keeps the combined name (`T_ID`, as ksqlDB names it);
+//! an unqualified one that only one side has becomes that side's column and keeps its own name.
+//! The rewritten query is then planned like any single-source query, and the engine's join
+//! operator produces the combined rows (see `eddy_engine::lookup_join`).
+//!
+//! So far: stream-table joins (INNER, LEFT) on the table's primary key, with the table looked
+//! up in its materialization; the combined source's key is the stream's join column.
+
+use std::ops::ControlFlow;
+
+use eddy_engine::lookup_join::JoinColumn;
+use eddy_engine::schema::PSEUDO_COLUMNS;
+use sqlparser::ast::{BinaryOperator, Expr, SelectItem, VisitMut, VisitorMut};
+
+use crate::ast::{JoinKind, Select, SourceKind};
+use crate::catalog::{Catalog, Column, SourceDef};
+use crate::error::{invalid, unsupported, Missing, Result};
+use crate::parser::normalize;
+use crate::rewrite::quoted;
+
+/// The pseudo-columns a combined row has (the stream row's).
+const PSEUDO: &[&str] = &["ROWTIME", "ROWPARTITION", "ROWOFFSET"];
+
+/// A stream-table join, as the engine runs it.
+#[derive(Clone, Debug)]
+pub struct PlannedJoin {
+    pub stream: SourceDef,
+    pub table: SourceDef,
+    /// The stream's join column, by name in the stream.
+    pub stream_key: String,
+    pub inner: bool,
+    /// Where each column of the combined source (keys then values) comes from.
+    pub columns: Vec<JoinColumn>,
+}
+
+/// One side of the join, with the qualifier its columns are known by.
+struct Side<'a> {
+    qualifier: String,
+    /// The columns it contributes: its own name, the combined name.
+    columns: Vec<(&'a Column, String)>,
+}
+
+impl<'a> Side<'a> {
+    fn new(def: &'a SourceDef, qualifier: &str, with_headers: bool) -> Side<'a> {
+        let own: Vec<&Column> = if with_headers {
+            def.all_columns().collect()
+        } else {
+            def.key_columns.iter().chain(&def.value_columns).collect()
+        };
+        Side {
+            qualifier: qualifier.to_string(),
+            columns: own
+                .into_iter()
+                .map(|c| (c, format!("{qualifier}_{}", c.name)))
+                .collect(),
+        }
+    }
+
+    fn has(&self, column: &str) -> bool {
+        self.columns.iter().any(|(c, _)| c.name == column)
+    }
+
+    fn combined(&self, column: &str) -> Option<&str> {
+        if PSEUDO.contains(&column) {
+            return Some(
+                PSEUDO
+                    .iter()
+                    .find(|p| **p == column)
+                    .expect("a pseudo-column"),
+            );
+        }
+        self.columns
+            .iter()
+            .find(|(c, _)| c.name == column)
+            .map(|(_, n)| n.as_str())
+    }
+}
+
+/// A column reference resolved to a side: (side index, column name).
+fn resolve(e: &Expr, sides: &[Side<'_>]) -> Result<Option<(usize, String)>> {
+    match e {
+        Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
+            let q = normalize(&ids[0]);
+            let c = normalize(&ids[1]);
+            match sides.iter().position(|s| s.qualifier == q) {
+                Some(i) if sides[i].has(&c) => Ok(Some((i, c))),
+                // The combined rows carry the stream's pseudo-columns.
+                Some(0) if PSEUDO.contains(&c.as_str()) => Ok(Some((0, c))),
+                Some(_) => invalid(format!("Column '{q}.{c}' cannot be resolved.")),
+                None => Ok(None),
+            }
+        }
+        Expr::Identifier(id) => {
+            let c = normalize(id);
+            let owners: Vec<usize> = (0..sides.len()).filter(|&i| sides[i].has(&c)).collect();
+            match owners.as_slice() {
+                [i] => Ok(Some((*i, c))),
+                [] => Ok(None),
+                _ => invalid(format!(
+                    "Column '{c}' is ambiguous. Could be {}.",
+                    sides
+                        .iter()
+                        .map(|s| format!("{}.{c}", s.qualifier))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                )),
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Replaces column references with the combined columns.
+struct ToCombined<'a, 'b> {
+    sides: &'a [Side<'b>],
+    error: Option<crate::error::SqlError>,
+}
+
+impl VisitorMut for ToCombined<'_, '_> {
+    type Break = ();
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        match resolve(expr, self.sides) {
+            Ok(Some((side, column))) => {
+                let name = self.sides[side]
+                    .combined(&column)
+                    .expect("resolved")
+                    .to_string();
+                *expr = Expr::Identifier(quoted(&name));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.error = Some(e);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn to_combined(e: &Expr, sides: &[Side<'_>]) -> Result<Expr> {
+    let mut e = e.clone();
+    let mut visitor = ToCombined { sides, error: None };
+    let _ = e.visit(&mut visitor);
+    match visitor.error {
+        Some(err) => Err(err),
+        None => Ok(e),
+    }
+}
+
+/// The combined source of a join query, the query rewritten to read it, and the join. The
+/// combined source is named `name`; its key is the stream's join column (or, with
+/// `key_from_table`, the table's, for a projection that selects that one).
+pub(crate) fn combine(
+    catalog: &Catalog,
+    select: &Select,
+    name: &str,
+    key_from_table: bool,
+) -> Result<(SourceDef, Select, PlannedJoin)> {
+    let [join] = select.from.joins.as_slice() else {
+        return Err(unsupported(
+            Missing::Feature,
+            "joins of more than two sources",
+        ));
+    };
+    let find = |n: &str| {
+        catalog
+            .source(n)
+            .ok_or_else(|| crate::error::SqlError::Invalid(format!("{n} does not exist.")))
+    };
+    let left = find(&select.from.source.name)?;
+    let right = find(&join.relation.name)?;
+    let kind_word = |k: JoinKind| match k {
+        JoinKind::Inner => "[INNER] JOIN",
+        JoinKind::Left => "[LEFT] OUTER JOIN",
+        JoinKind::Right => "[RIGHT] OUTER JOIN",
+        JoinKind::Full => "[FULL] OUTER JOIN",
+    };
+    match (left.kind, right.kind) {
+        (SourceKind::Stream, SourceKind::Table) => {}
+        (SourceKind::Table, SourceKind::Stream) => {
+            return invalid(format!(
+                "Invalid join order: table-stream joins are not supported; only stream-table joins. Got {} {} {}.",
+                left.name,
+                kind_word(join.kind),
+                right.name
+            ))
+        }
+        _ => {
+            return Err(unsupported(
+                Missing::Feature,
+                "stream-stream and table-table joins",
+            ))
+        }
+    }
+    let inner = match join.kind {
+        JoinKind::Inner => true,
+        JoinKind::Left => false,
+        k => {
+            let which = if k == JoinKind::Full {
+                "full-outer"
+            } else {
+                "right"
+            };
+            return invalid(format!(
+                "Invalid join type: {which} join not supported for stream-table join. Got {} {} {}.",
+                left.name,
+                kind_word(k),
+                right.name
+            ));
+        }
+    };
+    if right.key_columns.len() != 1 {
+        return Err(unsupported(
+            Missing::Feature,
+            "joins with tables whose primary key has several columns",
+        ));
+    }
+    let sides = [
+        Side::new(left, select.from.source.qualifier(), true),
+        Side::new(right, join.relation.qualifier(), false),
+    ];
+    // ON: a stream column equal to the table's primary key.
+    let Expr::BinaryOp {
+        left: a,
+        op: BinaryOperator::Eq,
+        right: b,
+    } = &join.on
+    else {
+        return Err(unsupported(
+            Missing::Feature,
+            "join conditions other than one equality",
+        ));
+    };
+    let (ra, rb) = (resolve(a, &sides)?, resolve(b, &sides)?);
+    let (stream_key, table_column) = match (ra, rb) {
+        (Some((0, s)), Some((1, t))) | (Some((1, t)), Some((0, s))) => (s, t),
+        _ => {
+            return invalid(format!(
+                "Invalid comparison expression '{}' in join '{}'. Each side of the join comparision must contain references from exactly one source.",
+                join.on, join.on
+            ))
+        }
+    };
+    if table_column != right.key_columns[0].name {
+        return Err(unsupported(
+            Missing::Feature,
+            format!(
+                "stream-table joins on a table column other than its primary key ({})",
+                right.key_columns[0].name
+            ),
+        ));
+    }
+
+    // The combined source: its key, then every other column, left side first.
+    let key_name = if key_from_table {
+        sides[1].combined(&table_column)
+    } else {
+        sides[0].combined(&stream_key)
+    }
+    .expect("resolved")
+    .to_string();
+    let mut key_columns = Vec::new();
+    let mut value_columns = Vec::new();
+    let mut key_source = Vec::new();
+    let mut value_sources = Vec::new();
+    for (side, s) in sides.iter().enumerate() {
+        for (i, (c, combined)) in s.columns.iter().enumerate() {
+            let source = match side {
+                0 => JoinColumn::Stream(PSEUDO_COLUMNS + i),
+                _ if i < right.key_columns.len() => JoinColumn::TableKey,
+                _ => JoinColumn::TableValue(i - right.key_columns.len()),
+            };
+            let column = Column {
+                name: combined.clone(),
+                ty: c.ty.clone(),
+            };
+            if *combined == key_name {
+                key_columns.push(column);
+                key_source.push(source);
+            } else {
+                value_columns.push(column);
+                value_sources.push(source);
+            }
+        }
+    }
+    let combined = SourceDef {
+        name: name.to_string(),
+        kind: SourceKind::Stream,
+        topic: left.topic.clone(),
+        key_columns,
+        value_columns,
+        header_columns: Vec::new(),
+        // A keyless stream's join has a key: written as KAFKA, as ksqlDB does.
+        key_format: match left.key_format {
+            eddy_engine::Format::None => eddy_engine::Format::Kafka,
+            ref f => f.clone(),
+        },
+        value_format: left.value_format.clone(),
+        wrap_single_value: left.wrap_single_value,
+        timestamp_column: None,
+        timestamp_format: None,
+        window: None,
+        read_only: true,
+        sql: String::new(),
+    };
+
+    // The query over it.
+    let mut items = Vec::new();
+    for item in &select.items {
+        let column_item = |(_, combined): &(&Column, String)| SelectItem::ExprWithAlias {
+            expr: Expr::Identifier(quoted(combined)),
+            alias: quoted(combined),
+        };
+        match item {
+            SelectItem::Wildcard(_) => {
+                for s in &sides {
+                    items.extend(s.columns.iter().map(column_item));
+                }
+            }
+            SelectItem::QualifiedWildcard(q, _) => {
+                let q = q.to_string().trim_matches('`').to_ascii_uppercase();
+                let Some(s) = sides.iter().find(|s| s.qualifier == q) else {
+                    return invalid(format!("'{q}' is not a valid stream/table name or alias."));
+                };
+                items.extend(s.columns.iter().map(column_item));
+            }
+            SelectItem::UnnamedExpr(e) => {
+                let name = match (e, resolve(e, &sides)?) {
+                    (Expr::CompoundIdentifier(_), Some((side, c)))
+                        if PSEUDO.contains(&c.as_str()) =>
+                    {
+                        Some(format!("{}_{c}", sides[side].qualifier))
+                    }
+                    (Expr::CompoundIdentifier(_), Some((side, c))) => {
+                        Some(sides[side].combined(&c).expect("resolved").to_string())
+                    }
+                    (Expr::Identifier(_), Some((_, c))) => Some(c),
+                    _ => None,
+                };
+                let expr = to_combined(e, &sides)?;
+                items.push(match name {
+                    Some(n) => SelectItem::ExprWithAlias {
+                        expr,
+                        alias: quoted(&n),
+                    },
+                    None => SelectItem::UnnamedExpr(expr),
+                });
+            }
+            SelectItem::ExprWithAlias { expr, alias } => items.push(SelectItem::ExprWithAlias {
+                expr: to_combined(expr, &sides)?,
+                alias: alias.clone(),
+            }),
+            other => items.push(other.clone()),
+        }
+    }
+    let rewritten = Select {
+        items,
+        from: crate::ast::FromClause {
+            source: crate::ast::Relation {
+                name: name.to_string(),
+                alias: None,
+            },
+            joins: Vec::new(),
+        },
+        window: select.window,
+        where_clause: select
+            .where_clause
+            .as_ref()
+            .map(|w| to_combined(w, &sides))
+            .transpose()?,
+        group_by: select
+            .group_by
+            .iter()
+            .map(|g| to_combined(g, &sides))
+            .collect::<Result<_>>()?,
+        partition_by: select
+            .partition_by
+            .iter()
+            .map(|p| to_combined(p, &sides))
+            .collect::<Result<_>>()?,
+        having: select
+            .having
+            .as_ref()
+            .map(|h| to_combined(h, &sides))
+            .transpose()?,
+        emit: select.emit,
+        limit: select.limit,
+    };
+    let join = PlannedJoin {
+        stream: left.clone(),
+        table: right.clone(),
+        stream_key,
+        inner,
+        columns: key_source.into_iter().chain(value_sources).collect(),
+    };
+    Ok((combined, rewritten, join))
+}
