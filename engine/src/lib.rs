@@ -23,6 +23,7 @@ pub mod schema;
 pub mod sink;
 pub mod source;
 pub mod state_codec;
+pub mod table_join;
 pub mod time_format;
 mod value;
 

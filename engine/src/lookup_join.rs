@@ -82,19 +82,34 @@ impl StreamTableJoin {
 
     /// The table row of `key`, if there is one: its values.
     fn lookup(&self, key: ScalarValue) -> Result<Option<Vec<ScalarValue>>> {
-        let encoded = encode_row(&[key]).map_err(EngineError::Plan)?;
-        let Some(bytes) = self.table.get(&encoded)? else {
-            return Ok(None);
-        };
-        let mut types = vec![DataType::Int64];
-        types.extend(self.value_types.iter().cloned());
-        let mut row = decode_row(&types, &bytes).map_err(|e| {
-            EngineError::State(eddy_state::StateError::Corrupt {
-                store: self.table.name().to_string(),
-                message: e,
-            })
-        })?;
-        Ok(Some(row.split_off(1)))
+        Ok(read_row(&self.table, &self.value_types, key)?.map(|(_, values)| values))
+    }
+}
+
+/// A table's materialized row of `key`, if there is one: its timestamp and its values (of
+/// `value_types`), as of the materialization's last commit.
+pub fn read_row(
+    table: &Store,
+    value_types: &[DataType],
+    key: ScalarValue,
+) -> Result<Option<(i64, Vec<ScalarValue>)>> {
+    let encoded = encode_row(&[key]).map_err(EngineError::Plan)?;
+    let Some(bytes) = table.get(&encoded)? else {
+        return Ok(None);
+    };
+    let mut types = vec![DataType::Int64];
+    types.extend(value_types.iter().cloned());
+    let corrupt = |e: String| {
+        EngineError::State(eddy_state::StateError::Corrupt {
+            store: table.name().to_string(),
+            message: e,
+        })
+    };
+    let mut row = decode_row(&types, &bytes).map_err(corrupt)?;
+    let values = row.split_off(1);
+    match row[0] {
+        ScalarValue::Int64(Some(rowtime)) => Ok(Some((rowtime, values))),
+        _ => Err(corrupt("a row without its timestamp".into())),
     }
 }
 

@@ -27,20 +27,51 @@ fn input_position(topic: &str, partition: u32) -> String {
     format!("input/{topic}/{partition}")
 }
 
+/// Where a query starts reading each partition of `source`: its committed position (with its
+/// state for a stateful query, else its consumer group's), or else the start or the end.
+fn start_positions(
+    log: &Log,
+    id: &str,
+    source: &Source,
+    from_beginning: bool,
+    state: Option<&StateDb>,
+) -> Result<Vec<u64>> {
+    let mut positions = Vec::new();
+    for p in source.topic.partitions() {
+        let stored = match state {
+            Some(db) => db.offset(id, &input_position(source.topic.name(), p.id()))?,
+            None => log.committed_offset(id, &TopicPartition::new(source.topic.name(), p.id())),
+        };
+        positions.push(stored.unwrap_or(if from_beginning {
+            p.start_offset()
+        } else {
+            p.end_offset()
+        }));
+    }
+    Ok(positions)
+}
+
 /// The name under which a stateful query records how far its committed output reaches.
 fn output_end(topic: &str, partition: u32) -> String {
     format!("output/{topic}/{partition}")
 }
 
-/// A running query: source, operators, sink.
+/// One input of a pipeline: a source, the operators its batches go through before the
+/// pipeline's own, and how far each of its partitions has been read.
+struct Input {
+    source: Source,
+    operators: Vec<Box<dyn Operator>>,
+    positions: Vec<u64>,
+}
+
+/// A running query: its inputs (one source, or two for a table-table join), operators, sink.
 pub struct Pipeline {
     pub id: String,
-    pub source: Source,
+    inputs: Vec<Input>,
     pub operators: Vec<Box<dyn Operator>>,
     /// Where the results go; `None` for a pipeline whose last operator keeps them itself (a
     /// table's materialization).
     pub sink: Option<Sink>,
-    positions: Vec<u64>,
     /// For a stateful query: where its state and input positions commit together.
     state: Option<StateDb>,
     /// For a transient query (a push query): the output batches not yet taken. A transient
@@ -64,20 +95,7 @@ impl Pipeline {
         from_beginning: bool,
         state: Option<StateDb>,
     ) -> Result<Pipeline> {
-        let mut positions = Vec::new();
-        for p in source.topic.partitions() {
-            let stored = match &state {
-                Some(db) => db.offset(&id, &input_position(source.topic.name(), p.id()))?,
-                None => {
-                    log.committed_offset(&id, &TopicPartition::new(source.topic.name(), p.id()))
-                }
-            };
-            positions.push(stored.unwrap_or(if from_beginning {
-                p.start_offset()
-            } else {
-                p.end_offset()
-            }));
-        }
+        let positions = start_positions(log, &id, &source, from_beginning, state.as_ref())?;
         if let (Some(db), Some(sink)) = (&state, &sink) {
             // A new stateful query records where its sink ends before it writes anything, so
             // that recovery knows which records past that are its own.
@@ -93,13 +111,72 @@ impl Pipeline {
         Ok(Pipeline {
             metrics: Arc::new(QueryMetrics::starting_at(&positions)),
             id,
-            source,
+            inputs: vec![Input {
+                source,
+                operators: Vec::new(),
+                positions,
+            }],
             operators,
             sink,
-            positions,
             state,
             collected: None,
         })
+    }
+
+    /// Adds an input: `source`, whose batches go through `operators` before the pipeline's
+    /// own (the other side of a table-table join). It starts as the first input did.
+    pub fn with_input(
+        mut self,
+        log: &Log,
+        source: Source,
+        operators: Vec<Box<dyn Operator>>,
+        from_beginning: bool,
+    ) -> Result<Pipeline> {
+        let positions =
+            start_positions(log, &self.id, &source, from_beginning, self.state.as_ref())?;
+        self.inputs.push(Input {
+            source,
+            operators,
+            positions,
+        });
+        Ok(self)
+    }
+
+    /// Operators for the first input's batches only, before the pipeline's own (the left
+    /// side of a join).
+    pub fn with_input_operators(mut self, operators: Vec<Box<dyn Operator>>) -> Pipeline {
+        self.inputs[0].operators = operators;
+        self
+    }
+
+    /// The first input's source.
+    pub fn source(&self) -> &Source {
+        &self.inputs[0].source
+    }
+
+    /// How much has been appended to each input, to wait on with [`Pipeline::wait_for_input`].
+    pub fn activity(&self) -> Vec<u64> {
+        self.inputs
+            .iter()
+            .map(|i| i.source.topic.activity())
+            .collect()
+    }
+
+    /// Waits until an input is appended to after `seen` (from [`Pipeline::activity`]), or
+    /// `timeout` passes.
+    pub fn wait_for_input(&self, seen: &[u64], timeout: std::time::Duration) {
+        if let [input] = self.inputs.as_slice() {
+            input
+                .source
+                .topic
+                .wait_for_activity_blocking(seen[0], timeout);
+            return;
+        }
+        // Several topics: look at each in turn, often enough for a join's latency.
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline && self.activity() == seen {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 
     /// A transient query (a push query): no sink, no state database, no committed position;
@@ -151,12 +228,16 @@ impl Pipeline {
 
     /// The operator graph, one line per node from source to sink.
     pub fn describe(&self) -> Vec<String> {
-        let mut lines = vec![format!(
-            "Source: topic {} ({} key, {} value)",
-            self.source.topic.name(),
-            self.source.key.format.name(),
-            self.source.value.format.name()
-        )];
+        let mut lines = Vec::new();
+        for input in &self.inputs {
+            lines.push(format!(
+                "Source: topic {} ({} key, {} value)",
+                input.source.topic.name(),
+                input.source.key.format.name(),
+                input.source.value.format.name()
+            ));
+            lines.extend(input.operators.iter().map(|o| o.describe()));
+        }
         lines.extend(self.operators.iter().map(|o| o.describe()));
         if let Some(sink) = &self.sink {
             lines.push(format!(
@@ -183,78 +264,100 @@ impl Pipeline {
 
     fn run_reads(&mut self, log: &Log, plog: &ProcessingLog, reads: usize) -> Result<usize> {
         let mut consumed = 0;
-        for p in 0..self.positions.len() {
-            for _ in 0..reads {
-                let partition = self.source.topic.partition(p as u32)?.clone();
-                let records = match partition.read(self.positions[p], ReadLimits::default()) {
-                    Ok(r) => r,
-                    Err(eddy_log::LogError::OffsetOutOfRange { start, .. })
-                        if self.positions[p] < start =>
-                    {
-                        self.positions[p] = start;
-                        continue;
+        for i in 0..self.inputs.len() {
+            for p in 0..self.inputs[i].positions.len() {
+                for _ in 0..reads {
+                    match self.step(log, plog, i, p)? {
+                        Some(n) => consumed += n,
+                        None => break,
                     }
-                    Err(e) => return Err(e.into()),
-                };
-                let Some(last) = records.last().map(|r| r.offset) else {
-                    break;
-                };
-                let ctx = OperatorContext {
-                    query_id: &self.id,
-                    source_topic: self.source.topic.name(),
-                    processing_log: plog,
-                };
-                let mut batch = self.source.decode(p as u32, &records, &self.id, plog)?;
-                for op in &mut self.operators {
-                    if batch.num_rows() == 0 {
-                        break;
-                    }
-                    batch = op.process(batch, &ctx)?;
                 }
-                self.metrics.records_in.add(records.len() as u64);
-                self.metrics.records_out.add(batch.num_rows() as u64);
-                let ends = match &self.sink {
-                    Some(sink) if batch.num_rows() > 0 => sink.write(&batch, &self.id, plog)?,
-                    _ => Vec::new(),
-                };
-                consumed += records.len();
-                self.positions[p] = last + 1;
-                if let Some(out) = &mut self.collected {
-                    if batch.num_rows() > 0 {
-                        out.push(batch);
-                    }
-                    self.metrics.set_position(p as u32, last + 1);
-                    continue;
-                }
-                if let Some(db) = &self.state {
-                    let mut commit = Commit::new();
-                    for op in &mut self.operators {
-                        op.checkpoint(&mut commit)?;
-                    }
-                    commit.set_offset(
-                        &self.id,
-                        &input_position(self.source.topic.name(), p as u32),
-                        last + 1,
-                    );
-                    if let Some(sink) = &self.sink {
-                        for (sp, end) in ends {
-                            commit.set_offset(&self.id, &output_end(sink.topic.name(), sp), end);
-                        }
-                    }
-                    db.commit(commit)?;
-                }
-                log.commit_offsets(
-                    &self.id,
-                    &[(
-                        TopicPartition::new(self.source.topic.name(), p as u32),
-                        last + 1,
-                    )],
-                )?;
-                // Only now is what was read reflected in the output and the state (a caller
-                // that waits for lag 0 may then read either).
-                self.metrics.set_position(p as u32, last + 1);
             }
         }
         Ok(consumed)
+    }
+
+    /// Reads and processes one batch of input `i`'s partition `p`; `None` at its end.
+    fn step(
+        &mut self,
+        log: &Log,
+        plog: &ProcessingLog,
+        i: usize,
+        p: usize,
+    ) -> Result<Option<usize>> {
+        let input = &mut self.inputs[i];
+        let partition = input.source.topic.partition(p as u32)?.clone();
+        let records = match partition.read(input.positions[p], ReadLimits::default()) {
+            Ok(r) => r,
+            Err(eddy_log::LogError::OffsetOutOfRange { start, .. })
+                if input.positions[p] < start =>
+            {
+                input.positions[p] = start;
+                return Ok(Some(0));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(last) = records.last().map(|r| r.offset) else {
+            return Ok(None);
+        };
+        let topic = input.source.topic.name().to_string();
+        let ctx = OperatorContext {
+            query_id: &self.id,
+            source_topic: &topic,
+            processing_log: plog,
+        };
+        let mut batch = input.source.decode(p as u32, &records, &self.id, plog)?;
+        for op in input.operators.iter_mut().chain(self.operators.iter_mut()) {
+            if batch.num_rows() == 0 {
+                break;
+            }
+            batch = op.process(batch, &ctx)?;
+        }
+        self.metrics.records_in.add(records.len() as u64);
+        self.metrics.records_out.add(batch.num_rows() as u64);
+        let ends = match &self.sink {
+            Some(sink) if batch.num_rows() > 0 => sink.write(&batch, &self.id, plog)?,
+            _ => Vec::new(),
+        };
+        input.positions[p] = last + 1;
+        // The metrics' positions (for lag) are the first input's.
+        let track = |metrics: &QueryMetrics| {
+            if i == 0 {
+                metrics.set_position(p as u32, last + 1);
+            }
+        };
+        if let Some(out) = &mut self.collected {
+            if batch.num_rows() > 0 {
+                out.push(batch);
+            }
+            track(&self.metrics);
+            return Ok(Some(records.len()));
+        }
+        if let Some(db) = &self.state {
+            let mut commit = Commit::new();
+            for input in &mut self.inputs {
+                for op in &mut input.operators {
+                    op.checkpoint(&mut commit)?;
+                }
+            }
+            for op in &mut self.operators {
+                op.checkpoint(&mut commit)?;
+            }
+            commit.set_offset(&self.id, &input_position(&topic, p as u32), last + 1);
+            if let Some(sink) = &self.sink {
+                for (sp, end) in ends {
+                    commit.set_offset(&self.id, &output_end(sink.topic.name(), sp), end);
+                }
+            }
+            db.commit(commit)?;
+        }
+        log.commit_offsets(
+            &self.id,
+            &[(TopicPartition::new(&topic, p as u32), last + 1)],
+        )?;
+        // Only now is what was read reflected in the output and the state (a caller that
+        // waits for lag 0 may then read either).
+        track(&self.metrics);
+        Ok(Some(records.len()))
     }
 }

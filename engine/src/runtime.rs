@@ -41,13 +41,10 @@ impl QueryTask {
         let id = pipeline.id.clone();
         let flag = stop.clone();
         let handle = runtime.spawn_blocking(move || {
-            let topic = pipeline.source.topic.clone();
             while !flag.load(Ordering::Acquire) {
-                let seen = topic.activity();
+                let seen = pipeline.activity();
                 match pipeline.run_available(&log, &plog) {
-                    Ok(0) => {
-                        topic.wait_for_activity_blocking(seen, IDLE_CHECK);
-                    }
+                    Ok(0) => pipeline.wait_for_input(&seen, IDLE_CHECK),
                     Ok(_) => {}
                     Err(e) => {
                         tracing::error!(query = %pipeline.id, "query stopped: {e}");

@@ -2,9 +2,9 @@
 //!
 //! A join's columns are those of both sides, each named `<QUALIFIER>_<COLUMN>` (the qualifier
 //! is the source's alias, or its name), which is how ksqlDB names them in `SELECT *`. The
-//! query is rewritten to read that combined source: a qualified column (`t.id`) becomes its
-//! combined column and, unless aliased, keeps the combined name (`T_ID`, as ksqlDB names it);
-//! an unqualified one that only one side has becomes that side's column and keeps its own name.
+//! query is rewritten to read that combined source: a column reference becomes its combined
+//! column and, unless aliased, keeps its own name, or the combined one (`T_ID`) when both
+//! sides have a column of that name, as ksqlDB names them.
 //! The rewritten query is then planned like any single-source query, and the engine's join
 //! operator produces the combined rows (see `eddy_engine::lookup_join`).
 //!
@@ -15,6 +15,7 @@ use std::ops::ControlFlow;
 
 use eddy_engine::lookup_join::JoinColumn;
 use eddy_engine::schema::PSEUDO_COLUMNS;
+use eddy_engine::table_join::SideColumn;
 use sqlparser::ast::{BinaryOperator, Expr, SelectItem, VisitMut, VisitorMut};
 
 use crate::ast::{JoinKind, Select, SourceKind};
@@ -26,16 +27,32 @@ use crate::rewrite::quoted;
 /// The pseudo-columns a combined row has (the stream row's).
 const PSEUDO: &[&str] = &["ROWTIME", "ROWPARTITION", "ROWOFFSET"];
 
-/// A stream-table join, as the engine runs it.
+/// A join, as the engine runs it.
 #[derive(Clone, Debug)]
 pub struct PlannedJoin {
-    pub stream: SourceDef,
-    pub table: SourceDef,
-    /// The stream's join column, by name in the stream.
-    pub stream_key: String,
+    /// The left side: the stream of a stream-table join.
+    pub left: SourceDef,
+    pub right: SourceDef,
     pub inner: bool,
-    /// Where each column of the combined source (keys then values) comes from.
-    pub columns: Vec<JoinColumn>,
+    pub shape: JoinShape,
+}
+
+#[derive(Clone, Debug)]
+pub enum JoinShape {
+    /// The stream's rows look the table up.
+    StreamTable {
+        /// The stream's join column, by name in the stream.
+        stream_key: String,
+        /// Where each column of the combined source (keys then values) comes from.
+        columns: Vec<JoinColumn>,
+    },
+    /// Each side's changes look the other side up (primary-key joins).
+    TableTable {
+        /// Where each combined column comes from when a left row changes...
+        left_columns: Vec<SideColumn>,
+        /// ... and when a right row changes.
+        right_columns: Vec<SideColumn>,
+    },
 }
 
 /// One side of the join, with the qualifier its columns are known by.
@@ -180,8 +197,9 @@ pub(crate) fn combine(
         JoinKind::Right => "[RIGHT] OUTER JOIN",
         JoinKind::Full => "[FULL] OUTER JOIN",
     };
-    match (left.kind, right.kind) {
-        (SourceKind::Stream, SourceKind::Table) => {}
+    let table_table = match (left.kind, right.kind) {
+        (SourceKind::Stream, SourceKind::Table) => false,
+        (SourceKind::Table, SourceKind::Table) => true,
         (SourceKind::Table, SourceKind::Stream) => {
             return invalid(format!(
                 "Invalid join order: table-stream joins are not supported; only stream-table joins. Got {} {} {}.",
@@ -190,16 +208,17 @@ pub(crate) fn combine(
                 right.name
             ))
         }
-        _ => {
-            return Err(unsupported(
-                Missing::Feature,
-                "stream-stream and table-table joins",
-            ))
-        }
-    }
+        _ => return Err(unsupported(Missing::Feature, "stream-stream joins")),
+    };
     let inner = match join.kind {
         JoinKind::Inner => true,
         JoinKind::Left => false,
+        k if table_table => {
+            return Err(unsupported(
+                Missing::Feature,
+                format!("table-table {} joins", kind_word(k)),
+            ))
+        }
         k => {
             let which = if k == JoinKind::Full {
                 "full-outer"
@@ -246,6 +265,12 @@ pub(crate) fn combine(
             ))
         }
     };
+    if table_table && (left.key_columns.len() != 1 || stream_key != left.key_columns[0].name) {
+        return Err(unsupported(
+            Missing::Feature,
+            "table-table joins on a left column other than its primary key (foreign-key joins)",
+        ));
+    }
     if table_column != right.key_columns[0].name {
         return Err(unsupported(
             Missing::Feature,
@@ -266,20 +291,46 @@ pub(crate) fn combine(
     .to_string();
     let mut key_columns = Vec::new();
     let mut value_columns = Vec::new();
-    let mut key_source = Vec::new();
-    let mut value_sources = Vec::new();
+    // Where each column comes from: for a stream-table join, from the stream's row or the
+    // table's; for a table-table join, seen from each side's changes.
+    type Sources = (JoinColumn, SideColumn, SideColumn);
+    let mut key_source: Vec<Sources> = Vec::new();
+    let mut value_sources: Vec<Sources> = Vec::new();
+    let left_keys = left.key_columns.len();
     for (side, s) in sides.iter().enumerate() {
         for (i, (c, combined)) in s.columns.iter().enumerate() {
+            let is_key = *combined == key_name;
+            let own = SideColumn::Own(PSEUDO_COLUMNS + i);
             let source = match side {
-                0 => JoinColumn::Stream(PSEUDO_COLUMNS + i),
-                _ if i < right.key_columns.len() => JoinColumn::TableKey,
-                _ => JoinColumn::TableValue(i - right.key_columns.len()),
+                0 => (
+                    JoinColumn::Stream(PSEUDO_COLUMNS + i),
+                    if is_key { SideColumn::JoinKey } else { own },
+                    match i < left_keys {
+                        _ if is_key => SideColumn::JoinKey,
+                        true => SideColumn::OtherKey,
+                        false => SideColumn::OtherValue(i - left_keys),
+                    },
+                ),
+                _ if i < right.key_columns.len() => (
+                    JoinColumn::TableKey,
+                    if is_key {
+                        SideColumn::JoinKey
+                    } else {
+                        SideColumn::OtherKey
+                    },
+                    if is_key { SideColumn::JoinKey } else { own },
+                ),
+                _ => (
+                    JoinColumn::TableValue(i - right.key_columns.len()),
+                    SideColumn::OtherValue(i - right.key_columns.len()),
+                    own,
+                ),
             };
             let column = Column {
                 name: combined.clone(),
                 ty: c.ty.clone(),
             };
-            if *combined == key_name {
+            if is_key {
                 key_columns.push(column);
                 key_source.push(source);
             } else {
@@ -288,9 +339,14 @@ pub(crate) fn combine(
             }
         }
     }
+    let sources: Vec<Sources> = key_source.into_iter().chain(value_sources).collect();
     let combined = SourceDef {
         name: name.to_string(),
-        kind: SourceKind::Stream,
+        kind: if table_table {
+            SourceKind::Table
+        } else {
+            SourceKind::Stream
+        },
         topic: left.topic.clone(),
         key_columns,
         value_columns,
@@ -336,9 +392,14 @@ pub(crate) fn combine(
                     {
                         Some(format!("{}_{c}", sides[side].qualifier))
                     }
-                    (Expr::CompoundIdentifier(_), Some((side, c))) => {
+                    // A qualified column keeps its own name unless both sides have one of
+                    // that name (ksqlDB's rule): then it is the combined name.
+                    (Expr::CompoundIdentifier(_), Some((side, c)))
+                        if sides.iter().filter(|s| s.has(&c)).count() > 1 =>
+                    {
                         Some(sides[side].combined(&c).expect("resolved").to_string())
                     }
+                    (Expr::CompoundIdentifier(_), Some((_, c))) => Some(c),
                     (Expr::Identifier(_), Some((_, c))) => Some(c),
                     _ => None,
                 };
@@ -391,12 +452,22 @@ pub(crate) fn combine(
         emit: select.emit,
         limit: select.limit,
     };
+    let shape = if table_table {
+        JoinShape::TableTable {
+            left_columns: sources.iter().map(|s| s.1).collect(),
+            right_columns: sources.iter().map(|s| s.2).collect(),
+        }
+    } else {
+        JoinShape::StreamTable {
+            stream_key,
+            columns: sources.iter().map(|s| s.0).collect(),
+        }
+    };
     let join = PlannedJoin {
-        stream: left.clone(),
-        table: right.clone(),
-        stream_key,
+        left: left.clone(),
+        right: right.clone(),
         inner,
-        columns: key_source.into_iter().chain(value_sources).collect(),
+        shape,
     };
     Ok((combined, rewritten, join))
 }

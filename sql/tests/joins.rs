@@ -58,13 +58,14 @@ fn a_left_join_sees_the_table_as_of_each_record() {
             r#"{"PAGE":"/d","NAME":null,"TIER":null}"#,
         ]
     );
+    // A qualified column keeps its name when only one side has a column of that name.
     let def = session.catalog.source("ENRICHED").unwrap();
     assert_eq!(
         def.key_columns
             .iter()
             .map(|c| c.name.as_str())
             .collect::<Vec<_>>(),
-        ["C_USER"]
+        ["USER"]
     );
 }
 
@@ -112,4 +113,52 @@ fn joins_ksqldb_forbids_are_rejected_with_its_messages() {
         "CREATE STREAM y AS SELECT * FROM users u JOIN clicks c ON c.user = u.id;"
     )
     .starts_with("Invalid join order: table-stream joins are not supported"));
+}
+
+#[test]
+fn a_table_table_join_follows_changes_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let mut session = Session::new(log.clone());
+    run(
+        &mut session,
+        "SET 'auto.offset.reset'='earliest';
+         CREATE TABLE users (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='users', partitions=1, value_format='JSON');
+         CREATE TABLE tiers (id STRING PRIMARY KEY, tier INT) WITH (kafka_topic='tiers', partitions=1, value_format='JSON');
+         CREATE TABLE joined AS SELECT u.id, name, tier FROM users u JOIN tiers t ON u.id = t.id;",
+    );
+    let step = |session: &mut Session, topic: &str, key: &str, value: Option<&str>| {
+        let record = eddy_log::Record::new(Some(key.to_string()), value.map(str::to_string), 1);
+        log.partition(topic, 0).unwrap().append(&[record]).unwrap();
+        session.run_until_idle().unwrap();
+    };
+    // A left row alone joins nothing and emits nothing.
+    step(&mut session, "users", "ada", Some(r#"{"NAME":"Ada"}"#));
+    step(&mut session, "tiers", "ada", Some(r#"{"TIER":1}"#));
+    step(&mut session, "users", "ada", Some(r#"{"NAME":"Ada L."}"#));
+    step(&mut session, "tiers", "ada", Some(r#"{"TIER":2}"#));
+    // Deleting one side deletes the joined row; deleting it again changes nothing.
+    step(&mut session, "tiers", "ada", None);
+    step(&mut session, "users", "ada", None);
+    let out: Vec<String> = log
+        .partition("JOINED", 0)
+        .unwrap()
+        .read(0, eddy_log::ReadLimits::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            r.record
+                .value
+                .map_or("null".into(), |v| String::from_utf8(v.to_vec()).unwrap())
+        })
+        .collect();
+    assert_eq!(
+        out,
+        [
+            r#"{"NAME":"Ada","TIER":1}"#,
+            r#"{"NAME":"Ada L.","TIER":1}"#,
+            r#"{"NAME":"Ada L.","TIER":2}"#,
+            "null",
+        ]
+    );
 }

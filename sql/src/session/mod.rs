@@ -137,6 +137,7 @@ mod create;
 mod explain;
 mod functions;
 mod insert;
+mod join;
 mod print;
 mod pull;
 mod push;
@@ -550,78 +551,24 @@ impl Session {
         Ok(db)
     }
 
-    /// The operators of a planned query. An aggregation keeps its state in `db`, as the stores
-    /// `<id>/aggregate` and `<id>/having`, or in memory without one (a push query).
+    /// The operators of a planned query after its inputs' own (a join's). An aggregation keeps
+    /// its state in `db`, as the stores `<id>/aggregate` and `<id>/having`, or in memory
+    /// without one (a push query).
     fn operators_of(
         &mut self,
         planned: &mut crate::planner::PlannedSelect,
         id: &str,
         db: Option<&StateDb>,
     ) -> Result<Vec<Box<dyn Operator>>> {
-        let mut ops = self.join_operator(planned)?;
-        ops.extend(self.query_operators(planned, id, db)?);
-        Ok(ops)
+        self.query_operators(planned, id, db)
     }
 
-    /// The source a planned query reads: a join's stream, or its one source.
+    /// The source a planned query reads: a join's left side, or its one source.
     pub(super) fn source_of(&self, planned: &crate::planner::PlannedSelect) -> Result<Source> {
         match &planned.join {
-            Some(join) => self.source_for(&join.stream),
+            Some(join) => self.source_for(&join.left),
             None => self.source_for(&planned.source),
         }
-    }
-
-    /// For a join, the operator that makes the combined rows from the stream's: a lookup in
-    /// the table's materialization.
-    fn join_operator(
-        &mut self,
-        planned: &crate::planner::PlannedSelect,
-    ) -> Result<Vec<Box<dyn Operator>>> {
-        let Some(join) = &planned.join else {
-            return Ok(Vec::new());
-        };
-        let Some((materializer, _, _)) = self.materialized.get(&join.table.name) else {
-            return Err(crate::error::unsupported(
-                crate::error::Missing::Feature,
-                format!(
-                    "joins with the table {}, which an aggregation keeps",
-                    join.table.name
-                ),
-            ));
-        };
-        let store_name = format!("{materializer}/rows");
-        let db = self.state_db()?;
-        let store = db.store(&store_name).map_err(EngineError::from)?;
-        let stream_schema = self.source_for(&join.stream)?.schema();
-        let key = datafusion::physical_expr::expressions::col(&join.stream_key, &stream_schema)
-            .map_err(EngineError::from)?;
-        let fields = |cols: &[crate::catalog::Column]| {
-            cols.iter()
-                .map(crate::catalog::Column::field)
-                .collect::<Vec<_>>()
-        };
-        let combined = &planned.source;
-        let schema = eddy_engine::schema::source_schema(
-            &fields(&combined.key_columns),
-            &fields(&combined.value_columns),
-            &[],
-            false,
-        );
-        let op = eddy_engine::lookup_join::StreamTableJoin::new(
-            key,
-            join.table.key_columns[0].ty.to_arrow(),
-            store,
-            join.table
-                .value_columns
-                .iter()
-                .map(|c| c.ty.to_arrow())
-                .collect(),
-            join.inner,
-            join.columns.clone(),
-            &stream_schema,
-            schema,
-        )?;
-        Ok(vec![Box::new(op)])
     }
 
     fn query_operators(
@@ -668,7 +615,7 @@ impl Session {
         planned.operators = self.operators_of(&mut planned, &id, state.as_ref())?;
         let source = self.source_of(&planned)?;
         let sources = match &planned.join {
-            Some(join) => vec![join.stream.name.clone(), join.table.name.clone()],
+            Some(join) => vec![join.left.name.clone(), join.right.name.clone()],
             None => vec![planned.source.name.clone()],
         };
         let (sink_key, sink_value) = codecs(sink_def)?;
@@ -710,15 +657,18 @@ impl Session {
             }),
         };
         let id_for_list = id.clone();
+        let from_beginning = self.reads_from_beginning();
         let pipeline = Pipeline::new(
             &self.log,
             id,
             source,
-            planned.operators,
+            std::mem::take(&mut planned.operators),
             Some(sink),
-            self.reads_from_beginning(),
+            from_beginning,
             state,
         )?;
+        let joined = self.join_inputs(&planned)?;
+        let pipeline = self.with_join(pipeline, joined, from_beginning)?;
         self.next_query += 1;
         let (plan, metrics) = (pipeline.describe(), pipeline.metrics());
         let run = match &self.background {

@@ -237,11 +237,13 @@ impl Session {
         let source = self.source_of(&planned)?;
         let (shown, schema) = shown_columns(&planned, true);
         let deleted = planned.null_value_index;
-        let mut pipeline = Pipeline::transient(&self.log, "pull".into(), source, operators, true)?;
+        let pipeline = Pipeline::transient(&self.log, "pull".into(), source, operators, true)?;
+        let joined = self.join_inputs(&planned)?;
+        let mut pipeline = self.with_join(pipeline, joined, true)?;
         let limit = select.limit.map_or(usize::MAX, |l| l as usize);
         // The end of each partition now: records appended meanwhile are not part of the answer.
         let ends: Vec<u64> = pipeline
-            .source
+            .source()
             .topic
             .partitions()
             .iter()

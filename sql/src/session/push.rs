@@ -76,8 +76,7 @@ impl PushQuery {
         if self.is_done() {
             return Ok(Vec::new());
         }
-        let topic = self.pipeline.source.topic.clone();
-        let seen = topic.activity();
+        let seen = self.pipeline.activity();
         let consumed = self.pipeline.run_step(&self.log, &self.plog)?;
         let mut rows = Vec::new();
         for batch in self.pipeline.take_output() {
@@ -101,7 +100,7 @@ impl PushQuery {
             }
         }
         if consumed == 0 && rows.is_empty() {
-            topic.wait_for_activity_blocking(seen, wait);
+            self.pipeline.wait_for_input(&seen, wait);
         }
         Ok(rows)
     }
@@ -120,13 +119,11 @@ impl Session {
         let id = format!("transient_{name}_{}", self.next_transient);
         let operators = self.operators_of(&mut planned, &id, None)?;
         let source = self.source_of(&planned)?;
-        let pipeline = Pipeline::transient(
-            &self.log,
-            id.clone(),
-            source,
-            operators,
-            self.reads_from_beginning(),
-        )?;
+        let from_beginning = self.reads_from_beginning();
+        let pipeline =
+            Pipeline::transient(&self.log, id.clone(), source, operators, from_beginning)?;
+        let joined = self.join_inputs(&planned)?;
+        let pipeline = self.with_join(pipeline, joined, from_beginning)?;
         let (shown, schema) = shown_columns(&planned, false);
         Ok(Outcome::Push(Box::new(PushQuery {
             id,

@@ -1,0 +1,197 @@
+//! Table-table joins on the primary key: each side's changes look the other side up in its
+//! materialization (see [`crate::materialize`]) and emit the joined row's new state.
+//!
+//! A pipeline with two inputs runs one [`TableTableJoin`] per side. A change to a key on either
+//! side emits that key's joined row as it now is: the join of both rows when the join kind keeps
+//! it (INNER: both present; LEFT: the left one present), or a tombstone when it no longer does
+//! but did before the change (the changed side's previous row is read from its own
+//! materialization); a change that neither makes nor unmakes a joined row emits nothing, as
+//! Kafka Streams' table joins do. The output's timestamp is the larger of the two rows'. Like the
+//! stream-table join, the other side is read as of its last commit: processing order decides,
+//! and the deterministic driver runs queries before materializations in each round.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
+use datafusion::common::ScalarValue;
+use eddy_state::Store;
+
+use datafusion::arrow::compute::filter_record_batch;
+
+use crate::error::{EngineError, Result};
+use crate::lookup_join::read_row;
+use crate::operator::{Operator, OperatorContext};
+use crate::schema::{HEADERS, NULL_VALUE, PSEUDO_COLUMNS};
+use crate::state_codec::encode_row;
+
+/// Where a column of the joined row comes from, seen from the side whose change is processed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SideColumn {
+    /// The join key (the changed row's key).
+    JoinKey,
+    /// A column of the changed row's batch, by index.
+    Own(usize),
+    /// The other side's key: null when it has no row.
+    OtherKey,
+    /// A value column of the other side's row, by its position among them.
+    OtherValue(usize),
+}
+
+pub struct TableTableJoin {
+    /// Whether this operator processes the left side's changes.
+    own_is_left: bool,
+    inner: bool,
+    /// The changed row's key column.
+    key: usize,
+    key_type: DataType,
+    other: Store,
+    other_value_types: Vec<DataType>,
+    /// The changed side's own materialization: its rows before the changes being processed.
+    own: Store,
+    columns: Vec<SideColumn>,
+    null_value: usize,
+    headers: usize,
+    schema: SchemaRef,
+}
+
+impl TableTableJoin {
+    /// `schema` is the output's (a source layout of `columns`); `other` the other side's
+    /// materialized rows.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        own_is_left: bool,
+        inner: bool,
+        key: usize,
+        key_type: DataType,
+        other: Store,
+        other_value_types: Vec<DataType>,
+        own: Store,
+        columns: Vec<SideColumn>,
+        own_schema: &SchemaRef,
+        schema: SchemaRef,
+    ) -> Result<TableTableJoin> {
+        Ok(TableTableJoin {
+            own_is_left,
+            inner,
+            key,
+            key_type,
+            other,
+            other_value_types,
+            own,
+            columns,
+            null_value: own_schema.index_of(NULL_VALUE)?,
+            headers: own_schema.index_of(HEADERS)?,
+            schema,
+        })
+    }
+}
+
+impl Operator for TableTableJoin {
+    fn describe(&self) -> String {
+        format!(
+            "{} table-table join of the {} side's changes with {}",
+            if self.inner { "Inner" } else { "Left" },
+            if self.own_is_left { "left" } else { "right" },
+            self.other.name()
+        )
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, batch: RecordBatch, _ctx: &OperatorContext<'_>) -> Result<RecordBatch> {
+        let n = batch.num_rows();
+        let rowtimes = batch.column(0).as_primitive::<Int64Type>();
+        let deleted = batch.column(self.null_value).as_boolean();
+        let mut out_rowtime = Vec::with_capacity(n);
+        let mut tombstone = Vec::with_capacity(n);
+        let mut other_keys = Vec::with_capacity(n);
+        let mut other_values: Vec<Vec<ScalarValue>> =
+            vec![Vec::with_capacity(n); self.other_value_types.len()];
+        let mut emit = Vec::with_capacity(n);
+        // Own rows changed earlier in this batch, which the materialization does not hold yet.
+        let mut changed: HashMap<Vec<u8>, bool> = HashMap::new();
+        let keeps = |own: bool, other: bool| {
+            let (left, right) = if self.own_is_left {
+                (own, other)
+            } else {
+                (other, own)
+            };
+            if self.inner {
+                left && right
+            } else {
+                left
+            }
+        };
+        for row in 0..n {
+            let key = ScalarValue::try_from_array(batch.column(self.key), row)?;
+            let other = if key.is_null() {
+                None
+            } else {
+                read_row(&self.other, &self.other_value_types, key.clone())?
+            };
+            let encoded = encode_row(std::slice::from_ref(&key)).map_err(EngineError::Plan)?;
+            let was_present = match changed.get(&encoded) {
+                Some(present) => *present,
+                None => self.own.get(&encoded)?.is_some(),
+            };
+            let own_present = !deleted.value(row);
+            changed.insert(encoded, own_present);
+            let keep = keeps(own_present, other.is_some());
+            emit.push(keep || keeps(was_present, other.is_some()));
+            tombstone.push(!keep);
+            let own_time = rowtimes.value(row);
+            match other.filter(|_| keep) {
+                Some((time, values)) => {
+                    out_rowtime.push(own_time.max(time));
+                    other_keys.push(key);
+                    for (column, v) in other_values.iter_mut().zip(values) {
+                        column.push(v);
+                    }
+                }
+                None => {
+                    out_rowtime.push(own_time);
+                    other_keys.push(ScalarValue::try_from(&self.key_type)?);
+                    for (column, t) in other_values.iter_mut().zip(&self.other_value_types) {
+                        column.push(ScalarValue::try_from(t)?);
+                    }
+                }
+            }
+        }
+        let array = |values: Vec<ScalarValue>, t: &DataType| -> Result<ArrayRef> {
+            Ok(if values.is_empty() {
+                datafusion::arrow::array::new_empty_array(t)
+            } else {
+                ScalarValue::iter_to_array(values)?
+            })
+        };
+        let other_key = array(other_keys, &self.key_type)?;
+        let other_values = other_values
+            .into_iter()
+            .zip(&self.other_value_types)
+            .map(|(v, t)| array(v, t))
+            .collect::<Result<Vec<_>>>()?;
+        let tombstones = BooleanArray::from(tombstone);
+        // A tombstone's values are null: only its key is written.
+        let nulled = |a: &ArrayRef| -> Result<ArrayRef> {
+            Ok(datafusion::arrow::compute::nullif(a, &tombstones)?)
+        };
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(out_rowtime))];
+        columns.extend((1..PSEUDO_COLUMNS).map(|i| batch.column(i).clone()));
+        for c in &self.columns {
+            columns.push(match c {
+                SideColumn::JoinKey => batch.column(self.key).clone(),
+                SideColumn::Own(i) => nulled(batch.column(*i))?,
+                SideColumn::OtherKey => nulled(&other_key)?,
+                SideColumn::OtherValue(i) => nulled(&other_values[*i])?,
+            });
+        }
+        columns.push(Arc::new(tombstones.clone()));
+        columns.push(batch.column(self.headers).clone());
+        let out = RecordBatch::try_new(self.schema.clone(), columns)?;
+        Ok(filter_record_batch(&out, &BooleanArray::from(emit))?)
+    }
+}

@@ -1,0 +1,140 @@
+//! The engine side of a planned join (see [`crate::join`]): the operators that make the
+//! combined rows, reading the tables' materializations.
+
+use eddy_engine::lookup_join::StreamTableJoin;
+use eddy_engine::state::Store;
+use eddy_engine::table_join::TableTableJoin;
+use eddy_engine::{EngineError, Operator, Pipeline, Source};
+
+use super::Session;
+use crate::catalog::{Column, SourceDef};
+use crate::error::{unsupported, Missing, Result};
+use crate::join::{JoinShape, PlannedJoin};
+use crate::planner::PlannedSelect;
+
+/// What a join adds to a query's pipeline: operators for its first input (the left side) and,
+/// for a table-table join, a second input (the right side's changes).
+#[derive(Default)]
+pub(super) struct JoinInputs {
+    first: Vec<Box<dyn Operator>>,
+    second: Option<(Source, Vec<Box<dyn Operator>>)>,
+}
+
+fn arrow_types(columns: &[Column]) -> Vec<datafusion::arrow::datatypes::DataType> {
+    columns.iter().map(|c| c.ty.to_arrow()).collect()
+}
+
+impl Session {
+    /// The materialized rows of a join's table.
+    fn table_rows(&mut self, table: &SourceDef) -> Result<Store> {
+        let Some((materializer, _, _)) = self.materialized.get(&table.name) else {
+            return Err(unsupported(
+                Missing::Feature,
+                format!(
+                    "joins with the table {}, which an aggregation keeps",
+                    table.name
+                ),
+            ));
+        };
+        let name = format!("{materializer}/rows");
+        let db = self.state_db()?;
+        Ok(db.store(&name).map_err(EngineError::from)?)
+    }
+
+    /// The operators and inputs a planned query's join needs (none without a join).
+    pub(super) fn join_inputs(&mut self, planned: &PlannedSelect) -> Result<JoinInputs> {
+        let Some(join) = &planned.join else {
+            return Ok(JoinInputs::default());
+        };
+        let PlannedJoin {
+            left,
+            right,
+            inner,
+            shape,
+        } = join;
+        let combined = &planned.source;
+        let fields = |cols: &[Column]| cols.iter().map(Column::field).collect::<Vec<_>>();
+        let schema = eddy_engine::schema::source_schema(
+            &fields(&combined.key_columns),
+            &fields(&combined.value_columns),
+            &[],
+            false,
+        );
+        let left_schema = self.source_for(left)?.schema();
+        match shape {
+            JoinShape::StreamTable {
+                stream_key,
+                columns,
+            } => {
+                let key = datafusion::physical_expr::expressions::col(stream_key, &left_schema)
+                    .map_err(EngineError::from)?;
+                let op = StreamTableJoin::new(
+                    key,
+                    right.key_columns[0].ty.to_arrow(),
+                    self.table_rows(right)?,
+                    arrow_types(&right.value_columns),
+                    *inner,
+                    columns.clone(),
+                    &left_schema,
+                    schema,
+                )?;
+                Ok(JoinInputs {
+                    first: vec![Box::new(op)],
+                    second: None,
+                })
+            }
+            JoinShape::TableTable {
+                left_columns,
+                right_columns,
+            } => {
+                let right_source = self.source_for(right)?;
+                let right_schema = right_source.schema();
+                // A primary-key join: each side's key is its first column after the
+                // pseudo-columns.
+                let key_of = |_: &SourceDef| eddy_engine::schema::PSEUDO_COLUMNS;
+                let left_op = TableTableJoin::new(
+                    true,
+                    *inner,
+                    key_of(left),
+                    right.key_columns[0].ty.to_arrow(),
+                    self.table_rows(right)?,
+                    arrow_types(&right.value_columns),
+                    self.table_rows(left)?,
+                    left_columns.clone(),
+                    &left_schema,
+                    schema.clone(),
+                )?;
+                let right_op = TableTableJoin::new(
+                    false,
+                    *inner,
+                    key_of(right),
+                    left.key_columns[0].ty.to_arrow(),
+                    self.table_rows(left)?,
+                    arrow_types(&left.value_columns),
+                    self.table_rows(right)?,
+                    right_columns.clone(),
+                    &right_schema,
+                    schema,
+                )?;
+                Ok(JoinInputs {
+                    first: vec![Box::new(left_op)],
+                    second: Some((right_source, vec![Box::new(right_op)])),
+                })
+            }
+        }
+    }
+
+    /// `pipeline` with a join's inputs added.
+    pub(super) fn with_join(
+        &self,
+        pipeline: Pipeline,
+        inputs: JoinInputs,
+        from_beginning: bool,
+    ) -> Result<Pipeline> {
+        let mut pipeline = pipeline.with_input_operators(inputs.first);
+        if let Some((source, operators)) = inputs.second {
+            pipeline = pipeline.with_input(&self.log, source, operators, from_beginning)?;
+        }
+        Ok(pipeline)
+    }
+}
