@@ -3,7 +3,7 @@
 //!
 //! A pipeline with two inputs runs one [`TableTableJoin`] per side. A change to a key on either
 //! side emits that key's joined row as it now is: the join of both rows when the join kind keeps
-//! it (INNER: both present; LEFT: the left one present), or a tombstone when it no longer does
+//! it (INNER: both present; LEFT, RIGHT: that side present; FULL: either), or a tombstone when it no longer does
 //! but did before the change (the changed side's previous row is read from its own
 //! materialization); a change that neither makes nor unmakes a joined row emits nothing, as
 //! Kafka Streams' table joins do. The output's timestamp is the larger of the two rows'. Like the
@@ -39,10 +39,30 @@ pub enum SideColumn {
     OtherValue(usize),
 }
 
+/// Which joined rows a table-table join keeps, by the sides that have a row for the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+impl Keep {
+    fn keeps(self, left: bool, right: bool) -> bool {
+        match self {
+            Keep::Inner => left && right,
+            Keep::Left => left,
+            Keep::Right => right,
+            Keep::Full => left || right,
+        }
+    }
+}
+
 pub struct TableTableJoin {
     /// Whether this operator processes the left side's changes.
     own_is_left: bool,
-    inner: bool,
+    keep: Keep,
     /// The changed row's key column.
     key: usize,
     key_type: DataType,
@@ -62,7 +82,7 @@ impl TableTableJoin {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         own_is_left: bool,
-        inner: bool,
+        keep: Keep,
         key: usize,
         key_type: DataType,
         other: Store,
@@ -74,7 +94,7 @@ impl TableTableJoin {
     ) -> Result<TableTableJoin> {
         Ok(TableTableJoin {
             own_is_left,
-            inner,
+            keep,
             key,
             key_type,
             other,
@@ -91,8 +111,8 @@ impl TableTableJoin {
 impl Operator for TableTableJoin {
     fn describe(&self) -> String {
         format!(
-            "{} table-table join of the {} side's changes with {}",
-            if self.inner { "Inner" } else { "Left" },
+            "{:?} table-table join of the {} side's changes with {}",
+            self.keep,
             if self.own_is_left { "left" } else { "right" },
             self.other.name()
         )
@@ -120,11 +140,7 @@ impl Operator for TableTableJoin {
             } else {
                 (other, own)
             };
-            if self.inner {
-                left && right
-            } else {
-                left
-            }
+            self.keep.keeps(left, right)
         };
         for row in 0..n {
             let key = ScalarValue::try_from_array(batch.column(self.key), row)?;
@@ -184,6 +200,10 @@ impl Operator for TableTableJoin {
         for c in &self.columns {
             columns.push(match c {
                 SideColumn::JoinKey => batch.column(self.key).clone(),
+                // A deleted row's key is no longer its side's (its values are null already).
+                SideColumn::Own(i) if *i == self.key => nulled(
+                    &datafusion::arrow::compute::nullif(batch.column(*i), deleted)?,
+                )?,
                 SideColumn::Own(i) => nulled(batch.column(*i))?,
                 SideColumn::OtherKey => nulled(&other_key)?,
                 SideColumn::OtherValue(i) => nulled(&other_values[*i])?,

@@ -33,6 +33,7 @@ pub struct PlannedJoin {
     /// The left side: the stream of a stream-table join.
     pub left: SourceDef,
     pub right: SourceDef,
+    /// For a stream-table join: INNER (else LEFT).
     pub inner: bool,
     pub shape: JoinShape,
 }
@@ -48,6 +49,7 @@ pub enum JoinShape {
     },
     /// Each side's changes look the other side up (primary-key joins).
     TableTable {
+        keep: eddy_engine::table_join::Keep,
         /// Where each combined column comes from when a left row changes...
         left_columns: Vec<SideColumn>,
         /// ... and when a right row changes.
@@ -213,12 +215,7 @@ pub(crate) fn combine(
     let inner = match join.kind {
         JoinKind::Inner => true,
         JoinKind::Left => false,
-        k if table_table => {
-            return Err(unsupported(
-                Missing::Feature,
-                format!("table-table {} joins", kind_word(k)),
-            ))
-        }
+        _ if table_table => false,
         k => {
             let which = if k == JoinKind::Full {
                 "full-outer"
@@ -281,14 +278,30 @@ pub(crate) fn combine(
         ));
     }
 
-    // The combined source: its key, then every other column, left side first.
-    let key_name = if key_from_table {
-        sides[1].combined(&table_column)
+    // The combined source: its key, then every other column, left side first. A full outer
+    // join's key is neither side's column (either may be missing): a synthetic `ROWKEY`, named
+    // apart from the columns there are (`ROWKEY_n`), as in ksqlDB.
+    let full = table_table && join.kind == JoinKind::Full;
+    let key_name = if full {
+        let taken = |n: &str| sides.iter().any(|s| s.has(n));
+        let mut name = "ROWKEY".to_string();
+        let mut n = 0;
+        while taken(&name) {
+            n += 1;
+            name = format!("ROWKEY_{n}");
+        }
+        name
+    } else if key_from_table {
+        sides[1]
+            .combined(&table_column)
+            .expect("resolved")
+            .to_string()
     } else {
-        sides[0].combined(&stream_key)
-    }
-    .expect("resolved")
-    .to_string();
+        sides[0]
+            .combined(&stream_key)
+            .expect("resolved")
+            .to_string()
+    };
     let mut key_columns = Vec::new();
     let mut value_columns = Vec::new();
     // Where each column comes from: for a stream-table join, from the stream's row or the
@@ -338,6 +351,17 @@ pub(crate) fn combine(
                 value_sources.push(source);
             }
         }
+    }
+    if full {
+        key_columns.push(Column {
+            name: key_name.clone(),
+            ty: right.key_columns[0].ty.clone(),
+        });
+        key_source.push((
+            JoinColumn::TableKey,
+            SideColumn::JoinKey,
+            SideColumn::JoinKey,
+        ));
     }
     let sources: Vec<Sources> = key_source.into_iter().chain(value_sources).collect();
     let combined = SourceDef {
@@ -454,6 +478,12 @@ pub(crate) fn combine(
     };
     let shape = if table_table {
         JoinShape::TableTable {
+            keep: match join.kind {
+                JoinKind::Inner => eddy_engine::table_join::Keep::Inner,
+                JoinKind::Left => eddy_engine::table_join::Keep::Left,
+                JoinKind::Right => eddy_engine::table_join::Keep::Right,
+                JoinKind::Full => eddy_engine::table_join::Keep::Full,
+            },
             left_columns: sources.iter().map(|s| s.1).collect(),
             right_columns: sources.iter().map(|s| s.2).collect(),
         }

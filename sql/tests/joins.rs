@@ -24,6 +24,21 @@ fn setup(join: &str) -> (tempfile::TempDir, Log, Session) {
     (dir, log, session)
 }
 
+/// The values of partition 0 of `topic`, tombstones as `null`.
+fn values_or_null(log: &Log, topic: &str) -> Vec<String> {
+    log.partition(topic, 0)
+        .unwrap()
+        .read(0, eddy_log::ReadLimits::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            r.record
+                .value
+                .map_or("null".into(), |v| String::from_utf8(v.to_vec()).unwrap())
+        })
+        .collect()
+}
+
 fn keyed(log: &Log, topic: &str, key: &str, value: &str) {
     let record = eddy_log::Record::new(Some(key.to_string()), Some(value.to_string()), 1);
     log.partition(topic, 0).unwrap().append(&[record]).unwrap();
@@ -140,20 +155,8 @@ fn a_table_table_join_follows_changes_on_both_sides() {
     // Deleting one side deletes the joined row; deleting it again changes nothing.
     step(&mut session, "tiers", "ada", None);
     step(&mut session, "users", "ada", None);
-    let out: Vec<String> = log
-        .partition("JOINED", 0)
-        .unwrap()
-        .read(0, eddy_log::ReadLimits::default())
-        .unwrap()
-        .into_iter()
-        .map(|r| {
-            r.record
-                .value
-                .map_or("null".into(), |v| String::from_utf8(v.to_vec()).unwrap())
-        })
-        .collect();
     assert_eq!(
-        out,
+        values_or_null(&log, "JOINED"),
         [
             r#"{"NAME":"Ada","TIER":1}"#,
             r#"{"NAME":"Ada L.","TIER":1}"#,
@@ -161,4 +164,39 @@ fn a_table_table_join_follows_changes_on_both_sides() {
             "null",
         ]
     );
+}
+
+#[test]
+fn a_full_outer_table_join_keys_its_rows_by_a_synthetic_rowkey() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let mut session = Session::new(log.clone());
+    run(
+        &mut session,
+        "SET 'auto.offset.reset'='earliest';
+         CREATE TABLE l (id INT PRIMARY KEY, a INT) WITH (kafka_topic='l', partitions=1, value_format='JSON');
+         CREATE TABLE r (id INT PRIMARY KEY, b INT) WITH (kafka_topic='r', partitions=1, value_format='JSON');
+         CREATE TABLE o AS SELECT ROWKEY, l.id, r.id, a, b FROM l FULL OUTER JOIN r ON l.id = r.id;",
+    );
+    let int_key = |k: i32| k.to_be_bytes().to_vec();
+    let step = |session: &mut Session, topic: &str, key: i32, value: Option<&str>| {
+        let record = eddy_log::Record::new(Some(int_key(key)), value.map(str::to_string), 1);
+        log.partition(topic, 0).unwrap().append(&[record]).unwrap();
+        session.run_until_idle().unwrap();
+    };
+    step(&mut session, "r", 7, Some(r#"{"B":70}"#));
+    step(&mut session, "l", 7, Some(r#"{"A":7}"#));
+    step(&mut session, "r", 7, None);
+    step(&mut session, "l", 7, None);
+    assert_eq!(
+        values_or_null(&log, "O"),
+        [
+            r#"{"L_ID":null,"R_ID":7,"A":null,"B":70}"#,
+            r#"{"L_ID":7,"R_ID":7,"A":7,"B":70}"#,
+            r#"{"L_ID":7,"R_ID":null,"A":7,"B":null}"#,
+            "null",
+        ]
+    );
+    let def = session.catalog.source("O").unwrap();
+    assert_eq!(def.key_columns[0].name, "ROWKEY");
 }

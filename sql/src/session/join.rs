@@ -84,6 +84,7 @@ impl Session {
                 })
             }
             JoinShape::TableTable {
+                keep,
                 left_columns,
                 right_columns,
             } => {
@@ -94,7 +95,7 @@ impl Session {
                 let key_of = |_: &SourceDef| eddy_engine::schema::PSEUDO_COLUMNS;
                 let left_op = TableTableJoin::new(
                     true,
-                    *inner,
+                    *keep,
                     key_of(left),
                     right.key_columns[0].ty.to_arrow(),
                     self.table_rows(right)?,
@@ -106,7 +107,7 @@ impl Session {
                 )?;
                 let right_op = TableTableJoin::new(
                     false,
-                    *inner,
+                    *keep,
                     key_of(right),
                     left.key_columns[0].ty.to_arrow(),
                     self.table_rows(left)?,
