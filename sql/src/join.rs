@@ -42,8 +42,8 @@ pub struct PlannedJoin {
 pub enum JoinShape {
     /// The stream's rows look the table up.
     StreamTable {
-        /// The stream's join column, by name in the stream.
-        stream_key: String,
+        /// The stream's join expression, over the stream's own columns (unqualified).
+        stream_key: Box<Expr>,
         /// Where each column of the combined source (keys then values) comes from.
         columns: Vec<JoinColumn>,
     },
@@ -161,6 +161,38 @@ impl VisitorMut for ToCombined<'_, '_> {
     }
 }
 
+/// Strips the left side's qualifier from an expression over the left side's columns only; `None`
+/// when it refers to no column or to the other side's.
+fn own_expression(e: &Expr, sides: &[Side<'_>]) -> Result<Option<Expr>> {
+    struct Own<'a, 'b> {
+        sides: &'a [Side<'b>],
+        columns: usize,
+        foreign: bool,
+    }
+    impl VisitorMut for Own<'_, '_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            match resolve(expr, self.sides) {
+                Ok(Some((0, c))) => {
+                    self.columns += 1;
+                    *expr = Expr::Identifier(quoted(&c));
+                }
+                Ok(Some(_)) | Err(_) => self.foreign = true,
+                Ok(None) => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut e = e.clone();
+    let mut visitor = Own {
+        sides,
+        columns: 0,
+        foreign: false,
+    };
+    let _ = e.visit(&mut visitor);
+    Ok((visitor.columns > 0 && !visitor.foreign).then_some(e))
+}
+
 fn to_combined(e: &Expr, sides: &[Side<'_>]) -> Result<Expr> {
     let mut e = e.clone();
     let mut visitor = ToCombined { sides, error: None };
@@ -253,16 +285,33 @@ pub(crate) fn combine(
         ));
     };
     let (ra, rb) = (resolve(a, &sides)?, resolve(b, &sides)?);
-    let (stream_key, table_column) = match (ra, rb) {
-        (Some((0, s)), Some((1, t))) | (Some((1, t)), Some((0, s))) => (s, t),
-        _ => {
-            return invalid(format!(
-                "Invalid comparison expression '{}' in join '{}'. Each side of the join comparision must contain references from exactly one source.",
-                join.on, join.on
-            ))
-        }
+    let mismatch = || {
+        invalid(format!(
+            "Invalid comparison expression '{}' in join '{}'. Each side of the join comparision must contain references from exactly one source.",
+            join.on, join.on
+        ))
     };
-    if table_table && (left.key_columns.len() != 1 || stream_key != left.key_columns[0].name) {
+    // The left side's join expression: a column, or (stream-table) any expression of the
+    // stream's columns, in which case the result is keyed by the table's column.
+    let (stream_key, stream_expr, table_column) = match (ra, rb) {
+        (Some((0, s)), Some((1, t))) | (Some((1, t)), Some((0, s))) => {
+            let e = Expr::Identifier(quoted(&s));
+            (Some(s), e, t)
+        }
+        (None, Some((1, t))) | (Some((1, t)), None) if !table_table => {
+            let e = if resolve(b, &sides)?.is_some() { a } else { b };
+            match own_expression(e, &sides)? {
+                Some(e) => (None, e, t),
+                None => return mismatch(),
+            }
+        }
+        _ => return mismatch(),
+    };
+    let key_from_table = key_from_table || stream_key.is_none();
+    if table_table
+        && (left.key_columns.len() != 1
+            || stream_key.as_deref() != Some(left.key_columns[0].name.as_str()))
+    {
         return Err(unsupported(
             Missing::Feature,
             "table-table joins on a left column other than its primary key (foreign-key joins)",
@@ -298,7 +347,7 @@ pub(crate) fn combine(
             .to_string()
     } else {
         sides[0]
-            .combined(&stream_key)
+            .combined(stream_key.as_deref().expect("a column when keyed by it"))
             .expect("resolved")
             .to_string()
     };
@@ -489,7 +538,7 @@ pub(crate) fn combine(
         }
     } else {
         JoinShape::StreamTable {
-            stream_key,
+            stream_key: Box::new(stream_expr),
             columns: sources.iter().map(|s| s.0).collect(),
         }
     };

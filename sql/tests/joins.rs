@@ -200,3 +200,29 @@ fn a_full_outer_table_join_keys_its_rows_by_a_synthetic_rowkey() {
     let def = session.catalog.source("O").unwrap();
     assert_eq!(def.key_columns[0].name, "ROWKEY");
 }
+
+#[test]
+fn a_stream_join_expression_keys_the_result_by_the_table_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let mut session = Session::new(log.clone());
+    run(
+        &mut session,
+        "SET 'auto.offset.reset'='earliest';
+         CREATE STREAM visits (url STRING) WITH (kafka_topic='visits', partitions=1, value_format='JSON');
+         CREATE TABLE sites (host STRING PRIMARY KEY, owner STRING) WITH (kafka_topic='sites', partitions=1, value_format='JSON');
+         CREATE STREAM owned AS SELECT s.host, url, owner
+           FROM visits v JOIN sites s ON SUBSTRING(v.url, 1, 3) = s.host;",
+    );
+    keyed(&log, "sites", "abc", r#"{"OWNER":"ada"}"#);
+    session.run_until_idle().unwrap();
+    produce(
+        &log,
+        "visits",
+        &[r#"{"URL":"abc/x"}"#, r#"{"URL":"xyz/y"}"#],
+    );
+    session.run_until_idle().unwrap();
+    assert_eq!(values(&log, "OWNED"), [r#"{"URL":"abc/x","OWNER":"ada"}"#]);
+    let def = session.catalog.source("OWNED").unwrap();
+    assert_eq!(def.key_columns[0].name, "HOST");
+}

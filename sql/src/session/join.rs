@@ -66,8 +66,7 @@ impl Session {
                 stream_key,
                 columns,
             } => {
-                let key = datafusion::physical_expr::expressions::col(stream_key, &left_schema)
-                    .map_err(EngineError::from)?;
+                let key = self.stream_key_expr(left, stream_key)?;
                 let op = StreamTableJoin::new(
                     key,
                     right.key_columns[0].ty.to_arrow(),
@@ -123,6 +122,33 @@ impl Session {
                 })
             }
         }
+    }
+
+    /// A stream-table join's key expression, planned over the stream's batches.
+    fn stream_key_expr(
+        &self,
+        stream: &SourceDef,
+        key: &sqlparser::ast::Expr,
+    ) -> Result<std::sync::Arc<dyn datafusion::physical_plan::PhysicalExpr>> {
+        let mut e = key.clone();
+        crate::rewrite::rewrite(&mut e);
+        let state = self.df.state();
+        let relation = crate::ast::Relation {
+            name: stream.name.clone(),
+            alias: None,
+        };
+        let plan = crate::planner::plan_over_source(
+            &state,
+            &[format!("{e} AS \"__JOIN_KEY\"")],
+            stream,
+            &relation,
+            None,
+        )?;
+        let (exprs, input) = plan.projection;
+        let first = exprs.into_iter().next().ok_or_else(|| {
+            crate::error::SqlError::Invalid(format!("cannot plan the join key {key}"))
+        })?;
+        crate::planner::physical_expr(&state, first, &input)
     }
 
     /// `pipeline` with a join's inputs added.
