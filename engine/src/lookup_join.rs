@@ -45,6 +45,8 @@ pub struct StreamTableJoin {
     /// `encode_row([rowtime, values...])`.
     table: Store,
     value_types: Vec<DataType>,
+    /// The types the table's rows are stored with (see [`row_types`]).
+    row_types: Vec<DataType>,
     inner: bool,
     columns: Vec<JoinColumn>,
     /// The stream batch's `__NULL_VALUE` and `__HEADERS`.
@@ -71,6 +73,7 @@ impl StreamTableJoin {
             key,
             key_type,
             table,
+            row_types: row_types(&value_types),
             value_types,
             inner,
             columns,
@@ -79,37 +82,91 @@ impl StreamTableJoin {
             schema,
         })
     }
-
-    /// The table row of `key`, if there is one: its values.
-    fn lookup(&self, key: ScalarValue) -> Result<Option<Vec<ScalarValue>>> {
-        Ok(read_row(&self.table, &self.value_types, key)?.map(|(_, values)| values))
-    }
 }
 
-/// A table's materialized row of `key`, if there is one: its timestamp and its values (of
-/// `value_types`), as of the materialization's last commit.
-pub fn read_row(
-    table: &Store,
-    value_types: &[DataType],
-    key: ScalarValue,
-) -> Result<Option<(i64, Vec<ScalarValue>)>> {
-    let encoded = encode_row(&[key]).map_err(EngineError::Plan)?;
-    let Some(bytes) = table.get(&encoded)? else {
-        return Ok(None);
-    };
+/// The types a materialized row is stored with: its timestamp, then `value_types`.
+pub fn row_types(value_types: &[DataType]) -> Vec<DataType> {
     let mut types = vec![DataType::Int64];
     types.extend(value_types.iter().cloned());
+    types
+}
+
+/// A table's materialized row of the key `encoded` (by `encode_row([key])`), if there is
+/// one: its timestamp and its values, as of the materialization's last commit. `row_types`
+/// are from [`row_types`].
+pub fn read_row(
+    table: &Store,
+    row_types: &[DataType],
+    encoded: &[u8],
+) -> Result<Option<(i64, Vec<ScalarValue>)>> {
+    let Some(bytes) = table.get(encoded)? else {
+        return Ok(None);
+    };
     let corrupt = |e: String| {
         EngineError::State(eddy_state::StateError::Corrupt {
             store: table.name().to_string(),
             message: e,
         })
     };
-    let mut row = decode_row(&types, &bytes).map_err(corrupt)?;
+    let mut row = decode_row(row_types, &bytes).map_err(corrupt)?;
     let values = row.split_off(1);
     match row[0] {
         ScalarValue::Int64(Some(rowtime)) => Ok(Some((rowtime, values))),
         _ => Err(corrupt("a row without its timestamp".into())),
+    }
+}
+
+/// Columns of looked-up rows, one value per output row, built up row by row: the other
+/// side's key and value columns, null where there was no row.
+pub(crate) struct LookedUp {
+    key_type: DataType,
+    value_types: Vec<DataType>,
+    keys: Vec<ScalarValue>,
+    values: Vec<Vec<ScalarValue>>,
+}
+
+impl LookedUp {
+    pub(crate) fn new(key_type: &DataType, value_types: &[DataType], rows: usize) -> LookedUp {
+        LookedUp {
+            key_type: key_type.clone(),
+            value_types: value_types.to_vec(),
+            keys: Vec::with_capacity(rows),
+            values: vec![Vec::with_capacity(rows); value_types.len()],
+        }
+    }
+
+    pub(crate) fn push(&mut self, key: ScalarValue, values: Vec<ScalarValue>) {
+        self.keys.push(key);
+        for (column, v) in self.values.iter_mut().zip(values) {
+            column.push(v);
+        }
+    }
+
+    pub(crate) fn push_missing(&mut self) -> Result<()> {
+        self.keys.push(ScalarValue::try_from(&self.key_type)?);
+        for (column, t) in self.values.iter_mut().zip(&self.value_types) {
+            column.push(ScalarValue::try_from(t)?);
+        }
+        Ok(())
+    }
+
+    /// The key column and the value columns.
+    pub(crate) fn finish(self) -> Result<(ArrayRef, Vec<ArrayRef>)> {
+        let array = |values: Vec<ScalarValue>, t: &DataType| -> Result<ArrayRef> {
+            Ok(if values.is_empty() {
+                datafusion::arrow::array::new_empty_array(t)
+            } else {
+                ScalarValue::iter_to_array(values)?
+            })
+        };
+        let key = array(self.keys, &self.key_type)?;
+        let values = self
+            .values
+            .into_iter()
+            .zip(&self.value_types)
+            .map(|(v, t)| array(v, t))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((key, values))
     }
 }
 
@@ -131,58 +188,26 @@ impl Operator for StreamTableJoin {
         let n = batch.num_rows();
         let keys = self.key.evaluate(&batch)?.into_array(n)?;
         let keys = cast(&keys, &self.key_type)?;
-        let mut found = Vec::with_capacity(n);
-        let mut dropped = 0;
-        let mut table_keys = Vec::with_capacity(n);
-        let mut table_values: Vec<Vec<ScalarValue>> =
-            vec![Vec::with_capacity(n); self.value_types.len()];
         let null_values = batch.column(self.null_value).as_boolean();
+        let mut found = Vec::with_capacity(n);
+        let mut table = LookedUp::new(&self.key_type, &self.value_types, n);
         for row in 0..n {
-            // A stream record without a value takes no part in a join (Kafka Streams drops it).
-            if null_values.value(row) {
-                found.push(false);
-                dropped += 1;
-                table_keys.push(ScalarValue::try_from(&self.key_type)?);
-                for (column, t) in table_values.iter_mut().zip(&self.value_types) {
-                    column.push(ScalarValue::try_from(t)?);
-                }
-                continue;
-            }
             let key = ScalarValue::try_from_array(&keys, row)?;
-            let values = if key.is_null() {
+            // A stream record without a value takes no part in a join (Kafka Streams drops
+            // it), and a null key finds nothing.
+            let values = if null_values.value(row) || key.is_null() {
                 None
             } else {
-                self.lookup(key.clone())?
+                let encoded = encode_row(std::slice::from_ref(&key)).map_err(EngineError::Plan)?;
+                read_row(&self.table, &self.row_types, &encoded)?
             };
             found.push(values.is_some());
             match values {
-                Some(values) => {
-                    table_keys.push(key);
-                    for (column, v) in table_values.iter_mut().zip(values) {
-                        column.push(v);
-                    }
-                }
-                None => {
-                    table_keys.push(ScalarValue::try_from(&self.key_type)?);
-                    for (column, t) in table_values.iter_mut().zip(&self.value_types) {
-                        column.push(ScalarValue::try_from(t)?);
-                    }
-                }
+                Some((_, values)) => table.push(key, values),
+                None => table.push_missing()?,
             }
         }
-        let array = |values: Vec<ScalarValue>, t: &DataType| -> Result<ArrayRef> {
-            Ok(if values.is_empty() {
-                datafusion::arrow::array::new_empty_array(t)
-            } else {
-                ScalarValue::iter_to_array(values)?
-            })
-        };
-        let table_key = array(table_keys, &self.key_type)?;
-        let table_values = table_values
-            .into_iter()
-            .zip(&self.value_types)
-            .map(|(v, t)| array(v, t))
-            .collect::<Result<Vec<_>>>()?;
+        let (table_key, table_values) = table.finish()?;
         let mut columns: Vec<ArrayRef> = (0..PSEUDO_COLUMNS)
             .map(|i| batch.column(i).clone())
             .collect();
@@ -197,12 +222,12 @@ impl Operator for StreamTableJoin {
         columns.push(batch.column(self.headers).clone());
         // Arrow checks nullability: the output's fields are all nullable but the pseudo ones.
         let out = RecordBatch::try_new(self.schema.clone(), columns)?;
-        if (self.inner && found.iter().any(|f| !f)) || dropped > 0 {
-            let keep: BooleanArray = if self.inner {
-                BooleanArray::from(found)
-            } else {
-                null_values.iter().map(|v| Some(v != Some(true))).collect()
-            };
+        let keep: BooleanArray = if self.inner {
+            BooleanArray::from(found)
+        } else {
+            null_values.iter().map(|v| Some(v != Some(true))).collect()
+        };
+        if keep.false_count() > 0 {
             return Ok(filter_record_batch(&out, &keep)?);
         }
         Ok(out)

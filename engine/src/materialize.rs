@@ -112,8 +112,7 @@ pub fn read_rows(
     key_types: &[DataType],
     value_types: &[DataType],
 ) -> Result<Vec<MaterializedRow>> {
-    let mut value_row_types = vec![DataType::Int64];
-    value_row_types.extend_from_slice(value_types);
+    let value_row_types = crate::lookup_join::row_types(value_types);
     let store = db.store(store)?;
     let corrupt = |e: String| {
         EngineError::State(eddy_state::StateError::Corrupt {

@@ -21,7 +21,7 @@ use eddy_state::Store;
 use datafusion::arrow::compute::filter_record_batch;
 
 use crate::error::{EngineError, Result};
-use crate::lookup_join::read_row;
+use crate::lookup_join::{read_row, row_types, LookedUp};
 use crate::operator::{Operator, OperatorContext};
 use crate::schema::{HEADERS, NULL_VALUE, PSEUDO_COLUMNS};
 use crate::state_codec::encode_row;
@@ -68,6 +68,8 @@ pub struct TableTableJoin {
     key_type: DataType,
     other: Store,
     other_value_types: Vec<DataType>,
+    /// The types the other side's rows are stored with (see [`row_types`]).
+    other_row_types: Vec<DataType>,
     /// The changed side's own materialization: its rows before the changes being processed.
     own: Store,
     columns: Vec<SideColumn>,
@@ -98,6 +100,7 @@ impl TableTableJoin {
             key,
             key_type,
             other,
+            other_row_types: row_types(&other_value_types),
             other_value_types,
             own,
             columns,
@@ -128,9 +131,7 @@ impl Operator for TableTableJoin {
         let deleted = batch.column(self.null_value).as_boolean();
         let mut out_rowtime = Vec::with_capacity(n);
         let mut tombstone = Vec::with_capacity(n);
-        let mut other_keys = Vec::with_capacity(n);
-        let mut other_values: Vec<Vec<ScalarValue>> =
-            vec![Vec::with_capacity(n); self.other_value_types.len()];
+        let mut other_rows = LookedUp::new(&self.key_type, &self.other_value_types, n);
         let mut emit = Vec::with_capacity(n);
         // Own rows changed earlier in this batch, which the materialization does not hold yet.
         let mut changed: HashMap<Vec<u8>, bool> = HashMap::new();
@@ -144,12 +145,12 @@ impl Operator for TableTableJoin {
         };
         for row in 0..n {
             let key = ScalarValue::try_from_array(batch.column(self.key), row)?;
+            let encoded = encode_row(std::slice::from_ref(&key)).map_err(EngineError::Plan)?;
             let other = if key.is_null() {
                 None
             } else {
-                read_row(&self.other, &self.other_value_types, key.clone())?
+                read_row(&self.other, &self.other_row_types, &encoded)?
             };
-            let encoded = encode_row(std::slice::from_ref(&key)).map_err(EngineError::Plan)?;
             let was_present = match changed.get(&encoded) {
                 Some(present) => *present,
                 None => self.own.get(&encoded)?.is_some(),
@@ -163,33 +164,15 @@ impl Operator for TableTableJoin {
             match other.filter(|_| keep) {
                 Some((time, values)) => {
                     out_rowtime.push(own_time.max(time));
-                    other_keys.push(key);
-                    for (column, v) in other_values.iter_mut().zip(values) {
-                        column.push(v);
-                    }
+                    other_rows.push(key, values);
                 }
                 None => {
                     out_rowtime.push(own_time);
-                    other_keys.push(ScalarValue::try_from(&self.key_type)?);
-                    for (column, t) in other_values.iter_mut().zip(&self.other_value_types) {
-                        column.push(ScalarValue::try_from(t)?);
-                    }
+                    other_rows.push_missing()?;
                 }
             }
         }
-        let array = |values: Vec<ScalarValue>, t: &DataType| -> Result<ArrayRef> {
-            Ok(if values.is_empty() {
-                datafusion::arrow::array::new_empty_array(t)
-            } else {
-                ScalarValue::iter_to_array(values)?
-            })
-        };
-        let other_key = array(other_keys, &self.key_type)?;
-        let other_values = other_values
-            .into_iter()
-            .zip(&self.other_value_types)
-            .map(|(v, t)| array(v, t))
-            .collect::<Result<Vec<_>>>()?;
+        let (other_key, other_values) = other_rows.finish()?;
         let tombstones = BooleanArray::from(tombstone);
         // A tombstone's values are null: only its key is written.
         let nulled = |a: &ArrayRef| -> Result<ArrayRef> {

@@ -156,16 +156,22 @@ impl Remote {
         Ok(())
     }
 
-    fn ksql(&self, text: &str) -> Result<()> {
+    /// Sends one statement to `path` with the client's properties; the response, which must
+    /// be a success (otherwise the server's message is the error).
+    fn send(&self, path: &str, text: &str) -> Result<ureq::http::Response<ureq::Body>> {
         let mut response = self.post(
-            "/ksql",
+            path,
             &json!({"ksql": format!("{text};"), "streamsProperties": self.properties}),
         )?;
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string()?;
-        if status != 200 {
+        if response.status().as_u16() != 200 {
+            let body = response.body_mut().read_to_string()?;
             bail!("{}", Self::error_of(&body));
         }
+        Ok(response)
+    }
+
+    fn ksql(&self, text: &str) -> Result<()> {
+        let body = self.send("/ksql", text)?.body_mut().read_to_string()?;
         let entities: Vec<Value> = serde_json::from_str(&body)?;
         for e in &entities {
             show_entity(e);
@@ -174,15 +180,7 @@ impl Remote {
     }
 
     fn pull(&self, text: &str) -> Result<()> {
-        let mut response = self.post(
-            "/query",
-            &json!({"ksql": format!("{text};"), "streamsProperties": self.properties}),
-        )?;
-        let status = response.status().as_u16();
-        let body = response.body_mut().read_to_string()?;
-        if status != 200 {
-            bail!("{}", Self::error_of(&body));
-        }
+        let body = self.send("/query", text)?.body_mut().read_to_string()?;
         let messages: Vec<Value> = serde_json::from_str(&body)?;
         let columns = messages
             .first()
@@ -203,14 +201,7 @@ impl Remote {
     /// Ctrl-C (which closes the push query on the server).
     fn stream(&self, text: &str, interrupted: &AtomicBool) -> Result<()> {
         interrupted.store(false, Ordering::Release);
-        let mut response = self.post(
-            "/query",
-            &json!({"ksql": format!("{text};"), "streamsProperties": self.properties}),
-        )?;
-        if response.status().as_u16() != 200 {
-            let body = response.body_mut().read_to_string()?;
-            bail!("{}", Self::error_of(&body));
-        }
+        let response = self.send("/query", text)?;
         let (tx, rx) = mpsc::channel::<String>();
         let reader = BufReader::new(response.into_body().into_reader());
         // The response is read on its own thread, so that Ctrl-C is noticed while it waits.

@@ -7,12 +7,17 @@ use common::{produce, run, values};
 use eddy_log::{Log, LogOptions};
 use eddy_sql::Session;
 
-fn setup(join: &str) -> (tempfile::TempDir, Log, Session) {
+/// A session on a fresh log, after `statements`.
+fn with_statements(statements: &str) -> (tempfile::TempDir, Log, Session) {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), LogOptions::default()).unwrap();
     let mut session = Session::new(log.clone());
-    run(
-        &mut session,
+    run(&mut session, statements);
+    (dir, log, session)
+}
+
+fn setup(join: &str) -> (tempfile::TempDir, Log, Session) {
+    with_statements(
         &format!(
             "SET 'auto.offset.reset'='earliest';
              CREATE STREAM clicks (user STRING, page STRING) WITH (kafka_topic='clicks', partitions=1, value_format='JSON');
@@ -20,8 +25,7 @@ fn setup(join: &str) -> (tempfile::TempDir, Log, Session) {
              CREATE STREAM enriched AS SELECT c.user, page, name, u.tier AS tier
                FROM clicks c {join} users u ON c.user = u.id;"
         ),
-    );
-    (dir, log, session)
+    )
 }
 
 /// The values of partition 0 of `topic`, tombstones as `null`.
@@ -132,11 +136,7 @@ fn joins_ksqldb_forbids_are_rejected_with_its_messages() {
 
 #[test]
 fn a_table_table_join_follows_changes_on_both_sides() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    let mut session = Session::new(log.clone());
-    run(
-        &mut session,
+    let (_dir, log, mut session) = with_statements(
         "SET 'auto.offset.reset'='earliest';
          CREATE TABLE users (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='users', partitions=1, value_format='JSON');
          CREATE TABLE tiers (id STRING PRIMARY KEY, tier INT) WITH (kafka_topic='tiers', partitions=1, value_format='JSON');
@@ -168,11 +168,7 @@ fn a_table_table_join_follows_changes_on_both_sides() {
 
 #[test]
 fn a_full_outer_table_join_keys_its_rows_by_a_synthetic_rowkey() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    let mut session = Session::new(log.clone());
-    run(
-        &mut session,
+    let (_dir, log, mut session) = with_statements(
         "SET 'auto.offset.reset'='earliest';
          CREATE TABLE l (id INT PRIMARY KEY, a INT) WITH (kafka_topic='l', partitions=1, value_format='JSON');
          CREATE TABLE r (id INT PRIMARY KEY, b INT) WITH (kafka_topic='r', partitions=1, value_format='JSON');
@@ -203,11 +199,7 @@ fn a_full_outer_table_join_keys_its_rows_by_a_synthetic_rowkey() {
 
 #[test]
 fn a_stream_join_expression_keys_the_result_by_the_table_column() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    let mut session = Session::new(log.clone());
-    run(
-        &mut session,
+    let (_dir, log, mut session) = with_statements(
         "SET 'auto.offset.reset'='earliest';
          CREATE STREAM visits (url STRING) WITH (kafka_topic='visits', partitions=1, value_format='JSON');
          CREATE TABLE sites (host STRING PRIMARY KEY, owner STRING) WITH (kafka_topic='sites', partitions=1, value_format='JSON');

@@ -147,14 +147,7 @@ fn run_in(case: &Case, log: &Log) -> Result<Verdict, String> {
         .run_until_idle()
         .map_err(|e| format!("running the queries: {e}"))?;
     for (i, input) in case.inputs.iter().enumerate() {
-        let record = input_record(&session, input).map_err(|e| format!("input {}: {e}", i + 1))?;
-        let topic = input
-            .get("topic")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        log.partition(topic, 0)
-            .and_then(|p| p.append(&[record]))
-            .map_err(|e| e.to_string())?;
+        append_input(&session, log, i, input)?;
         session
             .run_until_idle()
             .map_err(|e| format!("processing input {}: {e}", i + 1))?;
@@ -200,7 +193,26 @@ fn raw_bytes(v: &Value) -> Option<Bytes> {
     }
 }
 
-pub(super) fn input_record(session: &Session, input: &Value) -> Result<Record, String> {
+/// Appends the case's input `i` to partition 0 of its topic, encoded as its topic's source
+/// reads it.
+pub(super) fn append_input(
+    session: &Session,
+    log: &Log,
+    i: usize,
+    input: &Value,
+) -> Result<(), String> {
+    let record = input_record(session, input).map_err(|e| format!("input {}: {e}", i + 1))?;
+    let topic = input
+        .get("topic")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    log.partition(topic, 0)
+        .and_then(|p| p.append(&[record]))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn input_record(session: &Session, input: &Value) -> Result<Record, String> {
     let topic = input
         .get("topic")
         .and_then(Value::as_str)

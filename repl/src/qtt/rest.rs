@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 use super::case::{Case, Rest};
 use super::compare::diff;
-use super::exec::{check_outputs, create_topics, input_record, scratch_log, Verdict};
+use super::exec::{append_input, check_outputs, create_topics, scratch_log, Verdict};
 use crate::server::{ServeOptions, Server};
 
 /// How long a query's response may take (a push query without LIMIT would take forever).
@@ -190,17 +190,7 @@ fn run_on(case: &Case, rest: &Rest, server: &Server, log: &Log) -> Result<Verdic
 
 fn produce_inputs(case: &Case, server: &Server, log: &Log) -> Result<(), String> {
     for (i, input) in case.inputs.iter().enumerate() {
-        let record = {
-            let session = server.shared.session();
-            input_record(&session, input).map_err(|e| format!("input {}: {e}", i + 1))?
-        };
-        let topic = input
-            .get("topic")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        log.partition(topic, 0)
-            .and_then(|p| p.append(&[record]))
-            .map_err(|e| e.to_string())?;
+        append_input(&server.shared.session(), log, i, input)?;
     }
     Ok(())
 }

@@ -16,11 +16,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use eddy_sql::ast::{ShowKind, SourceKind, Statement};
 use eddy_sql::script::split;
-use eddy_sql::{Outcome, Session, SqlError};
+use eddy_sql::{Outcome, Session};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{error_response, json_response, parse_body, Shared};
+use super::{error_response, json_response, parse_body, statement_error, Shared};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,19 +73,6 @@ pub(crate) fn with_request_scope<T>(
     session.properties = saved_properties;
     session.variables = saved_variables;
     result
-}
-
-fn statement_error(text: &str, e: &SqlError, entities: Vec<Value>) -> Response {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &json!({
-            "@type": "statement_error",
-            "error_code": 40001,
-            "message": e.to_string(),
-            "statementText": text,
-            "entities": entities,
-        }),
-    )
 }
 
 /// Statements a headless server still answers: they change nothing.

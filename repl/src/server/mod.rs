@@ -239,6 +239,25 @@ pub(crate) fn error_response(status: StatusCode, code: u32, message: &str) -> Re
     )
 }
 
+/// A statement that failed, as ksqlDB reports one (`statement_error`, 40001), with the entities
+/// of the statements before it in the request.
+pub(crate) fn statement_error(
+    text: &str,
+    e: &eddy_sql::SqlError,
+    entities: Vec<Value>,
+) -> Response {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        &json!({
+            "@type": "statement_error",
+            "error_code": 40001,
+            "message": e.to_string(),
+            "statementText": text,
+            "entities": entities,
+        }),
+    )
+}
+
 pub(crate) fn bad_request(message: &str) -> Response {
     error_response(StatusCode::BAD_REQUEST, 40000, message)
 }

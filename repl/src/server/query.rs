@@ -18,13 +18,13 @@ use axum::response::{IntoResponse, Response};
 use datafusion::common::ScalarValue;
 use eddy_sql::ast::Statement;
 use eddy_sql::script::split;
-use eddy_sql::{result_schema_text, Outcome, PushQuery, ResultColumn, SqlError, TopicPrint};
+use eddy_sql::{result_schema_text, Outcome, PushQuery, ResultColumn, TopicPrint};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
 use super::ksql::with_request_scope;
-use super::{error_response, json_response, parse_body, Reject, Shared};
+use super::{error_response, parse_body, statement_error, Reject, Shared};
 
 /// How long a push query waits for input before checking whether it should end.
 const POLL: Duration = Duration::from_millis(100);
@@ -65,19 +65,6 @@ enum Started {
     Print(Box<TopicPrint>),
 }
 
-fn statement_error(text: &str, e: &SqlError) -> Response {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        &json!({
-            "@type": "statement_error",
-            "error_code": 40001,
-            "message": e.to_string(),
-            "statementText": text,
-            "entities": [],
-        }),
-    )
-}
-
 fn reject(status: StatusCode, code: u32, message: &str) -> Reject {
     Box::new(error_response(status, code, message))
 }
@@ -102,7 +89,7 @@ async fn start(
             };
             let mut statements = session
                 .parse_piece(piece)
-                .map_err(|e| Box::new(statement_error(piece.text.trim(), &e)))?;
+                .map_err(|e| Box::new(statement_error(piece.text.trim(), &e, Vec::new())))?;
             let (stmt, text) = match statements.len() {
                 1 => statements.remove(0),
                 n => {
@@ -129,7 +116,7 @@ async fn start(
                     50000,
                     "The query gave no rows.",
                 )),
-                Err(e) => Err(Box::new(statement_error(&text, &e))),
+                Err(e) => Err(Box::new(statement_error(&text, &e, Vec::new()))),
             }
         })
     };

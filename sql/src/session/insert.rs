@@ -74,15 +74,7 @@ impl Session {
         columns: Option<&[String]>,
         values: &[sqlparser::ast::Expr],
     ) -> Result<Outcome> {
-        let Some(def) = self.catalog.source(target).cloned() else {
-            return invalid(format!("{target} does not exist."));
-        };
-        if def.read_only {
-            return invalid(format!(
-                "Cannot insert values into read-only {}: {target}",
-                kind_name(def.kind).to_lowercase()
-            ));
-        }
+        let def = self.values_target(target)?;
         let all: Vec<Column> = def.all_columns().cloned().collect();
         let names: Vec<String> = match columns {
             Some(c) => c.to_vec(),
@@ -138,15 +130,7 @@ impl Session {
         target: &str,
         row: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<()> {
-        let Some(def) = self.catalog.source(target).cloned() else {
-            return invalid(format!("{target} does not exist."));
-        };
-        if def.read_only {
-            return invalid(format!(
-                "Cannot insert values into read-only {}: {target}",
-                kind_name(def.kind).to_lowercase()
-            ));
-        }
+        let def = self.values_target(target)?;
         let all: Vec<Column> = def
             .key_columns
             .iter()
@@ -173,6 +157,20 @@ impl Session {
             given.insert(c.name.clone(), value);
         }
         self.write_row(&def, given, rowtime)
+    }
+
+    /// The source `target` names, if rows may be inserted into it.
+    fn values_target(&self, target: &str) -> Result<crate::catalog::SourceDef> {
+        let Some(def) = self.catalog.source(target).cloned() else {
+            return invalid(format!("{target} does not exist."));
+        };
+        if def.read_only {
+            return invalid(format!(
+                "Cannot insert values into read-only {}: {target}",
+                kind_name(def.kind).to_lowercase()
+            ));
+        }
+        Ok(def)
     }
 
     /// Appends one record to `def`'s topic from its columns' values (missing ones are null).

@@ -1,0 +1,155 @@
+//! Starting a planned query: its operators (an aggregation's with its state), the source it
+//! reads, its sink, and the pipeline that runs them, driven or on a background task.
+
+use eddy_engine::aggregate::{Aggregate, AggregateState, GroupState, HavingFilter};
+use eddy_engine::state::StateDb;
+use eddy_engine::{Operator, Pipeline, QueryTask, Sink, Source, TimestampFormat, WindowedKey};
+
+use super::{QueryRun, RunningQuery, Session, CACHE_ENTRIES};
+use crate::catalog::SourceDef;
+use crate::error::{Result, SqlError};
+use crate::with_clause::codecs;
+
+impl Session {
+    /// The operators of a planned query after its inputs' own (a join's). An aggregation keeps
+    /// its state in `db`, as the stores `<id>/aggregate` and `<id>/having`, or in memory
+    /// without one (a push query).
+    pub(super) fn operators_of(
+        &mut self,
+        planned: &mut crate::planner::PlannedSelect,
+        id: &str,
+        db: Option<&StateDb>,
+    ) -> Result<Vec<Box<dyn Operator>>> {
+        self.query_operators(planned, id, db)
+    }
+
+    /// The source a planned query reads: a join's left side, or its one source.
+    pub(super) fn source_of(&self, planned: &crate::planner::PlannedSelect) -> Result<Source> {
+        match &planned.join {
+            Some(join) => self.source_for(&join.left),
+            None => self.source_for(&planned.source),
+        }
+    }
+
+    fn query_operators(
+        &self,
+        planned: &mut crate::planner::PlannedSelect,
+        id: &str,
+        db: Option<&StateDb>,
+    ) -> Result<Vec<Box<dyn Operator>>> {
+        let Some(agg) = planned.aggregate.take() else {
+            return Ok(std::mem::take(&mut planned.operators));
+        };
+        let agg_state = match db {
+            Some(db) => AggregateState::persistent(db, &self.log, id, "aggregate", CACHE_ENTRIES)?,
+            None => AggregateState::in_memory(),
+        };
+        let mut ops: Vec<Box<dyn Operator>> = agg.before;
+        ops.push(Box::new(Aggregate::new(agg.spec, agg_state)?));
+        if let Some((predicate, schema, keys)) = agg.having {
+            let passing = match db {
+                Some(db) => GroupState::open(db, &self.log, id, "having", CACHE_ENTRIES)?,
+                None => GroupState::in_memory(),
+            };
+            ops.push(Box::new(HavingFilter::new(
+                predicate, schema, keys, passing,
+            )?));
+        }
+        ops.extend(agg.after);
+        Ok(ops)
+    }
+
+    pub(super) fn start_query(
+        &mut self,
+        id: String,
+        mut planned: crate::planner::PlannedSelect,
+        sink_def: &SourceDef,
+        text: &str,
+    ) -> Result<()> {
+        let window_columns = planned.window_columns;
+        let is_aggregate = planned.aggregate.is_some();
+        let state = match is_aggregate {
+            true => Some(self.state_db()?),
+            false => None,
+        };
+        planned.operators = self.operators_of(&mut planned, &id, state.as_ref())?;
+        let source = self.source_of(&planned)?;
+        let sources = match &planned.join {
+            Some(join) => vec![join.left.name.clone(), join.right.name.clone()],
+            None => vec![planned.source.name.clone()],
+        };
+        let (sink_key, sink_value) = codecs(sink_def)?;
+        let timestamp_column = match &sink_def.timestamp_column {
+            Some(c) => match sink_def.key_columns.iter().position(|v| &v.name == c) {
+                Some(k) => planned.key_indices[k],
+                None => {
+                    planned.value_indices[sink_def
+                        .value_columns
+                        .iter()
+                        .position(|v| &v.name == c)
+                        .expect("validated")]
+                }
+            },
+            None => planned.rowtime_index,
+        };
+        let sink = Sink {
+            topic: self.log.topic(&sink_def.topic)?,
+            key: sink_key,
+            value: sink_value,
+            key_columns: planned.key_indices.clone(),
+            value_columns: planned.value_indices.clone(),
+            timestamp_column,
+            timestamp_format: sink_def
+                .timestamp_format
+                .as_deref()
+                .map(TimestampFormat::new)
+                .transpose()
+                .map_err(SqlError::Invalid)?,
+            null_value_column: Some(planned.null_value_index),
+            null_key_if_all_null: planned.keys_pass_through,
+            headers_column: planned.headers_index,
+            window: window_columns.map(|(start, end)| WindowedKey {
+                start,
+                end,
+                session: sink_def
+                    .window
+                    .is_some_and(|w| w.kind == crate::catalog::WindowType::Session),
+            }),
+        };
+        let id_for_list = id.clone();
+        let from_beginning = self.reads_from_beginning();
+        let pipeline = Pipeline::new(
+            &self.log,
+            id,
+            source,
+            std::mem::take(&mut planned.operators),
+            Some(sink),
+            from_beginning,
+            state,
+        )?;
+        let joined = self.join_inputs(&planned)?;
+        let pipeline = self.with_join(pipeline, joined, from_beginning)?;
+        self.next_query += 1;
+        let (plan, metrics) = (pipeline.describe(), pipeline.metrics());
+        let run = match &self.background {
+            Some(rt) => QueryRun::Background(QueryTask::spawn(
+                rt,
+                pipeline,
+                self.log.clone(),
+                self.plog.clone(),
+            )),
+            None => QueryRun::Driven(Box::new(pipeline)),
+        };
+        self.queries.push(RunningQuery {
+            id: id_for_list,
+            run,
+            sink: sink_def.name.clone(),
+            sources,
+            aggregate: is_aggregate,
+            text: text.to_string(),
+            plan,
+            metrics,
+        });
+        Ok(())
+    }
+}
