@@ -89,8 +89,14 @@ fn plan_join(
     properties: &std::collections::BTreeMap<String, String>,
     transient: bool,
 ) -> Result<PlannedSelect> {
-    let attempt = |key_from_table: bool| -> Result<PlannedSelect> {
-        let (def, rewritten, join) = crate::join::combine(catalog, select, JOINED, key_from_table)?;
+    let type_of = |source: &SourceDef, e: &Expr| -> Result<crate::types::SqlType> {
+        let t = expr_type(state, source, e)?;
+        crate::types::SqlType::from_arrow(&t)
+            .ok_or_else(|| SqlError::Invalid(format!("cannot join on {e}, of type {t}")))
+    };
+    let attempt = |key_from_right: bool| -> Result<PlannedSelect> {
+        let (def, rewritten, join) =
+            crate::join::combine(catalog, select, JOINED, key_from_right, &type_of)?;
         let mut combined = catalog.clone();
         combined.sources.insert(JOINED.to_string(), def.clone());
         let schema_provider = state
@@ -480,6 +486,28 @@ fn star_partitioned(
         }
     }
     (items, keys)
+}
+
+/// The type of `e`, an expression over the columns of `source`.
+pub(crate) fn expr_type(
+    state: &SessionState,
+    source: &SourceDef,
+    e: &Expr,
+) -> Result<datafusion::arrow::datatypes::DataType> {
+    let mut e = e.clone();
+    rewrite(&mut e);
+    let relation = crate::ast::Relation {
+        name: source.name.clone(),
+        alias: None,
+    };
+    let plan = plan_over_source(
+        state,
+        &[format!("{e} AS \"__JOIN_KEY\"")],
+        source,
+        &relation,
+        None,
+    )?;
+    Ok(plan.schema.field(0).data_type().clone())
 }
 
 /// A physical expression for `expr`, simplified first: some of DataFusion's functions (such as

@@ -73,9 +73,13 @@ pub(crate) fn formats(
             (None, None, None) => return Ok(None),
         }))
     };
+    // A keyless source has no key format to pass on: a query that gives it a key (a join, a
+    // PARTITION BY) takes the default.
     let key = resolve(
         key_name,
-        parent.map(|p| &p.key_format),
+        parent
+            .map(|p| &p.key_format)
+            .filter(|f| **f != Format::None),
         defaults.0,
         key_delim,
     )?

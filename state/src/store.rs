@@ -57,6 +57,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Every key and value of the store from `start` (inclusive) to `end` (exclusive; `None`:
+    /// to the store's end), in key order.
+    pub fn scan_range(&self, start: &[u8], end: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let from = self.key(start);
+        let mut out = Vec::new();
+        let it = self.db.db().iterator(rocksdb::IteratorMode::From(
+            &from,
+            rocksdb::Direction::Forward,
+        ));
+        for item in it {
+            let (k, v) = item?;
+            if !k.starts_with(&self.prefix) {
+                break;
+            }
+            let own = &k[self.prefix.len()..];
+            if end.is_some_and(|e| own >= e) {
+                break;
+            }
+            out.push((own.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// The store's largest key, if it has any.
     pub fn last_key(&self) -> Result<Option<Vec<u8>>> {
         let mut end = self.prefix.clone();

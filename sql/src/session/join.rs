@@ -2,7 +2,9 @@
 //! combined rows, reading the tables' materializations.
 
 use eddy_engine::lookup_join::StreamTableJoin;
-use eddy_engine::state::Store;
+use eddy_engine::staged_store::StagedStore;
+use eddy_engine::state::{StateDb, Store};
+use eddy_engine::stream_join::{JoinSide, JoinStores, StreamJoinState, StreamStreamJoin};
 use eddy_engine::table_join::TableTableJoin;
 use eddy_engine::{EngineError, Operator, Pipeline, Source};
 
@@ -41,8 +43,15 @@ impl Session {
         Ok(db.store(&name).map_err(EngineError::from)?)
     }
 
-    /// The operators and inputs a planned query's join needs (none without a join).
-    pub(super) fn join_inputs(&mut self, planned: &PlannedSelect) -> Result<JoinInputs> {
+    /// The operators and inputs a planned query's join needs (none without a join). A
+    /// stream-stream join keeps its buffers in `db` under the query's `id`, or in memory
+    /// without one (a push query).
+    pub(super) fn join_inputs(
+        &mut self,
+        planned: &PlannedSelect,
+        id: &str,
+        db: Option<&StateDb>,
+    ) -> Result<JoinInputs> {
         let Some(join) = &planned.join else {
             return Ok(JoinInputs::default());
         };
@@ -80,6 +89,75 @@ impl Session {
                 Ok(JoinInputs {
                     first: vec![Box::new(op)],
                     second: None,
+                })
+            }
+            JoinShape::StreamStream {
+                windows,
+                keep,
+                left_key,
+                right_key,
+                key_types,
+                buffered,
+                output,
+            } => {
+                let right_source = self.source_for(right)?;
+                let right_schema = right_source.schema();
+                let stores = match db {
+                    Some(db) => {
+                        let open = |name: &str| StagedStore::open(db, &self.log, id, name);
+                        JoinStores {
+                            left: open("join-left")?,
+                            right: open("join-right")?,
+                            waiting: open("join-waiting")?,
+                        }
+                    }
+                    None => JoinStores {
+                        left: StagedStore::in_memory(),
+                        right: StagedStore::in_memory(),
+                        waiting: StagedStore::in_memory(),
+                    },
+                };
+                let types = |side: &SourceDef, indices: &[usize]| {
+                    let all: Vec<&Column> = side.all_columns().collect();
+                    indices
+                        .iter()
+                        .map(|i| all[i - eddy_engine::schema::PSEUDO_COLUMNS].ty.to_arrow())
+                        .collect::<Vec<_>>()
+                };
+                let state = StreamJoinState::new(
+                    *windows,
+                    *keep,
+                    key_types.iter().map(|t| t.to_arrow()).collect(),
+                    [types(left, &buffered[0]), types(right, &buffered[1])],
+                    stores,
+                )?;
+                let keys = |side: &SourceDef, exprs: &[sqlparser::ast::Expr]| {
+                    exprs
+                        .iter()
+                        .map(|e| self.stream_key_expr(side, e))
+                        .collect::<Result<Vec<_>>>()
+                };
+                let left_op = StreamStreamJoin::new(
+                    JoinSide::Left,
+                    state.clone(),
+                    keys(left, left_key)?,
+                    buffered[0].clone(),
+                    output.clone(),
+                    &left_schema,
+                    schema.clone(),
+                )?;
+                let right_op = StreamStreamJoin::new(
+                    JoinSide::Right,
+                    state,
+                    keys(right, right_key)?,
+                    buffered[1].clone(),
+                    output.clone(),
+                    &right_schema,
+                    schema,
+                )?;
+                Ok(JoinInputs {
+                    first: vec![Box::new(left_op)],
+                    second: Some((right_source, vec![Box::new(right_op)])),
                 })
             }
             JoinShape::TableTable {

@@ -238,7 +238,7 @@ impl Session {
         let (shown, schema) = shown_columns(&planned, true);
         let deleted = planned.null_value_index;
         let pipeline = Pipeline::transient(&self.log, "pull".into(), source, operators, true)?;
-        let joined = self.join_inputs(&planned)?;
+        let joined = self.join_inputs(&planned, "transient", None)?;
         let mut pipeline = self.with_join(pipeline, joined, true)?;
         let limit = select.limit.map_or(usize::MAX, |l| l as usize);
         // The end of each partition now: records appended meanwhile are not part of the answer.

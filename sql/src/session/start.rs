@@ -68,10 +68,16 @@ impl Session {
     ) -> Result<()> {
         let window_columns = planned.window_columns;
         let is_aggregate = planned.aggregate.is_some();
-        let state = match is_aggregate {
+        // A stream-stream join buffers its sides: stateful as an aggregation is.
+        let buffers = matches!(
+            planned.join.as_ref().map(|j| &j.shape),
+            Some(crate::join::JoinShape::StreamStream { .. })
+        );
+        let state = match is_aggregate || buffers {
             true => Some(self.state_db()?),
             false => None,
         };
+        let joined = self.join_inputs(&planned, &id, state.as_ref())?;
         planned.operators = self.operators_of(&mut planned, &id, state.as_ref())?;
         let source = self.source_of(&planned)?;
         let sources = match &planned.join {
@@ -127,7 +133,6 @@ impl Session {
             from_beginning,
             state,
         )?;
-        let joined = self.join_inputs(&planned)?;
         let pipeline = self.with_join(pipeline, joined, from_beginning)?;
         self.next_query += 1;
         let (plan, metrics) = (pipeline.describe(), pipeline.metrics());

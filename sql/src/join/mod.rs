@@ -24,6 +24,10 @@ use crate::error::{invalid, unsupported, Missing, Result};
 use crate::parser::normalize;
 use crate::rewrite::quoted;
 
+mod streams;
+
+pub(crate) use streams::TypeOf;
+
 /// The pseudo-columns a combined row has (the stream row's).
 const PSEUDO: &[&str] = &["ROWTIME", "ROWPARTITION", "ROWOFFSET"];
 
@@ -55,6 +59,19 @@ pub enum JoinShape {
         /// ... and when a right row changes.
         right_columns: Vec<SideColumn>,
     },
+    /// Each side's records join the other side's, buffered for the window.
+    StreamStream {
+        windows: eddy_engine::stream_join::JoinWindows,
+        keep: eddy_engine::table_join::Keep,
+        /// The join key's parts over each side's own columns (unqualified).
+        left_key: Vec<Expr>,
+        right_key: Vec<Expr>,
+        key_types: Vec<crate::types::SqlType>,
+        /// The columns each side buffers, by index in its batches.
+        buffered: [Vec<usize>; 2],
+        /// Where each combined column comes from.
+        output: Vec<eddy_engine::stream_join::StreamJoinColumn>,
+    },
 }
 
 /// One side of the join, with the qualifier its columns are known by.
@@ -62,6 +79,9 @@ struct Side<'a> {
     qualifier: String,
     /// The columns it contributes: its own name, the combined name.
     columns: Vec<(&'a Column, String)>,
+    /// The combined columns of its pseudo-columns, where joined rows carry each side's (a
+    /// stream-stream join); else empty, and the joined row's pseudo-columns are the left's.
+    pseudo: Vec<String>,
 }
 
 impl<'a> Side<'a> {
@@ -77,6 +97,7 @@ impl<'a> Side<'a> {
                 .into_iter()
                 .map(|c| (c, format!("{qualifier}_{}", c.name)))
                 .collect(),
+            pseudo: Vec::new(),
         }
     }
 
@@ -85,6 +106,11 @@ impl<'a> Side<'a> {
     }
 
     fn combined(&self, column: &str) -> Option<&str> {
+        if let Some(i) = PSEUDO.iter().position(|p| *p == column) {
+            if let Some(own) = self.pseudo.get(i) {
+                return Some(own);
+            }
+        }
         if PSEUDO.contains(&column) {
             return Some(
                 PSEUDO
@@ -110,6 +136,9 @@ fn resolve(e: &Expr, sides: &[Side<'_>]) -> Result<Option<(usize, String)>> {
                 Some(i) if sides[i].has(&c) => Ok(Some((i, c))),
                 // The combined rows carry the stream's pseudo-columns.
                 Some(0) if PSEUDO.contains(&c.as_str()) => Ok(Some((0, c))),
+                Some(i) if PSEUDO.contains(&c.as_str()) && !sides[i].pseudo.is_empty() => {
+                    Ok(Some((i, c)))
+                }
                 Some(_) => invalid(format!("Column '{q}.{c}' cannot be resolved.")),
                 None => Ok(None),
             }
@@ -134,6 +163,27 @@ fn resolve(e: &Expr, sides: &[Side<'_>]) -> Result<Option<(usize, String)>> {
     }
 }
 
+/// Makes `q.column[...]` (a subscript of a qualified column, which `sqlparser` roots at the
+/// qualifier) a subscript of the column reference `q.column`, which [`resolve`] knows.
+fn qualify_access(expr: &mut Expr, sides: &[Side<'_>]) {
+    let Expr::CompoundFieldAccess { root, access_chain } = expr else {
+        return;
+    };
+    let (Expr::Identifier(q), Some(sqlparser::ast::AccessExpr::Dot(Expr::Identifier(c)))) =
+        (root.as_ref(), access_chain.first())
+    else {
+        return;
+    };
+    if !sides.iter().any(|s| s.qualifier == normalize(q)) {
+        return;
+    }
+    **root = Expr::CompoundIdentifier(vec![q.clone(), c.clone()]);
+    access_chain.remove(0);
+    if access_chain.is_empty() {
+        *expr = (**root).clone();
+    }
+}
+
 /// Replaces column references with the combined columns.
 struct ToCombined<'a, 'b> {
     sides: &'a [Side<'b>],
@@ -143,6 +193,7 @@ struct ToCombined<'a, 'b> {
 impl VisitorMut for ToCombined<'_, '_> {
     type Break = ();
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        qualify_access(expr, self.sides);
         match resolve(expr, self.sides) {
             Ok(Some((side, column))) => {
                 let name = self.sides[side]
@@ -161,19 +212,21 @@ impl VisitorMut for ToCombined<'_, '_> {
     }
 }
 
-/// Strips the left side's qualifier from an expression over the left side's columns only; `None`
-/// when it refers to no column or to the other side's.
-fn own_expression(e: &Expr, sides: &[Side<'_>]) -> Result<Option<Expr>> {
+/// Strips side `side`'s qualifier from an expression over that side's columns only; `None`
+/// when it refers to no column or to another side's.
+fn side_expression(e: &Expr, sides: &[Side<'_>], side: usize) -> Option<Expr> {
     struct Own<'a, 'b> {
         sides: &'a [Side<'b>],
+        side: usize,
         columns: usize,
         foreign: bool,
     }
     impl VisitorMut for Own<'_, '_> {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+            qualify_access(expr, self.sides);
             match resolve(expr, self.sides) {
-                Ok(Some((0, c))) => {
+                Ok(Some((i, c))) if i == self.side => {
                     self.columns += 1;
                     *expr = Expr::Identifier(quoted(&c));
                 }
@@ -186,11 +239,12 @@ fn own_expression(e: &Expr, sides: &[Side<'_>]) -> Result<Option<Expr>> {
     let mut e = e.clone();
     let mut visitor = Own {
         sides,
+        side,
         columns: 0,
         foreign: false,
     };
     let _ = e.visit(&mut visitor);
-    Ok((visitor.columns > 0 && !visitor.foreign).then_some(e))
+    (visitor.columns > 0 && !visitor.foreign).then_some(e)
 }
 
 fn to_combined(e: &Expr, sides: &[Side<'_>]) -> Result<Expr> {
@@ -204,14 +258,17 @@ fn to_combined(e: &Expr, sides: &[Side<'_>]) -> Result<Expr> {
 }
 
 /// The combined source of a join query, the query rewritten to read it, and the join. The
-/// combined source is named `name`; its key is the stream's join column (or, with
-/// `key_from_table`, the table's, for a projection that selects that one).
+/// combined source is named `name`; its key is the left side's join column (or, with
+/// `key_from_right`, the right side's, for a projection that selects that one). `type_of` types
+/// a join expression.
 pub(crate) fn combine(
     catalog: &Catalog,
     select: &Select,
     name: &str,
-    key_from_table: bool,
+    key_from_right: bool,
+    type_of: TypeOf<'_>,
 ) -> Result<(SourceDef, Select, PlannedJoin)> {
+    let key_from_table = key_from_right;
     let [join] = select.from.joins.as_slice() else {
         return Err(unsupported(
             Missing::Feature,
@@ -242,7 +299,9 @@ pub(crate) fn combine(
                 right.name
             ))
         }
-        _ => return Err(unsupported(Missing::Feature, "stream-stream joins")),
+        (SourceKind::Stream, SourceKind::Stream) => {
+            return streams::combine(left, right, select, join, name, key_from_right, type_of)
+        }
     };
     let inner = match join.kind {
         JoinKind::Inner => true,
@@ -300,7 +359,7 @@ pub(crate) fn combine(
         }
         (None, Some((1, t))) | (Some((1, t)), None) if !table_table => {
             let e = if resolve(b, &sides)?.is_some() { a } else { b };
-            match own_expression(e, &sides)? {
+            match side_expression(e, &sides, 0) {
                 Some(e) => (None, e, t),
                 None => return mismatch(),
             }
@@ -438,93 +497,12 @@ pub(crate) fn combine(
         sql: String::new(),
     };
 
-    // The query over it.
-    let mut items = Vec::new();
-    for item in &select.items {
-        let column_item = |(_, combined): &(&Column, String)| SelectItem::ExprWithAlias {
-            expr: Expr::Identifier(quoted(combined)),
-            alias: quoted(combined),
-        };
-        match item {
-            SelectItem::Wildcard(_) => {
-                for s in &sides {
-                    items.extend(s.columns.iter().map(column_item));
-                }
-            }
-            SelectItem::QualifiedWildcard(q, _) => {
-                let q = q.to_string().trim_matches('`').to_ascii_uppercase();
-                let Some(s) = sides.iter().find(|s| s.qualifier == q) else {
-                    return invalid(format!("'{q}' is not a valid stream/table name or alias."));
-                };
-                items.extend(s.columns.iter().map(column_item));
-            }
-            SelectItem::UnnamedExpr(e) => {
-                let name = match (e, resolve(e, &sides)?) {
-                    (Expr::CompoundIdentifier(_), Some((side, c)))
-                        if PSEUDO.contains(&c.as_str()) =>
-                    {
-                        Some(format!("{}_{c}", sides[side].qualifier))
-                    }
-                    // A qualified column keeps its own name unless both sides have one of
-                    // that name (ksqlDB's rule): then it is the combined name.
-                    (Expr::CompoundIdentifier(_), Some((side, c)))
-                        if sides.iter().filter(|s| s.has(&c)).count() > 1 =>
-                    {
-                        Some(sides[side].combined(&c).expect("resolved").to_string())
-                    }
-                    (Expr::CompoundIdentifier(_), Some((_, c))) => Some(c),
-                    (Expr::Identifier(_), Some((_, c))) => Some(c),
-                    _ => None,
-                };
-                let expr = to_combined(e, &sides)?;
-                items.push(match name {
-                    Some(n) => SelectItem::ExprWithAlias {
-                        expr,
-                        alias: quoted(&n),
-                    },
-                    None => SelectItem::UnnamedExpr(expr),
-                });
-            }
-            SelectItem::ExprWithAlias { expr, alias } => items.push(SelectItem::ExprWithAlias {
-                expr: to_combined(expr, &sides)?,
-                alias: alias.clone(),
-            }),
-            other => items.push(other.clone()),
-        }
-    }
-    let rewritten = Select {
-        items,
-        from: crate::ast::FromClause {
-            source: crate::ast::Relation {
-                name: name.to_string(),
-                alias: None,
-            },
-            joins: Vec::new(),
-        },
-        window: select.window,
-        where_clause: select
-            .where_clause
-            .as_ref()
-            .map(|w| to_combined(w, &sides))
-            .transpose()?,
-        group_by: select
-            .group_by
-            .iter()
-            .map(|g| to_combined(g, &sides))
-            .collect::<Result<_>>()?,
-        partition_by: select
-            .partition_by
-            .iter()
-            .map(|p| to_combined(p, &sides))
-            .collect::<Result<_>>()?,
-        having: select
-            .having
-            .as_ref()
-            .map(|h| to_combined(h, &sides))
-            .transpose()?,
-        emit: select.emit,
-        limit: select.limit,
+    let synthetic = if full {
+        vec![key_name.clone()]
+    } else {
+        Vec::new()
     };
+    let rewritten = rewrite_select(select, &sides, &synthetic, name)?;
     let shape = if table_table {
         JoinShape::TableTable {
             keep: match join.kind {
@@ -549,4 +527,110 @@ pub(crate) fn combine(
         shape,
     };
     Ok((combined, rewritten, join))
+}
+
+/// `select` rewritten to read the combined source `name` of `sides`: `*` and `Q.*` expanded to
+/// the combined columns (`*` starting with the `synthetic` key columns, which are neither
+/// side's), and every column reference replaced by its combined column.
+fn rewrite_select(
+    select: &Select,
+    sides: &[Side<'_>],
+    synthetic: &[String],
+    name: &str,
+) -> Result<Select> {
+    let mut items = Vec::new();
+    for item in &select.items {
+        let column_item = |(_, combined): &(&Column, String)| SelectItem::ExprWithAlias {
+            expr: Expr::Identifier(quoted(combined)),
+            alias: quoted(combined),
+        };
+        match item {
+            SelectItem::Wildcard(_) => {
+                items.extend(synthetic.iter().map(|n| SelectItem::ExprWithAlias {
+                    expr: Expr::Identifier(quoted(n)),
+                    alias: quoted(n),
+                }));
+                for s in sides {
+                    items.extend(s.columns.iter().map(column_item));
+                }
+            }
+            SelectItem::QualifiedWildcard(q, _) => {
+                let q = q.to_string();
+                let q = q
+                    .strip_suffix(".*")
+                    .unwrap_or(&q)
+                    .trim_matches('`')
+                    .to_ascii_uppercase();
+                let Some(s) = sides.iter().find(|s| s.qualifier == q) else {
+                    return invalid(format!("'{q}' is not a valid stream/table name or alias."));
+                };
+                items.extend(s.columns.iter().map(column_item));
+            }
+            SelectItem::UnnamedExpr(e) => {
+                let name = match (e, resolve(e, sides)?) {
+                    (Expr::CompoundIdentifier(_), Some((side, c)))
+                        if PSEUDO.contains(&c.as_str()) =>
+                    {
+                        Some(format!("{}_{c}", sides[side].qualifier))
+                    }
+                    // A qualified column keeps its own name unless both sides have one of
+                    // that name (ksqlDB's rule): then it is the combined name.
+                    (Expr::CompoundIdentifier(_), Some((side, c)))
+                        if sides.iter().filter(|s| s.has(&c)).count() > 1 =>
+                    {
+                        Some(sides[side].combined(&c).expect("resolved").to_string())
+                    }
+                    (Expr::CompoundIdentifier(_), Some((_, c))) => Some(c),
+                    (Expr::Identifier(_), Some((_, c))) => Some(c),
+                    _ => None,
+                };
+                let expr = to_combined(e, sides)?;
+                items.push(match name {
+                    Some(n) => SelectItem::ExprWithAlias {
+                        expr,
+                        alias: quoted(&n),
+                    },
+                    None => SelectItem::UnnamedExpr(expr),
+                });
+            }
+            SelectItem::ExprWithAlias { expr, alias } => items.push(SelectItem::ExprWithAlias {
+                expr: to_combined(expr, sides)?,
+                alias: alias.clone(),
+            }),
+            other => items.push(other.clone()),
+        }
+    }
+    Ok(Select {
+        items,
+        from: crate::ast::FromClause {
+            source: crate::ast::Relation {
+                name: name.to_string(),
+                alias: None,
+            },
+            joins: Vec::new(),
+        },
+        window: select.window,
+        where_clause: select
+            .where_clause
+            .as_ref()
+            .map(|w| to_combined(w, sides))
+            .transpose()?,
+        group_by: select
+            .group_by
+            .iter()
+            .map(|g| to_combined(g, sides))
+            .collect::<Result<_>>()?,
+        partition_by: select
+            .partition_by
+            .iter()
+            .map(|p| to_combined(p, sides))
+            .collect::<Result<_>>()?,
+        having: select
+            .having
+            .as_ref()
+            .map(|h| to_combined(h, sides))
+            .transpose()?,
+        emit: select.emit,
+        limit: select.limit,
+    })
 }

@@ -1,0 +1,183 @@
+//! A store whose writes wait in memory for the query's next commit.
+//!
+//! An operator that reads what it wrote a few records earlier (a join's window buffers) cannot
+//! read RocksDB alone: a micro-batch's writes reach RocksDB only when the batch commits, with
+//! the input offsets they reflect. [`StagedStore`] keeps those writes in an ordered map that
+//! reads merge over RocksDB, and [`StagedStore::checkpoint`] stages them (and their changelog
+//! records) in the query's commit. Without backing (a push query) the map is the whole store.
+
+use std::collections::BTreeMap;
+
+use eddy_state::changelog::Changelog;
+use eddy_state::{Commit, StateDb, Store};
+
+use crate::error::Result;
+
+pub struct StagedStore {
+    backing: Option<(Store, Changelog)>,
+    /// Writes since the last checkpoint: a value, or `None` for a deletion.
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Every key below this is deleted (expired), staged as one range deletion.
+    deleted_below: Option<Vec<u8>>,
+}
+
+impl StagedStore {
+    /// A store kept only in memory.
+    pub fn in_memory() -> StagedStore {
+        StagedStore {
+            backing: None,
+            pending: BTreeMap::new(),
+            deleted_below: None,
+        }
+    }
+
+    /// The store `<owner>/<name>` of `db`, with its changelog in `log`, restored from the
+    /// changelog first if the local copy is missing or behind.
+    pub fn open(db: &StateDb, log: &eddy_log::Log, owner: &str, name: &str) -> Result<StagedStore> {
+        let store = db.store(&format!("{owner}/{name}"))?;
+        let changelog = Changelog::open(log, owner, store.clone())?;
+        changelog.restore(db)?;
+        Ok(StagedStore {
+            backing: Some((store, changelog)),
+            pending: BTreeMap::new(),
+            deleted_below: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        match &self.backing {
+            Some((store, _)) => store.name(),
+            None => "(in memory)",
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.pending.get(key) {
+            return Ok(v.clone());
+        }
+        if self.deleted_below.as_deref().is_some_and(|b| key < b) {
+            return Ok(None);
+        }
+        match &self.backing {
+            Some((store, _)) => Ok(store.get(key)?),
+            None => Ok(None),
+        }
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.pending.insert(key, Some(value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        match self.backing {
+            Some(_) => {
+                self.pending.insert(key, None);
+            }
+            None => {
+                self.pending.remove(&key);
+            }
+        }
+    }
+
+    /// Deletes every key below `bound`.
+    pub fn delete_below(&mut self, bound: &[u8]) {
+        if self.deleted_below.as_deref().is_some_and(|b| b >= bound) {
+            return;
+        }
+        self.pending = self.pending.split_off(bound);
+        if self.backing.is_some() {
+            self.deleted_below = Some(bound.to_vec());
+        }
+    }
+
+    /// The keys and values from `start` (inclusive) to `end` (exclusive; `None`: to the end), in
+    /// key order, with the pending writes applied.
+    pub fn range(&self, start: &[u8], end: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let start = match &self.deleted_below {
+            Some(b) if b.as_slice() > start => b.as_slice(),
+            _ => start,
+        };
+        if end.is_some_and(|e| e <= start) {
+            return Ok(Vec::new());
+        }
+        let stored = match &self.backing {
+            Some((store, _)) => store.scan_range(start, end)?,
+            None => Vec::new(),
+        };
+        let upper = match end {
+            Some(e) => std::ops::Bound::Excluded(e.to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        let pending = self
+            .pending
+            .range((std::ops::Bound::Included(start.to_vec()), upper));
+        if self.pending.is_empty() {
+            return Ok(stored);
+        }
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            stored.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        for (k, v) in pending {
+            merged.insert(k.clone(), v.clone());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
+    /// Stages the writes since the last checkpoint in `commit`, and appends them to the
+    /// changelog (range deletions are not logged: a restored store deletes them again).
+    pub fn checkpoint(&mut self, commit: &mut Commit, timestamp: i64) -> Result<()> {
+        let Some((store, changelog)) = &self.backing else {
+            return Ok(());
+        };
+        if let Some(bound) = self.deleted_below.take() {
+            commit.delete_below(store, &bound);
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let changes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+            std::mem::take(&mut self.pending).into_iter().collect();
+        changelog.write(&changes, timestamp, commit)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_merge_pending_writes_over_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = eddy_log::Log::open(dir.path().join("log"), Default::default()).unwrap();
+        let db = StateDb::open(dir.path().join("state"), Default::default()).unwrap();
+        let mut s = StagedStore::open(&db, &log, "q", "buf").unwrap();
+        s.put(b"a".to_vec(), b"1".to_vec());
+        s.put(b"c".to_vec(), b"3".to_vec());
+        let mut commit = Commit::new();
+        s.checkpoint(&mut commit, 0).unwrap();
+        db.commit(commit).unwrap();
+        s.put(b"b".to_vec(), b"2".to_vec());
+        s.delete(b"c".to_vec());
+        let keys: Vec<Vec<u8>> = s
+            .range(b"", None)
+            .unwrap()
+            .into_iter()
+            .map(|kv| kv.0)
+            .collect();
+        assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
+        s.delete_below(b"b");
+        assert_eq!(s.get(b"a").unwrap(), None);
+        assert_eq!(s.range(b"", Some(b"z")).unwrap().len(), 1);
+        let mut commit = Commit::new();
+        s.checkpoint(&mut commit, 0).unwrap();
+        db.commit(commit).unwrap();
+        let reopened = StagedStore::open(&db, &log, "q", "buf").unwrap();
+        assert_eq!(
+            reopened.range(b"", None).unwrap(),
+            vec![(b"b".to_vec(), b"2".to_vec())]
+        );
+    }
+}
