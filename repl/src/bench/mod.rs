@@ -1,6 +1,7 @@
 //! `eddy bench ...`: throughput measurements. Build with `--release` for meaningful figures.
 
 mod aggregate;
+mod join;
 mod log;
 mod query;
 
@@ -15,6 +16,9 @@ pub enum BenchCommand {
     Query(query::QueryBenchArgs),
     /// A tumbling-window COUNT and SUM by key, with state in RocksDB, from log to log.
     Aggregate(aggregate::AggregateBenchArgs),
+    /// A stream-table join (10M records against a 1M-row table) or a stream-stream join with a
+    /// one-minute window, with state in RocksDB, from log to log.
+    Join(join::JoinBenchArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -22,6 +26,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Log(args) => log::run(args),
         BenchCommand::Query(args) => query::run(args),
         BenchCommand::Aggregate(args) => aggregate::run(args),
+        BenchCommand::Join(args) => join::run(args),
     }
 }
 

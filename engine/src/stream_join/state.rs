@@ -1,0 +1,323 @@
+//! The state both sides of a stream-stream join share: the buffers, the records waiting for
+//! their window to close, and the times that decide both (see the parent module).
+
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+
+use super::{JoinSide, JoinWindows};
+use crate::error::{EngineError, Result};
+use crate::staged_store::StagedStore;
+use crate::state_codec::decode_row;
+use crate::table_join::Keep;
+
+/// The stores a stream-stream join keeps.
+pub struct JoinStores {
+    pub left: StagedStore,
+    pub right: StagedStore,
+    /// Unmatched records of outer sides waiting for their window to close.
+    pub waiting: StagedStore,
+}
+/// Where the buffers' times and the stream time are kept (above every buffer key, whose first
+/// byte is a segment number's high byte, at most 0x7f).
+const META_KEY: &[u8] = &[0xff];
+
+/// The state both sides of a stream-stream join share.
+pub struct StreamJoinState {
+    pub(super) windows: JoinWindows,
+    pub(super) keep: Keep,
+    pub(super) primary: JoinSide,
+    pub(super) buffers: [StagedStore; 2],
+    pub(super) waiting: Option<StagedStore>,
+    /// The largest time put into each buffer (`i64::MIN`: none yet).
+    pub(super) observed: [i64; 2],
+    pub(super) stream_time: i64,
+    /// A lower bound of the waiting records' times (`None`: unknown), to skip looking at them
+    /// while none can have closed.
+    pub(super) min_waiting: Option<i64>,
+    pub(super) segment_ms: i64,
+    pub(super) key_types: Vec<DataType>,
+    /// Each side's buffered row: its pseudo-columns, then its buffered columns.
+    pub(super) row_types: [Vec<DataType>; 2],
+    pub(super) meta_changed: bool,
+}
+
+/// A joined (or null-padded) row, before it becomes part of a batch.
+pub(super) struct Joined {
+    pub(super) rowtime: i64,
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    pub(super) key: Vec<ScalarValue>,
+    /// Each side's row (pseudo-columns, then buffered columns), if it has one.
+    pub(super) sides: [Option<Vec<ScalarValue>>; 2],
+}
+
+/// A buffered record found by a lookup.
+pub(super) struct Buffered {
+    pub(super) time: i64,
+    pub(super) partition: u32,
+    pub(super) offset: u64,
+    pub(super) row: Vec<ScalarValue>,
+}
+
+fn corrupt(store: &str, message: String) -> EngineError {
+    EngineError::State(eddy_state::StateError::Corrupt {
+        store: store.to_string(),
+        message,
+    })
+}
+
+fn time_bytes(t: i64) -> [u8; 8] {
+    (t.max(0) as u64).to_be_bytes()
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn read_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+impl StreamJoinState {
+    /// `column_types` are each side's buffered columns'.
+    pub fn new(
+        windows: JoinWindows,
+        keep: Keep,
+        key_types: Vec<DataType>,
+        column_types: [Vec<DataType>; 2],
+        stores: JoinStores,
+    ) -> Result<Arc<Mutex<StreamJoinState>>> {
+        let row_types = column_types.map(|types| {
+            let mut row = vec![DataType::Int64, DataType::Int32, DataType::Int64];
+            row.extend(types);
+            row
+        });
+        let outer = keep != Keep::Inner;
+        let mut state = StreamJoinState {
+            windows,
+            keep,
+            primary: if keep == Keep::Right {
+                JoinSide::Right
+            } else {
+                JoinSide::Left
+            },
+            buffers: [stores.left, stores.right],
+            waiting: (outer && windows.wait_for_close).then_some(stores.waiting),
+            observed: [i64::MIN; 2],
+            stream_time: i64::MIN,
+            min_waiting: None,
+            segment_ms: (windows.retention() / 2).max(60_000),
+            key_types,
+            row_types,
+            meta_changed: false,
+        };
+        if let Some(meta) = state.buffers[0].get(META_KEY)? {
+            if meta.len() != 24 {
+                return Err(corrupt(state.buffers[0].name(), "bad join times".into()));
+            }
+            let at = |i: usize| read_u64(&meta, i * 8) as i64;
+            state.observed = [at(0), at(1)];
+            state.stream_time = at(2);
+        }
+        Ok(Arc::new(Mutex::new(state)))
+    }
+
+    /// The window seen from `side`: how far back and ahead its records look.
+    pub(super) fn bounds(&self, side: JoinSide) -> (i64, i64) {
+        if side == self.primary {
+            (self.windows.before_ms, self.windows.after_ms)
+        } else {
+            (self.windows.after_ms, self.windows.before_ms)
+        }
+    }
+
+    pub(super) fn is_outer(&self, side: JoinSide) -> bool {
+        match self.keep {
+            Keep::Inner => false,
+            Keep::Left => side == JoinSide::Left,
+            Keep::Right => side == JoinSide::Right,
+            Keep::Full => true,
+        }
+    }
+
+    fn segment(&self, time: i64) -> u64 {
+        (time.max(0) / self.segment_ms) as u64
+    }
+
+    fn buffer_key(&self, key: &[u8], time: i64, partition: u32, offset: u64) -> Vec<u8> {
+        let mut k = Vec::with_capacity(32 + key.len());
+        k.extend_from_slice(&self.segment(time).to_be_bytes());
+        k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        k.extend_from_slice(key);
+        k.extend_from_slice(&time_bytes(time));
+        k.extend_from_slice(&partition.to_be_bytes());
+        k.extend_from_slice(&offset.to_be_bytes());
+        k
+    }
+
+    pub(super) fn waiting_key(
+        &self,
+        side: JoinSide,
+        key: &[u8],
+        time: i64,
+        partition: u32,
+        offset: u64,
+    ) -> Vec<u8> {
+        let mut k = Vec::with_capacity(25 + key.len());
+        k.extend_from_slice(&time_bytes(time));
+        // Kafka Streams orders the primary side after the other at equal times.
+        k.push(u8::from(side == self.primary));
+        k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        k.extend_from_slice(key);
+        k.extend_from_slice(&partition.to_be_bytes());
+        k.extend_from_slice(&offset.to_be_bytes());
+        k
+    }
+
+    /// Buffers a record of `side`, unless its buffer has already expired its time.
+    pub(super) fn buffer(
+        &mut self,
+        side: JoinSide,
+        key: &[u8],
+        time: i64,
+        partition: u32,
+        offset: u64,
+        row: Vec<u8>,
+    ) {
+        let i = side.index();
+        if time > self.observed[i] {
+            self.observed[i] = time;
+            self.meta_changed = true;
+        }
+        let live_from = self.observed[i].saturating_sub(self.windows.retention());
+        if time <= live_from {
+            return;
+        }
+        let k = self.buffer_key(key, time, partition, offset);
+        self.buffers[i].put(k, row);
+        if live_from > 0 {
+            let bound = self.segment(live_from).to_be_bytes();
+            self.buffers[i].delete_below(&bound);
+        }
+    }
+
+    /// The records of `side`'s buffer with key `key` that a record of the other side at `time`
+    /// joins, in time order.
+    pub(super) fn lookup(&self, side: JoinSide, key: &[u8], time: i64) -> Result<Vec<Buffered>> {
+        let (before, after) = self.bounds(side.other());
+        let mut from = time.saturating_sub(before).max(0);
+        let to = time.saturating_add(after).max(0);
+        let observed = self.observed[side.index()];
+        if observed != i64::MIN {
+            from = from.max(observed - self.windows.retention() + 1);
+        }
+        if to < from {
+            return Ok(Vec::new());
+        }
+        let buffer = &self.buffers[side.index()];
+        let mut found = Vec::new();
+        for segment in self.segment(from)..=self.segment(to) {
+            let mut prefix = segment.to_be_bytes().to_vec();
+            prefix.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            prefix.extend_from_slice(key);
+            let mut start = prefix.clone();
+            start.extend_from_slice(&time_bytes(from));
+            let mut end = prefix;
+            end.extend_from_slice(&((to as u64) + 1).to_be_bytes());
+            for (k, v) in buffer.range(&start, Some(&end))? {
+                let at = 12 + key.len();
+                let row = decode_row(&self.row_types[side.index()], &v)
+                    .map_err(|e| corrupt(buffer.name(), e))?;
+                found.push(Buffered {
+                    time: read_u64(&k, at) as i64,
+                    partition: read_u32(&k, at + 8),
+                    offset: read_u64(&k, at + 12),
+                    row,
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Emits the waiting records whose windows have closed, if a record of `side` may have
+    /// closed some.
+    pub(super) fn emit_closed(&mut self, side: JoinSide, out: &mut Vec<Joined>) -> Result<()> {
+        let (_, after) = self.bounds(side);
+        let grace = self.windows.grace_ms;
+        let stream_time = self.stream_time;
+        if self
+            .min_waiting
+            .is_some_and(|m| m.saturating_add(after + grace) >= stream_time)
+        {
+            return Ok(());
+        }
+        let Some(waiting) = &self.waiting else {
+            return Ok(());
+        };
+        let entries = waiting.range(&[], None)?;
+        self.min_waiting = None;
+        let mut open = [false; 2];
+        let mut emitted = Vec::new();
+        for (k, v) in entries {
+            let time = read_u64(&k, 0) as i64;
+            self.min_waiting = Some(time);
+            if open[0] && open[1] {
+                break;
+            }
+            let side = if k[8] == 1 {
+                self.primary
+            } else {
+                self.primary.other()
+            };
+            let (_, look_ahead) = self.bounds(side);
+            if time.saturating_add(look_ahead + grace) >= stream_time {
+                open[side.index()] = true;
+                continue;
+            }
+            let key_len = read_u32(&k, 9) as usize;
+            let key_bytes = &k[13..13 + key_len];
+            let name = waiting.name();
+            let key = decode_row(&self.key_types, key_bytes).map_err(|e| corrupt(name, e))?;
+            let row =
+                decode_row(&self.row_types[side.index()], &v).map_err(|e| corrupt(name, e))?;
+            let at = 13 + key_len;
+            let mut sides = [None, None];
+            sides[side.index()] = Some(row);
+            out.push(Joined {
+                rowtime: time,
+                partition: read_u32(&k, at) as i32,
+                offset: read_u64(&k, at + 4) as i64,
+                key,
+                sides,
+            });
+            emitted.push(k);
+        }
+        if let Some(waiting) = &mut self.waiting {
+            for k in emitted {
+                waiting.delete(k);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn checkpoint(&mut self, commit: &mut eddy_state::Commit) -> Result<()> {
+        if self.meta_changed {
+            let mut meta = Vec::with_capacity(24);
+            for t in [self.observed[0], self.observed[1], self.stream_time] {
+                meta.extend_from_slice(&(t as u64).to_be_bytes());
+            }
+            self.buffers[0].put(META_KEY.to_vec(), meta);
+            self.meta_changed = false;
+        }
+        let time = self.stream_time.max(0);
+        for b in &mut self.buffers {
+            b.checkpoint(commit, time)?;
+        }
+        if let Some(w) = &mut self.waiting {
+            w.checkpoint(commit, time)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! `eddy bench join`: joins end to end from the input topics to the output topic, on one core
+//! (one query, driven on this thread), with their state in RocksDB.
+//!
+//! `--kind stream-table` (the default): `--records` stream records, each looking up one of
+//! `--table-rows` table rows (materialized before the clock starts):
+//!
+//! ```sql
+//! CREATE STREAM OUTPUT AS SELECT c.K, c.V, u.NAME FROM CLICKS c JOIN USERS u ON c.K = u.K;
+//! ```
+//!
+//! `--kind stream-stream`: `--records` records in all, half on each side, with the same key and
+//! time for the i-th record of each side (keys repeat every `--keys` records, time advances 10
+//! records per ms, so each record has exactly one match in the window):
+//!
+//! ```sql
+//! CREATE STREAM OUTPUT AS SELECT l.K, l.V AS LV, r.V AS RV
+//!   FROM LEFT_S l JOIN RIGHT_S r WITHIN 1 MINUTE GRACE PERIOD 1 MINUTE ON l.K = r.K;
+//! ```
+//!
+//! Both sides are appended in chunks of a second of event time, each chunk processed before
+//! the next is appended, as records arriving together would be.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use eddy_log::{Log, Record, TopicConfig};
+use eddy_sql::{parse_statements, Session};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Kind {
+    StreamTable,
+    StreamStream,
+}
+
+#[derive(Args)]
+pub struct JoinBenchArgs {
+    /// Scratch directory (emptied and removed afterwards).
+    #[arg(long, default_value = "./eddy-bench")]
+    dir: PathBuf,
+    #[arg(long, value_enum, default_value = "stream-table")]
+    kind: Kind,
+    /// Input records (stream records; for stream-stream, both sides together).
+    #[arg(long, default_value_t = 10_000_000)]
+    records: u64,
+    /// Table rows (stream-table).
+    #[arg(long, default_value_t = 1_000_000)]
+    table_rows: u64,
+    /// Distinct keys (stream-stream).
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: u64,
+}
+
+pub fn run(args: JoinBenchArgs) -> Result<()> {
+    super::in_scratch_dir(&args.dir, |log| match args.kind {
+        Kind::StreamTable => stream_table(&args, log),
+        Kind::StreamStream => stream_stream(&args, log),
+    })
+}
+
+fn topic(log: &Log, name: &str) -> Result<std::sync::Arc<eddy_log::Partition>> {
+    let t = log.create_topic(
+        name,
+        TopicConfig {
+            segment_bytes: 1 << 30,
+            ..TopicConfig::default()
+        },
+    )?;
+    Ok(t.partition(0)?.clone())
+}
+
+fn record(key: String, value: String, timestamp: i64) -> Record {
+    Record {
+        key: Some(Bytes::from(key)),
+        value: Some(Bytes::from(value)),
+        timestamp,
+        headers: Vec::new(),
+    }
+}
+
+fn session(log: &Log, script: &str) -> Result<Session> {
+    let mut session = Session::new(log.clone());
+    session
+        .properties
+        .insert("auto.offset.reset".into(), "earliest".into());
+    for (stmt, text) in parse_statements(script)? {
+        session.execute(&stmt, &text)?;
+    }
+    Ok(session)
+}
+
+fn output_records(log: &Log) -> Result<u64> {
+    Ok(log
+        .topic("OUTPUT")?
+        .partitions()
+        .iter()
+        .map(|p| p.end_offset())
+        .sum())
+}
+
+fn stream_table(args: &JoinBenchArgs, log: Log) -> Result<()> {
+    let users = topic(&log, "USERS")?;
+    let clicks = topic(&log, "CLICKS")?;
+    let rows: Vec<Record> = (0..args.table_rows)
+        .map(|i| record(format!("user{i}"), format!("{{\"NAME\":\"name {i}\"}}"), 0))
+        .collect();
+    for chunk in rows.chunks(10_000) {
+        users.append_unacknowledged(chunk)?;
+    }
+    let mut session = session(
+        &log,
+        "CREATE TABLE USERS (K STRING PRIMARY KEY, NAME STRING) WITH (kafka_topic='USERS', value_format='JSON');
+         CREATE STREAM CLICKS (K STRING KEY, V BIGINT) WITH (kafka_topic='CLICKS', value_format='JSON');",
+    )?;
+    session.run_until_idle()?;
+    let mut batch = Vec::with_capacity(10_000);
+    for i in 0..args.records {
+        let key = format!("user{}", (i * 7919) % args.table_rows);
+        batch.push(record(
+            key,
+            format!("{{\"V\":{}}}", i % 1000),
+            (i / 10) as i64,
+        ));
+        if batch.len() == batch.capacity() {
+            clicks.append_unacknowledged(&batch)?;
+            batch.clear();
+        }
+    }
+    clicks.append_unacknowledged(&batch)?;
+    for (stmt, text) in parse_statements(
+        "CREATE STREAM OUTPUT AS SELECT c.K, c.V, u.NAME FROM CLICKS c JOIN USERS u ON c.K = u.K;",
+    )? {
+        session.execute(&stmt, &text)?;
+    }
+    let start = Instant::now();
+    session.run_until_idle()?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "stream-table join: {} records against {} table rows in {secs:.2} s = {:.0} records/s on one core, {} joined",
+        args.records,
+        args.table_rows,
+        args.records as f64 / secs,
+        output_records(&log)?
+    );
+    Ok(())
+}
+
+fn stream_stream(args: &JoinBenchArgs, log: Log) -> Result<()> {
+    let left = topic(&log, "LEFT_S")?;
+    let right = topic(&log, "RIGHT_S")?;
+    let mut session = session(
+        &log,
+        "CREATE STREAM LEFT_S (K STRING KEY, V BIGINT) WITH (kafka_topic='LEFT_S', value_format='JSON');
+         CREATE STREAM RIGHT_S (K STRING KEY, V BIGINT) WITH (kafka_topic='RIGHT_S', value_format='JSON');
+         CREATE STREAM OUTPUT AS SELECT l.K, l.V AS LV, r.V AS RV
+           FROM LEFT_S l JOIN RIGHT_S r WITHIN 1 MINUTE GRACE PERIOD 1 MINUTE ON l.K = r.K;",
+    )?;
+    let per_side = args.records / 2;
+    // A second of event time per chunk.
+    let chunk = 10_000;
+    let mut busy = Duration::ZERO;
+    let mut i = 0;
+    while i < per_side {
+        let end = (i + chunk).min(per_side);
+        let side = |offset: u64| -> Vec<Record> {
+            (i..end)
+                .map(|j| {
+                    record(
+                        format!("k{}", j % args.keys),
+                        format!("{{\"V\":{}}}", j + offset),
+                        (j / 10) as i64,
+                    )
+                })
+                .collect()
+        };
+        left.append_unacknowledged(&side(0))?;
+        right.append_unacknowledged(&side(1))?;
+        let start = Instant::now();
+        session.run_until_idle()?;
+        busy += start.elapsed();
+        i = end;
+    }
+    let secs = busy.as_secs_f64();
+    println!(
+        "stream-stream join: {} records ({per_side} a side) in {secs:.2} s = {:.0} records/s on one core, {} joined",
+        per_side * 2,
+        (per_side * 2) as f64 / secs,
+        output_records(&log)?
+    );
+    let state_bytes = session.state_bytes_committed();
+    println!(
+        "state: {:.1} bytes per record committed to RocksDB",
+        state_bytes as f64 / (per_side * 2) as f64
+    );
+    Ok(())
+}
