@@ -218,3 +218,52 @@ fn a_stream_join_expression_keys_the_result_by_the_table_column() {
     let def = session.catalog.source("OWNED").unwrap();
     assert_eq!(def.key_columns[0].name, "HOST");
 }
+
+#[test]
+fn a_foreign_key_join_follows_changes_on_both_sides_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let step = |log: &Log, session: &mut Session, topic: &str, key: &str, value: Option<&str>| {
+        let record = eddy_log::Record::new(Some(key.to_string()), value.map(str::to_string), 1);
+        log.partition(topic, 0).unwrap().append(&[record]).unwrap();
+        session.run_until_idle().unwrap();
+    };
+    {
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let mut session = Session::open(log.clone()).unwrap();
+        run(
+            &mut session,
+            "SET 'auto.offset.reset'='earliest';
+             CREATE TABLE orders (id STRING PRIMARY KEY, customer STRING, amount INT) WITH (kafka_topic='orders', partitions=1, value_format='JSON');
+             CREATE TABLE customers (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='customers', partitions=1, value_format='JSON');
+             CREATE TABLE named AS SELECT o.id, amount, name
+               FROM orders o LEFT JOIN customers c ON o.customer = c.id;",
+        );
+        // An order before its customer: padded with nulls (LEFT).
+        step(&log, &mut session, "orders", "o1", Some(r#"{"CUSTOMER":"ada","AMOUNT":5}"#));
+        step(&log, &mut session, "customers", "ada", Some(r#"{"NAME":"Ada"}"#));
+        step(&log, &mut session, "orders", "o2", Some(r#"{"CUSTOMER":"ada","AMOUNT":7}"#));
+    }
+    // After a restart the index still knows which orders refer to ada.
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let mut session = Session::open(log.clone()).unwrap();
+    step(&log, &mut session, "customers", "ada", Some(r#"{"NAME":"Ada L."}"#));
+    // An order moving to another customer no longer follows ada.
+    step(&log, &mut session, "orders", "o1", Some(r#"{"CUSTOMER":"bob","AMOUNT":5}"#));
+    step(&log, &mut session, "customers", "ada", None);
+    step(&log, &mut session, "orders", "o2", None);
+    assert_eq!(
+        values_or_null(&log, "NAMED"),
+        [
+            r#"{"AMOUNT":5,"NAME":null}"#,
+            r#"{"AMOUNT":5,"NAME":"Ada"}"#,
+            r#"{"AMOUNT":7,"NAME":"Ada"}"#,
+            // ada renamed: both her orders, in key order.
+            r#"{"AMOUNT":5,"NAME":"Ada L."}"#,
+            r#"{"AMOUNT":7,"NAME":"Ada L."}"#,
+            r#"{"AMOUNT":5,"NAME":null}"#,
+            // ada deleted: only o2 still refers to her.
+            r#"{"AMOUNT":7,"NAME":null}"#,
+            "null",
+        ]
+    );
+}

@@ -24,6 +24,7 @@ use crate::error::{invalid, unsupported, Missing, Result};
 use crate::parser::normalize;
 use crate::rewrite::quoted;
 
+mod foreign;
 mod streams;
 
 pub(crate) use streams::TypeOf;
@@ -58,6 +59,13 @@ pub enum JoinShape {
         left_columns: Vec<SideColumn>,
         /// ... and when a right row changes.
         right_columns: Vec<SideColumn>,
+    },
+    /// Foreign-key table-table joins: the left table's expression equals the right table's
+    /// primary key.
+    ForeignKey {
+        /// Over the left table's own columns (unqualified).
+        foreign_key: Box<Expr>,
+        columns: Vec<eddy_engine::fk_join::FkColumn>,
     },
     /// Each side's records join the other side's, buffered for the window.
     StreamStream {
@@ -357,7 +365,7 @@ pub(crate) fn combine(
             let e = Expr::Identifier(quoted(&s));
             (Some(s), e, t)
         }
-        (None, Some((1, t))) | (Some((1, t)), None) if !table_table => {
+        (None, Some((1, t))) | (Some((1, t)), None) => {
             let e = if resolve(b, &sides)?.is_some() { a } else { b };
             match side_expression(e, &sides, 0) {
                 Some(e) => (None, e, t),
@@ -371,10 +379,16 @@ pub(crate) fn combine(
         && (left.key_columns.len() != 1
             || stream_key.as_deref() != Some(left.key_columns[0].name.as_str()))
     {
-        return Err(unsupported(
-            Missing::Feature,
-            "table-table joins on a left column other than its primary key (foreign-key joins)",
-        ));
+        return foreign::combine(
+            left,
+            right,
+            select,
+            join,
+            name,
+            stream_expr,
+            &table_column,
+            type_of,
+        );
     }
     if table_column != right.key_columns[0].name {
         return Err(unsupported(

@@ -1,6 +1,7 @@
 //! The engine side of a planned join (see [`crate::join`]): the operators that make the
 //! combined rows, reading the tables' materializations.
 
+use eddy_engine::fk_join::{FkTables, ForeignKeyJoin};
 use eddy_engine::lookup_join::StreamTableJoin;
 use eddy_engine::staged_store::StagedStore;
 use eddy_engine::state::{StateDb, Store};
@@ -155,6 +156,40 @@ impl Session {
                     &right_schema,
                     schema,
                 )?;
+                Ok(JoinInputs {
+                    first: vec![Box::new(left_op)],
+                    second: Some((right_source, vec![Box::new(right_op)])),
+                })
+            }
+            JoinShape::ForeignKey {
+                foreign_key,
+                columns,
+            } => {
+                let right_source = self.source_for(right)?;
+                let right_schema = right_source.schema();
+                let index = match db {
+                    Some(db) => StagedStore::open(db, &self.log, id, "fk-index")?,
+                    None => StagedStore::in_memory(),
+                };
+                let tables = std::sync::Arc::new(FkTables {
+                    left: self.table_rows(left)?,
+                    left_key_types: arrow_types(&left.key_columns),
+                    left_value_types: arrow_types(&left.value_columns),
+                    right: self.table_rows(right)?,
+                    right_key_type: right.key_columns[0].ty.to_arrow(),
+                    right_value_types: arrow_types(&right.value_columns),
+                    index: std::sync::Arc::new(std::sync::Mutex::new(index)),
+                });
+                let left_op = ForeignKeyJoin::left(
+                    *inner,
+                    self.stream_key_expr(left, foreign_key)?,
+                    tables.clone(),
+                    columns.clone(),
+                    &left_schema,
+                    schema.clone(),
+                )?;
+                let right_op =
+                    ForeignKeyJoin::right(*inner, tables, columns.clone(), &right_schema, schema)?;
                 Ok(JoinInputs {
                     first: vec![Box::new(left_op)],
                     second: Some((right_source, vec![Box::new(right_op)])),

@@ -68,10 +68,14 @@ impl Session {
     ) -> Result<()> {
         let window_columns = planned.window_columns;
         let is_aggregate = planned.aggregate.is_some();
-        // A stream-stream join buffers its sides: stateful as an aggregation is.
+        // A stream-stream join buffers its sides, a foreign-key join indexes its left table:
+        // stateful as an aggregation is.
         let buffers = matches!(
             planned.join.as_ref().map(|j| &j.shape),
-            Some(crate::join::JoinShape::StreamStream { .. })
+            Some(
+                crate::join::JoinShape::StreamStream { .. }
+                    | crate::join::JoinShape::ForeignKey { .. }
+            )
         );
         let state = match is_aggregate || buffers {
             true => Some(self.state_db()?),
