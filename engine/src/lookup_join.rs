@@ -35,6 +35,8 @@ pub enum JoinColumn {
     TableKey,
     /// A value column of the table, by its position among them.
     TableValue(usize),
+    /// The table row's time.
+    TableRowtime,
 }
 
 pub struct StreamTableJoin {
@@ -190,6 +192,7 @@ impl Operator for StreamTableJoin {
         let keys = cast(&keys, &self.key_type)?;
         let null_values = batch.column(self.null_value).as_boolean();
         let mut found = Vec::with_capacity(n);
+        let mut times = Vec::with_capacity(n);
         let mut table = LookedUp::new(&self.key_type, &self.value_types, n);
         for row in 0..n {
             let key = ScalarValue::try_from_array(&keys, row)?;
@@ -203,11 +206,18 @@ impl Operator for StreamTableJoin {
             };
             found.push(values.is_some());
             match values {
-                Some((_, values)) => table.push(key, values),
-                None => table.push_missing()?,
+                Some((time, values)) => {
+                    times.push(Some(time));
+                    table.push(key, values)
+                }
+                None => {
+                    times.push(None);
+                    table.push_missing()?
+                }
             }
         }
         let (table_key, table_values) = table.finish()?;
+        let table_times: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(times));
         let mut columns: Vec<ArrayRef> = (0..PSEUDO_COLUMNS)
             .map(|i| batch.column(i).clone())
             .collect();
@@ -216,6 +226,7 @@ impl Operator for StreamTableJoin {
                 JoinColumn::Stream(i) => batch.column(*i).clone(),
                 JoinColumn::TableKey => table_key.clone(),
                 JoinColumn::TableValue(i) => table_values[*i].clone(),
+                JoinColumn::TableRowtime => table_times.clone(),
             });
         }
         columns.push(batch.column(self.null_value).clone());

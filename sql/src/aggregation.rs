@@ -501,6 +501,7 @@ pub fn plan_aggregate(
         filter,
         projection: (exprs, input),
         schema: pre_schema,
+        ..
     } = plan_over_source(state, &pre, source, relation, select.where_clause.as_ref())?;
     let mut before: Vec<Box<dyn Operator>> = filter.into_iter().collect();
     let pre_fields: Vec<Field> = pre_schema
@@ -715,6 +716,7 @@ pub fn plan_aggregate(
             after,
         }),
         join: None,
+        table_where: None,
     };
     Ok(planned)
 }

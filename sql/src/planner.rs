@@ -75,6 +75,20 @@ pub struct PlannedSelect {
     /// For a join: how the combined rows `source` describes are made; the query reads the
     /// join's stream.
     pub join: Option<crate::join::PlannedJoin>,
+    /// A table join's WHERE, which must remember the keys it passed (see [`TableWhere`]); not
+    /// among `operators`.
+    pub table_where: Option<TableWhere>,
+}
+
+/// WHERE over a table join's rows: a row that fails it deletes its key downstream only if the
+/// key's last row passed (Kafka Streams' table filter with old values, which its table joins
+/// send). The session runs it as a filter that keeps the passed keys in a store.
+pub struct TableWhere {
+    pub predicate: Arc<dyn datafusion::physical_expr::PhysicalExpr>,
+    /// The combined rows' schema, which the predicate reads.
+    pub schema: SchemaRef,
+    /// The key columns in those rows.
+    pub key_columns: Vec<usize>,
 }
 
 /// The name the combined source of a join is planned under.
@@ -257,6 +271,7 @@ fn plan(
     }
     let SourcePlan {
         filter,
+        predicate,
         projection,
         schema: proj_schema,
     } = plan_over_source(
@@ -266,7 +281,21 @@ fn plan(
         relation,
         select.where_clause.as_ref(),
     )?;
-    let mut operators: Vec<Box<dyn Operator>> = filter.into_iter().collect();
+    let table_join = source.name == JOINED && source.kind == SourceKind::Table;
+    let table_where = match predicate {
+        Some((predicate, schema)) if table_join => Some(TableWhere {
+            predicate,
+            schema,
+            key_columns: (0..source.key_columns.len())
+                .map(|i| eddy_engine::schema::PSEUDO_COLUMNS + i)
+                .collect(),
+        }),
+        _ => None,
+    };
+    let mut operators: Vec<Box<dyn Operator>> = match table_where {
+        Some(_) => Vec::new(),
+        None => filter.into_iter().collect(),
+    };
     let (exprs, input) = projection;
     let mut fields = Vec::new();
     let mut columns = Vec::new();
@@ -322,6 +351,7 @@ fn plan(
             .map(|_| (rowtime_index + 3, rowtime_index + 4)),
         aggregate: None,
         join: None,
+        table_where,
     })
 }
 
@@ -335,6 +365,8 @@ pub(crate) type Projection = (
 /// projection's output schema.
 pub(crate) struct SourcePlan {
     pub filter: Option<Box<dyn Operator>>,
+    /// The WHERE predicate the filter runs, and the schema it reads.
+    pub predicate: Option<(Arc<dyn datafusion::physical_expr::PhysicalExpr>, SchemaRef)>,
     pub projection: Projection,
     pub schema: Arc<Schema>,
 }
@@ -366,19 +398,21 @@ pub(crate) fn plan_over_source(
     let plan = futures::executor::block_on(state.create_logical_plan(&sql))?;
     let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
     let (filter, projection, schema) = decompose(&plan)?;
-    let filter: Option<Box<dyn Operator>> = match filter {
+    let (filter, predicate): (Option<Box<dyn Operator>>, _) = match filter {
         Some((predicate, input)) => {
             let physical = physical_expr(state, predicate, &input)?;
             let input = Arc::new(input.as_arrow().clone());
-            Some(match source.kind {
-                SourceKind::Stream => Box::new(Filter::new(physical, input)),
-                SourceKind::Table => Box::new(Filter::for_table(physical, input)?),
-            })
+            let op: Box<dyn Operator> = match source.kind {
+                SourceKind::Stream => Box::new(Filter::new(physical.clone(), input.clone())),
+                SourceKind::Table => Box::new(Filter::for_table(physical.clone(), input.clone())?),
+            };
+            (Some(op), Some((physical, input)))
         }
-        None => None,
+        None => (None, None),
     };
     Ok(SourcePlan {
         filter,
+        predicate,
         projection,
         schema,
     })

@@ -239,16 +239,46 @@ fn a_foreign_key_join_follows_changes_on_both_sides_and_survives_a_restart() {
                FROM orders o LEFT JOIN customers c ON o.customer = c.id;",
         );
         // An order before its customer: padded with nulls (LEFT).
-        step(&log, &mut session, "orders", "o1", Some(r#"{"CUSTOMER":"ada","AMOUNT":5}"#));
-        step(&log, &mut session, "customers", "ada", Some(r#"{"NAME":"Ada"}"#));
-        step(&log, &mut session, "orders", "o2", Some(r#"{"CUSTOMER":"ada","AMOUNT":7}"#));
+        step(
+            &log,
+            &mut session,
+            "orders",
+            "o1",
+            Some(r#"{"CUSTOMER":"ada","AMOUNT":5}"#),
+        );
+        step(
+            &log,
+            &mut session,
+            "customers",
+            "ada",
+            Some(r#"{"NAME":"Ada"}"#),
+        );
+        step(
+            &log,
+            &mut session,
+            "orders",
+            "o2",
+            Some(r#"{"CUSTOMER":"ada","AMOUNT":7}"#),
+        );
     }
     // After a restart the index still knows which orders refer to ada.
     let log = Log::open(dir.path(), LogOptions::default()).unwrap();
     let mut session = Session::open(log.clone()).unwrap();
-    step(&log, &mut session, "customers", "ada", Some(r#"{"NAME":"Ada L."}"#));
+    step(
+        &log,
+        &mut session,
+        "customers",
+        "ada",
+        Some(r#"{"NAME":"Ada L."}"#),
+    );
     // An order moving to another customer no longer follows ada.
-    step(&log, &mut session, "orders", "o1", Some(r#"{"CUSTOMER":"bob","AMOUNT":5}"#));
+    step(
+        &log,
+        &mut session,
+        "orders",
+        "o1",
+        Some(r#"{"CUSTOMER":"bob","AMOUNT":5}"#),
+    );
     step(&log, &mut session, "customers", "ada", None);
     step(&log, &mut session, "orders", "o2", None);
     assert_eq!(

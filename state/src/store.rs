@@ -62,28 +62,28 @@ impl Store {
     pub fn scan_range(&self, start: &[u8], end: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let from = self.key(start);
         let mut out = Vec::new();
-        let it = self.db.db().iterator(rocksdb::IteratorMode::From(
-            &from,
-            rocksdb::Direction::Forward,
-        ));
-        for item in it {
-            let (k, v) = item?;
-            if !k.starts_with(&self.prefix) {
+        // The upper bound lets RocksDB stop at the range's end instead of reading past it.
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_upper_bound(match end {
+            Some(e) => self.key(e),
+            None => self.next_prefix(),
+        });
+        let mut it = self.db.db().raw_iterator_opt(options);
+        it.seek(&from);
+        while it.valid() {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
-            }
-            let own = &k[self.prefix.len()..];
-            if end.is_some_and(|e| own >= e) {
-                break;
-            }
-            out.push((own.to_vec(), v.to_vec()));
+            };
+            out.push((k[self.prefix.len()..].to_vec(), v.to_vec()));
+            it.next();
         }
+        it.status()?;
         Ok(out)
     }
 
-    /// The store's largest key, if it has any.
-    pub fn last_key(&self) -> Result<Option<Vec<u8>>> {
+    /// The prefix after this store's: every key of this store sorts below it.
+    fn next_prefix(&self) -> Vec<u8> {
         let mut end = self.prefix.clone();
-        // The next prefix: every key of this store sorts below it.
         for i in (0..end.len()).rev() {
             if end[i] < 0xff {
                 end[i] += 1;
@@ -91,6 +91,12 @@ impl Store {
                 break;
             }
         }
+        end
+    }
+
+    /// The store's largest key, if it has any.
+    pub fn last_key(&self) -> Result<Option<Vec<u8>>> {
+        let end = self.next_prefix();
         let mut it = self.db.db().iterator(rocksdb::IteratorMode::From(
             &end,
             rocksdb::Direction::Reverse,

@@ -108,7 +108,11 @@ impl StreamJoinState {
             observed: [i64::MIN; 2],
             stream_time: i64::MIN,
             min_waiting: None,
-            segment_ms: (windows.retention() / 2).max(60_000),
+            // Segments long next to the window, so that most lookups stay in one segment (one
+            // seek); expired segments go once stream time is a segment past their end.
+            segment_ms: (windows.retention() / 2)
+                .max(4 * (windows.before_ms + windows.after_ms))
+                .max(60_000),
             key_types,
             row_types,
             meta_changed: false,

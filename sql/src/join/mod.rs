@@ -144,7 +144,12 @@ fn resolve(e: &Expr, sides: &[Side<'_>]) -> Result<Option<(usize, String)>> {
                 Some(i) if sides[i].has(&c) => Ok(Some((i, c))),
                 // The combined rows carry the stream's pseudo-columns.
                 Some(0) if PSEUDO.contains(&c.as_str()) => Ok(Some((0, c))),
-                Some(i) if PSEUDO.contains(&c.as_str()) && !sides[i].pseudo.is_empty() => {
+                Some(i)
+                    if PSEUDO
+                        .iter()
+                        .position(|p| *p == c)
+                        .is_some_and(|p| p < sides[i].pseudo.len()) =>
+                {
                     Ok(Some((i, c)))
                 }
                 Some(_) => invalid(format!("Column '{q}.{c}' cannot be resolved.")),
@@ -335,10 +340,14 @@ pub(crate) fn combine(
             "joins with tables whose primary key has several columns",
         ));
     }
-    let sides = [
+    let mut sides = [
         Side::new(left, select.from.source.qualifier(), true),
         Side::new(right, join.relation.qualifier(), false),
     ];
+    if !table_table {
+        // The table row's time is known (its materialization keeps it): `T.ROWTIME`.
+        sides[1].pseudo = vec![format!("{}_ROWTIME", sides[1].qualifier)];
+    }
     // ON: a stream column equal to the table's primary key.
     let Expr::BinaryOp {
         left: a,
@@ -481,6 +490,17 @@ pub(crate) fn combine(
         });
         key_source.push((
             JoinColumn::TableKey,
+            SideColumn::JoinKey,
+            SideColumn::JoinKey,
+        ));
+    }
+    if let Some(rowtime) = sides[1].pseudo.first() {
+        value_columns.push(Column {
+            name: rowtime.clone(),
+            ty: crate::types::SqlType::Bigint,
+        });
+        value_sources.push((
+            JoinColumn::TableRowtime,
             SideColumn::JoinKey,
             SideColumn::JoinKey,
         ));

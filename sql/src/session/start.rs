@@ -37,6 +37,14 @@ impl Session {
         id: &str,
         db: Option<&StateDb>,
     ) -> Result<Vec<Box<dyn Operator>>> {
+        if let Some(w) = planned.table_where.take() {
+            let passing = match db {
+                Some(db) => GroupState::open(db, &self.log, id, "where", CACHE_ENTRIES)?,
+                None => GroupState::in_memory(),
+            };
+            let filter = HavingFilter::new(w.predicate, w.schema, w.key_columns, passing)?;
+            planned.operators.insert(0, Box::new(filter));
+        }
         let Some(agg) = planned.aggregate.take() else {
             return Ok(std::mem::take(&mut planned.operators));
         };
@@ -77,7 +85,7 @@ impl Session {
                     | crate::join::JoinShape::ForeignKey { .. }
             )
         );
-        let state = match is_aggregate || buffers {
+        let state = match is_aggregate || buffers || planned.table_where.is_some() {
             true => Some(self.state_db()?),
             false => None,
         };
