@@ -297,3 +297,72 @@ fn a_foreign_key_join_follows_changes_on_both_sides_and_survives_a_restart() {
         ]
     );
 }
+
+#[test]
+fn an_n_way_join_enriches_a_stream_with_two_tables_and_stops_as_one_query() {
+    let (_dir, log, mut session) = with_statements(
+        "SET 'auto.offset.reset'='earliest';
+         CREATE STREAM orders (id STRING KEY, customer STRING, product STRING) WITH (kafka_topic='orders', partitions=1, value_format='JSON');
+         CREATE TABLE customers (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='customers', partitions=1, value_format='JSON');
+         CREATE TABLE products (id STRING PRIMARY KEY, title STRING) WITH (kafka_topic='products', partitions=1, value_format='JSON');
+         CREATE STREAM detailed AS SELECT p.id, o.id AS order_id, name, title
+           FROM orders o JOIN customers c ON o.customer = c.id
+           LEFT JOIN products p ON o.product = p.id;",
+    );
+    keyed(&log, "customers", "ada", r#"{"NAME":"Ada"}"#);
+    keyed(&log, "products", "p1", r#"{"TITLE":"Pen"}"#);
+    session.run_until_idle().unwrap();
+    keyed(&log, "orders", "o1", r#"{"CUSTOMER":"ada","PRODUCT":"p1"}"#);
+    keyed(&log, "orders", "o2", r#"{"CUSTOMER":"ada","PRODUCT":"p9"}"#);
+    keyed(&log, "orders", "o3", r#"{"CUSTOMER":"bob","PRODUCT":"p1"}"#);
+    session.run_until_idle().unwrap();
+    assert_eq!(
+        values(&log, "DETAILED"),
+        [
+            r#"{"ORDER_ID":"o1","NAME":"Ada","TITLE":"Pen"}"#,
+            r#"{"ORDER_ID":"o2","NAME":"Ada","TITLE":null}"#,
+        ]
+    );
+    // The hidden step is neither a stream users see nor left behind.
+    let shown = format!(
+        "{:?}",
+        session
+            .execute(
+                &eddy_sql::parse_statements("SHOW STREAMS;").unwrap()[0].0,
+                "SHOW STREAMS;"
+            )
+            .unwrap()
+    );
+    assert!(!shown.contains("__JOIN_"), "{shown}");
+    run(&mut session, "TERMINATE ALL; DROP STREAM detailed;");
+    assert!(session
+        .catalog
+        .sources
+        .keys()
+        .all(|k| !k.starts_with("__JOIN_")));
+}
+
+#[test]
+fn an_n_way_join_of_tables_follows_changes_on_every_side() {
+    let (_dir, log, mut session) = with_statements(
+        "SET 'auto.offset.reset'='earliest';
+         CREATE TABLE a (id STRING PRIMARY KEY, x INT) WITH (kafka_topic='a', partitions=1, value_format='JSON');
+         CREATE TABLE b (id STRING PRIMARY KEY, y INT) WITH (kafka_topic='b', partitions=1, value_format='JSON');
+         CREATE TABLE c (id STRING PRIMARY KEY, z INT) WITH (kafka_topic='c', partitions=1, value_format='JSON');
+         CREATE TABLE abc AS SELECT a.id, x, y, z FROM a JOIN b ON a.id = b.id JOIN c ON a.id = c.id;",
+    );
+    let step = |session: &mut Session, topic: &str, value: Option<&str>| {
+        let record = eddy_log::Record::new(Some("k".to_string()), value.map(str::to_string), 1);
+        log.partition(topic, 0).unwrap().append(&[record]).unwrap();
+        session.run_until_idle().unwrap();
+    };
+    step(&mut session, "a", Some(r#"{"X":1}"#));
+    step(&mut session, "c", Some(r#"{"Z":3}"#));
+    step(&mut session, "b", Some(r#"{"Y":2}"#));
+    step(&mut session, "c", Some(r#"{"Z":4}"#));
+    step(&mut session, "b", None);
+    assert_eq!(
+        values_or_null(&log, "ABC"),
+        [r#"{"X":1,"Y":2,"Z":3}"#, r#"{"X":1,"Y":2,"Z":4}"#, "null"]
+    );
+}

@@ -82,6 +82,24 @@ pub enum JoinShape {
     },
 }
 
+/// The name of step `k` of the n-way join that makes `sink`: the join of its first `k + 1`
+/// sources, whose rows the next step joins (see `session/n_way.rs`).
+pub(crate) fn join_step_name(sink: &str, k: usize) -> String {
+    format!("__JOIN_{k}_{sink}")
+}
+
+/// Whether `name` is a step of an n-way join.
+pub(crate) fn is_join_step(name: &str) -> bool {
+    name.starts_with("__JOIN_")
+}
+
+/// The sink whose n-way join `name` is a step of, if it is one.
+pub(crate) fn join_step_of(name: &str) -> Option<&str> {
+    name.strip_prefix("__JOIN_")?
+        .split_once('_')
+        .map(|(_, sink)| sink)
+}
+
 /// One side of the join, with the qualifier its columns are known by.
 struct Side<'a> {
     qualifier: String,
@@ -99,11 +117,16 @@ impl<'a> Side<'a> {
         } else {
             def.key_columns.iter().chain(&def.value_columns).collect()
         };
+        // A step of an n-way join already has combined names (`A_X`): they stay.
+        let step = is_join_step(&def.name);
         Side {
             qualifier: qualifier.to_string(),
             columns: own
                 .into_iter()
-                .map(|c| (c, format!("{qualifier}_{}", c.name)))
+                .map(|c| match step {
+                    true => (c, c.name.clone()),
+                    false => (c, format!("{qualifier}_{}", c.name)),
+                })
                 .collect(),
             pseudo: Vec::new(),
         }
@@ -388,6 +411,12 @@ pub(crate) fn combine(
         && (left.key_columns.len() != 1
             || stream_key.as_deref() != Some(left.key_columns[0].name.as_str()))
     {
+        if is_join_step(&left.name) {
+            return invalid(format!(
+                "Invalid join condition: foreign-key table-table joins are not supported as part of n-way joins. Got {}.",
+                join.on
+            ));
+        }
         return foreign::combine(
             left,
             right,

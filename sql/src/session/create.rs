@@ -195,6 +195,9 @@ impl Session {
         if let Some(done) = self.name_taken(&c.name, c.kind, c.if_not_exists, c.or_replace)? {
             return Ok(done);
         }
+        if c.query.from.joins.len() > 1 {
+            return self.create_n_way(c, text);
+        }
         let state = self.df.state();
         let planned = plan_select(&state, &self.catalog, &c.query, &c.name, &self.properties)?;
         if planned.result_kind != c.kind {

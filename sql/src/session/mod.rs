@@ -137,6 +137,7 @@ mod explain;
 mod functions;
 mod insert;
 mod join;
+mod n_way;
 mod print;
 mod pull;
 mod push;
@@ -414,10 +415,18 @@ impl Session {
                 None => invalid(format!("Type {name} does not exist.")),
             },
             Statement::Terminate(id) => {
-                let (stopped, kept): (Vec<RunningQuery>, Vec<RunningQuery>) =
+                let (mut stopped, kept): (Vec<RunningQuery>, Vec<RunningQuery>) =
                     std::mem::take(&mut self.queries)
                         .into_iter()
                         .partition(|q| id.as_ref().is_none_or(|id| q.id.eq_ignore_ascii_case(id)));
+                // The hidden steps of a stopped n-way join stop with it.
+                let sinks: Vec<String> = stopped.iter().map(|q| q.sink.clone()).collect();
+                let (steps, kept): (Vec<RunningQuery>, Vec<RunningQuery>) =
+                    kept.into_iter().partition(|q| {
+                        crate::join::join_step_of(&q.sink)
+                            .is_some_and(|s| sinks.iter().any(|k| k == s))
+                    });
+                stopped.extend(steps);
                 self.queries = kept;
                 if stopped.is_empty() && id.is_some() {
                     return invalid(format!(
@@ -596,6 +605,26 @@ impl Session {
         self.catalog.sources.remove(name);
         let _ = self.df.deregister_table(name);
         self.dematerialize(name)?;
+        // The hidden steps of the n-way join that wrote it go with it.
+        let steps: Vec<SourceDef> = self
+            .catalog
+            .sources
+            .values()
+            .filter(|s| crate::join::join_step_of(&s.name) == Some(name))
+            .cloned()
+            .collect();
+        for step in steps {
+            if self.queries.iter().any(|q| q.sink == step.name) {
+                continue;
+            }
+            self.catalog.sources.remove(&step.name);
+            let _ = self.df.deregister_table(&step.name);
+            self.dematerialize(&step.name)?;
+            match self.log.delete_topic(&step.topic) {
+                Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         if delete_topic {
             match self.log.delete_topic(&def.topic) {
                 // Replaying a DROP ... DELETE TOPIC finds the topic already gone.

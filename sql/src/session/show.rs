@@ -22,7 +22,7 @@ impl Session {
                     .catalog
                     .sources
                     .values()
-                    .filter(|s| s.kind == kind)
+                    .filter(|s| s.kind == kind && !crate::join::is_join_step(&s.name))
                     .map(|s| {
                         vec![
                             s.name.clone(),
