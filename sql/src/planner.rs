@@ -123,7 +123,7 @@ fn plan_join(
             &fields(&def.key_columns),
             &fields(&def.value_columns),
             &[],
-            false,
+            def.window.is_some(),
         );
         schema_provider.register_table(
             JOINED.to_string(),

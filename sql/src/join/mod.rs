@@ -75,8 +75,9 @@ pub enum JoinShape {
         left_key: Vec<Expr>,
         right_key: Vec<Expr>,
         key_types: Vec<crate::types::SqlType>,
-        /// The columns each side buffers, by index in its batches.
+        /// The columns each side buffers, by index in its batches, and their types.
         buffered: [Vec<usize>; 2],
+        buffered_types: [Vec<crate::types::SqlType>; 2],
         /// Where each combined column comes from.
         output: Vec<eddy_engine::stream_join::StreamJoinColumn>,
     },
@@ -101,17 +102,19 @@ pub(crate) fn join_step_of(name: &str) -> Option<&str> {
 }
 
 /// One side of the join, with the qualifier its columns are known by.
-struct Side<'a> {
+struct Side {
     qualifier: String,
     /// The columns it contributes: its own name, the combined name.
-    columns: Vec<(&'a Column, String)>,
+    columns: Vec<(Column, String)>,
+    /// Where each of `columns` is in the side's batches.
+    batch_index: Vec<usize>,
     /// The combined columns of its pseudo-columns, where joined rows carry each side's (a
     /// stream-stream join); else empty, and the joined row's pseudo-columns are the left's.
     pseudo: Vec<String>,
 }
 
-impl<'a> Side<'a> {
-    fn new(def: &'a SourceDef, qualifier: &str, with_headers: bool) -> Side<'a> {
+impl Side {
+    fn new(def: &SourceDef, qualifier: &str, with_headers: bool) -> Side {
         let own: Vec<&Column> = if with_headers {
             def.all_columns().collect()
         } else {
@@ -121,15 +124,33 @@ impl<'a> Side<'a> {
         let step = is_join_step(&def.name);
         Side {
             qualifier: qualifier.to_string(),
+            batch_index: (0..own.len()).map(|i| PSEUDO_COLUMNS + i).collect(),
             columns: own
                 .into_iter()
                 .map(|c| match step {
-                    true => (c, c.name.clone()),
-                    false => (c, format!("{qualifier}_{}", c.name)),
+                    true => (c.clone(), c.name.clone()),
+                    false => (c.clone(), format!("{qualifier}_{}", c.name)),
                 })
                 .collect(),
             pseudo: Vec::new(),
         }
+    }
+
+    /// Adds a windowed source's window bounds as columns after its keys (`Q_WINDOWSTART`,
+    /// `Q_WINDOWEND`), read from the end of its batches, where sources put them.
+    fn with_window_columns(mut self, def: &SourceDef) -> Side {
+        let keys = def.key_columns.len();
+        let at = PSEUDO_COLUMNS + def.all_columns().count();
+        for (i, name) in ["WINDOWSTART", "WINDOWEND"].into_iter().enumerate() {
+            let column = Column {
+                name: name.to_string(),
+                ty: crate::types::SqlType::Bigint,
+            };
+            let combined = format!("{}_{name}", self.qualifier);
+            self.columns.insert(keys + i, (column, combined));
+            self.batch_index.insert(keys + i, at + i);
+        }
+        self
     }
 
     fn has(&self, column: &str) -> bool {
@@ -158,7 +179,7 @@ impl<'a> Side<'a> {
 }
 
 /// A column reference resolved to a side: (side index, column name).
-fn resolve(e: &Expr, sides: &[Side<'_>]) -> Result<Option<(usize, String)>> {
+fn resolve(e: &Expr, sides: &[Side]) -> Result<Option<(usize, String)>> {
     match e {
         Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
             let q = normalize(&ids[0]);
@@ -201,7 +222,7 @@ fn resolve(e: &Expr, sides: &[Side<'_>]) -> Result<Option<(usize, String)>> {
 
 /// Makes `q.column[...]` (a subscript of a qualified column, which `sqlparser` roots at the
 /// qualifier) a subscript of the column reference `q.column`, which [`resolve`] knows.
-fn qualify_access(expr: &mut Expr, sides: &[Side<'_>]) {
+fn qualify_access(expr: &mut Expr, sides: &[Side]) {
     let Expr::CompoundFieldAccess { root, access_chain } = expr else {
         return;
     };
@@ -221,12 +242,12 @@ fn qualify_access(expr: &mut Expr, sides: &[Side<'_>]) {
 }
 
 /// Replaces column references with the combined columns.
-struct ToCombined<'a, 'b> {
-    sides: &'a [Side<'b>],
+struct ToCombined<'a> {
+    sides: &'a [Side],
     error: Option<crate::error::SqlError>,
 }
 
-impl VisitorMut for ToCombined<'_, '_> {
+impl VisitorMut for ToCombined<'_> {
     type Break = ();
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
         qualify_access(expr, self.sides);
@@ -250,14 +271,14 @@ impl VisitorMut for ToCombined<'_, '_> {
 
 /// Strips side `side`'s qualifier from an expression over that side's columns only; `None`
 /// when it refers to no column or to another side's.
-fn side_expression(e: &Expr, sides: &[Side<'_>], side: usize) -> Option<Expr> {
-    struct Own<'a, 'b> {
-        sides: &'a [Side<'b>],
+fn side_expression(e: &Expr, sides: &[Side], side: usize) -> Option<Expr> {
+    struct Own<'a> {
+        sides: &'a [Side],
         side: usize,
         columns: usize,
         foreign: bool,
     }
-    impl VisitorMut for Own<'_, '_> {
+    impl VisitorMut for Own<'_> {
         type Break = ();
         fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
             qualify_access(expr, self.sides);
@@ -283,7 +304,7 @@ fn side_expression(e: &Expr, sides: &[Side<'_>], side: usize) -> Option<Expr> {
     (visitor.columns > 0 && !visitor.foreign).then_some(e)
 }
 
-fn to_combined(e: &Expr, sides: &[Side<'_>]) -> Result<Expr> {
+fn to_combined(e: &Expr, sides: &[Side]) -> Result<Expr> {
     let mut e = e.clone();
     let mut visitor = ToCombined { sides, error: None };
     let _ = e.visit(&mut visitor);
@@ -597,13 +618,13 @@ pub(crate) fn combine(
 /// side's), and every column reference replaced by its combined column.
 fn rewrite_select(
     select: &Select,
-    sides: &[Side<'_>],
+    sides: &[Side],
     synthetic: &[String],
     name: &str,
 ) -> Result<Select> {
     let mut items = Vec::new();
     for item in &select.items {
-        let column_item = |(_, combined): &(&Column, String)| SelectItem::ExprWithAlias {
+        let column_item = |(_, combined): &(Column, String)| SelectItem::ExprWithAlias {
             expr: Expr::Identifier(quoted(combined)),
             alias: quoted(combined),
         };

@@ -96,16 +96,37 @@ pub(super) fn combine(
                 other.name
             ));
         }
-        (Some(_), Some(_)) => {
-            return Err(unsupported(
-                Missing::Feature,
-                "stream-stream joins of windowed streams",
-            ))
+        (Some(l), Some(r)) => {
+            let session =
+                |w: &crate::catalog::WindowInfo| w.kind == crate::catalog::WindowType::Session;
+            // Time windows of different sizes put equal keys in different windows: ksqlDB
+            // would need to repartition them.
+            if !session(l) && !session(r) && l.size_ms != r.size_ms {
+                return invalid("Implicit repartitioning of windowed sources is not supported. See https://github.com/confluentinc/ksql/issues/4385.");
+            }
+            if session(l) != session(r) {
+                return invalid(format!(
+                    "Incompatible windowed sources.\nLeft source: {}\nRight source: {}\nSession windowed sources can only be joined to other session windowed sources, and may still not result in expected behaviour as session bounds must be an exact match for the join to work\nHopping and tumbling windowed sources can only be joined to other hopping and tumbling windowed sources",
+                    l.kind.name(),
+                    r.kind.name()
+                ));
+            }
         }
     }
+    // Windowed streams join on their keys and their windows: each side's window bounds are
+    // columns (`Q_WINDOWSTART`, `Q_WINDOWEND`) and hidden parts of the join key.
+    let windowed = left.window.is_some();
+    let side = |def: &SourceDef, q: &str, headers: bool| {
+        let s = Side::new(def, q, headers);
+        if windowed {
+            s.with_window_columns(def)
+        } else {
+            s
+        }
+    };
     let mut sides = [
-        Side::new(left, select.from.source.qualifier(), true),
-        Side::new(right, join.relation.qualifier(), false),
+        side(left, select.from.source.qualifier(), true),
+        side(right, join.relation.qualifier(), false),
     ];
     for s in &mut sides {
         s.pseudo = super::PSEUDO
@@ -167,13 +188,38 @@ pub(super) fn combine(
         });
     }
 
+    let visible = parts.len();
+    if windowed {
+        let keyed = |column: &Option<String>, def: &SourceDef| {
+            column
+                .as_ref()
+                .is_some_and(|c| def.key_columns.iter().any(|k| &k.name == c))
+        };
+        if !parts
+            .iter()
+            .all(|p| keyed(&p.left_column, left) && keyed(&p.right_column, right))
+        {
+            return invalid("Implicit repartitioning of windowed sources is not supported. See https://github.com/confluentinc/ksql/issues/4385.");
+        }
+        for bound in ["WINDOWSTART", "WINDOWEND"] {
+            let e = Expr::Identifier(crate::rewrite::quoted(bound));
+            parts.push(Part {
+                left: e.clone(),
+                right: e,
+                left_column: None,
+                right_column: None,
+                ty: SqlType::Bigint,
+            });
+        }
+    }
+
     // The key's columns: a side's column where the part is one, else synthetic.
     let full = join.kind == JoinKind::Full;
     let taken = |n: &str, names: &[String]| {
         sides.iter().any(|s| s.has(n)) || names.contains(&n.to_string())
     };
     let mut key_names: Vec<String> = Vec::new();
-    for p in &parts {
+    for p in &parts[..visible] {
         let left_name = p
             .left_column
             .as_deref()
@@ -211,9 +257,10 @@ pub(super) fn combine(
             ty: p.ty.clone(),
         })
         .collect();
-    let mut output: Vec<StreamJoinColumn> = (0..parts.len()).map(StreamJoinColumn::Key).collect();
+    let mut output: Vec<StreamJoinColumn> = (0..visible).map(StreamJoinColumn::Key).collect();
     let mut value_columns = Vec::new();
     let mut buffered: [Vec<usize>; 2] = [Vec::new(), Vec::new()];
+    let mut buffered_types: [Vec<SqlType>; 2] = [Vec::new(), Vec::new()];
     for (i, s) in sides.iter().enumerate() {
         let side = if i == 0 {
             JoinSide::Left
@@ -221,7 +268,8 @@ pub(super) fn combine(
             JoinSide::Right
         };
         for (j, (c, combined)) in s.columns.iter().enumerate() {
-            buffered[i].push(eddy_engine::schema::PSEUDO_COLUMNS + j);
+            buffered[i].push(s.batch_index[j]);
+            buffered_types[i].push(c.ty.clone());
             if key_names.contains(combined) {
                 continue;
             }
@@ -250,6 +298,9 @@ pub(super) fn combine(
             output.push(StreamJoinColumn::Pseudo(side, k));
         }
     }
+    // A windowed join's rows keep the window they matched in (after the value columns, where
+    // windowed sources have them).
+    output.extend((visible..parts.len()).map(StreamJoinColumn::Key));
     let combined = SourceDef {
         name: name.to_string(),
         kind: SourceKind::Stream,
@@ -263,7 +314,7 @@ pub(super) fn combine(
         wrap_single_value: left.wrap_single_value,
         timestamp_column: None,
         timestamp_format: None,
-        window: None,
+        window: left.window,
         read_only: true,
         sql: String::new(),
     };
@@ -290,6 +341,7 @@ pub(super) fn combine(
         right_key: parts.iter().map(|p| p.right.clone()).collect(),
         key_types: parts.iter().map(|p| p.ty.clone()).collect(),
         buffered,
+        buffered_types,
         output,
     };
     Ok((

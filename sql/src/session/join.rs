@@ -68,7 +68,7 @@ impl Session {
             &fields(&combined.key_columns),
             &fields(&combined.value_columns),
             &[],
-            false,
+            combined.window.is_some(),
         );
         let left_schema = self.source_for(left)?.schema();
         match shape {
@@ -99,6 +99,7 @@ impl Session {
                 right_key,
                 key_types,
                 buffered,
+                buffered_types,
                 output,
             } => {
                 let right_source = self.source_for(right)?;
@@ -118,18 +119,12 @@ impl Session {
                         waiting: StagedStore::in_memory(),
                     },
                 };
-                let types = |side: &SourceDef, indices: &[usize]| {
-                    let all: Vec<&Column> = side.all_columns().collect();
-                    indices
-                        .iter()
-                        .map(|i| all[i - eddy_engine::schema::PSEUDO_COLUMNS].ty.to_arrow())
-                        .collect::<Vec<_>>()
-                };
+                let types = |t: &[crate::types::SqlType]| t.iter().map(|t| t.to_arrow()).collect();
                 let state = StreamJoinState::new(
                     *windows,
                     *keep,
                     key_types.iter().map(|t| t.to_arrow()).collect(),
-                    [types(left, &buffered[0]), types(right, &buffered[1])],
+                    [types(&buffered_types[0]), types(&buffered_types[1])],
                     stores,
                 )?;
                 let keys = |side: &SourceDef, exprs: &[sqlparser::ast::Expr]| {
