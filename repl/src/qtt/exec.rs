@@ -146,11 +146,13 @@ fn run_in(case: &Case, log: &Log) -> Result<Verdict, String> {
     session
         .run_until_idle()
         .map_err(|e| format!("running the queries: {e}"))?;
+    let mut marks = Vec::with_capacity(case.inputs.len());
     for (i, input) in case.inputs.iter().enumerate() {
         append_input(&session, log, i, input)?;
         session
             .run_until_idle()
             .map_err(|e| format!("processing input {}: {e}", i + 1))?;
+        marks.push(ends(log));
     }
     if expect_error {
         return Ok(Verdict::Fail(format!(
@@ -162,7 +164,7 @@ fn run_in(case: &Case, log: &Log) -> Result<Verdict, String> {
                 .unwrap_or("no message")
         )));
     }
-    if let Some(d) = check_outputs(&session, log, &case.outputs)? {
+    if let Some(d) = check_outputs(&session, log, &case.outputs, &marks)? {
         return Ok(Verdict::Fail(d));
     }
     if let Some(d) = check_post(&session, log, case.post.as_ref())? {
@@ -339,10 +341,28 @@ fn split_window<'k>(
     }
 }
 
+/// The end offset of every partition of every topic: taken after each input is processed, they
+/// tell which input produced which output record.
+pub(super) type Ends = std::collections::HashMap<String, Vec<u64>>;
+
+pub(super) fn ends(log: &Log) -> Ends {
+    log.topics()
+        .iter()
+        .map(|t| {
+            let ends = t.partitions().iter().map(|p| p.end_offset()).collect();
+            (t.name().to_string(), ends)
+        })
+        .collect()
+}
+
+/// Compares each topic's records with the expected ones in production order: by the input that
+/// produced them (`marks`, the ends after each input), then partition and offset, as ksqlDB's
+/// runner sees the records a query produces.
 pub(super) fn check_outputs(
     session: &Session,
     log: &Log,
     outputs: &[Value],
+    marks: &[Ends],
 ) -> Result<Option<String>, String> {
     let mut topics: Vec<&str> = Vec::new();
     for o in outputs {
@@ -363,7 +383,7 @@ pub(super) fn check_outputs(
             )));
         };
         let mut actual = Vec::new();
-        for p in t.partitions() {
+        for (pi, p) in t.partitions().iter().enumerate() {
             let mut offset = p.start_offset();
             loop {
                 let batch = p
@@ -371,9 +391,21 @@ pub(super) fn check_outputs(
                     .map_err(|e| e.to_string())?;
                 let Some(last) = batch.last() else { break };
                 offset = last.offset + 1;
-                actual.extend(batch);
+                actual.extend(batch.into_iter().map(|r| (pi, r)));
             }
         }
+        let step = |partition: usize, offset: u64| {
+            marks
+                .iter()
+                .position(|m| {
+                    m.get(topic)
+                        .and_then(|ends| ends.get(partition))
+                        .is_some_and(|end| offset < *end)
+                })
+                .unwrap_or(marks.len())
+        };
+        actual.sort_by_key(|(p, r)| (step(*p, r.offset), *p, r.offset));
+        let actual: Vec<_> = actual.into_iter().map(|(_, r)| r).collect();
         if actual.len() != expected.len() {
             let def = source_on(session, topic);
             let shown: Vec<String> = actual

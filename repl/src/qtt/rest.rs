@@ -182,7 +182,7 @@ fn run_on(case: &Case, rest: &Rest, server: &Server, log: &Log) -> Result<Verdic
         return Ok(Verdict::Fail(d));
     }
     let session = server.shared.session();
-    if let Some(d) = check_outputs(&session, log, &case.outputs)? {
+    if let Some(d) = check_outputs(&session, log, &case.outputs, &[])? {
         return Ok(Verdict::Fail(d));
     }
     Ok(Verdict::Pass)
