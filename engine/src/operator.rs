@@ -61,6 +61,12 @@ pub trait Operator: Send {
     fn checkpoint(&mut self, _commit: &mut eddy_state::Commit) -> Result<()> {
         Ok(())
     }
+    /// How far (ms of event time) one input of the pipeline may be read ahead of another
+    /// without changing this operator's results; `None`: any. A stream-stream join tolerates
+    /// its grace period: within it, a record of the lagging side is still joined.
+    fn skew_tolerance_ms(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Keeps the rows for which a predicate is true.

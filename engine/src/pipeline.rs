@@ -251,8 +251,22 @@ impl Pipeline {
     }
 
     /// Processes every record readable now; returns how many input records were consumed.
+    ///
+    /// With several inputs (a join), the inputs take turns a read at a time, so that a backlog
+    /// on one side does not race ahead of the other: a join's stream time, shared by its
+    /// inputs, would otherwise expire the other side's records before they are read.
     pub fn run_available(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
-        self.run_reads(log, plog, usize::MAX)
+        if self.inputs.len() == 1 {
+            return self.run_reads(log, plog, usize::MAX);
+        }
+        let mut consumed = 0;
+        loop {
+            let n = self.run_reads(log, plog, 1)?;
+            if n == 0 {
+                return Ok(consumed);
+            }
+            consumed += n;
+        }
     }
 
     /// Processes at most one read's worth of records from each partition, so that a caller
@@ -277,6 +291,41 @@ impl Pipeline {
         Ok(consumed)
     }
 
+    /// How far one input may run ahead of the others in event time (`None`: without limit).
+    fn skew_tolerance_ms(&self) -> Option<i64> {
+        self.inputs
+            .iter()
+            .flat_map(|i| i.operators.iter())
+            .chain(self.operators.iter())
+            .filter_map(|o| o.skew_tolerance_ms())
+            .min()
+    }
+
+    /// The smallest time of the next unread record of every input partition but input `i`'s
+    /// partition `p`, if any has one.
+    fn next_time_elsewhere(&self, i: usize, p: usize) -> Result<Option<i64>> {
+        let one = ReadLimits {
+            max_records: 1,
+            max_bytes: 1 << 20,
+        };
+        let mut next: Option<i64> = None;
+        for (j, input) in self.inputs.iter().enumerate() {
+            for (q, position) in input.positions.iter().enumerate() {
+                if (j, q) == (i, p) {
+                    continue;
+                }
+                let partition = input.source.topic.partition(q as u32)?;
+                if let Ok(records) = partition.read(*position, one) {
+                    if let Some(r) = records.first() {
+                        let t = r.record.timestamp;
+                        next = Some(next.map_or(t, |n| n.min(t)));
+                    }
+                }
+            }
+        }
+        Ok(next)
+    }
+
     /// Reads and processes one batch of input `i`'s partition `p`; `None` at its end.
     fn step(
         &mut self,
@@ -297,6 +346,25 @@ impl Pipeline {
             }
             Err(e) => return Err(e.into()),
         };
+        let mut records = records;
+        if records.is_empty() {
+            return Ok(None);
+        }
+        if let Some(tolerance) = self.skew_tolerance_ms() {
+            // Event-time order across a join's inputs: take this partition's records only up
+            // to the time of the next record waiting elsewhere, plus what the operators
+            // tolerate (at least one record, to progress).
+            if let Some(next) = self.next_time_elsewhere(i, p)? {
+                let horizon = next.saturating_add(tolerance);
+                let keep = records
+                    .iter()
+                    .take_while(|r| r.record.timestamp <= horizon)
+                    .count()
+                    .max(1);
+                records.truncate(keep);
+            }
+        }
+        let input = &mut self.inputs[i];
         let Some(last) = records.last().map(|r| r.offset) else {
             return Ok(None);
         };

@@ -78,7 +78,11 @@ fn run(
                 return;
             }
         }
-        let Some(inner) = log.upgrade() else { return };
+        // Not upgradable: the log is still being built (the threads start inside its
+        // constructor) or already dropped, in which case its drop has set `stop` and the next
+        // turn returns. Returning here instead would lose the flusher to a slow constructor,
+        // and appends waiting for group commit would never be acknowledged.
+        let Some(inner) = log.upgrade() else { continue };
         work(&inner);
     }
 }

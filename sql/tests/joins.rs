@@ -366,3 +366,26 @@ fn an_n_way_join_of_tables_follows_changes_on_every_side() {
         [r#"{"X":1,"Y":2,"Z":3}"#, r#"{"X":1,"Y":2,"Z":4}"#, "null"]
     );
 }
+
+#[test]
+fn a_failed_n_way_join_leaves_no_steps_behind() {
+    let (_dir, _log, mut session) = with_statements(
+        "CREATE STREAM s (id STRING KEY, a STRING, b STRING) WITH (kafka_topic='s', partitions=1, value_format='JSON');
+         CREATE TABLE t1 (id STRING PRIMARY KEY, x INT) WITH (kafka_topic='t1', partitions=1, value_format='JSON');
+         CREATE TABLE t2 (id STRING PRIMARY KEY, y INT) WITH (kafka_topic='t2', partitions=1, value_format='JSON');",
+    );
+    let sql = "CREATE STREAM o AS SELECT s.id, x, nope FROM s JOIN t1 ON s.a = t1.id JOIN t2 ON s.b = t2.id;";
+    let (stmt, text) = eddy_sql::parse_statements(sql).unwrap().remove(0);
+    assert!(session.execute(&stmt, &text).is_err());
+    assert!(session
+        .catalog
+        .sources
+        .keys()
+        .all(|k| !k.starts_with("__JOIN_")));
+    assert_eq!(session.queries().count(), 0);
+    // Fixed, the same statement now works.
+    run(
+        &mut session,
+        "CREATE STREAM o AS SELECT t2.id, x, y FROM s JOIN t1 ON s.a = t1.id JOIN t2 ON s.b = t2.id;",
+    );
+}

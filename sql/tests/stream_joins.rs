@@ -283,3 +283,32 @@ fn stream_stream_joins_ksqldb_forbids_are_rejected() {
     );
     assert!(e.contains("types don't match"), "{e}");
 }
+
+#[test]
+fn a_backlog_on_one_side_is_read_in_event_time_order_with_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, mut session) = session(dir.path());
+    run(&mut session, STREAMS);
+    // Both sides' records are in the log before the query reads any: the left side's later
+    // record must not close the window of its earlier one before the right side is read.
+    at(&log, "orders", 1, r#"{"REGION":"eu","AMOUNT":10}"#, 0);
+    at(&log, "orders", 1, r#"{"REGION":"eu","AMOUNT":20}"#, 60_000);
+    at(
+        &log,
+        "shipments",
+        1,
+        r#"{"REGION":"eu","CARRIER":"dhl"}"#,
+        1_000,
+    );
+    run(
+        &mut session,
+        "CREATE STREAM all_orders AS SELECT o.id, amount, carrier
+           FROM orders o LEFT JOIN shipments s WITHIN 10 SECONDS GRACE PERIOD 0 SECONDS
+           ON o.id = s.id;",
+    );
+    session.run_until_idle().unwrap();
+    assert_eq!(
+        values(&log, "ALL_ORDERS"),
+        [r#"{"AMOUNT":10,"CARRIER":"dhl"}"#]
+    );
+}

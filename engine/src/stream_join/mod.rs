@@ -254,7 +254,9 @@ impl Operator for StreamStreamJoin {
                 state.stream_time = time;
                 state.meta_changed = true;
             }
-            if null_values.value(row) {
+            // A record without a value takes no part; nor does one with a negative time
+            // (Kafka Streams drops those as invalid), which no window arithmetic covers.
+            if null_values.value(row) || time < 0 {
                 continue;
             }
             let key = keys
@@ -328,7 +330,8 @@ impl Operator for StreamStreamJoin {
                     if let Some(w) = &mut state.waiting {
                         w.put(k, value);
                     }
-                    state.min_waiting = Some(state.min_waiting.map_or(time, |m| m.min(time)));
+                    // Unknown (`None`, after a restart) stays unknown until a scan.
+                    state.min_waiting = state.min_waiting.map(|m| m.min(time));
                 }
             }
         }
@@ -338,5 +341,9 @@ impl Operator for StreamStreamJoin {
 
     fn checkpoint(&mut self, commit: &mut eddy_state::Commit) -> Result<()> {
         self.state.lock().expect("join state").checkpoint(commit)
+    }
+
+    fn skew_tolerance_ms(&self) -> Option<i64> {
+        Some(self.state.lock().expect("join state").windows.grace_ms)
     }
 }

@@ -33,8 +33,8 @@ pub struct StreamJoinState {
     /// The largest time put into each buffer (`i64::MIN`: none yet).
     pub(super) observed: [i64; 2],
     pub(super) stream_time: i64,
-    /// A lower bound of the waiting records' times (`None`: unknown), to skip looking at them
-    /// while none can have closed.
+    /// A lower bound of the waiting records' times (`None`: unknown, until the first look;
+    /// `i64::MAX`: none wait), to skip looking at them while none can have closed.
     pub(super) min_waiting: Option<i64>,
     pub(super) segment_ms: i64,
     pub(super) key_types: Vec<DataType>,
@@ -261,7 +261,8 @@ impl StreamJoinState {
             return Ok(());
         };
         let entries = waiting.range(&[], None)?;
-        self.min_waiting = None;
+        // `i64::MAX`: known to be empty.
+        self.min_waiting = Some(i64::MAX);
         let mut open = [false; 2];
         let mut emitted = Vec::new();
         for (k, v) in entries {

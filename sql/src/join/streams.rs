@@ -234,7 +234,8 @@ pub(super) fn combine(
             (Some(l), _) => Some(l),
             (None, r) => r,
         };
-        let name = match chosen {
+        // A column in two equalities keys only the first; the other part gets a synthetic name.
+        let name = match chosen.filter(|n| !key_names.contains(n)) {
             Some(n) => n,
             None => {
                 let mut name = "ROWKEY".to_string();

@@ -179,7 +179,9 @@ impl Session {
             &fields(&mut def.header_columns.iter().map(|(c, _)| c)),
             def.window.is_some(),
         );
-        let _ = self.df.deregister_table(def.name.as_str());
+        let _ = self
+            .df
+            .deregister_table(datafusion::common::TableReference::bare(def.name.clone()));
         self.df.register_table(
             datafusion::common::TableReference::bare(def.name.clone()),
             Arc::new(MemTable::try_new(schema, vec![vec![]])?),

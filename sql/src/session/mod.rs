@@ -603,28 +603,12 @@ impl Session {
             ));
         }
         self.catalog.sources.remove(name);
-        let _ = self.df.deregister_table(name);
+        let _ = self
+            .df
+            .deregister_table(datafusion::common::TableReference::bare(name.to_string()));
         self.dematerialize(name)?;
         // The hidden steps of the n-way join that wrote it go with it.
-        let steps: Vec<SourceDef> = self
-            .catalog
-            .sources
-            .values()
-            .filter(|s| crate::join::join_step_of(&s.name) == Some(name))
-            .cloned()
-            .collect();
-        for step in steps {
-            if self.queries.iter().any(|q| q.sink == step.name) {
-                continue;
-            }
-            self.catalog.sources.remove(&step.name);
-            let _ = self.df.deregister_table(&step.name);
-            self.dematerialize(&step.name)?;
-            match self.log.delete_topic(&step.topic) {
-                Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        self.drop_join_steps(name)?;
         if delete_topic {
             match self.log.delete_topic(&def.topic) {
                 // Replaying a DROP ... DELETE TOPIC finds the topic already gone.

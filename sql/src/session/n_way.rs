@@ -135,8 +135,50 @@ impl Joined {
 }
 
 impl Session {
-    /// `CREATE STREAM|TABLE ... AS SELECT` over more than two joined sources.
+    /// `CREATE STREAM|TABLE ... AS SELECT` over more than two joined sources. If any step
+    /// fails, the steps made before it are taken down again.
     pub(super) fn create_n_way(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {
+        let result = self.create_steps(c, text);
+        if result.is_err() {
+            self.drop_join_steps(&c.name)?;
+        }
+        result
+    }
+
+    /// Stops and removes the hidden steps of the n-way join that writes `sink`.
+    pub(super) fn drop_join_steps(&mut self, sink: &str) -> Result<()> {
+        let steps: Vec<SourceDef> = self
+            .catalog
+            .sources
+            .values()
+            .filter(|s| crate::join::join_step_of(&s.name) == Some(sink))
+            .cloned()
+            .collect();
+        for step in steps {
+            let (stopped, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queries)
+                .into_iter()
+                .partition(|q| q.sink == step.name);
+            self.queries = kept;
+            for q in stopped {
+                if let super::QueryRun::Background(mut task) = q.run {
+                    let _ = task.stop();
+                }
+                self.drop_state_of(&q.id)?;
+            }
+            self.catalog.sources.remove(&step.name);
+            let _ = self
+                .df
+                .deregister_table(datafusion::common::TableReference::bare(step.name.clone()));
+            self.dematerialize(&step.name)?;
+            match self.log.delete_topic(&step.topic) {
+                Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn create_steps(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {
         let joins = &c.query.from.joins;
         let find =
             |session: &Session, name: &str| -> Result<SourceDef> {
@@ -174,7 +216,7 @@ impl Session {
             };
             let name = join_step_name(&c.name, k + 1);
             let step = CreateAsSelect {
-                or_replace: false,
+                or_replace: c.or_replace,
                 kind,
                 if_not_exists: false,
                 name: name.clone(),
