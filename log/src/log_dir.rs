@@ -54,10 +54,20 @@ impl Log {
             .write(true)
             .open(&lock_path)
             .at(&lock_path)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(LogError::Locked(dir)),
-            Err(TryLockError::Error(e)) => return Err(e).at(&lock_path),
+        // A log of this process that was just dropped may still be closing on one of its
+        // background threads (which hold it for a moment while they work): wait a little for
+        // it before deciding another owner has the directory.
+        let mut attempts = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) if attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(TryLockError::WouldBlock) => return Err(LogError::Locked(dir)),
+                Err(TryLockError::Error(e)) => return Err(e).at(&lock_path),
+            }
         }
         let topics_dir = dir.join("topics");
         std::fs::create_dir_all(&topics_dir).at(&topics_dir)?;
