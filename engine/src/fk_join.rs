@@ -20,10 +20,8 @@
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{
-    new_empty_array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListArray,
-    RecordBatch,
+    ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch,
 };
-use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::common::ScalarValue;
@@ -33,7 +31,7 @@ use eddy_state::Store;
 use crate::error::{EngineError, Result};
 use crate::lookup_join::{read_row, row_types};
 use crate::operator::{Operator, OperatorContext};
-use crate::schema::{NULL_VALUE, PSEUDO_COLUMNS};
+use crate::schema::{no_headers, scalar_column, NULL_VALUE, PSEUDO_COLUMNS};
 use crate::staged_store::StagedStore;
 use crate::state_codec::encode_row;
 
@@ -281,34 +279,12 @@ impl ForeignKeyJoin {
                 (FkColumn::RightValue(i), Some((_, Some((_, v))))) => v[*i].clone(),
                 (_, Some((_, None))) => null.clone(),
             });
-            let array = if n == 0 {
-                new_empty_array(ty)
-            } else {
-                ScalarValue::iter_to_array(values)?
-            };
-            columns.push(if array.data_type() == ty {
-                array
-            } else {
-                cast(&array, ty)?
-            });
+            columns.push(scalar_column(values, ty)?);
         }
         columns.push(Arc::new(BooleanArray::from_iter(
             rows.iter().map(|r| Some(r.row.is_none())),
         )));
-        // Headers: no one record's; an empty list per row.
-        let DataType::List(entry) = self
-            .schema
-            .field(self.schema.fields().len() - 1)
-            .data_type()
-        else {
-            return Err(EngineError::Plan("headers are a list".into()));
-        };
-        columns.push(Arc::new(ListArray::new(
-            entry.clone(),
-            OffsetBuffer::new_zeroed(n),
-            new_empty_array(entry.data_type()),
-            None,
-        )));
+        columns.push(no_headers(n));
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }

@@ -154,13 +154,8 @@ impl LookedUp {
 
     /// The key column and the value columns.
     pub(crate) fn finish(self) -> Result<(ArrayRef, Vec<ArrayRef>)> {
-        let array = |values: Vec<ScalarValue>, t: &DataType| -> Result<ArrayRef> {
-            Ok(if values.is_empty() {
-                datafusion::arrow::array::new_empty_array(t)
-            } else {
-                ScalarValue::iter_to_array(values)?
-            })
-        };
+        let array =
+            |values: Vec<ScalarValue>, t: &DataType| crate::schema::scalar_column(values, t);
         let key = array(self.keys, &self.key_type)?;
         let values = self
             .values

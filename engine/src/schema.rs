@@ -47,6 +47,36 @@ pub fn headers_type() -> DataType {
     DataType::List(Arc::new(Field::new("item", entry, true)))
 }
 
+/// A `__HEADERS` column of `rows` empty lists: rows no single record made (a join's).
+pub fn no_headers(rows: usize) -> datafusion::arrow::array::ArrayRef {
+    let DataType::List(entry) = headers_type() else {
+        unreachable!("headers are a list")
+    };
+    Arc::new(datafusion::arrow::array::ListArray::new(
+        entry.clone(),
+        datafusion::arrow::buffer::OffsetBuffer::new_zeroed(rows),
+        datafusion::arrow::array::new_empty_array(entry.data_type()),
+        None,
+    ))
+}
+
+/// A column of type `ty` from scalars built row by row (none: an empty column).
+pub(crate) fn scalar_column(
+    values: impl IntoIterator<Item = datafusion::common::ScalarValue>,
+    ty: &DataType,
+) -> crate::error::Result<datafusion::arrow::array::ArrayRef> {
+    let mut values = values.into_iter().peekable();
+    if values.peek().is_none() {
+        return Ok(datafusion::arrow::array::new_empty_array(ty));
+    }
+    let array = datafusion::common::ScalarValue::iter_to_array(values)?;
+    Ok(if array.data_type() == ty {
+        array
+    } else {
+        datafusion::arrow::compute::cast(&array, ty)?
+    })
+}
+
 /// The schema of a source's batches: pseudo-columns, `keys`, `values`, header columns, for a
 /// windowed source `WINDOWSTART` and `WINDOWEND`, then the hidden `__NULL_VALUE` and
 /// `__HEADERS`.

@@ -37,18 +37,16 @@
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{
-    new_empty_array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListArray,
-    RecordBatch,
+    ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, RecordBatch,
 };
-use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Int32Type, Int64Type, SchemaRef};
+use datafusion::arrow::datatypes::{Int32Type, Int64Type, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::PhysicalExpr;
 
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorContext};
-use crate::schema::{NULL_VALUE, PSEUDO_COLUMNS};
+use crate::schema::{no_headers, scalar_column, NULL_VALUE, PSEUDO_COLUMNS};
 use crate::state_codec::encode_row;
 
 mod state;
@@ -189,24 +187,10 @@ impl StreamStreamJoin {
                     None => null.clone(),
                 },
             });
-            let array = ScalarValue::iter_to_array(values)?;
-            columns.push(if array.data_type() == t {
-                array
-            } else {
-                cast(&array, t)?
-            });
+            columns.push(scalar_column(values, t)?);
         }
         columns.push(Arc::new(BooleanArray::from(vec![false; n])));
-        let headers = self.schema.field(self.schema.fields().len() - 1);
-        let DataType::List(entry) = headers.data_type() else {
-            return Err(EngineError::Plan("headers are a list".into()));
-        };
-        columns.push(Arc::new(ListArray::new(
-            entry.clone(),
-            OffsetBuffer::new_zeroed(n),
-            new_empty_array(entry.data_type()),
-            None,
-        )));
+        columns.push(no_headers(n));
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }

@@ -1,13 +1,13 @@
 use std::collections::BTreeSet;
 
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int32Array, Int64Array, ListArray};
-use datafusion::arrow::datatypes::{Field, Int64Type};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, Int32Array, Int64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type};
 use datafusion::physical_expr::expressions::Column as ColumnExpr;
 use proptest::prelude::*;
 
 use super::*;
 use crate::processing_log::ProcessingLog;
-use crate::schema::{headers_type, source_schema};
+use crate::schema::{no_headers, source_schema};
 use crate::staged_store::StagedStore;
 use crate::table_join::Keep;
 
@@ -68,9 +68,6 @@ fn join(windows: JoinWindows, keep: Keep) -> (StreamStreamJoin, StreamStreamJoin
 
 /// A one-record batch: key `k`, value `v`, at `t`.
 fn record(k: i32, v: i64, t: i64) -> RecordBatch {
-    let DataType::List(entry) = headers_type() else {
-        unreachable!()
-    };
     RecordBatch::try_new(
         side_schema(),
         vec![
@@ -80,12 +77,7 @@ fn record(k: i32, v: i64, t: i64) -> RecordBatch {
             Arc::new(Int32Array::from(vec![k])),
             Arc::new(Int64Array::from(vec![v])),
             Arc::new(BooleanArray::from(vec![false])),
-            Arc::new(ListArray::new(
-                entry.clone(),
-                OffsetBuffer::new_zeroed(1),
-                new_empty_array(entry.data_type()),
-                None,
-            )),
+            no_headers(1),
         ],
     )
     .unwrap()

@@ -69,22 +69,8 @@ pub(super) fn combine(
             value_columns.push(column);
         }
     }
-    let combined = SourceDef {
-        name: name.to_string(),
-        kind: SourceKind::Table,
-        topic: left.topic.clone(),
-        key_columns,
-        value_columns,
-        header_columns: Vec::new(),
-        key_format: left.key_format.clone(),
-        value_format: left.value_format.clone(),
-        wrap_single_value: left.wrap_single_value,
-        timestamp_column: None,
-        timestamp_format: None,
-        window: None,
-        read_only: true,
-        sql: String::new(),
-    };
+    let combined =
+        super::combined_source(name, SourceKind::Table, left, key_columns, value_columns);
     let rewritten = rewrite_select(select, &sides, &[], name)?;
     Ok((
         combined,

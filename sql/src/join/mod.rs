@@ -11,21 +11,21 @@
 //! So far: stream-table joins (INNER, LEFT) on the table's primary key, with the table looked
 //! up in its materialization; the combined source's key is the stream's join column.
 
-use std::ops::ControlFlow;
-
 use eddy_engine::lookup_join::JoinColumn;
 use eddy_engine::schema::PSEUDO_COLUMNS;
 use eddy_engine::table_join::SideColumn;
-use sqlparser::ast::{BinaryOperator, Expr, SelectItem, VisitMut, VisitorMut};
+use sqlparser::ast::{BinaryOperator, Expr};
 
 use crate::ast::{JoinKind, Select, SourceKind};
 use crate::catalog::{Catalog, Column, SourceDef};
 use crate::error::{invalid, unsupported, Missing, Result};
-use crate::parser::normalize;
 use crate::rewrite::quoted;
 
 mod foreign;
+mod side;
 mod streams;
+
+use side::{resolve, rewrite_select, side_expression, Side};
 
 pub(crate) use streams::TypeOf;
 
@@ -83,6 +83,43 @@ pub enum JoinShape {
     },
 }
 
+/// The combined source `name` of a join whose left side is `left`: the result takes its
+/// topic's partitions and its formats, as in ksqlDB (a keyless left side's key format is left
+/// to the session's default, see `with_clause::formats`).
+fn combined_source(
+    name: &str,
+    kind: SourceKind,
+    left: &SourceDef,
+    key_columns: Vec<Column>,
+    value_columns: Vec<Column>,
+) -> SourceDef {
+    SourceDef {
+        name: name.to_string(),
+        kind,
+        topic: left.topic.clone(),
+        key_columns,
+        value_columns,
+        header_columns: Vec::new(),
+        key_format: left.key_format.clone(),
+        value_format: left.value_format.clone(),
+        wrap_single_value: left.wrap_single_value,
+        timestamp_column: None,
+        timestamp_format: None,
+        window: None,
+        read_only: true,
+        sql: String::new(),
+    }
+}
+
+/// The qualifier of `Q.*`, as the catalog names it.
+pub(crate) fn wildcard_qualifier(q: &impl std::fmt::Display) -> String {
+    let q = q.to_string();
+    q.strip_suffix(".*")
+        .unwrap_or(&q)
+        .trim_matches('`')
+        .to_ascii_uppercase()
+}
+
 /// The name of step `k` of the n-way join that makes `sink`: the join of its first `k + 1`
 /// sources, whose rows the next step joins (see `session/n_way.rs`).
 pub(crate) fn join_step_name(sink: &str, k: usize) -> String {
@@ -99,219 +136,6 @@ pub(crate) fn join_step_of(name: &str) -> Option<&str> {
     name.strip_prefix("__JOIN_")?
         .split_once('_')
         .map(|(_, sink)| sink)
-}
-
-/// One side of the join, with the qualifier its columns are known by.
-struct Side {
-    qualifier: String,
-    /// The columns it contributes: its own name, the combined name.
-    columns: Vec<(Column, String)>,
-    /// Where each of `columns` is in the side's batches.
-    batch_index: Vec<usize>,
-    /// The combined columns of its pseudo-columns, where joined rows carry each side's (a
-    /// stream-stream join); else empty, and the joined row's pseudo-columns are the left's.
-    pseudo: Vec<String>,
-}
-
-impl Side {
-    fn new(def: &SourceDef, qualifier: &str, with_headers: bool) -> Side {
-        let own: Vec<&Column> = if with_headers {
-            def.all_columns().collect()
-        } else {
-            def.key_columns.iter().chain(&def.value_columns).collect()
-        };
-        // A step of an n-way join already has combined names (`A_X`): they stay.
-        let step = is_join_step(&def.name);
-        Side {
-            qualifier: qualifier.to_string(),
-            batch_index: (0..own.len()).map(|i| PSEUDO_COLUMNS + i).collect(),
-            columns: own
-                .into_iter()
-                .map(|c| match step {
-                    true => (c.clone(), c.name.clone()),
-                    false => (c.clone(), format!("{qualifier}_{}", c.name)),
-                })
-                .collect(),
-            pseudo: Vec::new(),
-        }
-    }
-
-    /// Adds a windowed source's window bounds as columns after its keys (`Q_WINDOWSTART`,
-    /// `Q_WINDOWEND`), read from the end of its batches, where sources put them.
-    fn with_window_columns(mut self, def: &SourceDef) -> Side {
-        let keys = def.key_columns.len();
-        let at = PSEUDO_COLUMNS + def.all_columns().count();
-        for (i, name) in ["WINDOWSTART", "WINDOWEND"].into_iter().enumerate() {
-            let column = Column {
-                name: name.to_string(),
-                ty: crate::types::SqlType::Bigint,
-            };
-            let combined = format!("{}_{name}", self.qualifier);
-            self.columns.insert(keys + i, (column, combined));
-            self.batch_index.insert(keys + i, at + i);
-        }
-        self
-    }
-
-    fn has(&self, column: &str) -> bool {
-        self.columns.iter().any(|(c, _)| c.name == column)
-    }
-
-    fn combined(&self, column: &str) -> Option<&str> {
-        if let Some(i) = PSEUDO.iter().position(|p| *p == column) {
-            if let Some(own) = self.pseudo.get(i) {
-                return Some(own);
-            }
-        }
-        if PSEUDO.contains(&column) {
-            return Some(
-                PSEUDO
-                    .iter()
-                    .find(|p| **p == column)
-                    .expect("a pseudo-column"),
-            );
-        }
-        self.columns
-            .iter()
-            .find(|(c, _)| c.name == column)
-            .map(|(_, n)| n.as_str())
-    }
-}
-
-/// A column reference resolved to a side: (side index, column name).
-fn resolve(e: &Expr, sides: &[Side]) -> Result<Option<(usize, String)>> {
-    match e {
-        Expr::CompoundIdentifier(ids) if ids.len() == 2 => {
-            let q = normalize(&ids[0]);
-            let c = normalize(&ids[1]);
-            match sides.iter().position(|s| s.qualifier == q) {
-                Some(i) if sides[i].has(&c) => Ok(Some((i, c))),
-                // The combined rows carry the stream's pseudo-columns.
-                Some(0) if PSEUDO.contains(&c.as_str()) => Ok(Some((0, c))),
-                Some(i)
-                    if PSEUDO
-                        .iter()
-                        .position(|p| *p == c)
-                        .is_some_and(|p| p < sides[i].pseudo.len()) =>
-                {
-                    Ok(Some((i, c)))
-                }
-                Some(_) => invalid(format!("Column '{q}.{c}' cannot be resolved.")),
-                None => Ok(None),
-            }
-        }
-        Expr::Identifier(id) => {
-            let c = normalize(id);
-            let owners: Vec<usize> = (0..sides.len()).filter(|&i| sides[i].has(&c)).collect();
-            match owners.as_slice() {
-                [i] => Ok(Some((*i, c))),
-                [] => Ok(None),
-                _ => invalid(format!(
-                    "Column '{c}' is ambiguous. Could be {}.",
-                    sides
-                        .iter()
-                        .map(|s| format!("{}.{c}", s.qualifier))
-                        .collect::<Vec<_>>()
-                        .join(" or ")
-                )),
-            }
-        }
-        _ => Ok(None),
-    }
-}
-
-/// Makes `q.column[...]` (a subscript of a qualified column, which `sqlparser` roots at the
-/// qualifier) a subscript of the column reference `q.column`, which [`resolve`] knows.
-fn qualify_access(expr: &mut Expr, sides: &[Side]) {
-    let Expr::CompoundFieldAccess { root, access_chain } = expr else {
-        return;
-    };
-    let (Expr::Identifier(q), Some(sqlparser::ast::AccessExpr::Dot(Expr::Identifier(c)))) =
-        (root.as_ref(), access_chain.first())
-    else {
-        return;
-    };
-    if !sides.iter().any(|s| s.qualifier == normalize(q)) {
-        return;
-    }
-    **root = Expr::CompoundIdentifier(vec![q.clone(), c.clone()]);
-    access_chain.remove(0);
-    if access_chain.is_empty() {
-        *expr = (**root).clone();
-    }
-}
-
-/// Replaces column references with the combined columns.
-struct ToCombined<'a> {
-    sides: &'a [Side],
-    error: Option<crate::error::SqlError>,
-}
-
-impl VisitorMut for ToCombined<'_> {
-    type Break = ();
-    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        qualify_access(expr, self.sides);
-        match resolve(expr, self.sides) {
-            Ok(Some((side, column))) => {
-                let name = self.sides[side]
-                    .combined(&column)
-                    .expect("resolved")
-                    .to_string();
-                *expr = Expr::Identifier(quoted(&name));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                self.error = Some(e);
-                return ControlFlow::Break(());
-            }
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// Strips side `side`'s qualifier from an expression over that side's columns only; `None`
-/// when it refers to no column or to another side's.
-fn side_expression(e: &Expr, sides: &[Side], side: usize) -> Option<Expr> {
-    struct Own<'a> {
-        sides: &'a [Side],
-        side: usize,
-        columns: usize,
-        foreign: bool,
-    }
-    impl VisitorMut for Own<'_> {
-        type Break = ();
-        fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-            qualify_access(expr, self.sides);
-            match resolve(expr, self.sides) {
-                Ok(Some((i, c))) if i == self.side => {
-                    self.columns += 1;
-                    *expr = Expr::Identifier(quoted(&c));
-                }
-                Ok(Some(_)) | Err(_) => self.foreign = true,
-                Ok(None) => {}
-            }
-            ControlFlow::Continue(())
-        }
-    }
-    let mut e = e.clone();
-    let mut visitor = Own {
-        sides,
-        side,
-        columns: 0,
-        foreign: false,
-    };
-    let _ = e.visit(&mut visitor);
-    (visitor.columns > 0 && !visitor.foreign).then_some(e)
-}
-
-fn to_combined(e: &Expr, sides: &[Side]) -> Result<Expr> {
-    let mut e = e.clone();
-    let mut visitor = ToCombined { sides, error: None };
-    let _ = e.visit(&mut visitor);
-    match visitor.error {
-        Some(err) => Err(err),
-        None => Ok(e),
-    }
 }
 
 /// The combined source of a join query, the query rewritten to read it, and the join. The
@@ -556,30 +380,12 @@ pub(crate) fn combine(
         ));
     }
     let sources: Vec<Sources> = key_source.into_iter().chain(value_sources).collect();
-    let combined = SourceDef {
-        name: name.to_string(),
-        kind: if table_table {
-            SourceKind::Table
-        } else {
-            SourceKind::Stream
-        },
-        topic: left.topic.clone(),
-        key_columns,
-        value_columns,
-        header_columns: Vec::new(),
-        // A keyless stream's join has a key: written as KAFKA, as ksqlDB does.
-        key_format: match left.key_format {
-            eddy_engine::Format::None => eddy_engine::Format::Kafka,
-            ref f => f.clone(),
-        },
-        value_format: left.value_format.clone(),
-        wrap_single_value: left.wrap_single_value,
-        timestamp_column: None,
-        timestamp_format: None,
-        window: None,
-        read_only: true,
-        sql: String::new(),
+    let kind = if table_table {
+        SourceKind::Table
+    } else {
+        SourceKind::Stream
     };
+    let combined = combined_source(name, kind, left, key_columns, value_columns);
 
     let synthetic = if full {
         vec![key_name.clone()]
@@ -611,110 +417,4 @@ pub(crate) fn combine(
         shape,
     };
     Ok((combined, rewritten, join))
-}
-
-/// `select` rewritten to read the combined source `name` of `sides`: `*` and `Q.*` expanded to
-/// the combined columns (`*` starting with the `synthetic` key columns, which are neither
-/// side's), and every column reference replaced by its combined column.
-fn rewrite_select(
-    select: &Select,
-    sides: &[Side],
-    synthetic: &[String],
-    name: &str,
-) -> Result<Select> {
-    let mut items = Vec::new();
-    for item in &select.items {
-        let column_item = |(_, combined): &(Column, String)| SelectItem::ExprWithAlias {
-            expr: Expr::Identifier(quoted(combined)),
-            alias: quoted(combined),
-        };
-        match item {
-            SelectItem::Wildcard(_) => {
-                items.extend(synthetic.iter().map(|n| SelectItem::ExprWithAlias {
-                    expr: Expr::Identifier(quoted(n)),
-                    alias: quoted(n),
-                }));
-                for s in sides {
-                    items.extend(s.columns.iter().map(column_item));
-                }
-            }
-            SelectItem::QualifiedWildcard(q, _) => {
-                let q = q.to_string();
-                let q = q
-                    .strip_suffix(".*")
-                    .unwrap_or(&q)
-                    .trim_matches('`')
-                    .to_ascii_uppercase();
-                let Some(s) = sides.iter().find(|s| s.qualifier == q) else {
-                    return invalid(format!("'{q}' is not a valid stream/table name or alias."));
-                };
-                items.extend(s.columns.iter().map(column_item));
-            }
-            SelectItem::UnnamedExpr(e) => {
-                let name = match (e, resolve(e, sides)?) {
-                    (Expr::CompoundIdentifier(_), Some((side, c)))
-                        if PSEUDO.contains(&c.as_str()) =>
-                    {
-                        Some(format!("{}_{c}", sides[side].qualifier))
-                    }
-                    // A qualified column keeps its own name unless both sides have one of
-                    // that name (ksqlDB's rule): then it is the combined name.
-                    (Expr::CompoundIdentifier(_), Some((side, c)))
-                        if sides.iter().filter(|s| s.has(&c)).count() > 1 =>
-                    {
-                        Some(sides[side].combined(&c).expect("resolved").to_string())
-                    }
-                    (Expr::CompoundIdentifier(_), Some((_, c))) => Some(c),
-                    (Expr::Identifier(_), Some((_, c))) => Some(c),
-                    _ => None,
-                };
-                let expr = to_combined(e, sides)?;
-                items.push(match name {
-                    Some(n) => SelectItem::ExprWithAlias {
-                        expr,
-                        alias: quoted(&n),
-                    },
-                    None => SelectItem::UnnamedExpr(expr),
-                });
-            }
-            SelectItem::ExprWithAlias { expr, alias } => items.push(SelectItem::ExprWithAlias {
-                expr: to_combined(expr, sides)?,
-                alias: alias.clone(),
-            }),
-            other => items.push(other.clone()),
-        }
-    }
-    Ok(Select {
-        items,
-        from: crate::ast::FromClause {
-            source: crate::ast::Relation {
-                name: name.to_string(),
-                alias: None,
-            },
-            joins: Vec::new(),
-        },
-        window: select.window,
-        where_clause: select
-            .where_clause
-            .as_ref()
-            .map(|w| to_combined(w, sides))
-            .transpose()?,
-        group_by: select
-            .group_by
-            .iter()
-            .map(|g| to_combined(g, sides))
-            .collect::<Result<_>>()?,
-        partition_by: select
-            .partition_by
-            .iter()
-            .map(|p| to_combined(p, sides))
-            .collect::<Result<_>>()?,
-        having: select
-            .having
-            .as_ref()
-            .map(|h| to_combined(h, sides))
-            .transpose()?,
-        emit: select.emit,
-        limit: select.limit,
-    })
 }

@@ -302,23 +302,9 @@ pub(super) fn combine(
     // A windowed join's rows keep the window they matched in (after the value columns, where
     // windowed sources have them).
     output.extend((visible..parts.len()).map(StreamJoinColumn::Key));
-    let combined = SourceDef {
-        name: name.to_string(),
-        kind: SourceKind::Stream,
-        topic: left.topic.clone(),
-        key_columns,
-        value_columns,
-        header_columns: Vec::new(),
-        // A keyless left side leaves the key's format to the session's default.
-        key_format: left.key_format.clone(),
-        value_format: left.value_format.clone(),
-        wrap_single_value: left.wrap_single_value,
-        timestamp_column: None,
-        timestamp_format: None,
-        window: left.window,
-        read_only: true,
-        sql: String::new(),
-    };
+    let mut combined =
+        super::combined_source(name, SourceKind::Stream, left, key_columns, value_columns);
+    combined.window = left.window;
     let synthetic: Vec<String> = key_names
         .iter()
         .filter(|n| !sides.iter().any(|s| s.columns.iter().any(|(_, c)| c == *n)))

@@ -434,14 +434,7 @@ impl Session {
                         id.as_deref().unwrap_or_default()
                     ));
                 }
-                for q in stopped {
-                    if let QueryRun::Background(mut task) = q.run {
-                        if let Err(e) = task.stop() {
-                            tracing::warn!(query = %q.id, "the query had failed: {e}");
-                        }
-                    }
-                    self.drop_state_of(&q.id)?;
-                }
+                self.stop_queries(stopped)?;
                 Ok(Outcome::Message("Query terminated.".into()))
             }
             Statement::Show(what) => self.show(what),
@@ -560,6 +553,36 @@ impl Session {
         Ok(db)
     }
 
+    /// Removes `def` from the catalog and its materialization, and its topic if asked.
+    fn forget_source(&mut self, def: &SourceDef, delete_topic: bool) -> Result<()> {
+        self.catalog.sources.remove(&def.name);
+        let _ = self
+            .df
+            .deregister_table(datafusion::common::TableReference::bare(def.name.clone()));
+        self.dematerialize(&def.name)?;
+        if delete_topic {
+            match self.log.delete_topic(&def.topic) {
+                // Replaying a DROP ... DELETE TOPIC finds the topic already gone.
+                Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops queries taken out of `self.queries` and drops their state.
+    fn stop_queries(&mut self, stopped: Vec<RunningQuery>) -> Result<()> {
+        for q in stopped {
+            if let QueryRun::Background(mut task) = q.run {
+                if let Err(e) = task.stop() {
+                    tracing::warn!(query = %q.id, "the query had failed: {e}");
+                }
+            }
+            self.drop_state_of(&q.id)?;
+        }
+        Ok(())
+    }
+
     fn drop_source(
         &mut self,
         kind: SourceKind,
@@ -602,20 +625,9 @@ impl Session {
                 writers.join(", ")
             ));
         }
-        self.catalog.sources.remove(name);
-        let _ = self
-            .df
-            .deregister_table(datafusion::common::TableReference::bare(name.to_string()));
-        self.dematerialize(name)?;
+        self.forget_source(&def, delete_topic)?;
         // The hidden steps of the n-way join that wrote it go with it.
         self.drop_join_steps(name)?;
-        if delete_topic {
-            match self.log.delete_topic(&def.topic) {
-                // Replaying a DROP ... DELETE TOPIC finds the topic already gone.
-                Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
         Ok(Outcome::Message(format!(
             "Source `{name}` (topic: {}) was dropped.",
             def.topic

@@ -107,12 +107,7 @@ impl Joined {
                 alias: alias.clone(),
             }],
             SelectItem::QualifiedWildcard(q, _) => {
-                let q = q.to_string();
-                let q = q
-                    .strip_suffix(".*")
-                    .unwrap_or(&q)
-                    .trim_matches('`')
-                    .to_ascii_uppercase();
+                let q = crate::join::wildcard_qualifier(q);
                 match self.sources.iter().find(|(qualifier, _)| *qualifier == q) {
                     Some((_, def)) => def
                         .key_columns
@@ -159,21 +154,8 @@ impl Session {
                 .into_iter()
                 .partition(|q| q.sink == step.name);
             self.queries = kept;
-            for q in stopped {
-                if let super::QueryRun::Background(mut task) = q.run {
-                    let _ = task.stop();
-                }
-                self.drop_state_of(&q.id)?;
-            }
-            self.catalog.sources.remove(&step.name);
-            let _ = self
-                .df
-                .deregister_table(datafusion::common::TableReference::bare(step.name.clone()));
-            self.dematerialize(&step.name)?;
-            match self.log.delete_topic(&step.topic) {
-                Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            self.stop_queries(stopped)?;
+            self.forget_source(&step, true)?;
         }
         Ok(())
     }
