@@ -37,5 +37,5 @@ pub use operator::{Filter, Operator, OperatorContext, Project};
 pub use pipeline::{EventTime, HeaderColumn, Pipeline, Sink, Source, SourceWindow, WindowedKey};
 pub use processing_log::{ProcessingLog, PROCESSING_LOG_TOPIC};
 pub use runtime::QueryTask;
-pub use time_format::{parse_partial_iso, TimestampFormat};
+pub use time_format::{parse_partial_iso, TimestampFormat, Zone};
 pub use value::{from_json as scalar_from_json, java_double, write_json as write_scalar_json};

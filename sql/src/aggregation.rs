@@ -161,6 +161,38 @@ impl VisitorMut for ExtractAggregates<'_> {
     }
 }
 
+/// The first function the expressions call that is neither an aggregate nor a scalar function
+/// of the session: a GROUP BY whose select list calls an unknown function lacks that function,
+/// not an aggregate.
+fn unknown_function<'a>(
+    state: &SessionState,
+    exprs: impl Iterator<Item = &'a Expr>,
+) -> Option<String> {
+    let mut unknown = None;
+    for e in exprs {
+        let mut e = e.clone();
+        rewrite(&mut e);
+        let _ = sqlparser::ast::visit_expressions(&e, |e| {
+            if let Expr::Function(f) = e {
+                let name = f.name.to_string();
+                if AggFunc::by_name(&name.to_ascii_uppercase()).is_none()
+                    && !state
+                        .scalar_functions()
+                        .contains_key(&name.to_ascii_lowercase())
+                {
+                    unknown = Some(name.to_ascii_uppercase());
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        if unknown.is_some() {
+            break;
+        }
+    }
+    unknown
+}
+
 /// `e` without enclosing parentheses.
 fn unnested(mut e: &Expr) -> &Expr {
     while let Expr::Nested(inner) = e {
@@ -376,6 +408,12 @@ pub fn plan_aggregate(
         }
     }
     if calls.is_empty() {
+        if let Some(name) = unknown_function(state, items.iter().map(|i| &i.expr)) {
+            return Err(crate::error::unsupported(
+                crate::error::Missing::Function,
+                format!("the function {name}"),
+            ));
+        }
         return invalid(
             "GROUP BY requires aggregate functions in either the SELECT or HAVING clause.",
         );

@@ -30,10 +30,21 @@ fn function_name(ksql: &str) -> String {
         "lcase" => "lower",
         "len" => "character_length",
         "ifnull" => "coalesce",
+        "slice" => "array_slice",
         other => other,
     }
     .to_string()
 }
+
+/// Functions whose first argument is a time unit.
+const UNIT_FIRST: [&str; 6] = [
+    "timeadd",
+    "timesub",
+    "timestampadd",
+    "timestampsub",
+    "dateadd",
+    "datesub",
+];
 
 /// A call of function `name` with `args`.
 pub(crate) fn call(name: &str, args: Vec<Expr>) -> Expr {
@@ -121,6 +132,20 @@ pub(crate) fn rewrite(e: &mut Expr) {
             Expr::Function(f) => {
                 if let [ObjectNamePart::Identifier(id)] = f.name.0.as_slice() {
                     let name = function_name(&id.value);
+                    // TIMEADD(MILLISECONDS, 5, t) and the like name their unit as a word.
+                    if UNIT_FIRST.contains(&name.as_str()) {
+                        if let FunctionArguments::List(list) = &mut f.args {
+                            if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(first))) =
+                                list.args.first_mut()
+                            {
+                                if let Expr::Identifier(unit) = first {
+                                    if crate::functions::is_time_unit(&unit.value) {
+                                        *first = string_literal(&unit.value.to_ascii_uppercase());
+                                    }
+                                }
+                            }
+                        }
+                    }
                     f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]);
                 }
             }
