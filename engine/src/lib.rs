@@ -11,6 +11,7 @@
 
 pub mod aggregate;
 pub mod error;
+pub mod explode;
 pub mod fk_join;
 pub mod format;
 pub mod lookup_join;

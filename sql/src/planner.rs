@@ -252,6 +252,18 @@ fn plan(
         (items, key_items)
     };
 
+    // Table functions: the projection computes their arrays, an Explode operator after it
+    // turns each row into one per element.
+    let mut items = items;
+    let exploded: Vec<usize> = items
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, it)| take_table_function(&mut it.expr).then_some(i))
+        .collect();
+    if !exploded.is_empty() && source.kind == SourceKind::Table {
+        return invalid("Table source is not supported with table functions");
+    }
+
     // Standard SQL for DataFusion.
     let mut sql_items: Vec<String> = items
         .iter()
@@ -328,7 +340,24 @@ fn plan(
         .into_iter()
         .map(|e| physical_expr(state, e, &input))
         .collect::<Result<Vec<_>, _>>()?;
-    operators.push(Box::new(Project::new(physical, out_schema)));
+    operators.push(Box::new(Project::new(physical, out_schema.clone())));
+    if !exploded.is_empty() {
+        for &i in &exploded {
+            columns[i].ty = match &columns[i].ty {
+                SqlType::Array(element) => element.as_ref().clone(),
+                other => {
+                    return invalid(format!(
+                        "EXPLODE needs an array, but {} is {other}",
+                        columns[i].name
+                    ))
+                }
+            };
+        }
+        operators.push(Box::new(eddy_engine::explode::Explode::new(
+            &out_schema,
+            exploded,
+        )?));
+    }
 
     let rowtime_index = items.len();
     let value_indices: Vec<usize> = (0..items.len())
@@ -353,6 +382,26 @@ fn plan(
         join: None,
         table_where,
     })
+}
+
+/// If `e` is a table function call (`EXPLODE(array)`), replaces it by its argument.
+fn take_table_function(e: &mut Expr) -> bool {
+    let Expr::Function(f) = e else {
+        return false;
+    };
+    if !f.name.to_string().eq_ignore_ascii_case("explode") {
+        return false;
+    }
+    let sqlparser::ast::FunctionArguments::List(list) = &f.args else {
+        return false;
+    };
+    let [sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(arg))] =
+        list.args.as_slice()
+    else {
+        return false;
+    };
+    *e = arg.clone();
+    true
 }
 
 /// A projection's expressions and the schema they read.
