@@ -1,6 +1,9 @@
 //! ksqlDB's lexical rules for `sqlparser`.
 
-use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr};
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr, LambdaFunction, LambdaFunctionParameter, LambdaSyntax,
+    OneOrManyWithParens,
+};
 use datafusion::sql::sqlparser::dialect::{Dialect, Precedence};
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, Word};
@@ -37,6 +40,9 @@ impl Dialect for KsqlDialect {
     }
 
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
+        if lambda_ahead(parser) {
+            return Some(lambda(parser));
+        }
         let kind = match &parser.peek_token_ref().token {
             Token::Word(Word {
                 value,
@@ -60,6 +66,43 @@ impl Dialect for KsqlDialect {
             _ => None,
         }
     }
+}
+
+/// Whether a lambda with parameters in parentheses comes next: `(x, y) => ...`. (A lambda of
+/// one bare parameter, `x => ...`, is parsed by `sqlparser` as a named function argument.)
+fn lambda_ahead(parser: &Parser) -> bool {
+    if parser.peek_token_ref().token != Token::LParen {
+        return false;
+    }
+    let mut i = 1;
+    loop {
+        if !matches!(parser.peek_nth_token_ref(i).token, Token::Word(_)) {
+            return false;
+        }
+        match parser.peek_nth_token_ref(i + 1).token {
+            Token::Comma => i += 2,
+            Token::RParen => return parser.peek_nth_token_ref(i + 2).token == Token::RArrow,
+            _ => return false,
+        }
+    }
+}
+
+/// Parses `(x, y) => body`.
+fn lambda(parser: &mut Parser) -> Result<Expr, ParserError> {
+    parser.expect_token(&Token::LParen)?;
+    let params = parser.parse_comma_separated(|p| {
+        Ok(LambdaFunctionParameter {
+            name: p.parse_identifier()?,
+            data_type: None,
+        })
+    })?;
+    parser.expect_token(&Token::RParen)?;
+    parser.expect_token(&Token::RArrow)?;
+    Ok(Expr::Lambda(LambdaFunction {
+        params: OneOrManyWithParens::Many(params),
+        body: Box::new(parser.parse_expr()?),
+        syntax: LambdaSyntax::Arrow,
+    }))
 }
 
 /// Parses `STRUCT(a := 1, ...)` or `MAP(k := v, ...)` after its keyword.

@@ -146,7 +146,8 @@ pub(crate) fn rewrite(e: &mut Expr) {
                             }
                         }
                     }
-                    f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(name))]);
+                    f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(&name))]);
+                    crate::functions::encode_lambdas(&name, f);
                 }
             }
             _ => {}

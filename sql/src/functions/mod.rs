@@ -9,11 +9,13 @@
 mod collections;
 mod datetime;
 mod json;
+mod lambda;
 mod math;
 mod strings;
 mod url;
 
 pub(crate) use datetime::is_time_unit;
+pub(crate) use lambda::encode as encode_lambdas;
 
 use std::sync::Arc;
 
@@ -26,6 +28,21 @@ use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 
+/// A DataFusion context for ksqlDB's SQL as Eddy rewrites it, with every function of this
+/// module.
+pub fn context() -> SessionContext {
+    let mut config = datafusion::execution::context::SessionConfig::new();
+    let opts = config.options_mut();
+    // Names arrive quoted, exactly as ksqlDB resolves them.
+    opts.sql_parser.enable_ident_normalization = false;
+    opts.sql_parser.map_string_types_to_utf8view = false;
+    // ksqlDB reads `1.5` as a DECIMAL literal.
+    opts.sql_parser.parse_float_as_decimal = true;
+    let mut ctx = SessionContext::new_with_config(config);
+    register(&mut ctx);
+    ctx
+}
+
 /// Registers every function of this module with `ctx`.
 pub fn register(ctx: &mut SessionContext) {
     // Registered after DataFusion's own planners, which leave `+` on strings alone.
@@ -37,6 +54,7 @@ pub fn register(ctx: &mut SessionContext) {
         collections::functions(),
         datetime::functions(),
         json::functions(),
+        lambda::functions(),
         math::functions(),
         strings::functions(),
         url::functions(),

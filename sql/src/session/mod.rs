@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::common::ScalarValue;
-use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::context::SessionContext;
 use eddy_engine::metrics::QueryMetrics;
 use eddy_engine::state::{StateDb, StateOptions};
 use eddy_engine::{
@@ -152,21 +152,11 @@ pub use show::{format_table, is_internal_topic};
 
 impl Session {
     pub fn new(log: Log) -> Session {
-        let mut config = SessionConfig::new();
-        let opts = config.options_mut();
-        opts.sql_parser.enable_ident_normalization = false;
-        opts.sql_parser.map_string_types_to_utf8view = false;
-        // ksqlDB reads `1.5` as a DECIMAL literal.
-        opts.sql_parser.parse_float_as_decimal = true;
         Session {
             plog: ProcessingLog::new(log.clone()),
             log,
             catalog: Catalog::default(),
-            df: {
-                let mut ctx = SessionContext::new_with_config(config);
-                crate::functions::register(&mut ctx);
-                ctx
-            },
+            df: crate::functions::context(),
             queries: Vec::new(),
             properties: BTreeMap::new(),
             next_query: 0,
