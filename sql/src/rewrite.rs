@@ -36,6 +36,34 @@ fn function_name(ksql: &str) -> String {
     .to_string()
 }
 
+/// The function that has ksqlDB's meaning for a call of `name` with `f`'s arguments, adding
+/// the arguments that select it: DataFusion's REGEXP_REPLACE replaces only the first match
+/// unless told `'g'`, its ARRAY_SORT puts nulls first; ROUND and TRUNC are ksqlDB's own.
+fn ksql_variant(name: &str, f: &mut sqlparser::ast::Function) -> String {
+    let FunctionArguments::List(list) = &mut f.args else {
+        return name.to_string();
+    };
+    let count = list.args.len();
+    let mut add = |text: &str| {
+        list.args
+            .push(FunctionArg::Unnamed(FunctionArgExpr::Expr(string_literal(
+                text,
+            ))))
+    };
+    match (name, count) {
+        ("regexp_replace", 3) => add("g"),
+        ("array_sort", 1) => {
+            add("ASC");
+            add("NULLS LAST");
+        }
+        ("array_sort", 2) => add("NULLS LAST"),
+        ("round", _) => return "ksql_round".into(),
+        ("trunc", _) => return "ksql_trunc".into(),
+        _ => {}
+    }
+    name.to_string()
+}
+
 /// Functions whose first argument is a time unit.
 const UNIT_FIRST: [&str; 6] = [
     "timeadd",
@@ -86,6 +114,16 @@ pub(crate) fn rewrite(e: &mut Expr) {
                 args.extend(substring_from.take().map(|e| *e));
                 args.extend(substring_for.take().map(|e| *e));
                 *expr = call("ksql_substring", args);
+            }
+            // ksqlDB's TRIM is Java's, which also strips tabs and control characters.
+            Expr::Trim {
+                expr: inner,
+                trim_where: None,
+                trim_what: None,
+                trim_characters: None,
+            } => {
+                let inner = std::mem::replace(inner.as_mut(), Expr::Value(Value::Null.into()));
+                *expr = call("ksql_trim", vec![inner]);
             }
             Expr::CompoundIdentifier(ids) => {
                 ids.iter_mut().for_each(|id| *id = quoted(&normalize(id)))
@@ -146,6 +184,7 @@ pub(crate) fn rewrite(e: &mut Expr) {
                             }
                         }
                     }
+                    let name = ksql_variant(&name, f);
                     f.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new(&name))]);
                     crate::functions::encode_lambdas(&name, f);
                 }

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, ListArray, MapArray, StructArray, UInt32Array,
+    Array, ArrayRef, AsArray, Int64Builder, ListArray, ListBuilder, MapArray, StructArray,
+    UInt32Array,
 };
 use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
-use datafusion::arrow::compute::{interleave, take};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
+use datafusion::arrow::compute::kernels::cmp::not_distinct;
+use datafusion::arrow::compute::{cast, interleave, take};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Int64Type};
 use datafusion::common::{exec_err, plan_err, Result, ScalarValue};
-use datafusion::logical_expr::{ScalarUDF, Signature, Volatility};
+use datafusion::logical_expr::{ScalarUDF, Signature, TypeSignature, Volatility};
 
 use super::udf_with;
 
@@ -36,6 +38,40 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             },
             entries,
         ),
+        // GENERATE_SERIES(start, end [, step]): start to end inclusive, counting down when
+        // end is below start.
+        udf_with(
+            "generate_series",
+            Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Int32, DataType::Int32]),
+                    TypeSignature::Exact(vec![DataType::Int64, DataType::Int64]),
+                    TypeSignature::Exact(vec![DataType::Int32, DataType::Int32, DataType::Int32]),
+                    TypeSignature::Exact(vec![DataType::Int64, DataType::Int64, DataType::Int64]),
+                ],
+                Volatility::Immutable,
+            ),
+            |t| {
+                let item = if t.contains(&DataType::Int64) {
+                    DataType::Int64
+                } else {
+                    DataType::Int32
+                };
+                Ok(DataType::List(Arc::new(Field::new("item", item, true))))
+            },
+            generate_series,
+        ),
+        // ARRAY_REMOVE(array, x): the array without the elements equal to x (nulls for null).
+        super::udf_checked_with(
+            "array_remove",
+            |t| t[0].clone(),
+            |t| match &t[0] {
+                DataType::List(item) => Ok(vec![t[0].clone(), item.data_type().clone()]),
+                DataType::Null => Ok(t.to_vec()),
+                _ => super::wrong_arguments("array_remove", t),
+            },
+            array_remove,
+        ),
         // MAP_UNION(a, b): the entries of both maps, b's value where both have a key.
         udf_with(
             "map_union",
@@ -50,6 +86,91 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             map_union,
         ),
     ]
+}
+
+fn array_remove(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let Some(list) = args[0].as_list_opt::<i32>() else {
+        return Ok(args[0].clone());
+    };
+    let offsets = list.value_offsets();
+    let values = list.values();
+    // Each element beside the value of its row, to compare them in one pass.
+    let mut owner = vec![0u32; values.len()];
+    for row in 0..rows {
+        for o in &mut owner[offsets[row] as usize..offsets[row + 1] as usize] {
+            *o = row as u32;
+        }
+    }
+    let needles = take(&args[1], &UInt32Array::from(owner), None)?;
+    let equal: Vec<bool> = match not_distinct(values, &needles) {
+        Ok(mask) => mask.iter().map(|b| b.unwrap_or(false)).collect(),
+        // Nested elements: compare as values.
+        Err(_) => (0..values.len())
+            .map(|i| {
+                Ok(ScalarValue::try_from_array(values, i)?
+                    == ScalarValue::try_from_array(&needles, i)?)
+            })
+            .collect::<Result<_>>()?,
+    };
+    let mut keep = Vec::new();
+    let mut new_offsets = vec![0i32];
+    for row in 0..rows {
+        let range = offsets[row] as usize..offsets[row + 1] as usize;
+        keep.extend(range.filter(|&i| !equal[i]).map(|i| i as u32));
+        new_offsets.push(keep.len() as i32);
+    }
+    let DataType::List(item) = args[0].data_type() else {
+        unreachable!("a list array")
+    };
+    Ok(Arc::new(ListArray::try_new(
+        item.clone(),
+        OffsetBuffer::new(new_offsets.into()),
+        take(values, &UInt32Array::from(keep), None)?,
+        list.nulls().cloned(),
+    )?))
+}
+
+fn generate_series(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let cols = args
+        .iter()
+        .map(|a| {
+            Ok(cast(a, &DataType::Int64)?
+                .as_primitive::<Int64Type>()
+                .clone())
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut b = ListBuilder::new(Int64Builder::new());
+    for row in 0..rows {
+        if cols.iter().any(|c| c.is_null(row)) {
+            b.append(false);
+            continue;
+        }
+        let (start, end) = (cols[0].value(row), cols[1].value(row));
+        let step = match cols.get(2) {
+            Some(s) => s.value(row),
+            None if end < start => -1,
+            None => 1,
+        };
+        if step == 0 || (end - start).signum() * step.signum() < 0 {
+            return exec_err!("GENERATE_SERIES step {step} cannot go from {start} to {end}");
+        }
+        let mut v = start;
+        while (step > 0 && v <= end) || (step < 0 && v >= end) {
+            b.values().append_value(v);
+            v += step;
+        }
+        b.append(true);
+    }
+    let longs: ArrayRef = Arc::new(b.finish());
+    let item = if args.iter().any(|a| *a.data_type() == DataType::Int64) {
+        DataType::Int64
+    } else {
+        DataType::Int32
+    };
+    Ok(cast(
+        &longs,
+        &DataType::List(Arc::new(Field::new("item", item, true))),
+    )?)
 }
 
 /// The fields `K` and `V` of ENTRIES' structs for a map type.

@@ -293,6 +293,13 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
                 column(out, &ts())
             },
         ),
+        // FROM_UNIXTIME(ms): the timestamp of epoch milliseconds (DataFusion's takes seconds).
+        udf(
+            "from_unixtime",
+            exact(vec![DataType::Int64]),
+            ts(),
+            |a, _| Ok(cast(&a[0], &ts())?),
+        ),
         udf(
             "from_days",
             exact(vec![DataType::Int32]),

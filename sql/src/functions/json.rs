@@ -250,7 +250,11 @@ impl ScalarUDFImpl for ExtractJsonField {
                 if json.is_null(row) || path.is_null(row) {
                     return None;
                 }
-                let doc: Value = serde_json::from_str(json.value(row)).ok()?;
+                // Leniently, as Jackson: the first JSON value of the text, whatever follows.
+                let doc: Value = serde_json::Deserializer::from_str(json.value(row))
+                    .into_iter::<Value>()
+                    .next()?
+                    .ok()?;
                 let found = json_path(&doc, path.value(row))?;
                 match found {
                     Value::Null => None,

@@ -1,8 +1,11 @@
-//! Numeric functions: GEO_DISTANCE and SIGN.
+//! Numeric functions: GEO_DISTANCE, SIGN, ROUND and TRUNC with ksqlDB's result types, and the
+//! logarithms and square root with Java's results (NaN, -Infinity) where DataFusion fails.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Float64Array, Int32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int32Array, Int64Array,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::{exec_err, Result};
@@ -11,10 +14,56 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::udf;
+use super::{udf, udf_checked_with, wrong_arguments};
 
 pub(super) fn functions() -> Vec<ScalarUDF> {
+    let f = || {
+        Signature::one_of(
+            vec![TypeSignature::Exact(vec![DataType::Float64])],
+            Volatility::Immutable,
+        )
+    };
     vec![
+        udf("sqrt", f(), DataType::Float64, |a, _| {
+            doubles(&a[0], f64::sqrt)
+        }),
+        udf("ln", f(), DataType::Float64, |a, _| doubles(&a[0], f64::ln)),
+        // LOG(x) is the natural logarithm; LOG(base, x) is NaN for a base <= 0 or 1, or x < 0.
+        udf(
+            "log",
+            Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Float64]),
+                    TypeSignature::Exact(vec![DataType::Float64, DataType::Float64]),
+                ],
+                Volatility::Immutable,
+            ),
+            DataType::Float64,
+            |a, _| {
+                if a.len() == 1 {
+                    return doubles(&a[0], f64::ln);
+                }
+                let (base, x) = (
+                    a[0].as_primitive::<Float64Type>(),
+                    a[1].as_primitive::<Float64Type>(),
+                );
+                let out: Float64Array = base
+                    .iter()
+                    .zip(x.iter())
+                    .map(|(b, x)| {
+                        let (b, x) = (b?, x?);
+                        Some(if b <= 0.0 || b == 1.0 || x < 0.0 {
+                            f64::NAN
+                        } else {
+                            x.ln() / b.ln()
+                        })
+                    })
+                    .collect();
+                Ok(Arc::new(out))
+            },
+        ),
+        rounding("ksql_round", Rounding::HalfUp),
+        rounding("ksql_trunc", Rounding::Down),
         ScalarUDF::from(GeoDistance::default()),
         // SIGN(x): -1, 0 or 1 as an INT, whatever the numeric type of x.
         udf(
@@ -45,6 +94,135 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             },
         ),
     ]
+}
+
+fn doubles(a: &ArrayRef, f: fn(f64) -> f64) -> Result<ArrayRef> {
+    let x = cast(a, &DataType::Float64)?;
+    let out: Float64Array = x.as_primitive::<Float64Type>().unary(f);
+    Ok(Arc::new(out))
+}
+
+#[derive(Clone, Copy)]
+enum Rounding {
+    /// ROUND: half away from zero for decimals (`HALF_UP`), half up for doubles.
+    HalfUp,
+    /// TRUNC: toward zero.
+    Down,
+}
+
+/// A double to a whole number: half toward positive infinity (Java's Math.round, which
+/// ksqlDB's ROUND uses for doubles at any number of places), or toward zero.
+fn whole(x: f64, mode: Rounding) -> f64 {
+    match mode {
+        Rounding::HalfUp => (x + 0.5).floor(),
+        Rounding::Down => x.trunc(),
+    }
+}
+
+/// An unscaled decimal `v` of scale `scale` to `digits` decimal places, at the same scale.
+fn round_decimal(v: i128, scale: i8, digits: i64, mode: Rounding) -> Option<i128> {
+    let drop = i64::from(scale) - digits;
+    if drop <= 0 {
+        return Some(v);
+    }
+    let factor = 10i128.checked_pow(u32::try_from(drop).ok()?)?;
+    let (q, r) = (v / factor, v % factor);
+    let q = match mode {
+        Rounding::HalfUp if r.abs() * 2 >= factor => q + v.signum(),
+        _ => q,
+    };
+    q.checked_mul(factor)
+}
+
+/// ROUND and TRUNC: `f(x)` to a whole number of x's kind (an INT or BIGINT stays itself, a
+/// DOUBLE becomes a BIGINT, a DECIMAL(p, s) a DECIMAL(p - s, 0)); `f(x, n)` to n decimal
+/// places (negative: tens, hundreds...) in x's own type.
+fn rounding(name: &'static str, mode: Rounding) -> ScalarUDF {
+    let result = |t: &[DataType]| -> DataType {
+        match (&t[0], t.len()) {
+            (DataType::Float64, 1) => DataType::Int64,
+            (DataType::Decimal128(p, s), 1) => {
+                DataType::Decimal128((*p as i8 - *s).max(1) as u8, 0)
+            }
+            (other, _) => other.clone(),
+        }
+    };
+    let coerce = move |t: &[DataType]| -> Result<Vec<DataType>> {
+        let x = match &t[0] {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 => DataType::Int32,
+            DataType::Int64 => DataType::Int64,
+            DataType::Float32 | DataType::Float64 | DataType::Null => DataType::Float64,
+            d @ DataType::Decimal128(..) => d.clone(),
+            _ => return wrong_arguments(name, t),
+        };
+        match t.len() {
+            1 => Ok(vec![x]),
+            2 if t[1].is_integer() || t[1].is_null() => Ok(vec![x, DataType::Int64]),
+            _ => wrong_arguments(name, t),
+        }
+    };
+    udf_checked_with(name, result, coerce, move |a, rows| {
+        let digits: Option<Int64Array> = a
+            .get(1)
+            .map(|d| cast(d, &DataType::Int64).map(|d| d.as_primitive().clone()))
+            .transpose()?;
+        let n = |row: usize| -> Option<i64> {
+            match &digits {
+                Some(d) => d.is_valid(row).then(|| d.value(row)),
+                None => Some(0),
+            }
+        };
+        let out: ArrayRef = match a[0].data_type() {
+            DataType::Float64 => {
+                let x = a[0].as_primitive::<Float64Type>();
+                if digits.is_none() {
+                    let out: Int64Array =
+                        x.iter().map(|v| v.map(|v| whole(v, mode) as i64)).collect();
+                    Arc::new(out)
+                } else {
+                    let out: Float64Array = (0..rows)
+                        .map(|row| {
+                            let (v, n) = (x.is_valid(row).then(|| x.value(row))?, n(row)?);
+                            let m = 10f64.powi(n as i32);
+                            Some(whole(v * m, mode) / m)
+                        })
+                        .collect();
+                    Arc::new(out)
+                }
+            }
+            DataType::Decimal128(p, s) => {
+                let x = a[0].as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
+                let (p, s) = (*p, *s);
+                let out: Decimal128Array = (0..rows)
+                    .map(|row| {
+                        let (v, n) = (x.is_valid(row).then(|| x.value(row))?, n(row)?);
+                        let rounded = round_decimal(v, s, n, mode)?;
+                        match digits {
+                            Some(_) => Some(rounded),
+                            None => Some(rounded / 10i128.pow(s.max(0) as u32)),
+                        }
+                    })
+                    .collect();
+                let (p, s) = match digits {
+                    Some(_) => (p, s),
+                    None => ((p as i8 - s).max(1) as u8, 0),
+                };
+                Arc::new(out.with_precision_and_scale(p, s)?)
+            }
+            int => {
+                let x = cast(&a[0], &DataType::Int64)?;
+                let x = x.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let out: Int64Array = (0..rows)
+                    .map(|row| {
+                        let (v, n) = (x.is_valid(row).then(|| x.value(row))?, n(row)?);
+                        round_decimal(i128::from(v), 0, n, mode).and_then(|r| i64::try_from(r).ok())
+                    })
+                    .collect();
+                cast(&(Arc::new(out) as ArrayRef), int)?
+            }
+        };
+        Ok(out)
+    })
 }
 
 /// `GEO_DISTANCE(lat1, lon1, lat2, lon2 [, 'KM' | 'MI'])`: great-circle distance by the
@@ -108,5 +286,22 @@ impl ScalarUDFImpl for GeoDistance {
             out.push(Some(2.0 * radius * a.sqrt().asin()));
         }
         Ok(ColumnarValue::Array(Arc::new(Float64Array::from(out))))
+    }
+}
+
+#[cfg(test)]
+mod rounding_tests {
+    use super::*;
+
+    #[test]
+    fn decimals_round_half_up_and_truncate() {
+        // 1.25 (scale 2) to one place.
+        assert_eq!(round_decimal(125, 2, 1, Rounding::HalfUp), Some(130));
+        assert_eq!(round_decimal(-125, 2, 1, Rounding::HalfUp), Some(-130));
+        assert_eq!(round_decimal(125, 2, 1, Rounding::Down), Some(120));
+        // 111 (scale 0) to tens and hundreds.
+        assert_eq!(round_decimal(111, 0, -1, Rounding::HalfUp), Some(110));
+        assert_eq!(round_decimal(151, 0, -2, Rounding::HalfUp), Some(200));
+        assert_eq!(round_decimal(125, 2, 5, Rounding::HalfUp), Some(125));
     }
 }

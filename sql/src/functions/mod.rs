@@ -160,6 +160,22 @@ fn udf_checked(
     })
 }
 
+/// [`udf_checked`] with a result type that depends on the argument types.
+fn udf_checked_with(
+    name: &'static str,
+    returns: impl Fn(&[DataType]) -> DataType + Send + Sync + 'static,
+    coerce: impl Fn(&[DataType]) -> Result<Vec<DataType>> + Send + Sync + 'static,
+    body: impl Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync + 'static,
+) -> ScalarUDF {
+    ScalarUDF::from(Udf {
+        name,
+        signature: Signature::user_defined(Volatility::Immutable),
+        returns: Box::new(move |t| Ok(returns(t))),
+        body: Box::new(body),
+        coerce: Some(Box::new(coerce)),
+    })
+}
+
 /// ksqlDB's error for arguments a function does not take.
 fn wrong_arguments<T>(name: &str, args: &[DataType]) -> Result<T> {
     let names: Vec<String> = args

@@ -162,6 +162,20 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
                 })
             },
         ),
+        // TRIM(s): without leading and trailing whitespace and control characters, as Java's
+        // String.trim.
+        udf(
+            "ksql_trim",
+            exact(vec![s.clone()]),
+            DataType::Utf8,
+            |args, rows| {
+                map_strings(args, rows, |v| {
+                    Some(v[0]?.trim_matches(|c: char| c <= ' ').to_string())
+                })
+            },
+        ),
+        pad("lpad", true),
+        pad("rpad", false),
         // TO_BYTES(s, encoding) and FROM_BYTES(bytes, encoding).
         udf(
             "to_bytes",
@@ -198,6 +212,81 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             },
         ),
     ]
+}
+
+/// LPAD and RPAD(input, length, padding) on strings (in characters) or bytes: the input cut
+/// or padded to `length` with repetitions of `padding` before (LPAD) or after it; null for a
+/// negative length or an empty padding.
+fn pad(name: &'static str, left: bool) -> ScalarUDF {
+    let coerce = move |t: &[DataType]| {
+        if t.len() != 3 {
+            return super::wrong_arguments(name, t);
+        }
+        let text = match (&t[0], &t[2]) {
+            (DataType::Binary | DataType::LargeBinary | DataType::BinaryView, _) => {
+                DataType::Binary
+            }
+            (_, DataType::Binary) => DataType::Binary,
+            _ => DataType::Utf8,
+        };
+        if t[1].is_integer() || t[1].is_null() {
+            Ok(vec![text.clone(), DataType::Int64, text])
+        } else {
+            super::wrong_arguments(name, t)
+        }
+    };
+    let result = |t: &[DataType]| match t[0] {
+        DataType::Binary => DataType::Binary,
+        _ => DataType::Utf8,
+    };
+    super::udf_checked_with(name, result, coerce, move |args, rows| {
+        fn padded<T: Clone>(input: &[T], len: i64, padding: &[T], left: bool) -> Option<Vec<T>> {
+            let len = usize::try_from(len).ok()?;
+            if padding.is_empty() {
+                return None;
+            }
+            if len <= input.len() {
+                return Some(input[..len].to_vec());
+            }
+            let fill: Vec<T> = padding
+                .iter()
+                .cycle()
+                .take(len - input.len())
+                .cloned()
+                .collect();
+            Some(if left {
+                [fill, input.to_vec()].concat()
+            } else {
+                [input.to_vec(), fill].concat()
+            })
+        }
+        let lens = int64s(&args[1])?;
+        if let Some(bytes) = args[0].as_binary_opt::<i32>() {
+            let padding = args[2].as_binary::<i32>();
+            let out: BinaryArray = (0..rows)
+                .map(|row| {
+                    if bytes.is_null(row) || lens.is_null(row) || padding.is_null(row) {
+                        return None;
+                    }
+                    padded(bytes.value(row), lens.value(row), padding.value(row), left)
+                })
+                .collect();
+            return Ok(Arc::new(out));
+        }
+        let (text, padding) = (strings(&args[0])?, strings(&args[2])?);
+        let out: StringArray = (0..rows)
+            .map(|row| {
+                if text.is_null(row) || lens.is_null(row) || padding.is_null(row) {
+                    return None;
+                }
+                let chars: Vec<char> = text.value(row).chars().collect();
+                let fill: Vec<char> = padding.value(row).chars().collect();
+                padded(&chars, lens.value(row), &fill, left)
+                    .map(|c| c.into_iter().collect::<String>())
+            })
+            .collect();
+        Ok(Arc::new(out))
+    })
 }
 
 /// For each row, the matches of `args[0]` (a pattern) in `args[1]`, each its group `args[2]`
