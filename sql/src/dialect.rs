@@ -10,6 +10,9 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Word};
 
 use crate::rewrite::{call, string_literal};
 
+/// The function `s->*` parses into.
+pub(crate) const STRUCT_ALL: &str = "__struct_all";
+
 /// Identifiers are quoted with backticks or double quotes; `->` dereferences struct fields and
 /// is parsed as `sqlparser`'s arrow operator, binding tightly. `STRUCT(name := expr, ...)` and
 /// `MAP(key := value, ...)` construct values; they are parsed into calls of DataFusion's
@@ -51,12 +54,33 @@ impl Dialect for KsqlDialect {
             }) => value.to_ascii_uppercase(),
             _ => return None,
         };
+        if kind == "CAST" && nested_cast_ahead(parser) {
+            return Some(nested_cast(parser));
+        }
         if !matches!(kind.as_str(), "STRUCT" | "MAP")
             || parser.peek_nth_token_ref(1).token != Token::LParen
         {
             return None;
         }
         Some(constructor(parser, &kind))
+    }
+
+    /// `s->*` (every field of a struct, in a select list) is kept as a call of
+    /// [`STRUCT_ALL`] for the planner to expand.
+    fn parse_infix(
+        &self,
+        parser: &mut Parser,
+        expr: &Expr,
+        _precedence: u8,
+    ) -> Option<Result<Expr, ParserError>> {
+        if parser.peek_token_ref().token == Token::Arrow
+            && parser.peek_nth_token_ref(1).token == Token::Mul
+        {
+            parser.next_token();
+            parser.next_token();
+            return Some(Ok(call(STRUCT_ALL, vec![expr.clone()])));
+        }
+        None
     }
 
     /// `->` binds like `.`: `a->b->c = 1` is `((a->b)->c) = 1`.
@@ -66,6 +90,67 @@ impl Dialect for KsqlDialect {
             _ => None,
         }
     }
+}
+
+/// Whether `CAST(... AS <type>)` comes next with an ARRAY, MAP or STRUCT type, which ksqlDB
+/// casts by its own rules (structs field by field, by name), or STRING, which such values
+/// cast to as Java prints them: these casts become calls of `ksql_cast(value, '<type>')`;
+/// others stay DataFusion's.
+fn nested_cast_ahead(parser: &Parser) -> bool {
+    if parser.peek_nth_token_ref(1).token != Token::LParen {
+        return false;
+    }
+    let (mut depth, mut after_as) = (0usize, false);
+    for i in 2.. {
+        match &parser.peek_nth_token_ref(i).token {
+            Token::EOF => return false,
+            Token::LParen => depth += 1,
+            Token::RParen if depth == 0 => return false,
+            Token::RParen => depth -= 1,
+            Token::Word(w) if depth == 0 && w.quote_style.is_none() => {
+                let word = w.value.to_ascii_uppercase();
+                if word == "AS" {
+                    after_as = true;
+                } else if after_as
+                    && matches!(
+                        word.as_str(),
+                        "ARRAY" | "MAP" | "STRUCT" | "STRING" | "VARCHAR"
+                    )
+                {
+                    return true;
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+fn nested_cast(parser: &mut Parser) -> Result<Expr, ParserError> {
+    parser.next_token();
+    parser.expect_token(&Token::LParen)?;
+    let value = parser.parse_expr()?;
+    parser.expect_keyword(datafusion::sql::sqlparser::keywords::Keyword::AS)?;
+    let mut text = String::new();
+    let mut depth = 0usize;
+    loop {
+        let t = parser.next_token();
+        match t.token {
+            Token::EOF => return parser.expected("')'", t),
+            Token::LParen => depth += 1,
+            Token::RParen if depth == 0 => break,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        text.push_str(&t.token.to_string());
+        text.push(' ');
+    }
+    let ty = crate::parser::parse_type(&text)
+        .map_err(|e| ParserError::ParserError(format!("invalid type in CAST: {}", e.message)))?;
+    Ok(call(
+        "ksql_cast",
+        vec![value, string_literal(&ty.to_string())],
+    ))
 }
 
 /// Whether a lambda with parameters in parentheses comes next: `(x, y) => ...`. (A lambda of

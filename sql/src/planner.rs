@@ -620,6 +620,39 @@ fn refers_to(e: &Expr, name: &str, qualifier: &str) -> bool {
     }
 }
 
+fn struct_all_args(f: &sqlparser::ast::Function) -> &[sqlparser::ast::FunctionArg] {
+    match &f.args {
+        sqlparser::ast::FunctionArguments::List(list) => &list.args,
+        _ => &[],
+    }
+}
+
+/// The type of a column or a struct field path (`a->b->c`) of `source`.
+fn path_type(source: &SourceDef, e: &Expr) -> Option<SqlType> {
+    match e {
+        Expr::Identifier(id) => source.column(&normalize(id)).map(|c| c.ty.clone()),
+        Expr::CompoundIdentifier(ids) => {
+            source.column(&normalize(ids.last()?)).map(|c| c.ty.clone())
+        }
+        Expr::Nested(inner) => path_type(source, inner),
+        Expr::BinaryOp {
+            left,
+            op: sqlparser::ast::BinaryOperator::Arrow,
+            right,
+        } => {
+            let Expr::Identifier(field) = right.as_ref() else {
+                return None;
+            };
+            let SqlType::Struct(fields) = path_type(source, left)? else {
+                return None;
+            };
+            let name = normalize(field);
+            fields.into_iter().find(|(f, _)| *f == name).map(|(_, t)| t)
+        }
+        _ => None,
+    }
+}
+
 /// The items of a projection, `*` expanded and each named. `transient`: a pull or push query's
 /// projection, which may select pseudo-columns and whose `*` includes a windowed source's
 /// window bounds.
@@ -676,6 +709,29 @@ pub(crate) fn select_items(
             }),
             SelectItem::ExprWithAliases { .. } => {
                 return invalid("a select item can have only one alias")
+            }
+            SelectItem::UnnamedExpr(Expr::Function(f))
+                if f.name.to_string() == crate::dialect::STRUCT_ALL =>
+            {
+                let [sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(
+                    base,
+                ))] = struct_all_args(f)
+                else {
+                    return invalid("`->*` needs a struct");
+                };
+                let Some(SqlType::Struct(fields)) = path_type(source, base) else {
+                    return invalid(format!("`->*` needs a struct, and {base} is not one"));
+                };
+                for (field, _) in fields {
+                    items.push(Item {
+                        expr: Expr::BinaryOp {
+                            left: Box::new(base.clone()),
+                            op: sqlparser::ast::BinaryOperator::Arrow,
+                            right: Box::new(Expr::Identifier(crate::rewrite::quoted(&field))),
+                        },
+                        name: field,
+                    });
+                }
             }
             SelectItem::UnnamedExpr(expr) => {
                 let name = match (natural_name(expr), expr) {

@@ -6,6 +6,7 @@
 //! a function cannot compute for one row (a date that does not parse, a malformed URL) is null
 //! for that row, as in ksqlDB, rather than failing the batch.
 
+mod cast;
 mod collections;
 mod datetime;
 mod json;
@@ -51,6 +52,7 @@ pub fn register(ctx: &mut SessionContext) {
         tracing::warn!("cannot register ksqlDB's operators: {e}");
     }
     let families = [
+        cast::functions(),
         collections::functions(),
         datetime::functions(),
         json::functions(),

@@ -11,6 +11,8 @@ use datafusion::sql::sqlparser::ast::Ident;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Word};
 
+use crate::types::SqlType;
+
 use crate::ast::*;
 use crate::dialect::KsqlDialect;
 
@@ -92,6 +94,28 @@ pub fn parse_schema(text: &str) -> Result<Vec<ColumnDef>, ParseError> {
         return Err(p.expected("the end of the schema"));
     }
     Ok(cols)
+}
+
+/// Parses a type as ksqlDB writes it: `ARRAY<STRUCT<A INT>>`.
+pub fn parse_type(text: &str) -> Result<SqlType, ParseError> {
+    let dialect = KsqlDialect;
+    let tokens = Tokenizer::new(&dialect, text)
+        .tokenize_with_location()
+        .map_err(|e| ParseError {
+            line: e.location.line,
+            column: e.location.column,
+            message: e.message,
+        })?;
+    let mut p = KsqlParser {
+        parser: Parser::new(&dialect).with_tokens_with_locations(tokens),
+        end: end_of(text),
+        pending_gt: 0,
+    };
+    let ty = p.sql_type()?;
+    if p.peek() != Token::EOF || p.pending_gt > 0 {
+        return Err(p.expected("the end of the type"));
+    }
+    Ok(ty)
 }
 
 /// Parses exactly one statement.
