@@ -230,12 +230,18 @@ fn constructor(parser: &mut Parser, kind: &str) -> Result<Expr, ParserError> {
         }
         parser.expect_token(&Token::RParen)?;
     }
-    Ok(call(
-        if kind == "STRUCT" {
-            "named_struct"
-        } else {
-            "make_map"
-        },
-        args,
-    ))
+    if kind == "STRUCT" {
+        if args.is_empty() {
+            return Ok(call("ksql_empty_struct", args));
+        }
+        let mut names: Vec<&Expr> = args.iter().step_by(2).collect();
+        names.sort_by_key(|n| n.to_string());
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(ParserError::ParserError(
+                "Duplicate field names found in STRUCT".into(),
+            ));
+        }
+        return Ok(call("named_struct", args));
+    }
+    Ok(call("make_map", args))
 }

@@ -117,7 +117,7 @@ pub(crate) fn check_wrapping(
     if value_columns > 1 {
         return invalid("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas");
     }
-    let wrap = wrap_single(props)?;
+    let wrap = wrap_single(props, true)?;
     match format {
         Format::Json => Ok(()),
         Format::Delimited { .. } | Format::Kafka | Format::None if wrap => invalid(format!(
@@ -129,9 +129,11 @@ pub(crate) fn check_wrapping(
     }
 }
 
-pub(crate) fn wrap_single(props: &Properties) -> Result<bool> {
+/// Whether a single value column is written wrapped in an object: `WRAP_SINGLE_VALUE`, else
+/// `default` (the session's `ksql.persistence.wrap.single.values`, true unless set).
+pub(crate) fn wrap_single(props: &Properties, default: bool) -> Result<bool> {
     match props.get("WRAP_SINGLE_VALUE") {
-        None => Ok(true),
+        None => Ok(default),
         Some(PropertyValue::Boolean(b)) => Ok(*b),
         Some(v) => match v.as_text().to_ascii_lowercase().as_str() {
             "true" => Ok(true),

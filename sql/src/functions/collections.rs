@@ -38,6 +38,15 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             },
             entries,
         ),
+        // STRUCT(): a struct without fields.
+        udf_with(
+            "ksql_empty_struct",
+            Signature::nullary(Volatility::Immutable),
+            |_| Ok(DataType::Struct(Fields::empty())),
+            |_, rows| Ok(Arc::new(StructArray::new_empty_fields(rows, None))),
+        ),
+        greatest("greatest", true),
+        greatest("least", false),
         // GENERATE_SERIES(start, end [, step]): start to end inclusive, counting down when
         // end is below start.
         udf_with(
@@ -86,6 +95,80 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             map_union,
         ),
     ]
+}
+
+/// GREATEST and LEAST of values of one type (nulls ignored): ksqlDB widens numbers only to
+/// DOUBLE, and finds INT with BIGINT (or DECIMAL) ambiguous.
+fn greatest(name: &'static str, greatest: bool) -> ScalarUDF {
+    let coerce = move |t: &[DataType]| -> Result<Vec<DataType>> {
+        let mut kinds: Vec<&DataType> = t.iter().filter(|t| !t.is_null()).collect();
+        kinds.sort_by_key(|t| t.to_string());
+        kinds.dedup();
+        let temporal = |t: &DataType| {
+            matches!(
+                t,
+                DataType::Date32 | DataType::Time32(_) | DataType::Timestamp(..)
+            )
+        };
+        let target = match kinds.as_slice() {
+            [] => DataType::Null,
+            [one] => (*one).clone(),
+            // Decimals widen to hold every integer part and every scale.
+            many if many.iter().all(|t| matches!(t, DataType::Decimal128(..))) => {
+                let (mut int, mut scale) = (0i16, 0i16);
+                for t in many {
+                    if let DataType::Decimal128(p, s) = t {
+                        int = int.max(i16::from(*p) - i16::from(*s));
+                        scale = scale.max(i16::from(*s));
+                    }
+                }
+                DataType::Decimal128((int + scale).min(38) as u8, scale as i8)
+            }
+            // A date, time or timestamp with text: the text is read as one.
+            [a, b] if temporal(a) && b.is_string() => (*a).clone(),
+            [a, b] if temporal(b) && a.is_string() => (*b).clone(),
+            many if many.iter().all(|t| t.is_numeric()) => {
+                if many.contains(&&DataType::Float64) {
+                    DataType::Float64
+                } else {
+                    let names: Vec<String> = t
+                        .iter()
+                        .map(|t| {
+                            crate::types::SqlType::from_arrow(t)
+                                .map_or_else(|| t.to_string(), |s| s.to_string())
+                        })
+                        .collect();
+                    return plan_err!(
+                        "Function '{name}' cannot be resolved due to ambiguous method parameters ({}).",
+                        names.join(", ")
+                    );
+                }
+            }
+            _ => return super::wrong_arguments(name, t),
+        };
+        Ok(vec![target; t.len()])
+    };
+    super::udf_checked_with(
+        name,
+        |t| t.first().cloned().unwrap_or(DataType::Null),
+        coerce,
+        move |args, _| {
+            let mut best = args[0].clone();
+            for next in &args[1..] {
+                let better = if greatest {
+                    datafusion::arrow::compute::kernels::cmp::gt(next, &best)?
+                } else {
+                    datafusion::arrow::compute::kernels::cmp::lt(next, &best)?
+                };
+                // Where best is null, take next; where next is null, keep best.
+                let take_next: datafusion::arrow::array::BooleanArray = (0..best.len())
+                    .map(|i| Some(next.is_valid(i) && (best.is_null(i) || better.value(i))))
+                    .collect();
+                best = datafusion::arrow::compute::kernels::zip::zip(&take_next, next, &best)?;
+            }
+            Ok(best)
+        },
+    )
 }
 
 fn array_remove(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {

@@ -239,7 +239,7 @@ fn map_strings(
 }
 
 /// ksqlDB's operators that standard SQL spells differently: `+` on two strings concatenates
-/// them (null if either is null, as `||`).
+/// them (null if either is null, as `||`); arrays, maps and structs cannot be ordered.
 #[derive(Debug)]
 struct KsqlOperators;
 
@@ -261,10 +261,39 @@ impl datafusion::logical_expr::planner::ExprPlanner for KsqlOperators {
                 Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
             )
         };
-        if expr.op == sqlparser::ast::BinaryOperator::Plus
-            && is_string(&expr.left)
-            && is_string(&expr.right)
-        {
+        use sqlparser::ast::BinaryOperator as Op;
+        let order = match expr.op {
+            Op::Lt => Some("LESS_THAN"),
+            Op::LtEq => Some("LESS_THAN_OR_EQUAL"),
+            Op::Gt => Some("GREATER_THAN"),
+            Op::GtEq => Some("GREATER_THAN_OR_EQUAL"),
+            _ => None,
+        };
+        if let Some(order) = order {
+            // ksqlDB orders only scalars.
+            let nested = |e: &datafusion::logical_expr::Expr| match e.get_type(schema) {
+                Ok(t @ (DataType::List(_) | DataType::Map(..) | DataType::Struct(_))) => Some(t),
+                _ => None,
+            };
+            if let (Some(l), Some(r)) = (nested(&expr.left), nested(&expr.right)) {
+                let name = |e: &datafusion::logical_expr::Expr| match e {
+                    datafusion::logical_expr::Expr::Column(c) => c.name.clone(),
+                    other => other.to_string(),
+                };
+                let sql = |t: &DataType| {
+                    crate::types::SqlType::from_arrow(t)
+                        .map_or_else(|| t.to_string(), |s| s.to_string())
+                };
+                return datafusion::common::plan_err!(
+                    "Cannot compare {} ({}) to {} ({}) with {order}.",
+                    name(&expr.left),
+                    sql(&l),
+                    name(&expr.right),
+                    sql(&r)
+                );
+            }
+        }
+        if expr.op == Op::Plus && is_string(&expr.left) && is_string(&expr.right) {
             return Ok(PlannerResult::Planned(
                 datafusion::logical_expr::binary_expr(
                     expr.left,

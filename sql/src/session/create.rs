@@ -55,10 +55,26 @@ impl Session {
                 what.to_lowercase()
             ));
         }
+        if c.or_replace && self.catalog.source(&c.name).is_some_and(|s| s.read_only) {
+            return invalid(format!(
+                "Cannot add {} '{}': CREATE OR REPLACE is not supported on source {}s.",
+                what.to_lowercase(),
+                c.name,
+                what.to_lowercase()
+            ));
+        }
         if let Some(done) = self.name_taken(&c.name, c.kind, c.if_not_exists, c.or_replace)? {
             return Ok(done);
         }
         let props = &c.properties;
+        if props.get("VALUE_AVRO_SCHEMA_FULL_NAME").is_some() {
+            // Only AVRO names its schema, and Eddy's formats are not AVRO.
+            let (_, value) = formats(props, None, self.format_defaults())?;
+            return invalid(format!(
+                "{} does not support the following configs: [fullSchemaName]",
+                value.name()
+            ));
+        }
         let Some(topic) = props.text("KAFKA_TOPIC") else {
             return invalid(
                 "Missing required property \"KAFKA_TOPIC\" which has no default value.",
@@ -143,7 +159,7 @@ impl Session {
             header_columns,
             key_format,
             value_format,
-            wrap_single_value: wrap_single(props)?,
+            wrap_single_value: wrap_single(props, self.wrap_default())?,
             timestamp_column,
             timestamp_format,
             window: crate::with_clause::source_window(props)?,
@@ -211,7 +227,10 @@ impl Session {
         }
         let props = &c.properties;
         let source = planned.source.clone();
-        let topic = props.text("KAFKA_TOPIC").unwrap_or_else(|| c.name.clone());
+        let topic = props.text("KAFKA_TOPIC").unwrap_or_else(|| {
+            let prefix = self.properties.get("ksql.output.topic.name.prefix");
+            format!("{}{}", prefix.map_or("", String::as_str), c.name)
+        });
         let (mut key_format, value_format) = formats(props, Some(&source), self.format_defaults())?;
         if planned.key_columns.is_empty() {
             // No key (PARTITION BY NULL, or a keyless source): nothing to format.
@@ -240,7 +259,7 @@ impl Session {
             key_format,
             value_format,
             // Like ksqlDB, a query's sink does not inherit its source's wrapping.
-            wrap_single_value: wrap_single(props)?,
+            wrap_single_value: wrap_single(props, self.wrap_default())?,
             timestamp_column: sink_ts.0,
             timestamp_format: sink_ts.1,
             window: match &c.query.window {

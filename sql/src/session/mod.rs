@@ -478,6 +478,14 @@ impl Session {
         )
     }
 
+    /// `ksql.persistence.wrap.single.values`: whether single value columns are wrapped by
+    /// default.
+    pub(super) fn wrap_default(&self) -> bool {
+        self.properties
+            .get("ksql.persistence.wrap.single.values")
+            .is_none_or(|v| !v.eq_ignore_ascii_case("false"))
+    }
+
     /// `auto.offset.reset`, also under the name ksqlDB's REST clients pass to Kafka Streams.
     fn reads_from_beginning(&self) -> bool {
         ["auto.offset.reset", "ksql.streams.auto.offset.reset"]
