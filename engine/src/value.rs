@@ -96,13 +96,17 @@ pub fn from_json(v: &Value, t: &DataType) -> Result<ScalarValue, String> {
             let DataType::Struct(kv) = entries.data_type() else {
                 return Err(bad());
             };
-            let keys = obj
-                .keys()
-                .map(|k| from_json(&Value::String(k.clone()), kv[0].data_type()))
+            // Entries by key: two maps with the same entries are then equal values (for
+            // COLLECT_SET, GROUP BY, joins) whatever order their text had.
+            let mut entries_in_order: Vec<(&String, &Value)> = obj.iter().collect();
+            entries_in_order.sort_by(|a, b| a.0.cmp(b.0));
+            let keys = entries_in_order
+                .iter()
+                .map(|(k, _)| from_json(&Value::String((*k).clone()), kv[0].data_type()))
                 .collect::<Result<Vec<_>, _>>()?;
-            let values = obj
-                .values()
-                .map(|x| from_json(x, kv[1].data_type()))
+            let values = entries_in_order
+                .iter()
+                .map(|(_, x)| from_json(x, kv[1].data_type()))
                 .collect::<Result<Vec<_>, _>>()?;
             ScalarValue::Map(Arc::new(map_array(entries.clone(), kv, keys, values)?))
         }

@@ -140,6 +140,17 @@ pub(crate) fn rewrite(e: &mut Expr) {
                 if let Some(field) = field {
                     let base = std::mem::replace(left.as_mut(), Expr::Value(Value::Null.into()));
                     *expr = call("get_field", vec![base, string_literal(&field)]);
+                } else if let Expr::CompoundFieldAccess { root, access_chain } = right.as_mut() {
+                    // `a->b[1]` parses as `a->(b[1])`: subscript the field instead.
+                    if let Expr::Identifier(id) = root.as_ref() {
+                        let field = id.value.clone();
+                        let base =
+                            std::mem::replace(left.as_mut(), Expr::Value(Value::Null.into()));
+                        *expr = Expr::CompoundFieldAccess {
+                            root: Box::new(call("get_field", vec![base, string_literal(&field)])),
+                            access_chain: std::mem::take(access_chain),
+                        };
+                    }
                 }
             }
             // ksqlDB reads a literal in E notation as a DOUBLE.

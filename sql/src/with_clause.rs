@@ -105,6 +105,22 @@ fn contains_map(t: &SqlType) -> bool {
     }
 }
 
+/// JSON writes a map as an object, whose field names are strings.
+pub(crate) fn check_map_keys(format: &Format, columns: &[Column]) -> Result<()> {
+    fn bad_key(t: &SqlType) -> bool {
+        match t {
+            SqlType::Map(k, v) => **k != SqlType::String || bad_key(v),
+            SqlType::Array(t) => bad_key(t),
+            SqlType::Struct(fields) => fields.iter().any(|(_, t)| bad_key(t)),
+            _ => false,
+        }
+    }
+    if matches!(format, Format::Json) && columns.iter().any(|c| bad_key(&c.ty)) {
+        return invalid("JSON only supports MAP types with STRING keys");
+    }
+    Ok(())
+}
+
 /// Checks `WRAP_SINGLE_VALUE` against the value format and columns, as ksqlDB does.
 pub(crate) fn check_wrapping(
     props: &Properties,

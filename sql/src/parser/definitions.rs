@@ -110,7 +110,8 @@ impl KsqlParser<'_> {
                         let n = self.name()?;
                         let t = self.sql_type()?;
                         fields.push((n, t));
-                        if !self.parser.consume_token(&Token::Comma) {
+                        // A nested type that ended in `>>` closed this struct too.
+                        if self.pending_gt > 0 || !self.parser.consume_token(&Token::Comma) {
                             break;
                         }
                     }

@@ -105,3 +105,18 @@ fn errors_say_line_column_and_what_was_expected() {
         .map(|_| ());
     assert!(e.is_ok(), "nested >> closes two type arguments: {e:?}");
 }
+
+#[test]
+fn a_nested_struct_closed_by_shift_right_ends_its_parent() {
+    let t = parse_type("STRUCT<A STRUCT<B INT>>").unwrap();
+    assert_eq!(
+        t,
+        SqlType::Struct(vec![(
+            "A".into(),
+            SqlType::Struct(vec![("B".into(), SqlType::Int)])
+        )])
+    );
+    let cols = parse_schema("S STRUCT<A STRUCT<B INT>>, C DOUBLE").unwrap();
+    assert_eq!(cols.len(), 2, "C is a column, not a field of S");
+    assert!(parse_type("ARRAY<INT>>").is_err());
+}

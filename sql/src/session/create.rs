@@ -14,7 +14,9 @@ use crate::catalog::{Column, SourceDef};
 use crate::error::{invalid, unsupported, Missing, Result, SqlError};
 use crate::planner::plan_select;
 use crate::types::SqlType;
-use crate::with_clause::{check_wrapping, codecs, formats, timestamp_column, wrap_single};
+use crate::with_clause::{
+    check_map_keys, check_wrapping, codecs, formats, timestamp_column, wrap_single,
+};
 
 impl Session {
     /// Whether `name` is free for a new source: `Some(message)` ends a CREATE IF NOT EXISTS of an
@@ -150,6 +152,7 @@ impl Session {
         let all: Vec<Column> = key_columns.iter().chain(&value_columns).cloned().collect();
         let (timestamp_column, timestamp_format) = timestamp_column(props, &all)?;
         check_wrapping(props, &value_format, value_columns.len())?;
+        check_map_keys(&value_format, &value_columns)?;
         let def = SourceDef {
             name: c.name.clone(),
             kind: c.kind,
@@ -274,6 +277,7 @@ impl Session {
             return invalid("The projection contains no value columns.");
         }
         check_wrapping(props, &def.value_format, def.value_columns.len())?;
+        check_map_keys(&def.value_format, &def.value_columns)?;
         codecs(&def)?;
         let partitions = match props.text("PARTITIONS") {
             Some(p) => p
