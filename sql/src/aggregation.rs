@@ -25,7 +25,6 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::MemTable;
 use datafusion::execution::context::SessionState;
-use datafusion::optimizer::Analyzer;
 use datafusion::physical_expr::PhysicalExpr;
 use eddy_engine::aggregate::{
     AggCall, AggFunc, AggregateSpec, WindowKind, WindowSpec as EngineWindow, AGG_ROWTIME,
@@ -685,7 +684,8 @@ pub fn plan_aggregate(
         }
         other => other.into(),
     })?;
-    let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let plan =
+        crate::in_list::analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
     let (filter, (exprs, input), out_schema) = decompose(&plan)?;
     let mut after: Vec<Box<dyn Operator>> = Vec::new();
     let mut having_filter = None;

@@ -19,6 +19,7 @@ pub mod command_log;
 pub mod dialect;
 pub mod error;
 pub mod functions;
+mod in_list;
 pub mod join;
 pub mod parser;
 pub mod planner;

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::optimizer::Analyzer;
 use eddy_engine::schema::{HEADERS, NULL_VALUE};
 use eddy_engine::{Filter, Operator, Project};
 use sqlparser::ast::{Expr, SelectItem};
@@ -445,7 +444,8 @@ pub(crate) fn plan_over_source(
         sql.push_str(&format!(" WHERE {w}"));
     }
     let plan = futures::executor::block_on(state.create_logical_plan(&sql))?;
-    let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
+    let plan =
+        crate::in_list::analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
     let (filter, projection, schema) = decompose(&plan)?;
     let (filter, predicate): (Option<Box<dyn Operator>>, _) = match filter {
         Some((predicate, input)) => {

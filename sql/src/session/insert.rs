@@ -7,7 +7,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::common::ScalarValue;
-use datafusion::optimizer::Analyzer;
 use eddy_engine::Sink;
 
 use super::{kind_name, schema_text, Outcome, Session};
@@ -229,7 +228,11 @@ impl Session {
         let state = self.df.state();
         let plan =
             futures::executor::block_on(state.create_logical_plan(&format!("SELECT {e} AS v")))?;
-        let plan = Analyzer::new().execute_and_check(plan, state.config_options(), |_, _| {})?;
+        let plan = crate::in_list::analyzer().execute_and_check(
+            plan,
+            state.config_options(),
+            |_, _| {},
+        )?;
         let datafusion::logical_expr::LogicalPlan::Projection(p) = &plan else {
             return invalid(format!("{expr} is not a constant"));
         };
