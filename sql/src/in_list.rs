@@ -1,12 +1,11 @@
 //! `x IN (a, b, ...)` by ksqlDB's typing rules, as an analyzer rule that runs before
-//! DataFusion's type coercion.
+//! DataFusion's type coercion (which would look for a common type instead).
 //!
 //! ksqlDB compares each item with `x` as `=` would, after reading string literals as `x`'s
 //! type: `INT IN ('4.000')`, `BOOLEAN IN ('yes')`, `STRING IN (10.30)` all work, while an item
 //! of another type that is not such a literal (`INT IN (a_string_column)`) is an error. A
-//! struct item built in the statement takes `x`'s fields by name; one with a field `x` lacks
-//! can never be equal and is dropped. DataFusion would instead look for a common type and
-//! either cast everything to text or fail.
+//! struct item with a field `x` lacks can never be equal and is dropped; one with some of
+//! `x`'s fields, or all in another order, takes `x`'s shape (missing fields null).
 
 use std::sync::Arc;
 
@@ -14,13 +13,13 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{plan_err, DFSchema, Result, ScalarValue};
-use datafusion::logical_expr::expr::InList;
+use datafusion::logical_expr::expr::{InList, ScalarFunction};
 use datafusion::logical_expr::{lit, Expr, ExprSchemable, LogicalPlan};
 use datafusion::optimizer::analyzer::{Analyzer, AnalyzerRule};
 
 use crate::types::SqlType;
 
-/// DataFusion's analyzer with ksqlDB's IN first.
+/// DataFusion's analyzer with ksqlDB's IN lists first.
 pub(crate) fn analyzer() -> Analyzer {
     let mut a = Analyzer::new();
     a.rules.insert(0, Arc::new(KsqlInLists));
@@ -99,11 +98,21 @@ fn in_list(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
                 None => return bad(),
             },
             (DataType::Struct(fields), DataType::Struct(given)) => {
-                // A struct with a field the target lacks is never equal to it.
+                // A struct with a field the target lacks is never equal to it; one with the
+                // same fields in another order or only some of them takes the target's shape.
                 if given.iter().any(|g| fields.find(g.name()).is_none()) {
                     continue;
                 }
-                items.push(item);
+                let same_shape = given.len() == fields.len()
+                    && given
+                        .iter()
+                        .zip(fields.iter())
+                        .all(|(g, f)| g.name() == f.name());
+                items.push(if same_shape {
+                    item
+                } else {
+                    ksql_cast(item, &target)?
+                });
             }
             _ => items.push(item),
         }
@@ -116,6 +125,17 @@ fn in_list(e: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
         list: items,
         negated,
     })))
+}
+
+/// `e` cast to `to` by ksqlDB's rules (structs by field name).
+fn ksql_cast(e: Expr, to: &DataType) -> Result<Expr> {
+    let Some(ty) = SqlType::from_arrow(to) else {
+        return plan_err!("no SQL type for {to}");
+    };
+    Ok(Expr::ScalarFunction(ScalarFunction::new_udf(
+        crate::functions::cast_udf(),
+        vec![e, lit(ty.to_string())],
+    )))
 }
 
 /// The value of a literal, also one the rewrite wrapped in a CAST (`CAST(10 AS INT)`).

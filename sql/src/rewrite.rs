@@ -115,6 +115,11 @@ pub(crate) fn rewrite(e: &mut Expr) {
                 args.extend(substring_for.take().map(|e| *e));
                 *expr = call("ksql_substring", args);
             }
+            // Through the registry, so that ksqlDB's make_array (which unifies structs) is used.
+            Expr::Array(array) => {
+                let elems = std::mem::take(&mut array.elem);
+                *expr = call("make_array", elems);
+            }
             // ksqlDB's TRIM is Java's, which also strips tabs and control characters.
             Expr::Trim {
                 expr: inner,

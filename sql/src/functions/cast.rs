@@ -21,9 +21,14 @@ use datafusion::logical_expr::{
 use crate::types::SqlType;
 
 pub(super) fn functions() -> Vec<ScalarUDF> {
-    vec![ScalarUDF::from(KsqlCast {
+    vec![udf().as_ref().clone()]
+}
+
+/// `ksql_cast(value, '<type>')`.
+pub(crate) fn udf() -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::from(KsqlCast {
         signature: Signature::any(2, Volatility::Immutable),
-    })]
+    }))
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -94,7 +99,8 @@ impl ScalarUDFImpl for KsqlCast {
     }
 }
 
-fn cast_value(a: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
+/// `a` cast to `to` by ksqlDB's rules.
+pub(super) fn cast_value(a: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
     if a.data_type() == to {
         return Ok(a.clone());
     }

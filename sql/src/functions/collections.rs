@@ -18,6 +18,9 @@ use super::udf_with;
 
 pub(super) fn functions() -> Vec<ScalarUDF> {
     vec![
+        ScalarUDF::from(MakeArray {
+            inner: datafusion::functions_nested::make_array::make_array_udf(),
+        }),
         // AS_VALUE(x): x itself, so that a key column can also be copied into the value.
         udf_with(
             "as_value",
@@ -95,6 +98,94 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             map_union,
         ),
     ]
+}
+
+/// `ARRAY[...]`: DataFusion's `make_array`, except that structs with different fields make one
+/// struct type with all their fields (in order of appearance; missing ones null), as ksqlDB
+/// unifies them.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct MakeArray {
+    inner: Arc<ScalarUDF>,
+}
+
+impl MakeArray {
+    /// The struct type uniting the argument types, when they are structs (or nulls) with
+    /// different fields.
+    fn union(types: &[DataType]) -> Option<DataType> {
+        let mut union: Vec<FieldRef> = Vec::new();
+        let mut shapes = Vec::new();
+        for t in types {
+            match t {
+                DataType::Null => {}
+                DataType::Struct(fields) => {
+                    shapes.push(fields.iter().map(|f| f.name().clone()).collect::<Vec<_>>());
+                    for f in fields {
+                        if !union.iter().any(|u| u.name() == f.name()) {
+                            union.push(f.clone());
+                        }
+                    }
+                }
+                _ => return None,
+            }
+        }
+        shapes.dedup();
+        (shapes.len() > 1).then(|| DataType::Struct(union.into()))
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for MakeArray {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn aliases(&self) -> &[String] {
+        self.inner.aliases()
+    }
+    fn signature(&self) -> &Signature {
+        self.inner.signature()
+    }
+    fn coerce_types(&self, types: &[DataType]) -> Result<Vec<DataType>> {
+        match Self::union(types) {
+            // Converted in the body, by field name, which a cast cannot do.
+            Some(_) => Ok(types.to_vec()),
+            None => self.inner.coerce_types(types),
+        }
+    }
+    fn return_type(&self, types: &[DataType]) -> Result<DataType> {
+        match Self::union(types) {
+            Some(u) => Ok(DataType::new_list(u, true)),
+            None => self.inner.return_type(types),
+        }
+    }
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> Result<datafusion::logical_expr::ColumnarValue> {
+        let types: Vec<DataType> = args.args.iter().map(|a| a.data_type()).collect();
+        let Some(union) = Self::union(&types) else {
+            return self.inner.invoke_with_args(args);
+        };
+        let rows = args.number_rows;
+        let columns = args
+            .args
+            .iter()
+            .map(|a| super::cast::cast_value(&a.clone().into_array(rows)?, &union))
+            .collect::<Result<Vec<_>>>()?;
+        let sources: Vec<&dyn Array> = columns.iter().map(|c| c.as_ref()).collect();
+        let picks: Vec<(usize, usize)> = (0..rows)
+            .flat_map(|row| (0..columns.len()).map(move |c| (c, row)))
+            .collect();
+        let values = interleave(&sources, &picks)?;
+        let n = columns.len() as i32;
+        let offsets: Vec<i32> = (0..=rows as i32).map(|r| r * n).collect();
+        Ok(datafusion::logical_expr::ColumnarValue::Array(Arc::new(
+            ListArray::try_new(
+                Arc::new(Field::new("item", union, true)),
+                OffsetBuffer::new(offsets.into()),
+                values,
+                None,
+            )?,
+        )))
+    }
 }
 
 /// GREATEST and LEAST of values of one type (nulls ignored): ksqlDB widens numbers only to

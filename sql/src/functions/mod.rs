@@ -15,6 +15,7 @@ mod math;
 mod strings;
 mod url;
 
+pub(crate) use cast::udf as cast_udf;
 pub(crate) use datetime::is_time_unit;
 pub(crate) use lambda::encode as encode_lambdas;
 
