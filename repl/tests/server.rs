@@ -438,7 +438,7 @@ fn the_curl_examples_of_ksqldbs_documentation_work() {
     ]);
     assert_eq!(
         acks,
-        "{\"seq\":0,\"status\":\"ok\"}\n{\"seq\":1,\"status\":\"ok\"}\n"
+        "{\"status\":\"ok\",\"seq\":0}\n{\"status\":\"ok\",\"seq\":1}\n"
     );
     // "Run a query and stream back the results" (/query-stream), HTTP/2.
     let rows = curl(&[
