@@ -93,6 +93,13 @@ impl Sink {
         let null_value = self
             .null_value_column
             .map(|i| batch.column(i).as_boolean().clone());
+        // Values a batch at a time where the format can (see format::json_batch).
+        let value_columns: Vec<&ArrayRef> = self
+            .value_columns
+            .iter()
+            .map(|&i| batch.column(i))
+            .collect();
+        let encoded_values = crate::format::json_batch::encode_batch(&self.value, &value_columns);
         for row in 0..batch.num_rows() {
             let cell = |i: &usize| ScalarValue::try_from_array(batch.column(*i), row);
             let keys = self
@@ -100,11 +107,14 @@ impl Sink {
                 .iter()
                 .map(cell)
                 .collect::<Result<Vec<_>, _>>()?;
-            let values = self
-                .value_columns
-                .iter()
-                .map(cell)
-                .collect::<Result<Vec<_>, _>>()?;
+            let values = match encoded_values {
+                Some(_) => Vec::new(),
+                None => self
+                    .value_columns
+                    .iter()
+                    .map(cell)
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
             // A key whose columns are all null is a null key, whatever the format.
             let key_is_null = self.null_key_if_all_null && keys.iter().all(ScalarValue::is_null);
             let encoded = self
@@ -113,12 +123,14 @@ impl Sink {
                 .map(|k| if key_is_null { None } else { k })
                 .map_err(|e| format!("cannot serialize the key: {e}"))
                 .and_then(|k| {
-                    Ok((
-                        k,
-                        self.value
+                    let v = match &encoded_values {
+                        Some(all) => Some(all[row].clone()),
+                        None => self
+                            .value
                             .encode(&values)
                             .map_err(|e| format!("cannot serialize the value: {e}"))?,
-                    ))
+                    };
+                    Ok((k, v))
                 });
             let (key, value) = match encoded {
                 Ok(kv) => kv,

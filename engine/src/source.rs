@@ -129,6 +129,86 @@ impl Source {
         query: &str,
         plog: &ProcessingLog,
     ) -> Result<RecordBatch> {
+        if let Some(batch) = self.decode_batch(partition, records)? {
+            return Ok(batch);
+        }
+        self.decode_each(partition, records, query, plog)
+    }
+
+    /// The common case a batch at a time: every record has a value, its own timestamp as
+    /// event time and no window, and the value format reads whole batches
+    /// ([`crate::format::json_batch`]). `None` when the records must be read one by one.
+    fn decode_batch(
+        &self,
+        partition: u32,
+        records: &[StoredRecord],
+    ) -> Result<Option<RecordBatch>> {
+        if self.window.is_some()
+            || !matches!(self.event_time, EventTime::RecordTimestamp)
+            || records.iter().any(|r| {
+                r.record.value.is_none()
+                    || r.record.timestamp < 0
+                    || (self.drop_null_keys && r.record.key.is_none())
+            })
+        {
+            return Ok(None);
+        }
+        let values: Vec<&[u8]> = records
+            .iter()
+            .filter_map(|r| r.record.value.as_deref())
+            .collect();
+        let Some(value_columns) = crate::format::json_batch::decode_batch(&self.value, &values)
+        else {
+            return Ok(None);
+        };
+        let mut key_cells: Vec<Vec<ScalarValue>> = (0..self.key.fields.len())
+            .map(|_| Vec::with_capacity(records.len()))
+            .collect();
+        if !key_cells.is_empty() {
+            for r in records {
+                let Ok(k) = self.key.decode(r.record.key.as_deref()) else {
+                    return Ok(None);
+                };
+                for (col, cell) in key_cells.iter_mut().zip(k) {
+                    col.push(cell);
+                }
+            }
+        }
+        let n = records.len();
+        let mut arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                records.iter().map(|r| r.record.timestamp),
+            )),
+            Arc::new(Int32Array::from(vec![partition as i32; n])),
+            Arc::new(Int64Array::from_iter_values(
+                records.iter().map(|r| r.offset as i64),
+            )),
+        ];
+        for col in key_cells {
+            arrays.push(ScalarValue::iter_to_array(col)?);
+        }
+        arrays.extend(value_columns);
+        let headers: Vec<&[Header]> = records
+            .iter()
+            .map(|r| r.record.headers.as_slice())
+            .collect();
+        for h in &self.header_columns {
+            arrays.push(header_column(h, &headers));
+        }
+        arrays.push(Arc::new(BooleanArray::from(vec![false; n])));
+        arrays.push(headers_array(&headers));
+        Ok(Some(RecordBatch::try_new(self.schema.clone(), arrays)?))
+    }
+
+    /// Record by record, with ksqlDB's full rules; records that do not decode go to the
+    /// processing log.
+    fn decode_each(
+        &self,
+        partition: u32,
+        records: &[StoredRecord],
+        query: &str,
+        plog: &ProcessingLog,
+    ) -> Result<RecordBatch> {
         let width = self.key.fields.len() + self.value.fields.len();
         let mut columns: Vec<Vec<ScalarValue>> = (0..width)
             .map(|_| Vec::with_capacity(records.len()))
@@ -253,21 +333,7 @@ impl Source {
             });
         }
         for h in &self.header_columns {
-            arrays.push(match &h.name {
-                None => headers_array(&headers),
-                Some(name) => {
-                    let mut b = BinaryBuilder::new();
-                    for hs in &headers {
-                        b.append_option(
-                            hs.iter()
-                                .rev()
-                                .find(|x| &x.name == name)
-                                .and_then(|x| x.value.as_deref()),
-                        );
-                    }
-                    Arc::new(b.finish())
-                }
-            });
+            arrays.push(header_column(h, &headers));
         }
         if self.window.is_some() {
             arrays.push(Arc::new(Int64Array::from(window_starts)));
@@ -276,6 +342,25 @@ impl Source {
         arrays.push(Arc::new(BooleanArray::from(null_value)));
         arrays.push(headers_array(&headers));
         Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
+    }
+}
+
+/// A header column's values, one per row.
+fn header_column(h: &HeaderColumn, headers: &[&[Header]]) -> ArrayRef {
+    match &h.name {
+        None => headers_array(headers),
+        Some(name) => {
+            let mut b = BinaryBuilder::new();
+            for hs in headers {
+                b.append_option(
+                    hs.iter()
+                        .rev()
+                        .find(|x| &x.name == name)
+                        .and_then(|x| x.value.as_deref()),
+                );
+            }
+            Arc::new(b.finish())
+        }
     }
 }
 

@@ -139,7 +139,16 @@ fn json_i64(v: &Value) -> Option<i64> {
         Value::Number(n) => n
             .as_i64()
             .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
-        Value::String(s) => s.trim().parse().ok(),
+        // Text reads as a number would: an integer, else a finite number truncated.
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse().ok().or_else(|| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .map(|f| f as i64)
+            })
+        }
         _ => None,
     }
 }

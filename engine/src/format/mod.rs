@@ -12,6 +12,7 @@
 
 pub mod delimited;
 pub mod json;
+pub mod json_batch;
 pub mod kafka;
 
 use bytes::Bytes;
