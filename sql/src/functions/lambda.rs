@@ -273,6 +273,12 @@ impl LambdaUdf {
         let df_schema = DFSchema::try_from(schema.clone())?;
         let state = self.planner.get_or_init(|| super::context().state());
         let logical = state.create_logical_expr(&body, &df_schema)?;
+        // Some functions (coalesce) only run once the simplifier has rewritten them.
+        let context = datafusion::logical_expr::simplify::SimplifyContext::builder()
+            .with_schema(Arc::new(df_schema.clone()))
+            .build();
+        let logical = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(context)
+            .simplify(logical)?;
         let expr = state.create_physical_expr(logical, &df_schema)?;
         let out = expr.data_type(&schema)?;
         let compiled = Arc::new(Compiled {

@@ -240,7 +240,8 @@ fn map_strings(
 }
 
 /// ksqlDB's operators that standard SQL spells differently: `+` on two strings concatenates
-/// them (null if either is null, as `||`); arrays, maps and structs cannot be ordered.
+/// them (null if either is null, as `||`); arrays, maps and structs cannot be ordered; a
+/// comparison with a null is false.
 #[derive(Debug)]
 struct KsqlOperators;
 
@@ -293,6 +294,27 @@ impl datafusion::logical_expr::planner::ExprPlanner for KsqlOperators {
                     sql(&r)
                 );
             }
+        }
+        // A comparison with null is false, not null (ksqlDB compares in Java): `NOT (a > b)`
+        // holds when a is null.
+        use datafusion::logical_expr::Operator as DfOp;
+        let comparison = match expr.op {
+            Op::Eq => Some(DfOp::Eq),
+            Op::NotEq => Some(DfOp::NotEq),
+            Op::Lt => Some(DfOp::Lt),
+            Op::LtEq => Some(DfOp::LtEq),
+            Op::Gt => Some(DfOp::Gt),
+            Op::GtEq => Some(DfOp::GtEq),
+            _ => None,
+        };
+        if let Some(op) = comparison {
+            let compared = datafusion::logical_expr::binary_expr(expr.left, op, expr.right);
+            return Ok(PlannerResult::Planned(
+                datafusion::functions::core::expr_fn::coalesce(vec![
+                    compared,
+                    datafusion::logical_expr::lit(false),
+                ]),
+            ));
         }
         if expr.op == Op::Plus && is_string(&expr.left) && is_string(&expr.right) {
             return Ok(PlannerResult::Planned(
