@@ -12,7 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::common::ScalarValue;
 use eddy_log::{Header, StoredRecord, Topic};
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::format::Codec;
 use crate::processing_log::{ProcessingLog, RecordOrigin};
 use crate::schema::{headers_type, source_schema, PSEUDO_COLUMNS};
@@ -49,6 +49,9 @@ pub struct Source {
     pub event_time: EventTime,
     /// A table's changelog has no meaning for a null key: such records are reported and skipped.
     pub drop_null_keys: bool,
+    /// A record without a valid event time fails the query (ksqlDB's
+    /// `ksql.timestamp.throw.on.invalid`) instead of going to the processing log.
+    pub fail_on_bad_timestamp: bool,
     /// The topic's keys carry window bounds.
     window: Option<SourceWindow>,
     schema: SchemaRef,
@@ -98,6 +101,7 @@ impl Source {
             header_columns,
             event_time,
             drop_null_keys: false,
+            fail_on_bad_timestamp: false,
             window: None,
             schema,
         }
@@ -286,6 +290,13 @@ impl Source {
                     match (cell, format) {
                         (ScalarValue::Utf8(Some(text)), Some(f)) => match f.parse_millis(text) {
                             Ok(t) => Some(t),
+                            Err(e) if self.fail_on_bad_timestamp => {
+                                return Err(EngineError::Plan(format!(
+                                    "invalid timestamp at offset {} of {}: {e}",
+                                    r.offset,
+                                    self.topic.name()
+                                )))
+                            }
                             Err(e) => {
                                 plog.report(query, Some(&origin()), &e)?;
                                 continue;
@@ -297,6 +308,13 @@ impl Source {
                 }
             };
             let Some(ts) = ts.filter(|t| *t >= 0) else {
+                if self.fail_on_bad_timestamp {
+                    return Err(EngineError::Plan(format!(
+                        "no valid timestamp at offset {} of {}",
+                        r.offset,
+                        self.topic.name()
+                    )));
+                }
                 plog.report(
                     query,
                     Some(&origin()),

@@ -529,6 +529,10 @@ impl Session {
             .collect();
         let mut source = Source::new(self.log.topic(&def.topic)?, key, value, headers, event_time);
         source.drop_null_keys = def.kind == SourceKind::Table;
+        source.fail_on_bad_timestamp = self
+            .properties
+            .get("ksql.timestamp.throw.on.invalid")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         if let Some(w) = def.window {
             source = source.with_window(match w.size_ms {
                 Some(size) => SourceWindow::Time {
