@@ -136,6 +136,8 @@ pub struct StreamStreamJoin {
     columns: Vec<usize>,
     output: Vec<StreamJoinColumn>,
     null_value: usize,
+    /// This side's `__HEADERS` column.
+    headers: usize,
     schema: SchemaRef,
 }
 
@@ -157,6 +159,7 @@ impl StreamStreamJoin {
             columns,
             output,
             null_value: own_schema.index_of(NULL_VALUE)?,
+            headers: own_schema.index_of(crate::schema::HEADERS)?,
             schema,
         })
     }
@@ -190,7 +193,19 @@ impl StreamStreamJoin {
             columns.push(scalar_column(values, t)?);
         }
         columns.push(Arc::new(BooleanArray::from(vec![false; n])));
-        columns.push(no_headers(n));
+        if rows.iter().all(|r| r.headers.is_none()) {
+            columns.push(no_headers(n));
+        } else {
+            let none = ScalarValue::try_from_array(&no_headers(1), 0)?;
+            let t = self
+                .schema
+                .field(self.schema.fields().len() - 1)
+                .data_type();
+            let headers = rows
+                .iter()
+                .map(|r| r.headers.clone().unwrap_or(none.clone()));
+            columns.push(scalar_column(headers, t)?);
+        }
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
@@ -255,6 +270,7 @@ impl Operator for StreamStreamJoin {
             for &c in &self.columns {
                 own.push(ScalarValue::try_from_array(batch.column(c), row)?);
             }
+            let headers = ScalarValue::try_from_array(batch.column(self.headers), row)?;
             let joined = |other: Option<(i64, Vec<ScalarValue>)>, own: &Vec<ScalarValue>| {
                 let mut sides = [None, None];
                 let rowtime = match other {
@@ -271,6 +287,7 @@ impl Operator for StreamStreamJoin {
                     offset,
                     key: key.clone(),
                     sides,
+                    headers: Some(headers.clone()),
                 }
             };
             if key.iter().any(ScalarValue::is_null) {

@@ -51,6 +51,9 @@ pub(super) struct Joined {
     pub(super) key: Vec<ScalarValue>,
     /// Each side's row (pseudo-columns, then buffered columns), if it has one.
     pub(super) sides: [Option<Vec<ScalarValue>>; 2],
+    /// The headers of the record being processed, which the row is written with (as Kafka
+    /// Streams forwards them); none for rows a closing window emits.
+    pub(super) headers: Option<ScalarValue>,
 }
 
 /// A buffered record found by a lookup.
@@ -296,6 +299,7 @@ impl StreamJoinState {
                 offset: read_u64(&k, at + 4) as i64,
                 key,
                 sides,
+                headers: None,
             });
             emitted.push(k);
         }

@@ -126,7 +126,7 @@ pub(super) fn combine(
     };
     let mut sides = [
         side(left, select.from.source.qualifier(), true),
-        side(right, join.relation.qualifier(), false),
+        side(right, join.relation.qualifier(), true),
     ];
     for s in &mut sides {
         s.pseudo = super::PSEUDO
