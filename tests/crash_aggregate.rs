@@ -148,7 +148,7 @@ fn windowed_aggregation_is_exactly_once_under_sigkill() {
     let expected = output(reference.path());
     assert_eq!(expected.len() as u64, RECORDS, "one update per record");
 
-    let crashed = tempfile::tempdir().unwrap();
+    let mut crashed = tempfile::tempdir().unwrap();
     produce(crashed.path());
     // Kill the aggregation at varied moments until several kills have landed between a
     // micro-batch's output append and its commit (the output then ends off a batch boundary):
@@ -184,8 +184,9 @@ fn windowed_aggregation_is_exactly_once_under_sigkill() {
         if !killed || written == RECORDS {
             // It finished: start over on a fresh copy of the input, to crash it again.
             if torn < 2 {
-                let _ = std::fs::remove_dir_all(crashed.path());
-                std::fs::create_dir_all(crashed.path()).unwrap();
+                // A new directory: emptying the old one in place raced with a log still
+                // closing in this process, and left state behind for the next round.
+                crashed = tempfile::tempdir().unwrap();
                 produce(crashed.path());
             }
         }
