@@ -25,6 +25,7 @@ pub mod parser;
 pub mod planner;
 mod rewrite;
 pub mod script;
+mod select_items;
 pub mod session;
 pub mod types;
 pub mod with_clause;
