@@ -74,6 +74,29 @@ fn column(values: Vec<Option<i64>>, to: &DataType) -> Result<ArrayRef> {
     })
 }
 
+/// For each row, `f` of the row with its pattern (`args[1]`) and zone (`args[2]`, UTC when
+/// absent); null where either is null or does not parse.
+fn per_row<T>(
+    args: &[ArrayRef],
+    rows: usize,
+    mut f: impl FnMut(usize, &TimestampFormat, &Zone) -> Option<T>,
+) -> Result<Vec<Option<T>>> {
+    let patterns = strings(&args[1])?;
+    let zones = args.get(2).map(strings).transpose()?;
+    let mut formats = PerText::new(|p| TimestampFormat::new(p).ok());
+    let mut zone_of = PerText::new(|z| Zone::parse(z).ok());
+    Ok((0..rows)
+        .map(|row| {
+            let zone = match &zones {
+                Some(z) => *zone_of.get(z.is_valid(row).then(|| z.value(row))?)?,
+                None => Zone::UTC,
+            };
+            let format = formats.get(patterns.is_valid(row).then(|| patterns.value(row))?)?;
+            f(row, format, &zone)
+        })
+        .collect())
+}
+
 /// Reads `args[0]` (text) with the pattern `args[1]`, in the zone `args[2]` if given.
 fn read(
     args: &[ArrayRef],
@@ -81,22 +104,10 @@ fn read(
     to: &DataType,
     f: impl Fn(&TimestampFormat, &str, &Zone) -> Option<i64>,
 ) -> Result<ArrayRef> {
-    let (texts, patterns) = (strings(&args[0])?, strings(&args[1])?);
-    let zones = args.get(2).map(strings).transpose()?;
-    let mut formats = PerText::new(|p| TimestampFormat::new(p).ok());
-    let mut zone_of = PerText::new(|z| Zone::parse(z).ok());
-    let mut out = Vec::with_capacity(rows);
-    for row in 0..rows {
-        out.push((|| {
-            let text = texts.is_valid(row).then(|| texts.value(row))?;
-            let zone = match &zones {
-                Some(z) => *zone_of.get(z.is_valid(row).then(|| z.value(row))?)?,
-                None => Zone::UTC,
-            };
-            let format = formats.get(patterns.is_valid(row).then(|| patterns.value(row))?)?;
-            f(format, text, &zone)
-        })());
-    }
+    let texts = strings(&args[0])?;
+    let out = per_row(args, rows, |row, format, zone| {
+        f(format, texts.is_valid(row).then(|| texts.value(row))?, zone)
+    })?;
     column(out, to)
 }
 
@@ -107,22 +118,14 @@ fn write(
     rows: usize,
     f: impl Fn(&TimestampFormat, i64, &Zone) -> Option<String>,
 ) -> Result<ArrayRef> {
-    let (values, patterns) = (int64s(&args[0])?, strings(&args[1])?);
-    let zones = args.get(2).map(strings).transpose()?;
-    let mut formats = PerText::new(|p| TimestampFormat::new(p).ok());
-    let mut zone_of = PerText::new(|z| Zone::parse(z).ok());
-    let mut out = Vec::with_capacity(rows);
-    for row in 0..rows {
-        out.push((|| {
-            let value = values.is_valid(row).then(|| values.value(row))?;
-            let zone = match &zones {
-                Some(z) => *zone_of.get(z.is_valid(row).then(|| z.value(row))?)?,
-                None => Zone::UTC,
-            };
-            let format = formats.get(patterns.is_valid(row).then(|| patterns.value(row))?)?;
-            f(format, value, &zone)
-        })());
-    }
+    let values = int64s(&args[0])?;
+    let out = per_row(args, rows, |row, format, zone| {
+        f(
+            format,
+            values.is_valid(row).then(|| values.value(row))?,
+            zone,
+        )
+    })?;
     Ok(Arc::new(StringArray::from(out)))
 }
 

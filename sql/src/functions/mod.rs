@@ -154,13 +154,7 @@ fn udf_checked(
     coerce: impl Fn(&[DataType]) -> Result<Vec<DataType>> + Send + Sync + 'static,
     body: impl Fn(&[ArrayRef], usize) -> Result<ArrayRef> + Send + Sync + 'static,
 ) -> ScalarUDF {
-    ScalarUDF::from(Udf {
-        name,
-        signature: Signature::user_defined(Volatility::Immutable),
-        returns: Box::new(move |_| Ok(returns.clone())),
-        body: Box::new(body),
-        coerce: Some(Box::new(coerce)),
-    })
+    udf_checked_with(name, move |_| returns.clone(), coerce, body)
 }
 
 /// [`udf_checked`] with a result type that depends on the argument types.

@@ -33,19 +33,7 @@ impl fmt::Display for ParseError {
 /// Parses a script of `;`-terminated statements (the last `;` may be missing). Returns each
 /// statement with its source text.
 pub fn parse_statements(sql: &str) -> Result<Vec<(Statement, String)>, ParseError> {
-    let dialect = KsqlDialect;
-    let tokens = Tokenizer::new(&dialect, sql)
-        .tokenize_with_location()
-        .map_err(|e| ParseError {
-            line: e.location.line,
-            column: e.location.column,
-            message: e.message,
-        })?;
-    let mut p = KsqlParser {
-        parser: Parser::new(&dialect).with_tokens_with_locations(tokens),
-        end: end_of(sql),
-        pending_gt: 0,
-    };
+    let mut p = KsqlParser::over(sql)?;
     let mut out = Vec::new();
     loop {
         while p.parser.consume_token(&Token::SemiColon) {}
@@ -75,20 +63,8 @@ pub fn parse_statements(sql: &str) -> Result<Vec<(Statement, String)>, ParseErro
 
 /// Parses a column list as ksqlDB prints a schema: `` `K` STRING KEY, V INT ``.
 pub fn parse_schema(text: &str) -> Result<Vec<ColumnDef>, ParseError> {
-    let dialect = KsqlDialect;
     let wrapped = format!("({text})");
-    let tokens = Tokenizer::new(&dialect, &wrapped)
-        .tokenize_with_location()
-        .map_err(|e| ParseError {
-            line: e.location.line,
-            column: e.location.column,
-            message: e.message,
-        })?;
-    let mut p = KsqlParser {
-        parser: Parser::new(&dialect).with_tokens_with_locations(tokens),
-        end: end_of(&wrapped),
-        pending_gt: 0,
-    };
+    let mut p = KsqlParser::over(&wrapped)?;
     let cols = p.column_defs()?;
     if p.peek() != Token::EOF {
         return Err(p.expected("the end of the schema"));
@@ -98,19 +74,7 @@ pub fn parse_schema(text: &str) -> Result<Vec<ColumnDef>, ParseError> {
 
 /// Parses a type as ksqlDB writes it: `ARRAY<STRUCT<A INT>>`.
 pub fn parse_type(text: &str) -> Result<SqlType, ParseError> {
-    let dialect = KsqlDialect;
-    let tokens = Tokenizer::new(&dialect, text)
-        .tokenize_with_location()
-        .map_err(|e| ParseError {
-            line: e.location.line,
-            column: e.location.column,
-            message: e.message,
-        })?;
-    let mut p = KsqlParser {
-        parser: Parser::new(&dialect).with_tokens_with_locations(tokens),
-        end: end_of(text),
-        pending_gt: 0,
-    };
+    let mut p = KsqlParser::over(text)?;
     let ty = p.sql_type()?;
     if p.peek() != Token::EOF || p.pending_gt > 0 {
         return Err(p.expected("the end of the type"));
@@ -169,6 +133,25 @@ struct KsqlParser<'a> {
     end: (u64, u64),
     /// `>` already consumed as half of a `>>` token, in nested type arguments.
     pending_gt: usize,
+}
+
+impl KsqlParser<'static> {
+    /// A parser over `text`, tokenized by ksqlDB's rules.
+    fn over(text: &str) -> Result<Self, ParseError> {
+        static DIALECT: KsqlDialect = KsqlDialect;
+        let tokens = Tokenizer::new(&DIALECT, text)
+            .tokenize_with_location()
+            .map_err(|e| ParseError {
+                line: e.location.line,
+                column: e.location.column,
+                message: e.message,
+            })?;
+        Ok(KsqlParser {
+            parser: Parser::new(&DIALECT).with_tokens_with_locations(tokens),
+            end: end_of(text),
+            pending_gt: 0,
+        })
+    }
 }
 
 /// Words that end a relation and so cannot be its alias.
