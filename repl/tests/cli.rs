@@ -247,3 +247,16 @@ fn sql_statements_run_and_their_queries_resume_in_the_next_process() {
         "a syntax error says where"
     );
 }
+
+/// Eddy's own conformance cases, in ksqlDB's test format: what the suite in `../shared/qtt`
+/// does not cover (CUBE_EXPLODE, ...), run as a user runs theirs.
+#[test]
+fn eddy_test_runs_our_own_cases() {
+    let cases = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/qtt");
+    let out = Eddy::new().ok(&["test", cases], "");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with(" passed, 0 failed, 0 skipped") && !last.starts_with("0 "),
+        "{out}"
+    );
+}

@@ -20,14 +20,32 @@ pub(crate) struct Item {
     pub(crate) name: String,
 }
 
-/// If `e` is a table function call (`EXPLODE(array)`), replaces it by its argument.
+/// ksqlDB's table functions: name, syntax and what it does (for SHOW and DESCRIBE FUNCTION).
+pub(crate) const TABLE_FUNCTIONS: [(&str, &str, &str); 2] = [
+    (
+        "CUBE_EXPLODE",
+        "CUBE_EXPLODE(array)",
+        "One row for each combination of the array's elements kept or nulled: 2^n rows, one \
+         fewer combination for each null element",
+    ),
+    (
+        "EXPLODE",
+        "EXPLODE(array)",
+        "One row for each element of the array (none for a null or empty array)",
+    ),
+];
+
+/// If `e` is a table function call, replaces it by the array whose elements become its rows:
+/// `EXPLODE(array)` by the array, `CUBE_EXPLODE(array)` by the array of its combinations.
 pub(crate) fn take_table_function(e: &mut Expr) -> bool {
     let Expr::Function(f) = e else {
         return false;
     };
-    if !f.name.to_string().eq_ignore_ascii_case("explode") {
+    let name = f.name.to_string().to_ascii_uppercase();
+    if !TABLE_FUNCTIONS.iter().any(|(n, _, _)| *n == name) {
         return false;
     }
+    let cube = name == "CUBE_EXPLODE";
     let sqlparser::ast::FunctionArguments::List(list) = &f.args else {
         return false;
     };
@@ -36,7 +54,11 @@ pub(crate) fn take_table_function(e: &mut Expr) -> bool {
     else {
         return false;
     };
-    *e = arg.clone();
+    *e = if cube {
+        crate::rewrite::call("ksql_cube", vec![arg.clone()])
+    } else {
+        arg.clone()
+    };
     true
 }
 

@@ -238,4 +238,7 @@ fn functions_are_listed_and_described() {
     assert!(abs.contains("absolute value"), "{abs}");
     let count = message(&mut session, "DESCRIBE FUNCTION count;");
     assert!(count.contains("Type        : AGGREGATE"), "{count}");
+    assert!(rows.contains(&vec!["CUBE_EXPLODE".to_string(), "TABLE".into()]));
+    let explode = message(&mut session, "DESCRIBE FUNCTION explode;");
+    assert!(explode.contains("Type        : TABLE"), "{explode}");
 }

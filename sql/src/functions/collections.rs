@@ -1,4 +1,5 @@
-//! Functions over maps and of any value: ENTRIES, MAP_UNION and AS_VALUE. (Array functions are
+//! Functions over maps and of any value: ENTRIES, MAP_UNION and AS_VALUE; the combinations
+//! CUBE_EXPLODE explodes. (Array functions are
 //! DataFusion's, under ksqlDB's names where they differ: see `rewrite.rs`.)
 
 use std::sync::Arc;
@@ -83,6 +84,20 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
                 _ => super::wrong_arguments("array_remove", t),
             },
             array_remove,
+        ),
+        // The arrays CUBE_EXPLODE(array) turns into rows: see `cube`.
+        udf_with(
+            "ksql_cube",
+            Signature::any(1, Volatility::Immutable),
+            |t| match &t[0] {
+                DataType::List(_) => Ok(DataType::List(Arc::new(Field::new(
+                    "item",
+                    t[0].clone(),
+                    true,
+                )))),
+                other => plan_err!("CUBE_EXPLODE needs an array, got {other}"),
+            },
+            cube,
         ),
         // MAP_UNION(a, b): the entries of both maps, b's value where both have a key.
         udf_with(
@@ -304,6 +319,59 @@ fn array_remove(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
     )?))
 }
 
+/// ksqlDB caps CUBE_EXPLODE's input so that its 2^n output rows fit in memory.
+const CUBE_MAX_ELEMENTS: usize = 20;
+
+/// For each array of n elements, the 2^n arrays that keep some of its elements and null the
+/// others, in ksqlDB's order: counting in binary from all-null to all-kept, the first element
+/// the most significant bit. A null element is null in every combination, so the combinations
+/// that would only differ there are left out rather than repeated. A null array has none.
+fn cube(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
+    let list = args[0].as_list::<i32>();
+    let offsets = list.value_offsets();
+    let values = list.values();
+    // Element picks of every combination (None for a nulled element), the combinations'
+    // offsets into them, and each row's offsets into the combinations.
+    let mut picks: Vec<Option<u32>> = Vec::new();
+    let mut inner = vec![0i32];
+    let mut outer = vec![0i32];
+    for (row, &start) in offsets.iter().enumerate().take(rows) {
+        let (start, n) = (start as usize, list.value_length(row) as usize);
+        if list.is_valid(row) {
+            if n > CUBE_MAX_ELEMENTS {
+                return exec_err!(
+                    "CUBE_EXPLODE input size ({n}) exceeds the maximum of {CUBE_MAX_ELEMENTS}"
+                );
+            }
+            let bit = |p: usize| 1usize << (n - 1 - p);
+            let present: usize = (0..n)
+                .filter(|&p| values.is_valid(start + p))
+                .map(bit)
+                .sum();
+            for mask in (0..1usize << n).filter(|m| m & !present == 0) {
+                picks.extend((0..n).map(|p| (mask & bit(p) != 0).then_some((start + p) as u32)));
+                inner.push(picks.len() as i32);
+            }
+        }
+        outer.push(inner.len() as i32 - 1);
+    }
+    let DataType::List(item) = args[0].data_type() else {
+        unreachable!("a list array")
+    };
+    let arrays = ListArray::try_new(
+        item.clone(),
+        OffsetBuffer::new(inner.into()),
+        take(values, &UInt32Array::from(picks), None)?,
+        None,
+    )?;
+    Ok(Arc::new(ListArray::try_new(
+        Arc::new(Field::new("item", args[0].data_type().clone(), true)),
+        OffsetBuffer::new(outer.into()),
+        Arc::new(arrays),
+        None,
+    )?))
+}
+
 fn generate_series(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
     let cols = args
         .iter()
@@ -449,4 +517,44 @@ fn map_union(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
         Some(NullBuffer::from(valid)),
         *ordered,
     )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int32Array;
+    use datafusion::arrow::datatypes::Int32Type;
+
+    #[test]
+    fn cube_counts_from_all_null_to_all_kept_and_skips_repeats_of_null_elements() {
+        let arrays: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
+            Some(vec![Some(1), Some(2)]),
+            None,
+            Some(vec![Some(3), None]),
+        ]));
+        let out = cube(&[arrays], 3).unwrap();
+        let rows = out.as_list::<i32>();
+        let combos = |row: usize| -> Vec<Vec<Option<i32>>> {
+            let v = rows.value(row);
+            let v = v.as_list::<i32>();
+            (0..v.len())
+                .map(|i| {
+                    let a = v.value(i);
+                    let a = a.as_any().downcast_ref::<Int32Array>().unwrap();
+                    a.iter().collect()
+                })
+                .collect()
+        };
+        assert_eq!(
+            combos(0),
+            [
+                vec![None, None],
+                vec![None, Some(2)],
+                vec![Some(1), None],
+                vec![Some(1), Some(2)]
+            ]
+        );
+        assert!(combos(1).is_empty());
+        assert_eq!(combos(2), [vec![None, None], vec![Some(3), None]]);
+    }
 }

@@ -1,8 +1,10 @@
 //! SHOW FUNCTIONS and DESCRIBE FUNCTION: the functions a query can call, from the planner's
 //! registry (DataFusion's built-ins and Eddy's ksqlDB functions, with their documentation) and
-//! the engine's aggregates.
+//! the engine's aggregates, the table functions.
 
 use eddy_engine::aggregate::udaf::AGGREGATES;
+
+use crate::select_items::TABLE_FUNCTIONS;
 
 use super::{Outcome, Session};
 use crate::error::{invalid, Result};
@@ -22,6 +24,7 @@ impl Session {
             .filter(|n| !is_internal(n))
             .map(|n| n.to_ascii_uppercase())
             .chain(AGGREGATES.iter().map(|(n, _, _)| n.to_string()))
+            .chain(TABLE_FUNCTIONS.iter().map(|(n, _, _)| n.to_string()))
             .collect();
         names.sort();
         names.dedup();
@@ -33,6 +36,11 @@ impl Session {
         let mut rows: Vec<Vec<String>> = AGGREGATES
             .iter()
             .map(|(n, _, _)| vec![n.to_string(), "AGGREGATE".into()])
+            .chain(
+                TABLE_FUNCTIONS
+                    .iter()
+                    .map(|(n, _, _)| vec![n.to_string(), "TABLE".into()]),
+            )
             .collect();
         for (name, udf) in state.scalar_functions() {
             if is_internal(name)
@@ -56,12 +64,14 @@ impl Session {
     }
 
     pub(super) fn describe_function(&self, name: &str) -> Result<Outcome> {
-        if let Some((n, syntax, about)) = AGGREGATES
-            .iter()
-            .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+        let aggregates = AGGREGATES.iter().map(|f| ("AGGREGATE", f));
+        let tables = TABLE_FUNCTIONS.iter().map(|f| ("TABLE", f));
+        if let Some((kind, (n, syntax, about))) = aggregates
+            .chain(tables)
+            .find(|(_, (n, _, _))| n.eq_ignore_ascii_case(name))
         {
             return Ok(Outcome::Message(format!(
-                "Name        : {n}\nType        : AGGREGATE\nOverview    : {about}\nSyntax      : {syntax}"
+                "Name        : {n}\nType        : {kind}\nOverview    : {about}\nSyntax      : {syntax}"
             )));
         }
         let state = self.df.state();
