@@ -2,8 +2,11 @@
 //!
 //! Numbers: doubles match within 1e-6; an integer and a decimal never match (`1` is not
 //! `1.0`), since ksqlDB's output format decides which one is written, except that an expected
-//! integer matches a double of 10^7 or more with its value (Java writes those in E notation). Objects need the same
-//! fields; a field is found by its name as written, then upper-cased.
+//! integer matches a double of 10^7 or more with its value (Java writes those in E notation).
+//! An expected string matches a decimal of that value and scale (`"3.40"` is 3.40, not 3.4).
+//! Objects need the same number of fields; a field is found by its name as written, then
+//! upper-cased, and one not found is null (so `{"A": null}` matches `{"B": null}`: ksqlDB's
+//! comparator looks fields up in a map).
 
 use serde_json::Value;
 
@@ -24,6 +27,11 @@ fn diff_at(path: &str, e: &Value, a: &Value) -> Option<String> {
         (Value::Null, Value::Null) => None,
         (Value::Bool(x), Value::Bool(y)) if x == y => None,
         (Value::String(x), Value::String(y)) if x == y => None,
+        (Value::String(x), Value::Number(y))
+            if decimal(x).is_some() && decimal(x) == decimal(&y.to_string()) =>
+        {
+            None
+        }
         (Value::Number(x), Value::Number(y)) => {
             let same = match (x.is_f64(), y.is_f64()) {
                 (true, true) => (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() <= 1e-6,
@@ -64,6 +72,7 @@ fn diff_at(path: &str, e: &Value, a: &Value) -> Option<String> {
                             return Some(d);
                         }
                     }
+                    None if xe.is_null() => {}
                     None => return Some(format!("expected field {k} in {a}{}", here())),
                 }
             }
@@ -71,6 +80,27 @@ fn diff_at(path: &str, e: &Value, a: &Value) -> Option<String> {
         }
         _ => Some(format!("expected {e} but got {a}{}", here())),
     }
+}
+
+/// A decimal number's digits (without leading zeros) and scale, as Java's BigDecimal compares
+/// them: `3.40` is ("340", 2), `34e-1` is ("34", 1).
+fn decimal(text: &str) -> Option<(String, i64)> {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i64>().ok()?),
+        None => (text, 0),
+    };
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = digits.trim_start_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    Some((format!("{sign}{digits}"), fraction.len() as i64 - exponent))
 }
 
 #[cfg(test)]
@@ -83,6 +113,12 @@ mod tests {
         assert_eq!(diff(&json!({"a": 1.0}), &json!({"A": 1.0000001})), None);
         assert!(diff(&json!(1), &json!(1.0)).is_some());
         assert!(diff(&json!({"a": 1}), &json!({"a": 1, "b": 2})).is_some());
+        assert_eq!(diff(&json!({"a": null}), &json!({"B": null})), None);
+        assert!(diff(&json!({"a": 1}), &json!({"B": 1})).is_some());
+        let number = |t: &str| serde_json::from_str::<Value>(t).unwrap();
+        assert_eq!(diff(&json!("3.40"), &number("3.40")), None);
+        assert!(diff(&json!("3.40"), &number("3.4")).is_some());
+        assert!(diff(&json!("x"), &number("3.4")).is_some());
         assert!(diff(&json!([1, 2]), &json!([1, 3]))
             .unwrap()
             .contains("[1]"));
