@@ -685,7 +685,7 @@ pub fn plan_aggregate(
         other => other.into(),
     })?;
     let plan =
-        crate::in_list::analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
+        crate::user_lists::analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
     let (filter, (exprs, input), out_schema) = decompose(&plan)?;
     let mut after: Vec<Box<dyn Operator>> = Vec::new();
     let mut having_filter = None;

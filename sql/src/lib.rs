@@ -19,7 +19,6 @@ pub mod command_log;
 pub mod dialect;
 pub mod error;
 pub mod functions;
-mod in_list;
 pub mod join;
 pub mod parser;
 pub mod planner;
@@ -28,6 +27,7 @@ pub mod script;
 mod select_items;
 pub mod session;
 pub mod types;
+mod user_lists;
 pub mod with_clause;
 
 pub use error::{Missing, Result, SqlError};

@@ -12,6 +12,7 @@
 //! `PARTITION BY` expressions.
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
@@ -263,10 +264,18 @@ fn plan(
     // Standard SQL for DataFusion.
     let mut sql_items: Vec<String> = items
         .iter()
-        .map(|it| {
+        .enumerate()
+        .map(|(i, it)| {
             let mut e = it.expr.clone();
             rewrite(&mut e);
-            format!("{e} AS {}", crate::rewrite::quoted(&it.name))
+            let name = crate::rewrite::quoted(&it.name);
+            // ksqlDB computes a new key from the record's value unless it needs only key
+            // columns: a null value (a tombstone) gets a null key, even by ROWTIME.
+            if !partition_by.is_empty() && key_items.contains(&i) && !only_keys(&it.expr, source) {
+                format!("CASE WHEN \"{NULL_VALUE}\" THEN NULL ELSE {e} END AS {name}")
+            } else {
+                format!("{e} AS {name}")
+            }
         })
         .collect();
     sql_items.push(format!("\"ROWTIME\" AS \"{ROWTIME_OUT}\""));
@@ -422,7 +431,7 @@ pub(crate) fn plan_over_source(
     }
     let plan = futures::executor::block_on(state.create_logical_plan(&sql))?;
     let plan =
-        crate::in_list::analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
+        crate::user_lists::analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
     let (filter, projection, schema) = decompose(&plan)?;
     let (filter, predicate): (Option<Box<dyn Operator>>, _) = match filter {
         Some((predicate, input)) => {
@@ -471,6 +480,20 @@ fn selected_keys(items: &[Item], source: &SourceDef, qualifier: &str) -> Result<
 }
 
 /// With an explicit projection, each `PARTITION BY` expression must be selected; it is the key.
+/// Whether `e` reads no column but `source`'s key columns.
+fn only_keys(e: &Expr, source: &SourceDef) -> bool {
+    let is_key = |name: &sqlparser::ast::Ident| {
+        let name = normalize(name);
+        source.key_columns.iter().any(|k| k.name == name)
+    };
+    sqlparser::ast::visit_expressions(e, |e| match e {
+        Expr::Identifier(id) if !is_key(id) => ControlFlow::Break(()),
+        Expr::CompoundIdentifier(ids) if !ids.last().is_some_and(is_key) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_continue()
+}
+
 fn partition_keys(items: &[Item], partition_by: &[&Expr]) -> Result<Vec<usize>> {
     let text = |e: &Expr| {
         let mut e = e.clone();

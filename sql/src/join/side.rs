@@ -19,6 +19,8 @@ pub(super) struct Side {
     pub(super) qualifier: String,
     /// The columns it contributes: its own name, the combined name.
     pub(super) columns: Vec<(Column, String)>,
+    /// How many of `columns`, at the start, are the side's key columns.
+    pub(super) keys: usize,
     /// Where each of `columns` is in the side's batches.
     pub(super) batch_index: Vec<usize>,
     /// The combined columns of its pseudo-columns, where joined rows carry each side's (a
@@ -37,6 +39,7 @@ impl Side {
         let step = is_join_step(&def.name);
         Side {
             qualifier: qualifier.to_string(),
+            keys: def.key_columns.len(),
             batch_index: (0..own.len()).map(|i| PSEUDO_COLUMNS + i).collect(),
             columns: own
                 .into_iter()
@@ -249,7 +252,19 @@ pub(super) fn rewrite_select(
                     alias: quoted(n),
                 }));
                 for s in sides {
-                    items.extend(s.columns.iter().map(column_item));
+                    if select.partition_by.is_empty() || s.pseudo.len() < PSEUDO.len() {
+                        items.extend(s.columns.iter().map(column_item));
+                        continue;
+                    }
+                    // Repartitioning a stream-stream join, ksqlDB expands `*` to the join's
+                    // own layout: each side's values, its pseudo-columns, then its keys.
+                    let (keys, values) = s.columns.split_at(s.keys);
+                    items.extend(values.iter().map(column_item));
+                    items.extend(s.pseudo.iter().map(|p| SelectItem::ExprWithAlias {
+                        expr: Expr::Identifier(quoted(p)),
+                        alias: quoted(p),
+                    }));
+                    items.extend(keys.iter().map(column_item));
                 }
             }
             SelectItem::QualifiedWildcard(q, _) => {

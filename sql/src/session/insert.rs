@@ -228,7 +228,7 @@ impl Session {
         let state = self.df.state();
         let plan =
             futures::executor::block_on(state.create_logical_plan(&format!("SELECT {e} AS v")))?;
-        let plan = crate::in_list::analyzer().execute_and_check(
+        let plan = crate::user_lists::analyzer().execute_and_check(
             plan,
             state.config_options(),
             |_, _| {},
