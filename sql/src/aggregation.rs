@@ -30,7 +30,7 @@ use eddy_engine::aggregate::{
     AggCall, AggFunc, AggregateSpec, WindowKind, WindowSpec as EngineWindow, AGG_ROWTIME,
     WINDOWEND, WINDOWSTART,
 };
-use eddy_engine::schema::NULL_VALUE;
+use eddy_engine::schema::{HEADERS, NULL_VALUE};
 use eddy_engine::{Operator, Project};
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, VisitMut, VisitorMut,
@@ -525,6 +525,8 @@ pub fn plan_aggregate(
     pre.push("\"ROWTIME\" AS \"__ROWTIME_IN\"".into());
     let null_in = pre.len();
     pre.push(format!("\"{NULL_VALUE}\" AS \"{NULL_VALUE}\""));
+    let headers_in = pre.len();
+    pre.push(format!("\"{HEADERS}\" AS \"{HEADERS}\""));
     let table_key = if source.kind == SourceKind::Table {
         let start = pre.len();
         for (i, k) in source.key_columns.iter().enumerate() {
@@ -641,6 +643,7 @@ pub fn plan_aggregate(
         calls: agg_calls,
         rowtime: rowtime_in,
         null_value: null_in,
+        headers: headers_in,
         window,
         table_key,
     };
@@ -659,6 +662,7 @@ pub fn plan_aggregate(
     post.push(format!("\"{NULL_VALUE}\" AS \"{NULL_VALUE}\""));
     post.push(format!("\"{WINDOWSTART}\" AS \"{WSTART_OUT}\""));
     post.push(format!("\"{WINDOWEND}\" AS \"{WEND_OUT}\""));
+    post.push(format!("\"{HEADERS}\" AS \"{HEADERS}\""));
     let mut sql = format!("SELECT {} FROM \"{AGGREGATE_TABLE}\"", post.join(", "));
     if let Some(h) = &having {
         let mut h = h.clone();
@@ -709,6 +713,7 @@ pub fn plan_aggregate(
         NULL_VALUE,
         WSTART_OUT,
         WEND_OUT,
+        HEADERS,
     ]);
     for (f, name) in out_schema.fields().iter().zip(names) {
         let ty = SqlType::from_arrow(f.data_type()).ok_or_else(|| {
@@ -743,7 +748,7 @@ pub fn plan_aggregate(
         value_indices,
         rowtime_index: n,
         null_value_index: n + 1,
-        headers_index: None,
+        headers_index: Some(n + 4),
         keys_pass_through: false,
         result_kind: SourceKind::Table,
         window_columns: select.window.as_ref().map(|_| (n + 2, n + 3)),

@@ -20,7 +20,7 @@ use super::window::{session_overlaps, WindowKind, WindowSpec};
 use super::window_index::WindowIndex;
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorContext};
-use crate::schema::NULL_VALUE;
+use crate::schema::{headers_type, no_headers, HEADERS, NULL_VALUE};
 use crate::state_codec::{decode_row, encode_row};
 
 pub use crate::schema::{WINDOWEND, WINDOWSTART};
@@ -35,6 +35,9 @@ pub struct AggregateSpec {
     pub rowtime: usize,
     /// Input column of the tombstone flag.
     pub null_value: usize,
+    /// Input column of the record's headers, which the results it updates carry on (as Kafka
+    /// Streams forwards the headers of the record being processed).
+    pub headers: usize,
     pub window: Option<WindowSpec>,
     /// Over a table: the input columns that hold the source row's key, whose previous row is
     /// taken back out of its group when the key gets a new row or is deleted.
@@ -131,7 +134,8 @@ impl AggregateState {
 impl Aggregate {
     /// The schema of the batches an aggregate with this spec emits: the grouping values, the
     /// results `__AGG0...`, `WINDOWSTART` and `WINDOWEND` (null unless windowed), the result's
-    /// timestamp and the tombstone flag.
+    /// timestamp, the tombstone flag and the headers of the record that made it (none for
+    /// results a closing window emits).
     pub fn output_schema_of(spec: &AggregateSpec) -> SchemaRef {
         let mut fields = spec.group_fields.clone();
         for (i, c) in spec.calls.iter().enumerate() {
@@ -141,6 +145,7 @@ impl Aggregate {
         fields.push(Field::new(WINDOWEND, DataType::Int64, true));
         fields.push(Field::new(AGG_ROWTIME, DataType::Int64, false));
         fields.push(Field::new(NULL_VALUE, DataType::Boolean, false));
+        fields.push(Field::new(HEADERS, headers_type(), false));
         Arc::new(Schema::new(fields))
     }
 
@@ -532,10 +537,12 @@ impl Aggregate {
                 emit(&k, &s.group, Some((s.start, s.end)))?;
             }
         }
-        this.build(rows)
+        let headers = no_headers(rows.len());
+        this.build(rows, &headers)
     }
 
-    fn build(&self, rows: Vec<Emit>) -> Result<RecordBatch> {
+    /// The output batch of `rows`, with their `headers` (one row of headers each).
+    fn build(&self, rows: Vec<Emit>, headers: &ArrayRef) -> Result<RecordBatch> {
         let n = rows.len();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for (i, f) in self.spec.group_fields.iter().enumerate() {
@@ -565,6 +572,7 @@ impl Aggregate {
         columns.push(Arc::new(BooleanArray::from(
             rows.iter().map(|r| r.tombstone).collect::<Vec<_>>(),
         )));
+        columns.push(headers.clone());
         Ok(RecordBatch::try_new_with_options(
             self.schema.clone(),
             columns,
@@ -623,6 +631,8 @@ impl Operator for Aggregate {
             .clone();
         let null_value = batch.column(self.spec.null_value).as_boolean().clone();
         let mut out = Vec::with_capacity(batch.num_rows());
+        // The input row each output row came from (None: a window closing).
+        let mut origins: Vec<Option<usize>> = Vec::with_capacity(batch.num_rows());
         for row in 0..batch.num_rows() {
             let ts = rowtime.value(row);
             self.stream_time = self.stream_time.max(ts);
@@ -670,14 +680,23 @@ impl Operator for Aggregate {
                     other => return Err(other),
                 }
             }
+            origins.resize(out.len(), Some(row));
             if self.spec.window.is_some_and(|w| w.emit_final) {
                 self.close_windows(&mut out)?;
+                origins.resize(out.len(), None);
             }
         }
         // Once per batch: a window expires long after it closed, so nothing in this batch
         // could still have reached it.
         self.expire_windows()?;
-        self.build(out)
+        let none = no_headers(1);
+        let sources = [batch.column(self.spec.headers).as_ref(), none.as_ref()];
+        let picks: Vec<(usize, usize)> = origins
+            .iter()
+            .map(|o| o.map_or((1, 0), |row| (0, row)))
+            .collect();
+        let headers = datafusion::arrow::compute::interleave(&sources, &picks)?;
+        self.build(out, &headers)
     }
 
     fn checkpoint(&mut self, commit: &mut Commit) -> Result<()> {
