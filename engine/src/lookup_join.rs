@@ -101,19 +101,28 @@ pub fn read_row(
     row_types: &[DataType],
     encoded: &[u8],
 ) -> Result<Option<(i64, Vec<ScalarValue>)>> {
-    let Some(bytes) = table.get(encoded)? else {
-        return Ok(None);
-    };
+    match table.get(encoded)? {
+        Some(bytes) => Ok(Some(decode_stored_row(table, row_types, &bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// A materialized row's timestamp and values, from its stored bytes.
+fn decode_stored_row(
+    table: &Store,
+    row_types: &[DataType],
+    bytes: &[u8],
+) -> Result<(i64, Vec<ScalarValue>)> {
     let corrupt = |e: String| {
         EngineError::State(eddy_state::StateError::Corrupt {
             store: table.name().to_string(),
             message: e,
         })
     };
-    let mut row = decode_row(row_types, &bytes).map_err(corrupt)?;
+    let mut row = decode_row(row_types, bytes).map_err(corrupt)?;
     let values = row.split_off(1);
     match row[0] {
-        ScalarValue::Int64(Some(rowtime)) => Ok(Some((rowtime, values))),
+        ScalarValue::Int64(Some(rowtime)) => Ok((rowtime, values)),
         _ => Err(corrupt("a row without its timestamp".into())),
     }
 }
@@ -186,21 +195,32 @@ impl Operator for StreamTableJoin {
         let keys = self.key.evaluate(&batch)?.into_array(n)?;
         let keys = cast(&keys, &self.key_type)?;
         let null_values = batch.column(self.null_value).as_boolean();
+        let key_values = (0..n)
+            .map(|row| ScalarValue::try_from_array(&keys, row))
+            .collect::<Result<Vec<_>, _>>()?;
+        // A stream record without a value takes no part in a join (Kafka Streams drops it),
+        // and a null key finds nothing: the others' keys are looked up together.
+        let mut asked = Vec::with_capacity(n);
+        let mut encoded = Vec::with_capacity(n);
+        for (row, key) in key_values.iter().enumerate() {
+            if !null_values.value(row) && !key.is_null() {
+                asked.push(row);
+                encoded.push(encode_row(std::slice::from_ref(key)).map_err(EngineError::Plan)?);
+            }
+        }
+        let mut rows: Vec<Option<(i64, Vec<ScalarValue>)>> = vec![None; n];
+        self.table.get_many(&encoded, |i, bytes| {
+            if let Some(bytes) = bytes {
+                rows[asked[i]] = Some(decode_stored_row(&self.table, &self.row_types, bytes)?);
+            }
+            Ok::<_, EngineError>(())
+        })?;
         let mut found = Vec::with_capacity(n);
         let mut times = Vec::with_capacity(n);
         let mut table = LookedUp::new(&self.key_type, &self.value_types, n);
-        for row in 0..n {
-            let key = ScalarValue::try_from_array(&keys, row)?;
-            // A stream record without a value takes no part in a join (Kafka Streams drops
-            // it), and a null key finds nothing.
-            let values = if null_values.value(row) || key.is_null() {
-                None
-            } else {
-                let encoded = encode_row(std::slice::from_ref(&key)).map_err(EngineError::Plan)?;
-                read_row(&self.table, &self.row_types, &encoded)?
-            };
-            found.push(values.is_some());
-            match values {
+        for (key, row) in key_values.into_iter().zip(rows) {
+            found.push(row.is_some());
+            match row {
                 Some((time, values)) => {
                     times.push(Some(time));
                     table.push(key, values)

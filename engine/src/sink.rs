@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, ListArray, RecordBatch, StringArray,
+};
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimestampMillisecondType};
 use datafusion::common::ScalarValue;
 use eddy_log::{Header, Record, Topic};
@@ -15,28 +17,39 @@ use crate::format::Codec;
 use crate::processing_log::ProcessingLog;
 use crate::time_format::TimestampFormat;
 
-/// The headers in row `row` of a list-of-headers column.
-fn headers_at(col: &ArrayRef, row: usize) -> Vec<Header> {
-    let Some(list) = col.as_list_opt::<i32>() else {
-        return Vec::new();
-    };
-    if list.is_null(row) {
-        return Vec::new();
-    }
-    let entries = list.value(row);
-    let Some(entries) = entries.as_struct_opt() else {
-        return Vec::new();
-    };
-    let (names, values) = (
-        entries.column(0).as_string::<i32>(),
-        entries.column(1).as_binary::<i32>(),
-    );
-    (0..entries.len())
-        .map(|i| Header {
-            name: names.value(i).to_string(),
-            value: (!values.is_null(i)).then(|| Bytes::copy_from_slice(values.value(i))),
+/// A list-of-headers column, taken apart once per batch so that a row's headers cost nothing
+/// when it has none (the common case) and no array slicing when it has some.
+struct HeaderColumn<'a> {
+    list: &'a ListArray,
+    names: &'a StringArray,
+    values: &'a BinaryArray,
+}
+
+impl<'a> HeaderColumn<'a> {
+    fn new(col: &'a ArrayRef) -> Option<HeaderColumn<'a>> {
+        let list = col.as_list_opt::<i32>()?;
+        let entries = list.values().as_struct_opt()?;
+        Some(HeaderColumn {
+            list,
+            names: entries.column(0).as_string_opt::<i32>()?,
+            values: entries.column(1).as_binary_opt::<i32>()?,
         })
-        .collect()
+    }
+
+    /// The headers in row `row`.
+    fn at(&self, row: usize) -> Vec<Header> {
+        if self.list.is_null(row) {
+            return Vec::new();
+        }
+        let offsets = self.list.value_offsets();
+        (offsets[row] as usize..offsets[row + 1] as usize)
+            .map(|i| Header {
+                name: self.names.value(i).to_string(),
+                value: (!self.values.is_null(i))
+                    .then(|| Bytes::copy_from_slice(self.values.value(i))),
+            })
+            .collect()
+    }
 }
 
 /// How to write a query's output batches to a topic.
@@ -100,6 +113,9 @@ impl Sink {
             .map(|&i| batch.column(i))
             .collect();
         let encoded_values = crate::format::json_batch::encode_batch(&self.value, &value_columns);
+        let headers = self
+            .headers_column
+            .and_then(|i| HeaderColumn::new(batch.column(i)));
         for row in 0..batch.num_rows() {
             let cell = |i: &usize| ScalarValue::try_from_array(batch.column(*i), row);
             let keys = self
@@ -171,10 +187,7 @@ impl Sink {
                 }
                 (_, key) => key,
             };
-            let headers = self
-                .headers_column
-                .map(|i| headers_at(batch.column(i), row))
-                .unwrap_or_default();
+            let headers = headers.as_ref().map(|h| h.at(row)).unwrap_or_default();
             by_partition.entry(partition).or_default().push(Record {
                 key,
                 value,

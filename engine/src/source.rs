@@ -165,19 +165,31 @@ impl Source {
         else {
             return Ok(None);
         };
-        let mut key_cells: Vec<Vec<ScalarValue>> = (0..self.key.fields.len())
-            .map(|_| Vec::with_capacity(records.len()))
-            .collect();
-        if !key_cells.is_empty() {
-            for r in records {
-                let Ok(k) = self.key.decode(r.record.key.as_deref()) else {
-                    return Ok(None);
-                };
-                for (col, cell) in key_cells.iter_mut().zip(k) {
-                    col.push(cell);
+        let key_columns = match self
+            .key
+            .decode_columns(records.iter().map(|r| r.record.key.as_deref()))
+        {
+            Some(columns) => columns,
+            None => {
+                let mut cells: Vec<Vec<ScalarValue>> = (0..self.key.fields.len())
+                    .map(|_| Vec::with_capacity(records.len()))
+                    .collect();
+                if !cells.is_empty() {
+                    for r in records {
+                        let Ok(k) = self.key.decode(r.record.key.as_deref()) else {
+                            return Ok(None);
+                        };
+                        for (col, cell) in cells.iter_mut().zip(k) {
+                            col.push(cell);
+                        }
+                    }
                 }
+                cells
+                    .into_iter()
+                    .map(ScalarValue::iter_to_array)
+                    .collect::<Result<_, _>>()?
             }
-        }
+        };
         let n = records.len();
         let mut arrays: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from_iter_values(
@@ -188,9 +200,7 @@ impl Source {
                 records.iter().map(|r| r.offset as i64),
             )),
         ];
-        for col in key_cells {
-            arrays.push(ScalarValue::iter_to_array(col)?);
-        }
+        arrays.extend(key_columns);
         arrays.extend(value_columns);
         let headers: Vec<&[Header]> = records
             .iter()

@@ -69,6 +69,10 @@ impl StateDb {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
+        // Operators look single keys up far more often than they scan: a hash index in each
+        // data block finds a key without a binary search over the block's restart points.
+        table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
+        table.set_data_block_hash_ratio(0.75);
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_block_based_table_factory(&table);
@@ -80,7 +84,11 @@ impl StateDb {
         opts.set_max_background_jobs(2);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let path = dir.as_ref().to_path_buf();
-        let db = DB::open(&opts, &path)?;
+        // The default column family opened by name, so that its handle is at hand for
+        // batched lookups (`Store::get_many`).
+        let default =
+            rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
+        let db = DB::open_cf_descriptors(&opts, &path, [default])?;
         Ok(StateDb {
             inner: Arc::new(Inner {
                 db,

@@ -19,10 +19,11 @@ use datafusion::arrow::json::ReaderBuilder;
 
 use super::{Codec, Format};
 
-/// Whether the batch paths handle these fields: an object of two or more primitive columns.
-fn handled(codec: &Codec, wrapped: bool) -> bool {
+/// Whether the batch paths handle these fields: an object of primitive columns (a single
+/// column only where it is wrapped in one).
+fn handled(codec: &Codec) -> bool {
     codec.format == Format::Json
-        && (codec.fields.len() >= 2 || (wrapped && codec.fields.len() == 1 && codec.wrap_single))
+        && (codec.fields.len() >= 2 || (codec.fields.len() == 1 && codec.wrap_single))
         && codec.fields.iter().all(|f: &Field| {
             matches!(
                 f.data_type(),
@@ -38,8 +39,9 @@ fn handled(codec: &Codec, wrapped: bool) -> bool {
 /// The value columns of `values` (one JSON object each), or `None` where the record-at-a-time
 /// codec must decide.
 pub fn decode_batch(codec: &Codec, values: &[&[u8]]) -> Option<Vec<ArrayRef>> {
-    // A single column may be a bare value, which only the reference reads.
-    if values.is_empty() || !handled(codec, false) {
+    // A single wrapped column is an object here too: a bare value, which ksqlDB also reads,
+    // is not an object, so the decoder refuses it and the reference reads the batch.
+    if values.is_empty() || !handled(codec) {
         return None;
     }
     let schema = Arc::new(Schema::new(codec.fields.clone()));
@@ -70,7 +72,7 @@ pub fn decode_batch(codec: &Codec, values: &[&[u8]]) -> Option<Vec<ArrayRef>> {
 /// Each row of `columns` (the codec's fields, in order) as a JSON object, or `None` where the
 /// record-at-a-time codec must write them.
 pub fn encode_batch(codec: &Codec, columns: &[&ArrayRef]) -> Option<Vec<Bytes>> {
-    if !handled(codec, true) || columns.len() != codec.fields.len() {
+    if !handled(codec) || columns.len() != codec.fields.len() {
         return None;
     }
     let rows = columns.first().map_or(0, |c| c.len());
@@ -234,6 +236,26 @@ mod tests {
                     for (col, want) in columns.iter().zip(reference) {
                         prop_assert_eq!(ScalarValue::try_from_array(col, row).unwrap(), want);
                     }
+                }
+            }
+        }
+
+        /// A single column: objects read a batch at a time, bare values by the reference.
+        #[test]
+        fn a_single_column_reads_as_the_reference_reads_it(texts in proptest::collection::vec(prop_oneof![
+            any::<i64>().prop_map(|i| format!(r#"{{"V":{i}}}"#)),
+            any::<i64>().prop_map(|i| i.to_string()),
+            Just(r#"{"v":1}"#.to_string()),
+            Just(r#"{"V":null}"#.to_string()),
+            Just("null".to_string()),
+            Just("{}".to_string()),
+        ], 1..20)) {
+            let codec = Codec::new(Format::Json, vec![Field::new("V", DataType::Int64, true)], true).unwrap();
+            let values: Vec<&[u8]> = texts.iter().map(|t| t.as_bytes()).collect();
+            if let Some(columns) = decode_batch(&codec, &values) {
+                for (row, text) in texts.iter().enumerate() {
+                    let reference = codec.decode(Some(text.as_bytes())).expect("the reference reads it too");
+                    prop_assert_eq!(ScalarValue::try_from_array(&columns[0], row).unwrap(), reference[0].clone());
                 }
             }
         }

@@ -1,7 +1,10 @@
 //! The KAFKA format: one primitive as Kafka's own serializers write it (INT and BIGINT
 //! big-endian two's complement, DOUBLE big-endian IEEE 754, STRING UTF-8, BYTES as is).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use datafusion::arrow::array::{ArrayRef, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 
@@ -49,6 +52,21 @@ pub(super) fn decode(t: &DataType, b: &[u8]) -> Result<ScalarValue, String> {
     })
 }
 
+/// A column of STRING values straight from their bytes (a null for a missing value), as
+/// [`decode`] reads each; `None` if one is not UTF-8, for `decode` to report.
+pub(super) fn decode_strings<'a>(
+    values: impl ExactSizeIterator<Item = Option<&'a [u8]>>,
+) -> Option<ArrayRef> {
+    let mut builder = StringBuilder::with_capacity(values.len(), values.len() * 16);
+    for v in values {
+        match v {
+            Some(b) => builder.append_value(std::str::from_utf8(b).ok()?),
+            None => builder.append_null(),
+        }
+    }
+    Some(Arc::new(builder.finish()))
+}
+
 pub(super) fn encode(v: &ScalarValue) -> Result<Option<Bytes>, String> {
     Ok(match v {
         v if v.is_null() => None,
@@ -64,4 +82,38 @@ pub(super) fn encode(v: &ScalarValue) -> Result<Option<Bytes>, String> {
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Array, AsArray};
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A column of strings read at once holds what `decode` reads from each value, and
+        /// bytes that are not UTF-8 are left to `decode` to report.
+        #[test]
+        fn strings_read_at_once_as_one_by_one(values in proptest::collection::vec(
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..6)), 0..20)) {
+            let bytes: Vec<Option<&[u8]>> = values.iter().map(|v| v.as_deref()).collect();
+            let one_by_one: Result<Vec<Option<ScalarValue>>, String> = bytes
+                .iter()
+                .map(|b| b.map(|b| decode(&DataType::Utf8, b)).transpose())
+                .collect();
+            match (decode_strings(bytes.iter().copied()), one_by_one) {
+                (Some(column), Ok(each)) => {
+                    let column = column.as_string::<i32>();
+                    for (i, v) in each.iter().enumerate() {
+                        match v {
+                            Some(ScalarValue::Utf8(Some(s))) => prop_assert_eq!(column.value(i), s.as_str()),
+                            _ => prop_assert!(column.is_null(i)),
+                        }
+                    }
+                }
+                (None, Err(_)) => {}
+                (column, each) => prop_assert!(false, "{column:?} but {each:?}"),
+            }
+        }
+    }
 }

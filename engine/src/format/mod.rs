@@ -16,6 +16,7 @@ pub mod json_batch;
 pub mod kafka;
 
 use bytes::Bytes;
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 
@@ -134,6 +135,21 @@ impl Codec {
                 None => Ok(Vec::new()),
             },
             Format::None => Ok(Vec::new()),
+        }
+    }
+
+    /// The columns of many records' bytes at once where the format reads them without
+    /// going through values one by one (a KAFKA STRING: the common key); `None` otherwise, or
+    /// if one does not decode, for [`Codec::decode`] to read and report.
+    pub fn decode_columns<'a>(
+        &self,
+        bytes: impl ExactSizeIterator<Item = Option<&'a [u8]>>,
+    ) -> Option<Vec<ArrayRef>> {
+        match (&self.format, self.fields.as_slice()) {
+            (Format::Kafka, [f]) if *f.data_type() == DataType::Utf8 => {
+                Some(vec![kafka::decode_strings(bytes)?])
+            }
+            _ => None,
         }
     }
 
