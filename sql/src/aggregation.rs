@@ -132,6 +132,16 @@ impl VisitorMut for ExtractAggregates<'_> {
             }
             args = vec![crate::rewrite::call("named_struct", fields), k];
         }
+        // CORRELATION(x, y): the pairs, as a struct.
+        if func == AggFunc::Correlation && args.len() == 2 {
+            let fields = vec![
+                crate::rewrite::string_literal("x"),
+                args[0].clone(),
+                crate::rewrite::string_literal("y"),
+                args[1].clone(),
+            ];
+            args = vec![crate::rewrite::call("named_struct", fields)];
+        }
         let text = format!(
             "{name}({})",
             args.iter()
@@ -619,7 +629,13 @@ pub fn plan_aggregate(
             }
             _ => {}
         }
-        if matches!(c.func, AggFunc::Sum | AggFunc::Avg) && call.init().is_err() {
+        let typed = [
+            AggFunc::Sum,
+            AggFunc::Avg,
+            AggFunc::StddevSample,
+            AggFunc::Correlation,
+        ];
+        if typed.contains(&c.func) && call.init().is_err() {
             return invalid(format!(
                 "Function '{}' does not accept parameters ({}).",
                 c.name,

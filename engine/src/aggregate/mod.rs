@@ -18,6 +18,7 @@ mod group;
 mod group_state;
 mod having;
 mod operator;
+mod stats;
 pub mod udaf;
 pub mod window;
 mod window_index;

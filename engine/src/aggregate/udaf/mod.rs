@@ -12,7 +12,12 @@ use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 
+use super::stats::{Comoments, Moments, ValueCounts};
 use crate::state_codec::{decode, encode};
+
+mod values;
+
+use values::{add, as_f64, number, pair, zero};
 
 /// An aggregate function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,13 +37,18 @@ pub enum AggFunc {
     TopK,
     TopKDistinct,
     Histogram,
+    StddevSample,
+    Correlation,
+    Attr,
 }
 
 /// Every aggregate function by its ksqlDB name, with how it is called and what it computes
 /// (for SHOW FUNCTIONS and DESCRIBE FUNCTION).
 pub const AGGREGATES: &[(&str, &str, &str)] = &[
+    ("ATTR", "ATTR(col)", "The value of col when every row has the same one (null included), else null."),
     ("AVG", "AVG(col)", "The average of the non-null values."),
     ("COLLECT_LIST", "COLLECT_LIST(col)", "An array of the values, nulls included, up to ksql.functions.collect_list.limit (default 1000)."),
+    ("CORRELATION", "CORRELATION(x, y)", "The Pearson correlation coefficient of the pairs where neither is null."),
     ("COLLECT_SET", "COLLECT_SET(col)", "An array of the distinct values, up to ksql.functions.collect_set.limit (default 1000)."),
     ("COUNT", "COUNT(*) | COUNT(col)", "The number of rows, or of rows where col is not null."),
     ("COUNT_DISTINCT", "COUNT_DISTINCT(col)", "The number of distinct non-null values."),
@@ -47,6 +57,7 @@ pub const AGGREGATES: &[(&str, &str, &str)] = &[
     ("LATEST_BY_OFFSET", "LATEST_BY_OFFSET(col [, n] [, ignoreNulls])", "The value of the latest record (by offset), or an array of the n latest; nulls skipped unless ignoreNulls is false."),
     ("MAX", "MAX(col)", "The largest non-null value."),
     ("MIN", "MIN(col)", "The smallest non-null value."),
+    ("STDDEV_SAMPLE", "STDDEV_SAMPLE(col) | STDDEV_SAMP(col)", "The sample standard deviation of the non-null values (0 for fewer than two)."),
     ("SUM", "SUM(col)", "The sum of the non-null values, of the argument's type (0 if there are none)."),
     ("SUM_LIST", "SUM_LIST(array)", "The sum of the elements of every array."),
     ("TOPK", "TOPK(col, k) | TOPK(sortCol, otherCols..., k)", "The k largest values, largest first (as structs when other columns come along)."),
@@ -71,6 +82,9 @@ impl AggFunc {
             "TOPK" => AggFunc::TopK,
             "TOPKDISTINCT" => AggFunc::TopKDistinct,
             "HISTOGRAM" => AggFunc::Histogram,
+            "STDDEV_SAMPLE" | "STDDEV_SAMP" => AggFunc::StddevSample,
+            "CORRELATION" => AggFunc::Correlation,
+            "ATTR" => AggFunc::Attr,
             _ => return None,
         })
     }
@@ -86,6 +100,9 @@ impl AggFunc {
                 | AggFunc::CollectList
                 | AggFunc::CollectSet
                 | AggFunc::Histogram
+                | AggFunc::StddevSample
+                | AggFunc::Correlation
+                | AggFunc::Attr
         )
     }
 }
@@ -116,6 +133,9 @@ pub enum Acc {
     Extreme(ScalarValue),
     Values(Vec<ScalarValue>),
     Histogram(Vec<(String, i64)>),
+    Moments(Moments),
+    Comoments(Comoments),
+    Counts(ValueCounts),
 }
 
 fn list_item(t: &DataType) -> DataType {
@@ -127,61 +147,6 @@ fn list_item(t: &DataType) -> DataType {
 
 fn list_of(t: &DataType) -> DataType {
     DataType::List(Arc::new(Field::new("item", t.clone(), true)))
-}
-
-fn zero(t: &DataType) -> Result<ScalarValue, String> {
-    Ok(match t {
-        DataType::Int32 => ScalarValue::Int32(Some(0)),
-        DataType::Int64 => ScalarValue::Int64(Some(0)),
-        DataType::Float64 => ScalarValue::Float64(Some(0.0)),
-        DataType::Decimal128(p, s) => ScalarValue::Decimal128(Some(0), *p, *s),
-        other => {
-            return Err(format!(
-                "cannot sum {}",
-                crate::schema::sql_type_name(other)
-            ))
-        }
-    })
-}
-
-/// `a + b` (or `a - b`) in the type of `a`, as Java computes it: integers wrap, decimals that
-/// no longer fit their precision are an error.
-fn add(a: &ScalarValue, b: &ScalarValue, negate: bool) -> Result<ScalarValue, String> {
-    // Casting a scalar goes through an array: only when the types differ.
-    let cast;
-    let b = if a.data_type() == b.data_type() {
-        b
-    } else {
-        cast = b.cast_to(&a.data_type()).map_err(|e| e.to_string())?;
-        &cast
-    };
-    Ok(match (a, b) {
-        (ScalarValue::Int32(Some(x)), ScalarValue::Int32(Some(y))) => {
-            ScalarValue::Int32(Some(if negate {
-                x.wrapping_sub(*y)
-            } else {
-                x.wrapping_add(*y)
-            }))
-        }
-        (ScalarValue::Int64(Some(x)), ScalarValue::Int64(Some(y))) => {
-            ScalarValue::Int64(Some(if negate {
-                x.wrapping_sub(*y)
-            } else {
-                x.wrapping_add(*y)
-            }))
-        }
-        (ScalarValue::Float64(Some(x)), ScalarValue::Float64(Some(y))) => {
-            ScalarValue::Float64(Some(if negate { x - y } else { x + y }))
-        }
-        (ScalarValue::Decimal128(Some(x), p, s), ScalarValue::Decimal128(Some(y), _, _)) => {
-            let r = if negate { x - y } else { x + y };
-            if r.unsigned_abs() >= 10u128.pow(u32::from(*p)) {
-                return Err("Numeric field overflow".into());
-            }
-            ScalarValue::Decimal128(Some(r), *p, *s)
-        }
-        _ => a.clone(),
-    })
 }
 
 fn cmp(a: &ScalarValue, b: &ScalarValue) -> Ordering {
@@ -216,7 +181,10 @@ impl AggCall {
             AggFunc::EarliestByOffset | AggFunc::LatestByOffset if self.returns_array => {
                 list_of(&self.arg_type)
             }
-            AggFunc::EarliestByOffset | AggFunc::LatestByOffset => self.arg_type.clone(),
+            AggFunc::EarliestByOffset | AggFunc::LatestByOffset | AggFunc::Attr => {
+                self.arg_type.clone()
+            }
+            AggFunc::StddevSample | AggFunc::Correlation => DataType::Float64,
             AggFunc::Histogram => DataType::Map(
                 Arc::new(Field::new(
                     "entries",
@@ -248,6 +216,26 @@ impl AggCall {
                 Acc::Extreme(ScalarValue::try_from(&self.arg_type).map_err(|e| e.to_string())?)
             }
             AggFunc::Histogram => Acc::Histogram(Vec::new()),
+            AggFunc::StddevSample => {
+                number(&self.arg_type)?;
+                Acc::Moments(Moments::default())
+            }
+            AggFunc::Correlation => {
+                match &self.arg_type {
+                    DataType::Struct(f) if f.len() == 2 => {
+                        number(f[0].data_type())?;
+                        number(f[1].data_type())?;
+                    }
+                    other => {
+                        return Err(format!(
+                            "CORRELATION needs two numbers, not {}",
+                            crate::schema::sql_type_name(other)
+                        ))
+                    }
+                }
+                Acc::Comoments(Comoments::default())
+            }
+            AggFunc::Attr => Acc::Counts(ValueCounts::default()),
             _ => Acc::Values(Vec::new()),
         })
     }
@@ -318,6 +306,17 @@ impl AggCall {
                 vs.insert(at, v.clone());
                 vs.truncate(self.n.unwrap_or(1));
             }
+            (AggFunc::StddevSample, Acc::Moments(m)) => {
+                if let Some(x) = as_f64(v)? {
+                    m.add(x)
+                }
+            }
+            (AggFunc::Correlation, Acc::Comoments(c)) => {
+                if let Some((x, y)) = pair(v)? {
+                    c.add(x, y, 1.0)
+                }
+            }
+            (AggFunc::Attr, Acc::Counts(c)) => c.add(v, 1),
             (AggFunc::Histogram, Acc::Histogram(h)) if !v.is_null() => {
                 let key = match v {
                     ScalarValue::Utf8(Some(s)) => s.clone(),
@@ -350,6 +349,17 @@ impl AggCall {
                 }
             }
             (AggFunc::CollectSet, Acc::Values(vs)) => vs.retain(|x| x != v),
+            (AggFunc::StddevSample, Acc::Moments(m)) => {
+                if let Some(x) = as_f64(v)? {
+                    m.remove(x)
+                }
+            }
+            (AggFunc::Correlation, Acc::Comoments(c)) => {
+                if let Some((x, y)) = pair(v)? {
+                    c.add(x, y, -1.0)
+                }
+            }
+            (AggFunc::Attr, Acc::Counts(c)) => c.add(v, -1),
             (AggFunc::Histogram, Acc::Histogram(h)) if !v.is_null() => {
                 let key = match v {
                     ScalarValue::Utf8(Some(s)) => s.clone(),
@@ -377,6 +387,9 @@ impl AggCall {
                 *count += c2;
             }
             (acc @ Acc::Extreme(_), Acc::Extreme(b)) => self.update(acc, &b)?,
+            (Acc::Moments(a), Acc::Moments(b)) => a.merge(b),
+            (Acc::Comoments(a), Acc::Comoments(b)) => a.merge(b),
+            (Acc::Counts(a), Acc::Counts(b)) => a.merge(b),
             (Acc::Histogram(a), Acc::Histogram(b)) => {
                 for (k, c) in b {
                     match a.iter_mut().find(|(x, _)| *x == k) {
@@ -440,6 +453,12 @@ impl AggCall {
                     .map_err(|e| e.to_string())?,
                 _ => ScalarValue::List(ScalarValue::new_list_nullable(vs, &self.arg_type)),
             },
+            Acc::Moments(m) => ScalarValue::Float64(Some(m.stddev_sample())),
+            Acc::Comoments(c) => ScalarValue::Float64(Some(c.correlation())),
+            Acc::Counts(c) => match c.single() {
+                Some(v) => v.clone(),
+                None => ScalarValue::try_from(&self.arg_type).map_err(|e| e.to_string())?,
+            },
             Acc::Histogram(h) => {
                 let keys: Vec<ScalarValue> = h
                     .iter()
@@ -477,6 +496,9 @@ impl AggCall {
                     encode(v, out)?;
                 }
             }
+            Acc::Moments(m) => m.encode(out),
+            Acc::Comoments(c) => c.encode(out),
+            Acc::Counts(c) => c.encode(out)?,
             Acc::Histogram(h) => {
                 out.extend_from_slice(&(h.len() as u32).to_be_bytes());
                 for (k, c) in h {
@@ -516,6 +538,9 @@ impl AggCall {
                         .collect::<Result<_, _>>()?,
                 )
             }
+            Acc::Moments(_) => Acc::Moments(Moments::decode(input)?),
+            Acc::Comoments(_) => Acc::Comoments(Comoments::decode(input)?),
+            Acc::Counts(_) => Acc::Counts(ValueCounts::decode(&self.arg_type, input)?),
             Acc::Histogram(_) => {
                 let n = u32_at(input)?;
                 let mut h = Vec::with_capacity(n);
@@ -532,164 +557,4 @@ impl AggCall {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn call(func: AggFunc, t: DataType) -> AggCall {
-        AggCall {
-            func,
-            arg: 0,
-            arg_type: t,
-            n: None,
-            ignore_nulls: true,
-            returns_array: false,
-        }
-    }
-
-    fn int(v: Option<i64>) -> ScalarValue {
-        ScalarValue::Int64(v)
-    }
-
-    fn run(c: &AggCall, values: &[Option<i64>]) -> Acc {
-        let mut acc = c.init().unwrap();
-        for v in values {
-            c.update(&mut acc, &int(*v)).unwrap();
-        }
-        acc
-    }
-
-    fn list(values: &[i64]) -> ScalarValue {
-        let items: Vec<ScalarValue> = values.iter().map(|v| int(Some(*v))).collect();
-        ScalarValue::List(ScalarValue::new_list_nullable(&items, &DataType::Int64))
-    }
-
-    #[test]
-    fn ksql_semantics_of_the_basic_aggregates() {
-        let values = [Some(3), None, Some(5), Some(-1)];
-        let r = |f| {
-            let c = call(f, DataType::Int64);
-            c.result(&run(&c, &values)).unwrap()
-        };
-        assert_eq!(r(AggFunc::Count), int(Some(3)), "COUNT(x) skips nulls");
-        assert_eq!(r(AggFunc::CountStar), int(Some(4)));
-        assert_eq!(r(AggFunc::Sum), int(Some(7)));
-        assert_eq!(r(AggFunc::Min), int(Some(-1)));
-        assert_eq!(r(AggFunc::Max), int(Some(5)));
-        assert_eq!(r(AggFunc::Avg), ScalarValue::Float64(Some(7.0 / 3.0)));
-        assert_eq!(r(AggFunc::LatestByOffset), int(Some(-1)));
-        assert_eq!(r(AggFunc::EarliestByOffset), int(Some(3)));
-        let sum = call(AggFunc::Sum, DataType::Int64);
-        assert_eq!(
-            sum.result(&sum.init().unwrap()).unwrap(),
-            int(Some(0)),
-            "SUM of nothing is 0"
-        );
-    }
-
-    #[test]
-    fn bounded_and_ordered_collections() {
-        let mut top = call(AggFunc::TopK, DataType::Int64);
-        top.n = Some(2);
-        assert_eq!(
-            top.result(&run(&top, &[Some(1), Some(9), None, Some(4)]))
-                .unwrap(),
-            list(&[9, 4])
-        );
-        let mut latest = call(AggFunc::LatestByOffset, DataType::Int64);
-        latest.n = Some(2);
-        latest.returns_array = true;
-        assert_eq!(
-            latest
-                .result(&run(&latest, &[Some(1), Some(2), Some(3)]))
-                .unwrap(),
-            list(&[2, 3])
-        );
-        let mut limited = call(AggFunc::CollectList, DataType::Int64);
-        limited.n = Some(2);
-        assert_eq!(
-            limited
-                .result(&run(&limited, &[Some(1), Some(2), Some(3)]))
-                .unwrap(),
-            list(&[1, 2])
-        );
-    }
-
-    #[test]
-    fn undo_takes_a_value_back() {
-        let list_call = call(AggFunc::CollectList, DataType::Int64);
-        let mut acc = run(&list_call, &[Some(1), Some(2), Some(1)]);
-        list_call.undo(&mut acc, &int(Some(1))).unwrap();
-        assert_eq!(
-            list_call.result(&acc).unwrap(),
-            list(&[1, 2]),
-            "the last occurrence goes"
-        );
-        let count = call(AggFunc::Count, DataType::Int64);
-        let mut acc = run(&count, &[Some(1), Some(2)]);
-        count.undo(&mut acc, &int(Some(2))).unwrap();
-        count.undo(&mut acc, &int(None)).unwrap();
-        assert_eq!(count.result(&acc).unwrap(), int(Some(1)));
-    }
-
-    #[test]
-    fn decimal_sums_overflow_their_precision() {
-        let c = call(AggFunc::Sum, DataType::Decimal128(3, 1));
-        let mut acc = c.init().unwrap();
-        c.update(&mut acc, &ScalarValue::Decimal128(Some(900), 3, 1))
-            .unwrap();
-        let err = c
-            .update(&mut acc, &ScalarValue::Decimal128(Some(200), 3, 1))
-            .unwrap_err();
-        assert_eq!(err, "Numeric field overflow");
-    }
-
-    fn all_funcs() -> Vec<AggCall> {
-        [
-            AggFunc::Count,
-            AggFunc::CountStar,
-            AggFunc::CountDistinct,
-            AggFunc::Sum,
-            AggFunc::Avg,
-            AggFunc::Min,
-            AggFunc::Max,
-            AggFunc::CollectList,
-            AggFunc::CollectSet,
-            AggFunc::EarliestByOffset,
-            AggFunc::LatestByOffset,
-            AggFunc::TopK,
-            AggFunc::TopKDistinct,
-        ]
-        .into_iter()
-        .map(|f| {
-            let mut c = call(f, DataType::Int64);
-            c.n = Some(3);
-            c
-        })
-        .collect()
-    }
-
-    proptest! {
-        #[test]
-        fn states_round_trip_through_the_store(values in proptest::collection::vec(proptest::option::of(-1000i64..1000), 0..20)) {
-            for c in all_funcs() {
-                let acc = run(&c, &values);
-                let mut bytes = Vec::new();
-                c.encode(&acc, &mut bytes).unwrap();
-                let mut input = bytes.as_slice();
-                prop_assert_eq!(c.decode(&mut input).unwrap(), acc, "{:?}", c.func);
-                prop_assert!(input.is_empty());
-            }
-        }
-
-        #[test]
-        fn merging_sessions_equals_aggregating_all(a in proptest::collection::vec(proptest::option::of(-1000i64..1000), 0..10), b in proptest::collection::vec(proptest::option::of(-1000i64..1000), 0..10)) {
-            for c in all_funcs() {
-                let mut merged = run(&c, &a);
-                c.merge(&mut merged, run(&c, &b)).unwrap();
-                let all: Vec<Option<i64>> = a.iter().chain(&b).copied().collect();
-                prop_assert_eq!(c.result(&merged).unwrap(), c.result(&run(&c, &all)).unwrap(), "{:?}", c.func);
-            }
-        }
-    }
-}
+mod tests;
