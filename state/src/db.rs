@@ -71,8 +71,6 @@ impl StateDb {
         table.set_bloom_filter(10.0, false);
         // Operators look single keys up far more often than they scan: a hash index in each
         // data block finds a key without a binary search over the block's restart points.
-        table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
-        table.set_data_block_hash_ratio(0.75);
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_block_based_table_factory(&table);
