@@ -113,16 +113,22 @@ impl Sink {
             .map(|&i| batch.column(i))
             .collect();
         let encoded_values = crate::format::json_batch::encode_batch(&self.value, &value_columns);
+        let key_columns: Vec<&ArrayRef> =
+            self.key_columns.iter().map(|&i| batch.column(i)).collect();
+        let encoded_keys = self.key.encode_columns(&key_columns);
         let headers = self
             .headers_column
             .and_then(|i| HeaderColumn::new(batch.column(i)));
         for row in 0..batch.num_rows() {
             let cell = |i: &usize| ScalarValue::try_from_array(batch.column(*i), row);
-            let keys = self
-                .key_columns
-                .iter()
-                .map(cell)
-                .collect::<Result<Vec<_>, _>>()?;
+            let keys = match encoded_keys {
+                Some(_) => Vec::new(),
+                None => self
+                    .key_columns
+                    .iter()
+                    .map(cell)
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
             let values = match encoded_values {
                 Some(_) => Vec::new(),
                 None => self
@@ -131,11 +137,16 @@ impl Sink {
                     .map(cell)
                     .collect::<Result<Vec<_>, _>>()?,
             };
-            // A key whose columns are all null is a null key, whatever the format.
-            let key_is_null = self.null_key_if_all_null && keys.iter().all(ScalarValue::is_null);
-            let encoded = self
-                .key
-                .encode(&keys)
+            // A key whose columns are all null is a null key, whatever the format (keys
+            // written a batch at a time are one column, whose null is already no key).
+            let key_is_null = encoded_keys.is_none()
+                && self.null_key_if_all_null
+                && keys.iter().all(ScalarValue::is_null);
+            let key = match &encoded_keys {
+                Some(all) => Ok(all[row].clone()),
+                None => self.key.encode(&keys),
+            };
+            let encoded = key
                 .map(|k| if key_is_null { None } else { k })
                 .map_err(|e| format!("cannot serialize the key: {e}"))
                 .and_then(|k| {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::{ArrayRef, StringBuilder};
+use datafusion::arrow::array::{ArrayRef, AsArray, StringBuilder};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 
@@ -67,6 +67,18 @@ pub(super) fn decode_strings<'a>(
     Some(Arc::new(builder.finish()))
 }
 
+/// Each string of a STRING column as its UTF-8 bytes (`None` for a null), as [`encode`]
+/// writes each; `None` if the column holds no strings.
+pub(super) fn encode_strings(column: &ArrayRef) -> Option<Vec<Option<Bytes>>> {
+    let strings = column.as_string_opt::<i32>()?;
+    Some(
+        strings
+            .iter()
+            .map(|s| s.map(|s| Bytes::copy_from_slice(s.as_bytes())))
+            .collect(),
+    )
+}
+
 pub(super) fn encode(v: &ScalarValue) -> Result<Option<Bytes>, String> {
     Ok(match v {
         v if v.is_null() => None,
@@ -113,6 +125,16 @@ mod tests {
                 }
                 (None, Err(_)) => {}
                 (column, each) => prop_assert!(false, "{column:?} but {each:?}"),
+            }
+        }
+
+        /// A column of strings written at once is written as `encode` writes each.
+        #[test]
+        fn strings_written_at_once_as_one_by_one(values in proptest::collection::vec(proptest::option::of(".{0,6}"), 0..20)) {
+            let column: ArrayRef = Arc::new(datafusion::arrow::array::StringArray::from(values.clone()));
+            let written = encode_strings(&column).expect("a column of strings");
+            for (v, bytes) in values.into_iter().zip(written) {
+                prop_assert_eq!(bytes, encode(&ScalarValue::Utf8(v)).unwrap());
             }
         }
     }

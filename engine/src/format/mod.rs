@@ -153,6 +153,18 @@ impl Codec {
         }
     }
 
+    /// Each row's bytes of `columns` (the fields, in order) at once where the format writes
+    /// them without going through values one by one (a KAFKA STRING); `None` otherwise, for
+    /// [`Codec::encode`] to write row by row. A null is `None`, as `encode` writes it.
+    pub fn encode_columns(&self, columns: &[&ArrayRef]) -> Option<Vec<Option<Bytes>>> {
+        match (&self.format, self.fields.as_slice(), columns) {
+            (Format::Kafka, [f], [c]) if *f.data_type() == DataType::Utf8 => {
+                kafka::encode_strings(c)
+            }
+            _ => None,
+        }
+    }
+
     /// The bytes for one row's values (in field order). `None` when there is nothing to
     /// write: no columns, or a KAFKA null.
     pub fn encode(&self, values: &[ScalarValue]) -> Result<Option<Bytes>, String> {
