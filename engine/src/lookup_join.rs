@@ -24,7 +24,7 @@ use eddy_state::Store;
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorContext};
 use crate::schema::PSEUDO_COLUMNS;
-use crate::state_codec::{decode_row, encode_row};
+use crate::state_codec::{decode_row, encode_at};
 
 /// Where a column of the join's output comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,43 +195,58 @@ impl Operator for StreamTableJoin {
         let keys = self.key.evaluate(&batch)?.into_array(n)?;
         let keys = cast(&keys, &self.key_type)?;
         let null_values = batch.column(self.null_value).as_boolean();
-        let key_values = (0..n)
-            .map(|row| ScalarValue::try_from_array(&keys, row))
-            .collect::<Result<Vec<_>, _>>()?;
         // A stream record without a value takes no part in a join (Kafka Streams drops it),
-        // and a null key finds nothing: the others' keys are looked up together.
-        let mut asked = Vec::with_capacity(n);
-        let mut encoded = Vec::with_capacity(n);
-        for (row, key) in key_values.iter().enumerate() {
-            if !null_values.value(row) && !key.is_null() {
-                asked.push(row);
-                encoded.push(encode_row(std::slice::from_ref(key)).map_err(EngineError::Plan)?);
+        // and a null key finds nothing: the others' keys are looked up together, in key
+        // order (which RocksDB would otherwise sort them into).
+        let mut asked: Vec<(Vec<u8>, usize)> = Vec::with_capacity(n);
+        for row in 0..n {
+            if !null_values.value(row) && keys.is_valid(row) {
+                let mut encoded = Vec::with_capacity(16);
+                encode_at(&keys, row, &mut encoded).map_err(EngineError::Plan)?;
+                asked.push((encoded, row));
             }
         }
+        asked.sort_unstable();
+        let encoded: Vec<&[u8]> = asked.iter().map(|(k, _)| k.as_slice()).collect();
         let mut rows: Vec<Option<(i64, Vec<ScalarValue>)>> = vec![None; n];
-        self.table.get_many(&encoded, |i, bytes| {
+        self.table.get_many(&encoded, true, |i, bytes| {
             if let Some(bytes) = bytes {
-                rows[asked[i]] = Some(decode_stored_row(&self.table, &self.row_types, bytes)?);
+                rows[asked[i].1] = Some(decode_stored_row(&self.table, &self.row_types, bytes)?);
             }
             Ok::<_, EngineError>(())
         })?;
-        let mut found = Vec::with_capacity(n);
+        let found: Vec<bool> = rows.iter().map(Option::is_some).collect();
+        let nulls = self
+            .value_types
+            .iter()
+            .map(ScalarValue::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut cells: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(n); nulls.len()];
         let mut times = Vec::with_capacity(n);
-        let mut table = LookedUp::new(&self.key_type, &self.value_types, n);
-        for (key, row) in key_values.into_iter().zip(rows) {
-            found.push(row.is_some());
+        for row in rows {
             match row {
                 Some((time, values)) => {
                     times.push(Some(time));
-                    table.push(key, values)
+                    for (column, v) in cells.iter_mut().zip(values) {
+                        column.push(v);
+                    }
                 }
                 None => {
                     times.push(None);
-                    table.push_missing()?
+                    for (column, null) in cells.iter_mut().zip(&nulls) {
+                        column.push(null.clone());
+                    }
                 }
             }
         }
-        let (table_key, table_values) = table.finish()?;
+        let table_values = cells
+            .into_iter()
+            .zip(&self.value_types)
+            .map(|(v, t)| crate::schema::scalar_column(v, t))
+            .collect::<Result<Vec<_>>>()?;
+        // The table's key where a row was found: the stream's key, which it equals.
+        let missing: BooleanArray = found.iter().map(|f| Some(!f)).collect();
+        let table_key = datafusion::arrow::compute::nullif(&keys, &missing)?;
         let table_times: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(times));
         let mut columns: Vec<ArrayRef> = (0..PSEUDO_COLUMNS)
             .map(|i| batch.column(i).clone())
