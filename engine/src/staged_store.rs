@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use eddy_state::changelog::Changelog;
-use eddy_state::{Commit, StateDb, Store};
+use eddy_state::{Commit, Entries, StateDb, Store};
 
 use crate::error::Result;
 
@@ -93,10 +93,7 @@ impl StagedStore {
     /// The keys and values from `start` (inclusive) to `end` (exclusive; `None`: to the end), in
     /// key order, with the pending writes applied.
     pub fn range(&self, start: &[u8], end: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let start = match &self.deleted_below {
-            Some(b) if b.as_slice() > start => b.as_slice(),
-            _ => start,
-        };
+        let start = self.live_start(start);
         if end.is_some_and(|e| e <= start) {
             return Ok(Vec::new());
         }
@@ -104,6 +101,58 @@ impl StagedStore {
             Some((store, _)) => store.scan_range(start, end)?,
             None => Vec::new(),
         };
+        Ok(self.with_pending(stored, start, end))
+    }
+
+    /// The backing store's keys and values of each range `[start, end)` (sorted by start), as
+    /// they were at the last commit: read ahead for [`StagedStore::range_from`], which applies
+    /// the writes made since. Nothing for a store kept only in memory.
+    pub fn read_ahead(&self, ranges: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Entries>> {
+        match &self.backing {
+            Some((store, _)) => Ok(store.scan_ranges(ranges)?),
+            None => Ok(vec![Vec::new(); ranges.len()]),
+        }
+    }
+
+    /// What [`StagedStore::range`] gives for `[start, end)`, from `stored`: what
+    /// [`StagedStore::read_ahead`] read for a range that covers it.
+    pub fn range_from(
+        &self,
+        stored: &[(Vec<u8>, Vec<u8>)],
+        start: &[u8],
+        end: &[u8],
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let start = self.live_start(start);
+        if end <= start {
+            return Vec::new();
+        }
+        let stored = stored
+            .iter()
+            .filter(|(k, _)| k.as_slice() >= start && k.as_slice() < end)
+            .cloned()
+            .collect();
+        self.with_pending(stored, start, Some(end))
+    }
+
+    /// `start`, or the expiry bound if that is above it.
+    fn live_start<'a>(&'a self, start: &'a [u8]) -> &'a [u8] {
+        match &self.deleted_below {
+            Some(b) if b.as_slice() > start => b.as_slice(),
+            _ => start,
+        }
+    }
+
+    /// `stored` (the backing store's entries of `[start, end)`) with the pending writes of that
+    /// range applied.
+    fn with_pending(
+        &self,
+        stored: Vec<(Vec<u8>, Vec<u8>)>,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if self.pending.is_empty() {
+            return stored;
+        }
         let upper = match end {
             Some(e) => std::ops::Bound::Excluded(e.to_vec()),
             None => std::ops::Bound::Unbounded,
@@ -111,18 +160,15 @@ impl StagedStore {
         let pending = self
             .pending
             .range((std::ops::Bound::Included(start.to_vec()), upper));
-        if self.pending.is_empty() {
-            return Ok(stored);
-        }
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
             stored.into_iter().map(|(k, v)| (k, Some(v))).collect();
         for (k, v) in pending {
             merged.insert(k.clone(), v.clone());
         }
-        Ok(merged
+        merged
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect())
+            .collect()
     }
 
     /// Stages the writes since the last checkpoint in `commit`, and appends them to the

@@ -25,4 +25,4 @@ mod store;
 pub use commit::Commit;
 pub use db::{StateDb, StateOptions};
 pub use error::{Result, StateError};
-pub use store::Store;
+pub use store::{Entries, Store};

@@ -246,8 +246,31 @@ impl Operator for StreamStreamJoin {
         let offsets = batch.column(2).as_primitive::<Int64Type>();
         let null_values = batch.column(self.null_value).as_boolean();
         let side = self.side;
+        // Each row's join key, encoded (`None`: the row takes no part or its key is null).
+        let encoded_keys = (0..n)
+            .map(|row| {
+                if null_values.value(row) || rowtimes.value(row) < 0 {
+                    return Ok(None);
+                }
+                let key = keys
+                    .iter()
+                    .map(|k| ScalarValue::try_from_array(k, row))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                if key.iter().any(ScalarValue::is_null) {
+                    return Ok(None);
+                }
+                Ok(Some(encode_row(&key).map_err(EngineError::Plan)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        state.read_ahead(
+            side.other(),
+            encoded_keys
+                .iter()
+                .enumerate()
+                .filter_map(|(row, k)| Some((k.as_deref()?, rowtimes.value(row)))),
+        )?;
         let mut out = Vec::new();
-        for row in 0..n {
+        for (row, encoded) in encoded_keys.into_iter().enumerate() {
             let time = rowtimes.value(row);
             if time > state.stream_time {
                 state.stream_time = time;
@@ -296,7 +319,7 @@ impl Operator for StreamStreamJoin {
                 }
                 continue;
             }
-            let encoded = encode_row(&key).map_err(EngineError::Plan)?;
+            let encoded = encoded.expect("a key, as it is not null");
             let value = encode_row(&own).map_err(EngineError::Plan)?;
             state.buffer(
                 side,
@@ -336,6 +359,7 @@ impl Operator for StreamStreamJoin {
                 }
             }
         }
+        state.forget_read_ahead();
         drop(state);
         self.build(out)
     }

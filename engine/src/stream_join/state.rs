@@ -1,6 +1,7 @@
 //! The state both sides of a stream-stream join share: the buffers, the records waiting for
 //! their window to close, and the times that decide both (see the parent module).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::DataType;
@@ -41,6 +42,16 @@ pub struct StreamJoinState {
     /// Each side's buffered row: its pseudo-columns, then its buffered columns.
     pub(super) row_types: [Vec<DataType>; 2],
     pub(super) meta_changed: bool,
+    /// Each buffer's stored records for the lookups of the batch being processed, read ahead
+    /// with one iterator (see [`StreamJoinState::read_ahead`]); emptied after the batch.
+    ahead: [HashMap<Vec<u8>, ReadAhead>; 2],
+}
+
+/// A buffer's stored records of one key in one segment, from `start` to `end`.
+struct ReadAhead {
+    start: Vec<u8>,
+    end: Vec<u8>,
+    entries: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 /// A joined (or null-padded) row, before it becomes part of a batch.
@@ -119,6 +130,7 @@ impl StreamJoinState {
             key_types,
             row_types,
             meta_changed: false,
+            ahead: [HashMap::new(), HashMap::new()],
         };
         if let Some(meta) = state.buffers[0].get(META_KEY)? {
             if meta.len() != 24 {
@@ -210,6 +222,69 @@ impl StreamJoinState {
         }
     }
 
+    /// The start of a buffer's keys of `key` in `segment`.
+    fn segment_prefix(segment: u64, key: &[u8]) -> Vec<u8> {
+        let mut prefix = segment.to_be_bytes().to_vec();
+        prefix.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        prefix.extend_from_slice(key);
+        prefix
+    }
+
+    /// The range of buffer keys of `key` in `segment` from time `from` to `to`, inclusive.
+    fn time_range(segment: u64, key: &[u8], from: i64, to: i64) -> (Vec<u8>, Vec<u8>) {
+        let prefix = Self::segment_prefix(segment, key);
+        let mut start = prefix.clone();
+        start.extend_from_slice(&time_bytes(from));
+        let mut end = prefix;
+        end.extend_from_slice(&((to as u64) + 1).to_be_bytes());
+        (start, end)
+    }
+
+    /// Reads ahead, with one RocksDB iterator for the whole batch, the stored records of
+    /// `side`'s buffer that lookups of these keys at these times may find: a batch's lookups
+    /// then cost a seek each instead of an iterator each. RocksDB does not change until the
+    /// batch commits; the batch's own writes are merged at each lookup, as always.
+    pub(super) fn read_ahead<'k>(
+        &mut self,
+        side: JoinSide,
+        lookups: impl Iterator<Item = (&'k [u8], i64)>,
+    ) -> Result<()> {
+        let (before, after) = self.bounds(side.other());
+        // Per key and segment, the widest time span asked for.
+        let mut wanted: BTreeMap<(u64, &[u8]), (i64, i64)> = BTreeMap::new();
+        for (key, time) in lookups {
+            let from = time.saturating_sub(before).max(0);
+            let to = time.saturating_add(after).max(0);
+            for segment in self.segment(from)..=self.segment(to) {
+                let span = wanted.entry((segment, key)).or_insert((from, to));
+                *span = (span.0.min(from), span.1.max(to));
+            }
+        }
+        let ranges: Vec<(Vec<u8>, Vec<u8>)> = wanted
+            .iter()
+            .map(|(&(segment, key), &(from, to))| Self::time_range(segment, key, from, to))
+            .collect();
+        let found = self.buffers[side.index()].read_ahead(&ranges)?;
+        self.ahead[side.index()] = wanted
+            .into_keys()
+            .zip(ranges.into_iter().zip(found))
+            .map(|((segment, key), ((start, end), entries))| {
+                let ahead = ReadAhead {
+                    start,
+                    end,
+                    entries,
+                };
+                (Self::segment_prefix(segment, key), ahead)
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// Forgets what [`StreamJoinState::read_ahead`] read: it is only good until the commit.
+    pub(super) fn forget_read_ahead(&mut self) {
+        self.ahead = [HashMap::new(), HashMap::new()];
+    }
+
     /// The records of `side`'s buffer with key `key` that a record of the other side at `time`
     /// joins, in time order.
     pub(super) fn lookup(&self, side: JoinSide, key: &[u8], time: i64) -> Result<Vec<Buffered>> {
@@ -226,14 +301,15 @@ impl StreamJoinState {
         let buffer = &self.buffers[side.index()];
         let mut found = Vec::new();
         for segment in self.segment(from)..=self.segment(to) {
-            let mut prefix = segment.to_be_bytes().to_vec();
-            prefix.extend_from_slice(&(key.len() as u32).to_be_bytes());
-            prefix.extend_from_slice(key);
-            let mut start = prefix.clone();
-            start.extend_from_slice(&time_bytes(from));
-            let mut end = prefix;
-            end.extend_from_slice(&((to as u64) + 1).to_be_bytes());
-            for (k, v) in buffer.range(&start, Some(&end))? {
+            let (start, end) = Self::time_range(segment, key, from, to);
+            let ahead = self.ahead[side.index()]
+                .get(&Self::segment_prefix(segment, key))
+                .filter(|a| a.start <= start && a.end >= end);
+            let entries = match ahead {
+                Some(a) => buffer.range_from(&a.entries, &start, &end),
+                None => buffer.range(&start, Some(&end))?,
+            };
+            for (k, v) in entries {
                 let at = 12 + key.len();
                 let row = decode_row(&self.row_types[side.index()], &v)
                     .map_err(|e| corrupt(buffer.name(), e))?;
