@@ -91,7 +91,10 @@ impl Changelog {
     /// With a checkpoint, the local store is the truth: changelog records past the checkpoint
     /// were appended by a micro-batch that crashed before it committed, and are dropped (that
     /// input is processed again). Without one, the local store was lost, and the whole
-    /// changelog is replayed into it. Returns how many records were replayed.
+    /// changelog is replayed into it. Either way the store leaves with a checkpoint, a new
+    /// store's at its changelog's end: so the records of a first micro-batch that crashes
+    /// before its commit are dropped on restart, not replayed as if the local copy were lost.
+    /// Returns how many records were replayed.
     pub fn restore(&self, db: &StateDb) -> Result<u64> {
         let partition = self.topic.partition(0)?;
         let end = partition.end_offset();
@@ -126,6 +129,62 @@ impl Changelog {
             commit.set_offset(&self.owner, &self.checkpoint_name(), position);
             db.commit(commit)?;
         }
+        if replayed == 0 {
+            let mut commit = Commit::new();
+            commit.set_offset(&self.owner, &self.checkpoint_name(), end);
+            db.commit(commit)?;
+        }
         Ok(replayed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StateOptions;
+
+    #[test]
+    fn a_first_batch_that_never_committed_is_dropped_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path().join("log"), Default::default()).unwrap();
+        let db = StateDb::open(dir.path().join("state"), StateOptions::default()).unwrap();
+        let store = db.store("q/groups").unwrap();
+        let changelog = Changelog::open(&log, "q", store.clone()).unwrap();
+        assert_eq!(changelog.restore(&db).unwrap(), 0);
+        // The first micro-batch appends to the changelog, then dies before its commit.
+        let mut never_applied = Commit::new();
+        changelog
+            .write(
+                &[(b"k".to_vec(), Some(b"10".to_vec()))],
+                0,
+                &mut never_applied,
+            )
+            .unwrap();
+        // The restart drops it: the input that made it is read again.
+        let reopened = Changelog::open(&log, "q", db.store("q/groups").unwrap()).unwrap();
+        assert_eq!(reopened.restore(&db).unwrap(), 0);
+        assert_eq!(store.get(b"k").unwrap(), None);
+        assert_eq!(
+            log.topic(&topic_name("q/groups"))
+                .unwrap()
+                .partition(0)
+                .unwrap()
+                .end_offset(),
+            0
+        );
+
+        // A store whose local copy is lost (a new database) is rebuilt from the changelog.
+        let mut applied = Commit::new();
+        reopened
+            .write(&[(b"k".to_vec(), Some(b"1".to_vec()))], 0, &mut applied)
+            .unwrap();
+        db.commit(applied).unwrap();
+        let fresh = StateDb::open(dir.path().join("state2"), StateOptions::default()).unwrap();
+        let rebuilt = Changelog::open(&log, "q", fresh.store("q/groups").unwrap()).unwrap();
+        assert_eq!(rebuilt.restore(&fresh).unwrap(), 1);
+        assert_eq!(
+            fresh.store("q/groups").unwrap().get(b"k").unwrap(),
+            Some(b"1".to_vec())
+        );
     }
 }
