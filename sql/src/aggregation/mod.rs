@@ -32,9 +32,7 @@ use eddy_engine::aggregate::{
 };
 use eddy_engine::schema::{HEADERS, NULL_VALUE};
 use eddy_engine::{Operator, Project};
-use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, VisitMut, VisitorMut,
-};
+use sqlparser::ast::{Expr, VisitMut, VisitorMut};
 
 use crate::ast::{Emit, Select, SourceKind, WindowSpec};
 use crate::catalog::{Column, SourceDef};
@@ -44,6 +42,10 @@ use crate::planner::{
 };
 use crate::rewrite::{quoted, rewrite};
 use crate::types::SqlType;
+
+mod calls;
+
+use calls::{literal_bool, literal_int, unknown_function, Call, ExtractAggregates};
 
 /// Name under which the aggregate's output is registered while the post-projection is planned.
 const AGGREGATE_TABLE: &str = "__EDDY_AGGREGATE";
@@ -60,146 +62,6 @@ pub struct PlannedAggregate {
     pub having: Option<(Arc<dyn PhysicalExpr>, SchemaRef, Vec<usize>)>,
     /// The post-projection.
     pub after: Vec<Box<dyn Operator>>,
-}
-
-/// A call to an aggregate function found in the select list or HAVING.
-struct Call {
-    func: AggFunc,
-    name: String,
-    args: Vec<Expr>,
-    text: String,
-}
-
-/// Replaces aggregate calls with `__AGGn` columns, collecting them.
-struct ExtractAggregates<'a> {
-    calls: &'a mut Vec<Call>,
-    error: Option<SqlError>,
-}
-
-fn function_args(f: &sqlparser::ast::Function) -> Vec<Option<Expr>> {
-    match &f.args {
-        FunctionArguments::List(list) => list
-            .args
-            .iter()
-            .map(|a| match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e.clone()),
-                FunctionArg::Unnamed(FunctionArgExpr::Wildcard) => None,
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-impl VisitorMut for ExtractAggregates<'_> {
-    type Break = ();
-
-    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        let Expr::Function(f) = expr else {
-            return ControlFlow::Continue(());
-        };
-        let name = f.name.to_string().to_ascii_uppercase();
-        let Some(func) = AggFunc::by_name(&name) else {
-            return ControlFlow::Continue(());
-        };
-        let args = function_args(f);
-        let mut nested = Vec::new();
-        for a in args.iter().flatten() {
-            let mut a = a.clone();
-            let _ = a.visit(&mut ExtractAggregates {
-                calls: &mut nested,
-                error: None,
-            });
-            if let Some(inner) = nested.first() {
-                self.error = Some(SqlError::Invalid(format!(
-                    "Aggregate functions can not be nested: {name}({}())",
-                    inner.name
-                )));
-                return ControlFlow::Break(());
-            }
-        }
-        let (func, mut args) = match (func, args.as_slice()) {
-            (AggFunc::Count, [] | [None]) => (AggFunc::CountStar, Vec::new()),
-            (_, args) => (func, args.iter().flatten().cloned().collect::<Vec<_>>()),
-        };
-        // TOPK(sort, other, ..., k): the top k rows by `sort`, each as a struct of the columns.
-        if matches!(func, AggFunc::TopK | AggFunc::TopKDistinct) && args.len() > 2 {
-            let k = args.pop().expect("more than two");
-            let mut fields = vec![crate::rewrite::string_literal("sort_col"), args[0].clone()];
-            for (i, a) in args[1..].iter().enumerate() {
-                fields.push(crate::rewrite::string_literal(&format!("col{i}")));
-                fields.push(a.clone());
-            }
-            args = vec![crate::rewrite::call("named_struct", fields), k];
-        }
-        // CORRELATION(x, y): the pairs, as a struct.
-        if func == AggFunc::Correlation && args.len() == 2 {
-            let fields = vec![
-                crate::rewrite::string_literal("x"),
-                args[0].clone(),
-                crate::rewrite::string_literal("y"),
-                args[1].clone(),
-            ];
-            args = vec![crate::rewrite::call("named_struct", fields)];
-        }
-        let text = format!(
-            "{name}({})",
-            args.iter()
-                .map(|a| {
-                    let mut a = a.clone();
-                    rewrite(&mut a);
-                    a.to_string()
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let i = match self.calls.iter().position(|c| c.text == text) {
-            Some(i) => i,
-            None => {
-                self.calls.push(Call {
-                    func,
-                    name,
-                    args,
-                    text,
-                });
-                self.calls.len() - 1
-            }
-        };
-        *expr = Expr::Identifier(quoted(&format!("__AGG{i}")));
-        ControlFlow::Continue(())
-    }
-}
-
-/// The first function the expressions call that is neither an aggregate nor a scalar function
-/// of the session: a GROUP BY whose select list calls an unknown function lacks that function,
-/// not an aggregate.
-fn unknown_function<'a>(
-    state: &SessionState,
-    exprs: impl Iterator<Item = &'a Expr>,
-) -> Option<String> {
-    let mut unknown = None;
-    for e in exprs {
-        let mut e = e.clone();
-        rewrite(&mut e);
-        let _ = sqlparser::ast::visit_expressions(&e, |e| {
-            if let Expr::Function(f) = e {
-                let name = f.name.to_string();
-                if AggFunc::by_name(&name.to_ascii_uppercase()).is_none()
-                    && !state
-                        .scalar_functions()
-                        .contains_key(&name.to_ascii_lowercase())
-                {
-                    unknown = Some(name.to_ascii_uppercase());
-                    return ControlFlow::Break(());
-                }
-            }
-            ControlFlow::Continue(())
-        });
-        if unknown.is_some() {
-            break;
-        }
-    }
-    unknown
 }
 
 /// `e` without enclosing parentheses.
@@ -331,26 +193,6 @@ fn engine_window(w: &WindowSpec, emit: Option<Emit>) -> EngineWindow {
     }
     spec.retention_ms = retention.map(|r| r as i64);
     spec
-}
-
-fn literal_int(e: &Expr) -> Option<usize> {
-    match e {
-        Expr::Value(v) => match &v.value {
-            Value::Number(n, _) => n.parse().ok(),
-            _ => None,
-        },
-        _ => None,
-    }
-}
-
-fn literal_bool(e: &Expr) -> Option<bool> {
-    match e {
-        Expr::Value(v) => match &v.value {
-            Value::Boolean(b) => Some(*b),
-            _ => None,
-        },
-        _ => None,
-    }
 }
 
 /// Plans a GROUP BY query.
