@@ -246,8 +246,10 @@ impl Operator for StreamStreamJoin {
         let offsets = batch.column(2).as_primitive::<Int64Type>();
         let null_values = batch.column(self.null_value).as_boolean();
         let side = self.side;
-        // Each row's join key, encoded (`None`: the row takes no part or its key is null).
-        let encoded_keys = (0..n)
+        // Each row's join key, and its encoding unless a part is null. A record without a value
+        // takes no part (`None`); nor does one with a negative time (Kafka Streams drops those
+        // as invalid), which no window arithmetic covers.
+        let row_keys = (0..n)
             .map(|row| {
                 if null_values.value(row) || rowtimes.value(row) < 0 {
                     return Ok(None);
@@ -256,35 +258,30 @@ impl Operator for StreamStreamJoin {
                     .iter()
                     .map(|k| ScalarValue::try_from_array(k, row))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
-                if key.iter().any(ScalarValue::is_null) {
-                    return Ok(None);
-                }
-                Ok(Some(encode_row(&key).map_err(EngineError::Plan)?))
+                let encoded = match key.iter().any(ScalarValue::is_null) {
+                    true => None,
+                    false => Some(encode_row(&key).map_err(EngineError::Plan)?),
+                };
+                Ok(Some((key, encoded)))
             })
             .collect::<Result<Vec<_>>>()?;
         state.read_ahead(
             side.other(),
-            encoded_keys
+            row_keys
                 .iter()
                 .enumerate()
-                .filter_map(|(row, k)| Some((k.as_deref()?, rowtimes.value(row)))),
+                .filter_map(|(row, k)| Some((k.as_ref()?.1.as_deref()?, rowtimes.value(row)))),
         )?;
         let mut out = Vec::new();
-        for (row, encoded) in encoded_keys.into_iter().enumerate() {
+        for (row, row_key) in row_keys.into_iter().enumerate() {
             let time = rowtimes.value(row);
             if time > state.stream_time {
                 state.stream_time = time;
                 state.meta_changed = true;
             }
-            // A record without a value takes no part; nor does one with a negative time
-            // (Kafka Streams drops those as invalid), which no window arithmetic covers.
-            if null_values.value(row) || time < 0 {
+            let Some((key, encoded)) = row_key else {
                 continue;
-            }
-            let key = keys
-                .iter()
-                .map(|k| ScalarValue::try_from_array(k, row))
-                .collect::<std::result::Result<Vec<_>, _>>()?;
+            };
             let (partition, offset) = (partitions.value(row), offsets.value(row));
             let mut own = Vec::with_capacity(PSEUDO_COLUMNS + self.columns.len());
             own.push(ScalarValue::Int64(Some(time)));
@@ -313,13 +310,12 @@ impl Operator for StreamStreamJoin {
                     headers: Some(headers.clone()),
                 }
             };
-            if key.iter().any(ScalarValue::is_null) {
+            let Some(encoded) = encoded else {
                 if state.is_outer(side) {
                     out.push(joined(None, &own));
                 }
                 continue;
-            }
-            let encoded = encoded.expect("a key, as it is not null");
+            };
             let value = encode_row(&own).map_err(EngineError::Plan)?;
             state.buffer(
                 side,
