@@ -112,10 +112,13 @@ impl Sink {
             .iter()
             .map(|&i| batch.column(i))
             .collect();
-        let encoded_values = crate::format::json_batch::encode_batch(&self.value, &value_columns);
+        let mut encoded_values =
+            crate::format::json_batch::encode_batch(&self.value, &value_columns);
         let key_columns: Vec<&ArrayRef> =
             self.key_columns.iter().map(|&i| batch.column(i)).collect();
-        let encoded_keys = self.key.encode_columns(&key_columns);
+        let mut encoded_keys = self.key.encode_columns(&key_columns);
+        // Rows spread evenly over the partitions, most often: each list is allocated once.
+        let per_partition = batch.num_rows() / self.topic.partitions().len().max(1) + 1;
         let headers = self
             .headers_column
             .and_then(|i| HeaderColumn::new(batch.column(i)));
@@ -142,16 +145,16 @@ impl Sink {
             let key_is_null = encoded_keys.is_none()
                 && self.null_key_if_all_null
                 && keys.iter().all(ScalarValue::is_null);
-            let key = match &encoded_keys {
-                Some(all) => Ok(all[row].clone()),
+            let key = match &mut encoded_keys {
+                Some(all) => Ok(std::mem::take(&mut all[row])),
                 None => self.key.encode(&keys),
             };
             let encoded = key
                 .map(|k| if key_is_null { None } else { k })
                 .map_err(|e| format!("cannot serialize the key: {e}"))
                 .and_then(|k| {
-                    let v = match &encoded_values {
-                        Some(all) => Some(all[row].clone()),
+                    let v = match &mut encoded_values {
+                        Some(all) => Some(std::mem::take(&mut all[row])),
                         None => self
                             .value
                             .encode(&values)
@@ -199,12 +202,15 @@ impl Sink {
                 (_, key) => key,
             };
             let headers = headers.as_ref().map(|h| h.at(row)).unwrap_or_default();
-            by_partition.entry(partition).or_default().push(Record {
-                key,
-                value,
-                timestamp,
-                headers,
-            });
+            by_partition
+                .entry(partition)
+                .or_insert_with(|| Vec::with_capacity(per_partition))
+                .push(Record {
+                    key,
+                    value,
+                    timestamp,
+                    headers,
+                });
         }
         let mut ends = Vec::with_capacity(by_partition.len());
         for (p, records) in by_partition {

@@ -185,7 +185,7 @@ impl StagedStore {
         }
         let changes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
             std::mem::take(&mut self.pending).into_iter().collect();
-        changelog.write(&changes, timestamp, commit)?;
+        changelog.write(changes, timestamp, commit)?;
         Ok(())
     }
 }

@@ -58,26 +58,29 @@ impl Changelog {
     /// commit is applied, so a checkpoint never points past the changelog.
     pub fn write(
         &self,
-        changes: &[(Vec<u8>, Option<Vec<u8>>)],
+        changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
         timestamp: i64,
         commit: &mut Commit,
     ) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
         }
+        // The buffers move into the records, and the commit copies from those: one copy of
+        // each change, not two.
         let records: Vec<Record> = changes
-            .iter()
+            .into_iter()
             .map(|(k, v)| Record {
-                key: Some(k.clone().into()),
-                value: v.clone().map(Into::into),
+                key: Some(k.into()),
+                value: v.map(Into::into),
                 timestamp,
                 headers: Vec::new(),
             })
             .collect();
         let partition = self.topic.partition(0)?;
         let info = partition.append(&records)?;
-        for (k, v) in changes {
-            match v {
+        for r in &records {
+            let k = r.key.as_deref().unwrap_or_default();
+            match &r.value {
                 Some(v) => commit.put(&self.store, k, v),
                 None => commit.delete(&self.store, k),
             }
@@ -155,7 +158,7 @@ mod tests {
         let mut never_applied = Commit::new();
         changelog
             .write(
-                &[(b"k".to_vec(), Some(b"10".to_vec()))],
+                vec![(b"k".to_vec(), Some(b"10".to_vec()))],
                 0,
                 &mut never_applied,
             )
@@ -176,7 +179,7 @@ mod tests {
         // A store whose local copy is lost (a new database) is rebuilt from the changelog.
         let mut applied = Commit::new();
         reopened
-            .write(&[(b"k".to_vec(), Some(b"1".to_vec()))], 0, &mut applied)
+            .write(vec![(b"k".to_vec(), Some(b"1".to_vec()))], 0, &mut applied)
             .unwrap();
         db.commit(applied).unwrap();
         let fresh = StateDb::open(dir.path().join("state2"), StateOptions::default()).unwrap();

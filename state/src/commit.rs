@@ -9,6 +9,9 @@ use crate::store::Store;
 #[derive(Default)]
 pub struct Commit {
     batch: WriteBatch,
+    /// The prefixed key being written: RocksDB copies it into the batch, so one buffer serves
+    /// every put.
+    key: Vec<u8>,
 }
 
 /// Offsets live under their own prefix so that no store key can collide with them.
@@ -26,11 +29,13 @@ impl Commit {
     }
 
     pub fn put(&mut self, store: &Store, key: &[u8], value: &[u8]) {
-        self.batch.put(store.key(key), value);
+        store.key_into(key, &mut self.key);
+        self.batch.put(&self.key, value);
     }
 
     pub fn delete(&mut self, store: &Store, key: &[u8]) {
-        self.batch.delete(store.key(key));
+        store.key_into(key, &mut self.key);
+        self.batch.delete(&self.key);
     }
 
     /// Deletes every key of `store` below `end` (expired windows, whose keys start with their

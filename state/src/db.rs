@@ -69,8 +69,6 @@ impl StateDb {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
-        // Operators look single keys up far more often than they scan: a hash index in each
-        // data block finds a key without a binary search over the block's restart points.
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_block_based_table_factory(&table);

@@ -37,9 +37,15 @@ impl Store {
 
     pub(crate) fn key(&self, key: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(self.prefix.len() + key.len());
-        k.extend_from_slice(&self.prefix);
-        k.extend_from_slice(key);
+        self.key_into(key, &mut k);
         k
+    }
+
+    /// [`Store::key`] into `out`, replacing what it held.
+    pub(crate) fn key_into(&self, key: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(key);
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -34,9 +34,15 @@ pub(super) struct PrevRow {
 /// A time window's state key: its start (as bytes that sort as the numbers do), then the group.
 /// Expired windows are then a key range.
 pub(super) fn time_window_key(start: i64, group: &[u8]) -> Vec<u8> {
-    let mut key = ((start as u64) ^ (1 << 63)).to_be_bytes().to_vec();
-    key.extend_from_slice(group);
+    let mut key = Vec::with_capacity(8 + group.len());
+    time_window_key_into(start, group, &mut key);
     key
+}
+
+/// [`time_window_key`], appended to `out`.
+pub(super) fn time_window_key_into(start: i64, group: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&((start as u64) ^ (1 << 63)).to_be_bytes());
+    out.extend_from_slice(group);
 }
 
 pub(super) fn sortable_time(b: &[u8]) -> i64 {
@@ -44,7 +50,9 @@ pub(super) fn sortable_time(b: &[u8]) -> i64 {
 }
 
 pub(super) fn encode_group(calls: &[AggCall], g: &Group) -> Result<Vec<u8>, String> {
-    let mut out = g.ts.to_be_bytes().to_vec();
+    // Room for the timestamp and a few scalar states, so that most groups take one allocation.
+    let mut out = Vec::with_capacity(8 + 16 * calls.len());
+    out.extend_from_slice(&g.ts.to_be_bytes());
     for (c, a) in calls.iter().zip(&g.accs) {
         c.encode(a, &mut out)?;
     }

@@ -38,10 +38,12 @@ pub struct GroupState<V> {
     /// The highest bound expired so far.
     expired_through: Option<Vec<u8>>,
     capacity: usize,
-    /// No key above this is in the store (`None`: the store is empty). Keys of time windows
-    /// begin with the window's start, so a new window's key is above it and its lookup never
-    /// reaches RocksDB.
-    stored_max: Option<Vec<u8>>,
+    /// Every key in the store above this one is also in the map (`None`: every key is), so a
+    /// key above it that the map lacks is nowhere and its lookup never reaches RocksDB. It
+    /// starts as the store's last key, and rises only as far as the keys eviction drops:
+    /// eviction drops the smallest keys, and keys of time windows begin with the window's
+    /// start, so the groups of the windows being filled are all looked up in memory alone.
+    untracked_max: Option<Vec<u8>>,
     /// Keys made dirty or deleted since the last checkpoint (with repeats), so that a
     /// checkpoint visits only them, in key order.
     changed: Vec<Vec<u8>>,
@@ -60,7 +62,7 @@ impl<V> GroupState<V> {
         GroupState {
             cache: HashMap::new(),
             backing: None,
-            stored_max: None,
+            untracked_max: None,
             expired_below: None,
             expired_through: None,
             capacity: usize::MAX,
@@ -92,9 +94,9 @@ impl<V> GroupState<V> {
                 "restored a state store from its changelog"
             );
         }
-        let stored_max = backing.store.last_key()?;
+        let untracked_max = backing.store.last_key()?;
         Ok(GroupState {
-            stored_max,
+            untracked_max,
             cache: HashMap::new(),
             backing: Some(backing),
             expired_below: None,
@@ -124,7 +126,7 @@ impl<V> GroupState<V> {
         let Some(b) = &self.backing else {
             return Ok(None);
         };
-        if self.stored_max.as_deref().is_none_or(|m| key > m) {
+        if self.untracked_max.as_deref().is_none_or(|m| key > m) {
             return Ok(None);
         }
         match b.store.get(key)? {
@@ -147,7 +149,7 @@ impl<V> GroupState<V> {
         let GroupState {
             cache,
             backing,
-            stored_max,
+            untracked_max,
             changed,
             ..
         } = self;
@@ -168,7 +170,7 @@ impl<V> GroupState<V> {
                 slot
             }
             EntryRef::Vacant(v) => {
-                let in_store = stored_max.as_deref().is_some_and(|m| key <= m);
+                let in_store = untracked_max.as_deref().is_some_and(|m| key <= m);
                 let loaded = match backing {
                     Some(b) if in_store => match b.store.get(key)? {
                         Some(bytes) => {
@@ -273,12 +275,7 @@ impl<V> GroupState<V> {
                 Some(Slot::Clean(_)) | None => {}
             }
         }
-        if let Some((last, _)) = changes.iter().rev().find(|(_, v)| v.is_some()) {
-            if self.stored_max.as_ref().is_none_or(|m| last > m) {
-                self.stored_max = Some(last.clone());
-            }
-        }
-        b.changelog.write(&changes, timestamp, commit)?;
+        b.changelog.write(changes, timestamp, commit)?;
         self.evict();
         Ok(())
     }
@@ -296,14 +293,21 @@ impl<V> GroupState<V> {
             .map(|(k, _)| k)
             .collect();
         let excess = self.cache.len() - self.capacity / 2;
-        if excess >= clean.len() {
+        let dropped_max = if excess >= clean.len() {
+            let max = clean.into_iter().max().cloned();
             self.cache.retain(|_, s| !matches!(s, Slot::Clean(_)));
-            return;
+            max
+        } else {
+            let (_, bound, _) = clean.select_nth_unstable(excess);
+            let bound = (*bound).clone();
+            self.cache
+                .retain(|k, s| !matches!(s, Slot::Clean(_)) || *k >= bound);
+            // Every key dropped is below the bound.
+            Some(bound)
+        };
+        if dropped_max > self.untracked_max {
+            self.untracked_max = dropped_max;
         }
-        let (_, bound, _) = clean.select_nth_unstable(excess);
-        let bound = (*bound).clone();
-        self.cache
-            .retain(|k, s| !matches!(s, Slot::Clean(_)) || *k >= bound);
     }
 }
 

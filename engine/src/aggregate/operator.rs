@@ -12,7 +12,7 @@ use eddy_state::StateDb;
 
 use super::group::{
     decode_group, decode_sessions, encode_group, encode_sessions, sortable_time, time_window_key,
-    Group, PrevRow, Session,
+    time_window_key_into, Group, PrevRow, Session,
 };
 use super::group_state::GroupState;
 use super::udaf::{Acc, AggCall};
@@ -21,7 +21,7 @@ use super::window_index::WindowIndex;
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorContext};
 use crate::schema::{headers_type, no_headers, HEADERS, NULL_VALUE};
-use crate::state_codec::{decode_row, encode_row};
+use crate::state_codec::{decode_row, encode_at, encode_row};
 
 pub use crate::schema::{WINDOWEND, WINDOWSTART};
 /// The output column with each result's timestamp: the largest of its group's records'.
@@ -57,9 +57,44 @@ impl RowOrigin<'_, '_> {
     }
 }
 
+/// Where an output row's grouping values come from.
+enum GroupVals {
+    /// The input row that updated the group: its grouping columns are copied over a batch at
+    /// a time, with no value made per row.
+    Input(usize),
+    /// Values decoded from the state (a closing window, a table row's previous group).
+    Values(Vec<ScalarValue>),
+}
+
+/// The arguments of the aggregate calls for one update.
+#[derive(Clone, Copy)]
+enum Args<'a> {
+    /// Row `.1` of the input batch, read column by column ([`AggCall::update_at`]).
+    Row(&'a RecordBatch, usize),
+    /// One value per call (a table row's previous arguments, from the state).
+    Values(&'a [ScalarValue]),
+}
+
+impl Args<'_> {
+    fn apply(self, calls: &[AggCall], accs: &mut [Acc], undo: bool) -> Result<()> {
+        for (i, (c, acc)) in calls.iter().zip(accs).enumerate() {
+            match self {
+                Args::Row(batch, row) if !undo => c.update_at(acc, batch.column(c.arg), row),
+                Args::Row(batch, row) => ScalarValue::try_from_array(batch.column(c.arg), row)
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| c.undo(acc, &v)),
+                Args::Values(vs) if undo => c.undo(acc, &vs[i]),
+                Args::Values(vs) => c.update(acc, &vs[i]),
+            }
+            .map_err(EngineError::Plan)?;
+        }
+        Ok(())
+    }
+}
+
 /// An output row under construction.
 struct Emit {
-    group: Vec<ScalarValue>,
+    group: GroupVals,
     results: Vec<ScalarValue>,
     window: Option<(i64, i64)>,
     ts: i64,
@@ -84,6 +119,9 @@ pub struct Aggregate {
     /// The spec's calls, shared so that a path that also borrows state mutably can hold them
     /// without copying them per record.
     calls: Arc<[AggCall]>,
+    /// Reused for each record's state key, so that a group already in memory costs no
+    /// allocation.
+    key_buf: Vec<u8>,
 }
 
 /// The state an [`Aggregate`] keeps: in memory, or in RocksDB stores with changelogs.
@@ -173,6 +211,7 @@ impl Aggregate {
             group_types,
             arg_types,
             calls,
+            key_buf: Vec::new(),
         })
     }
 
@@ -198,7 +237,7 @@ impl Aggregate {
     fn apply(
         &mut self,
         key: &[u8],
-        args: &[ScalarValue],
+        args: Args<'_>,
         ts: i64,
         undo: bool,
     ) -> Result<(Vec<ScalarValue>, i64)> {
@@ -216,13 +255,7 @@ impl Aggregate {
                 })
             },
         )?;
-        for ((c, acc), v) in calls.iter().zip(&mut group.accs).zip(args) {
-            if undo {
-                c.undo(acc, v).map_err(EngineError::Plan)?;
-            } else {
-                c.update(acc, v).map_err(EngineError::Plan)?;
-            }
-        }
+        args.apply(calls, &mut group.accs, undo)?;
         group.ts = group.ts.max(ts);
         let results = calls
             .iter()
@@ -235,7 +268,7 @@ impl Aggregate {
     fn emit_results(
         &self,
         out: &mut Vec<Emit>,
-        group: Vec<ScalarValue>,
+        group: GroupVals,
         results: Vec<ScalarValue>,
         ts: i64,
         window: Option<(i64, i64)>,
@@ -253,7 +286,7 @@ impl Aggregate {
     fn emit_group(
         &self,
         out: &mut Vec<Emit>,
-        group_vals: Vec<ScalarValue>,
+        group_vals: GroupVals,
         g: &Group,
         window: Option<(i64, i64)>,
     ) -> Result<()> {
@@ -267,41 +300,48 @@ impl Aggregate {
         Ok(())
     }
 
+    /// Adds input row `origin.row`, of the group whose encoded values are `group_key`.
     fn process_row(
         &mut self,
-        group_vals: Vec<ScalarValue>,
-        args: Vec<ScalarValue>,
+        group_key: &[u8],
         ts: i64,
         out: &mut Vec<Emit>,
         origin: &RowOrigin<'_, '_>,
     ) -> Result<()> {
-        let group_key = encode_row(&group_vals).map_err(EngineError::Plan)?;
+        let row = origin.row;
+        let args = Args::Row(origin.batch, row);
         match self.spec.window {
             None => {
-                let (results, group_ts) = self.apply(&group_key, &args, ts, false)?;
-                self.emit_results(out, group_vals, results, group_ts, None)
+                let (results, group_ts) = self.apply(group_key, args, ts, false)?;
+                self.emit_results(out, GroupVals::Input(row), results, group_ts, None)
             }
             Some(w) if !w.is_session() => {
-                for (start, end) in w.windows_for(ts) {
-                    if w.is_closed(end, self.stream_time) {
-                        origin.report("a record for a window that has closed was dropped")?;
-                        continue;
+                let mut key = std::mem::take(&mut self.key_buf);
+                let result = (|| {
+                    for (start, end) in w.windows_for(ts) {
+                        if w.is_closed(end, self.stream_time) {
+                            origin.report("a record for a window that has closed was dropped")?;
+                            continue;
+                        }
+                        key.clear();
+                        time_window_key_into(start, group_key, &mut key);
+                        let (results, group_ts) = self.apply(&key, args, ts, false)?;
+                        if w.emit_final {
+                            self.pending.insert(end, key.clone());
+                        } else {
+                            self.emit_results(
+                                out,
+                                GroupVals::Input(row),
+                                results,
+                                group_ts,
+                                Some((start, end)),
+                            )?;
+                        }
                     }
-                    let key = time_window_key(start, &group_key);
-                    let (results, group_ts) = self.apply(&key, &args, ts, false)?;
-                    if w.emit_final {
-                        self.pending.insert(end, key);
-                    } else {
-                        self.emit_results(
-                            out,
-                            group_vals.clone(),
-                            results,
-                            group_ts,
-                            Some((start, end)),
-                        )?;
-                    }
-                }
-                Ok(())
+                    Ok(())
+                })();
+                self.key_buf = key;
+                result
             }
             Some(w) => {
                 let WindowKind::Session { gap } = w.kind else {
@@ -310,7 +350,7 @@ impl Aggregate {
                 let calls = Arc::clone(&self.calls);
                 let sessions = self
                     .sessions
-                    .take(&group_key, |b| decode_sessions(&calls, b))?
+                    .take(group_key, |b| decode_sessions(&calls, b))?
                     .unwrap_or_default();
                 let (merging, mut kept): (Vec<Session>, Vec<Session>) = sessions
                     .into_iter()
@@ -321,7 +361,7 @@ impl Aggregate {
                     origin.report("a record for a session that has closed was dropped")?;
                     kept.extend(merging);
                     kept.sort_by_key(|s| s.start);
-                    self.sessions.put(group_key, kept);
+                    self.sessions.put(group_key.to_vec(), kept);
                     return Ok(());
                 }
                 let mut merged = Group {
@@ -330,7 +370,7 @@ impl Aggregate {
                 };
                 for s in merging.iter().filter(|_| !w.emit_final) {
                     out.push(Emit {
-                        group: group_vals.clone(),
+                        group: GroupVals::Input(row),
                         results: Vec::new(),
                         window: Some((s.start, s.end)),
                         ts: s.group.ts,
@@ -347,16 +387,14 @@ impl Aggregate {
                     }
                     merged.ts = merged.ts.max(s.group.ts);
                 }
-                for ((c, acc), v) in calls.iter().zip(&mut merged.accs).zip(&args) {
-                    c.update(acc, v).map_err(EngineError::Plan)?;
-                }
-                let mut session_key = group_key.clone();
+                args.apply(&calls, &mut merged.accs, false)?;
+                let mut session_key = group_key.to_vec();
                 session_key.extend_from_slice(&start.to_be_bytes());
                 self.live.insert(end, session_key.clone());
                 if w.emit_final {
                     self.pending.insert(end, session_key);
                 } else {
-                    self.emit_group(out, group_vals, &merged, Some((start, end)))?;
+                    self.emit_group(out, GroupVals::Input(row), &merged, Some((start, end)))?;
                 }
                 kept.push(Session {
                     start,
@@ -364,7 +402,7 @@ impl Aggregate {
                     group: merged,
                 });
                 kept.sort_by_key(|s| s.start);
-                self.sessions.put(group_key, kept);
+                self.sessions.put(group_key.to_vec(), kept);
                 Ok(())
             }
         }
@@ -391,15 +429,21 @@ impl Aggregate {
         };
         if let Some(p) = prev {
             let key = encode_row(&p.group).map_err(EngineError::Plan)?;
-            let (results, group_ts) = self.apply(&key, &p.args, ts, true)?;
+            let (results, group_ts) = self.apply(&key, Args::Values(&p.args), ts, true)?;
             if new_key.as_ref() != Some(&key) {
-                self.emit_results(out, p.group, results, group_ts, None)?;
+                self.emit_results(out, GroupVals::Values(p.group), results, group_ts, None)?;
             }
         }
         match (new, new_key) {
             (Some(n), Some(key)) => {
-                let (results, group_ts) = self.apply(&key, &n.args, ts, false)?;
-                self.emit_results(out, n.group.clone(), results, group_ts, None)?;
+                let (results, group_ts) = self.apply(&key, Args::Values(&n.args), ts, false)?;
+                self.emit_results(
+                    out,
+                    GroupVals::Values(n.group.clone()),
+                    results,
+                    group_ts,
+                    None,
+                )?;
                 self.table_rows.put(source_key, n);
             }
             _ => self.table_rows.delete(source_key),
@@ -430,7 +474,12 @@ impl Aggregate {
                     .take(group_bytes, |b| decode_sessions(&calls, b))?
                     .unwrap_or_default();
                 if let Some(s) = sessions.iter().find(|s| s.start == start && s.end == end) {
-                    self.emit_group(out, group_vals, &s.group, Some((start, end)))?;
+                    self.emit_group(
+                        out,
+                        GroupVals::Values(group_vals),
+                        &s.group,
+                        Some((start, end)),
+                    )?;
                 }
                 self.sessions.put(group_bytes.to_vec(), sessions);
                 continue;
@@ -444,7 +493,7 @@ impl Aggregate {
             let Some(g) = self.groups.take(&key, |b| decode_group(&calls, b))? else {
                 continue;
             };
-            self.emit_group(out, group_vals, &g, Some((start, end)))?;
+            self.emit_group(out, GroupVals::Values(group_vals), &g, Some((start, end)))?;
             self.groups.put(key, g);
         }
         Ok(())
@@ -507,7 +556,7 @@ impl Aggregate {
         let size = this.spec.window.and_then(|w| w.size());
         let mut emit = |group: &[u8], g: &Group, window: Option<(i64, i64)>| -> Result<()> {
             rows.push(Emit {
-                group: decode_row(&this.group_types, group).map_err(corrupt)?,
+                group: GroupVals::Values(decode_row(&this.group_types, group).map_err(corrupt)?),
                 results: this.results(&g.accs)?,
                 window,
                 ts: g.ts,
@@ -538,18 +587,55 @@ impl Aggregate {
             }
         }
         let headers = no_headers(rows.len());
-        this.build(rows, &headers)
+        this.build(rows, None, &headers)
     }
 
-    /// The output batch of `rows`, with their `headers` (one row of headers each).
-    fn build(&self, rows: Vec<Emit>, headers: &ArrayRef) -> Result<RecordBatch> {
+    /// The output batch of `rows`, with their `headers` (one row of headers each). Grouping
+    /// values of [`GroupVals::Input`] rows are those of `input`'s rows.
+    fn build(
+        &self,
+        rows: Vec<Emit>,
+        input: Option<&RecordBatch>,
+        headers: &ArrayRef,
+    ) -> Result<RecordBatch> {
         let n = rows.len();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        // Each row's grouping values: (0, row) of the input, (1, i) of the decoded ones.
+        let mut decoded = 0;
+        let picks: Vec<(usize, usize)> = rows
+            .iter()
+            .map(|r| match r.group {
+                GroupVals::Input(row) => (0, row),
+                GroupVals::Values(_) => {
+                    decoded += 1;
+                    (1, decoded - 1)
+                }
+            })
+            .collect();
         for (i, f) in self.spec.group_fields.iter().enumerate() {
-            columns.push(to_array(
-                rows.iter().map(|r| r.group[i].clone()),
-                f.data_type(),
-            )?);
+            let t = f.data_type();
+            let values = to_array(
+                rows.iter().filter_map(|r| match &r.group {
+                    GroupVals::Values(vs) => Some(vs[i].clone()),
+                    GroupVals::Input(_) => None,
+                }),
+                t,
+            )?;
+            let from_input = match input {
+                Some(b) if b.column(i).data_type() == t => b.column(i).clone(),
+                Some(b) => datafusion::arrow::compute::cast(b.column(i), t)?,
+                None => datafusion::arrow::array::new_empty_array(t),
+            };
+            columns.push(if decoded == 0 {
+                let rows = datafusion::arrow::array::UInt32Array::from_iter_values(
+                    picks.iter().map(|&(_, r)| r as u32),
+                );
+                datafusion::arrow::compute::take(&from_input, &rows, None)?
+            } else if decoded == n {
+                values
+            } else {
+                datafusion::arrow::compute::interleave(&[&from_input, &values], &picks)?
+            });
         }
         for (i, c) in self.spec.calls.iter().enumerate() {
             let t = c.output_type();
@@ -633,30 +719,33 @@ impl Operator for Aggregate {
         let mut out = Vec::with_capacity(batch.num_rows());
         // The input row each output row came from (None: a window closing).
         let mut origins: Vec<Option<usize>> = Vec::with_capacity(batch.num_rows());
+        let mut group_key = Vec::new();
         for row in 0..batch.num_rows() {
             let ts = rowtime.value(row);
             self.stream_time = self.stream_time.max(ts);
-            let cell = |i: usize| ScalarValue::try_from_array(batch.column(i), row);
-            let group_vals = (0..ng).map(cell).collect::<Result<Vec<_>, _>>()?;
-            let args = self
-                .spec
-                .calls
-                .iter()
-                .map(|c| cell(c.arg))
-                .collect::<Result<Vec<_>, _>>()?;
             // A row whose grouping values include a null has no group: ksqlDB drops it.
-            let has_group = !group_vals.iter().any(ScalarValue::is_null);
+            let has_group = (0..ng).all(|i| batch.column(i).is_valid(row));
             let result = match &self.spec.table_key {
                 Some(key_cols) => {
+                    let cell = |i: usize| ScalarValue::try_from_array(batch.column(i), row);
                     let key = key_cols
                         .iter()
                         .map(|&i| cell(i))
                         .collect::<Result<Vec<_>, _>>()?;
                     let source_key = encode_row(&key).map_err(EngineError::Plan)?;
-                    let new = (!null_value.value(row) && has_group).then(|| PrevRow {
-                        group: group_vals,
-                        args,
-                    });
+                    let new = if !null_value.value(row) && has_group {
+                        Some(PrevRow {
+                            group: (0..ng).map(cell).collect::<Result<_, _>>()?,
+                            args: self
+                                .spec
+                                .calls
+                                .iter()
+                                .map(|c| cell(c.arg))
+                                .collect::<Result<_, _>>()?,
+                        })
+                    } else {
+                        None
+                    };
                     self.process_table_row(source_key, new, ts, &mut out)
                 }
                 None if null_value.value(row) => Ok(()),
@@ -666,12 +755,17 @@ impl Operator for Aggregate {
                     "the GROUP BY expressions are null for this record, which was dropped",
                 ),
                 None => {
+                    group_key.clear();
+                    for i in 0..ng {
+                        encode_at(batch.column(i), row, &mut group_key)
+                            .map_err(EngineError::Plan)?;
+                    }
                     let origin = RowOrigin {
                         ctx,
                         batch: &batch,
                         row,
                     };
-                    self.process_row(group_vals, args, ts, &mut out, &origin)
+                    self.process_row(&group_key, ts, &mut out, &origin)
                 }
             };
             if let Err(e) = result {
@@ -696,7 +790,7 @@ impl Operator for Aggregate {
             .map(|o| o.map_or((1, 0), |row| (0, row)))
             .collect();
         let headers = datafusion::arrow::compute::interleave(&sources, &picks)?;
-        self.build(out, &headers)
+        self.build(out, Some(&batch), &headers)
     }
 
     fn checkpoint(&mut self, commit: &mut Commit) -> Result<()> {

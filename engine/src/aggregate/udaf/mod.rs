@@ -8,7 +8,7 @@
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use datafusion::arrow::array::Array;
+use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::ScalarValue;
 
@@ -329,6 +329,39 @@ impl AggCall {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Adds row `row` of the argument column `arg`: [`AggCall::update`] without a
+    /// `ScalarValue` for the common cases (counts, and sums of the argument's own type), which
+    /// are an aggregation's hot path.
+    pub fn update_at(&self, acc: &mut Acc, arg: &ArrayRef, row: usize) -> Result<(), String> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{Float64Type, Int32Type, Int64Type};
+        match (self.func, &mut *acc) {
+            (AggFunc::CountStar, Acc::Count(c)) => *c += 1,
+            (AggFunc::Count, Acc::Count(c)) => *c += i64::from(arg.is_valid(row)),
+            (AggFunc::Sum, Acc::Sum(_)) if arg.is_null(row) => {}
+            (AggFunc::Sum, Acc::Sum(ScalarValue::Int64(Some(s))))
+                if arg.data_type() == &DataType::Int64 =>
+            {
+                *s = s.wrapping_add(arg.as_primitive::<Int64Type>().value(row))
+            }
+            (AggFunc::Sum, Acc::Sum(ScalarValue::Int32(Some(s))))
+                if arg.data_type() == &DataType::Int32 =>
+            {
+                *s = s.wrapping_add(arg.as_primitive::<Int32Type>().value(row))
+            }
+            (AggFunc::Sum, Acc::Sum(ScalarValue::Float64(Some(s))))
+                if arg.data_type() == &DataType::Float64 =>
+            {
+                *s += arg.as_primitive::<Float64Type>().value(row)
+            }
+            _ => {
+                let v = ScalarValue::try_from_array(arg, row).map_err(|e| e.to_string())?;
+                self.update(acc, &v)?
+            }
         }
         Ok(())
     }
