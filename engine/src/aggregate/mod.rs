@@ -14,10 +14,13 @@
 //! The groups live in a [`GroupState`]: an in-memory map in front of a RocksDB store, written
 //! back once per micro-batch as part of the query's commit (see [`crate::pipeline`]).
 
+mod expiry;
 mod group;
 mod group_state;
 mod having;
 mod operator;
+mod output;
+mod row;
 mod stats;
 pub mod udaf;
 pub mod window;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use eddy_state::Commit;
@@ -11,10 +11,12 @@ use eddy_log::Log;
 use eddy_state::StateDb;
 
 use super::group::{
-    decode_group, decode_sessions, encode_group, encode_sessions, sortable_time, time_window_key,
+    decode_group, decode_sessions, encode_group, encode_sessions, sortable_time,
     time_window_key_into, Group, PrevRow, Session,
 };
 use super::group_state::GroupState;
+use super::output::Emit;
+use super::row::{Args, GroupVals};
 use super::udaf::{Acc, AggCall};
 use super::window::{session_overlaps, WindowKind, WindowSpec};
 use super::window_index::WindowIndex;
@@ -57,71 +59,27 @@ impl RowOrigin<'_, '_> {
     }
 }
 
-/// Where an output row's grouping values come from.
-enum GroupVals {
-    /// The input row that updated the group: its grouping columns are copied over a batch at
-    /// a time, with no value made per row.
-    Input(usize),
-    /// Values decoded from the state (a closing window, a table row's previous group).
-    Values(Vec<ScalarValue>),
-}
-
-/// The arguments of the aggregate calls for one update.
-#[derive(Clone, Copy)]
-enum Args<'a> {
-    /// Row `.1` of the input batch, read column by column ([`AggCall::update_at`]).
-    Row(&'a RecordBatch, usize),
-    /// One value per call (a table row's previous arguments, from the state).
-    Values(&'a [ScalarValue]),
-}
-
-impl Args<'_> {
-    fn apply(self, calls: &[AggCall], accs: &mut [Acc], undo: bool) -> Result<()> {
-        for (i, (c, acc)) in calls.iter().zip(accs).enumerate() {
-            match self {
-                Args::Row(batch, row) if !undo => c.update_at(acc, batch.column(c.arg), row),
-                Args::Row(batch, row) => ScalarValue::try_from_array(batch.column(c.arg), row)
-                    .map_err(|e| e.to_string())
-                    .and_then(|v| c.undo(acc, &v)),
-                Args::Values(vs) if undo => c.undo(acc, &vs[i]),
-                Args::Values(vs) => c.update(acc, &vs[i]),
-            }
-            .map_err(EngineError::Plan)?;
-        }
-        Ok(())
-    }
-}
-
-/// An output row under construction.
-struct Emit {
-    group: GroupVals,
-    results: Vec<ScalarValue>,
-    window: Option<(i64, i64)>,
-    ts: i64,
-    tombstone: bool,
-}
-
 pub struct Aggregate {
-    spec: AggregateSpec,
-    schema: SchemaRef,
-    groups: GroupState<Group>,
-    sessions: GroupState<Vec<Session>>,
-    table_rows: GroupState<PrevRow>,
+    pub(super) spec: AggregateSpec,
+    pub(super) schema: SchemaRef,
+    pub(super) groups: GroupState<Group>,
+    pub(super) sessions: GroupState<Vec<Session>>,
+    pub(super) table_rows: GroupState<PrevRow>,
     /// The largest event time seen: windows close on it.
-    stream_time: i64,
+    pub(super) stream_time: i64,
     /// EMIT FINAL: windows updated and not yet emitted, by end time.
-    pending: WindowIndex,
+    pub(super) pending: WindowIndex,
     /// Every window in the state, by end time, to remove when its retention has passed.
-    live: WindowIndex,
-    clock: Option<(StateDb, String, String)>,
-    group_types: Vec<DataType>,
-    arg_types: Vec<DataType>,
+    pub(super) live: WindowIndex,
+    pub(super) clock: Option<(StateDb, String, String)>,
+    pub(super) group_types: Vec<DataType>,
+    pub(super) arg_types: Vec<DataType>,
     /// The spec's calls, shared so that a path that also borrows state mutably can hold them
     /// without copying them per record.
-    calls: Arc<[AggCall]>,
+    pub(super) calls: Arc<[AggCall]>,
     /// Reused for each record's state key, so that a group already in memory costs no
     /// allocation.
-    key_buf: Vec<u8>,
+    pub(super) key_buf: Vec<u8>,
 }
 
 /// The state an [`Aggregate`] keeps: in memory, or in RocksDB stores with changelogs.
@@ -223,7 +181,7 @@ impl Aggregate {
             .collect()
     }
 
-    fn results(&self, accs: &[Acc]) -> Result<Vec<ScalarValue>> {
+    pub(super) fn results(&self, accs: &[Acc]) -> Result<Vec<ScalarValue>> {
         self.spec
             .calls
             .iter()
@@ -283,7 +241,7 @@ impl Aggregate {
         Ok(())
     }
 
-    fn emit_group(
+    pub(super) fn emit_group(
         &self,
         out: &mut Vec<Emit>,
         group_vals: GroupVals,
@@ -451,94 +409,6 @@ impl Aggregate {
         Ok(())
     }
 
-    /// EMIT FINAL: the windows that closed at the current stream time, in order of end.
-    fn close_windows(&mut self, out: &mut Vec<Emit>) -> Result<()> {
-        let Some(w) = self.spec.window else {
-            return Ok(());
-        };
-        while let Some((end, key)) = self.pending.pop_until(self.stream_time - w.grace_ms) {
-            let calls = Arc::clone(&self.calls);
-            let (group_bytes, start) = if w.is_session() {
-                let (g, s) = key.split_at(key.len() - 8);
-                (g, i64::from_be_bytes(s.try_into().expect("8 bytes")))
-            } else {
-                let (s, g) = key.split_at(8);
-                (g, sortable_time(s))
-            };
-            let group_vals =
-                decode_row(&self.group_types, group_bytes).map_err(EngineError::Plan)?;
-            if w.is_session() {
-                // The session may have merged into another since; then that one is pending.
-                let sessions = self
-                    .sessions
-                    .take(group_bytes, |b| decode_sessions(&calls, b))?
-                    .unwrap_or_default();
-                if let Some(s) = sessions.iter().find(|s| s.start == start && s.end == end) {
-                    self.emit_group(
-                        out,
-                        GroupVals::Values(group_vals),
-                        &s.group,
-                        Some((start, end)),
-                    )?;
-                }
-                self.sessions.put(group_bytes.to_vec(), sessions);
-                continue;
-            }
-            // A time window that closed more than a millisecond before stream time reached it
-            // (stream time jumped past it) is not emitted: Kafka Streams' window store, which
-            // EMIT FINAL reads from, has expired it by then.
-            if end + w.grace_ms + 1 < self.stream_time {
-                continue;
-            }
-            let Some(g) = self.groups.take(&key, |b| decode_group(&calls, b))? else {
-                continue;
-            };
-            self.emit_group(out, GroupVals::Values(group_vals), &g, Some((start, end)))?;
-            self.groups.put(key, g);
-        }
-        Ok(())
-    }
-
-    /// Removes the windows whose retention has passed from the state. Time windows are keyed
-    /// by start first, so they go by range, a window size at a time; sessions one by one.
-    fn expire_windows(&mut self) -> Result<()> {
-        let Some(w) = self.spec.window else {
-            return Ok(());
-        };
-        if let WindowKind::Tumbling { size } | WindowKind::Hopping { size, .. } = w.kind {
-            // Windows with end + retention <= stream time, that is start <= bound.
-            let bound = self
-                .stream_time
-                .saturating_sub(w.retention())
-                .saturating_sub(size);
-            let step = match w.kind {
-                WindowKind::Hopping { advance, .. } => advance,
-                _ => size,
-            };
-            if bound > i64::MIN / 2 {
-                let first_kept = bound - bound.rem_euclid(step) + step;
-                self.groups.expire_below(time_window_key(first_kept, &[]));
-            }
-            return Ok(());
-        }
-        let calls = Arc::clone(&self.calls);
-        while let Some((end, key)) = self.live.pop_until(self.stream_time - w.retention()) {
-            let (group_bytes, start) = key.split_at(key.len() - 8);
-            let start = i64::from_be_bytes(start.try_into().expect("8 bytes"));
-            let mut sessions = self
-                .sessions
-                .take(group_bytes, |b| decode_sessions(&calls, b))?
-                .unwrap_or_default();
-            sessions.retain(|s| !(s.start == start && s.end == end));
-            if sessions.is_empty() {
-                self.sessions.delete(group_bytes.to_vec());
-            } else {
-                self.sessions.put(group_bytes.to_vec(), sessions);
-            }
-        }
-        Ok(())
-    }
-
     /// The current result of every group (and window) of the aggregate whose state is in `db`
     /// under `owner` and `name` (as [`AggregateState::persistent`] named it), as of its last
     /// commit, in the layout of its output batches. This is how a pull query reads an
@@ -589,95 +459,6 @@ impl Aggregate {
         let headers = no_headers(rows.len());
         this.build(rows, None, &headers)
     }
-
-    /// The output batch of `rows`, with their `headers` (one row of headers each). Grouping
-    /// values of [`GroupVals::Input`] rows are those of `input`'s rows.
-    fn build(
-        &self,
-        rows: Vec<Emit>,
-        input: Option<&RecordBatch>,
-        headers: &ArrayRef,
-    ) -> Result<RecordBatch> {
-        let n = rows.len();
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
-        // Each row's grouping values: (0, row) of the input, (1, i) of the decoded ones.
-        let mut decoded = 0;
-        let picks: Vec<(usize, usize)> = rows
-            .iter()
-            .map(|r| match r.group {
-                GroupVals::Input(row) => (0, row),
-                GroupVals::Values(_) => {
-                    decoded += 1;
-                    (1, decoded - 1)
-                }
-            })
-            .collect();
-        for (i, f) in self.spec.group_fields.iter().enumerate() {
-            let t = f.data_type();
-            let values = to_array(
-                rows.iter().filter_map(|r| match &r.group {
-                    GroupVals::Values(vs) => Some(vs[i].clone()),
-                    GroupVals::Input(_) => None,
-                }),
-                t,
-            )?;
-            let from_input = match input {
-                Some(b) if b.column(i).data_type() == t => b.column(i).clone(),
-                Some(b) => datafusion::arrow::compute::cast(b.column(i), t)?,
-                None => datafusion::arrow::array::new_empty_array(t),
-            };
-            columns.push(if decoded == 0 {
-                let rows = datafusion::arrow::array::UInt32Array::from_iter_values(
-                    picks.iter().map(|&(_, r)| r as u32),
-                );
-                datafusion::arrow::compute::take(&from_input, &rows, None)?
-            } else if decoded == n {
-                values
-            } else {
-                datafusion::arrow::compute::interleave(&[&from_input, &values], &picks)?
-            });
-        }
-        for (i, c) in self.spec.calls.iter().enumerate() {
-            let t = c.output_type();
-            let null = ScalarValue::try_from(&t)?;
-            columns.push(to_array(
-                rows.iter()
-                    .map(|r| r.results.get(i).cloned().unwrap_or_else(|| null.clone())),
-                &t,
-            )?);
-        }
-        columns.push(Arc::new(Int64Array::from_iter(
-            rows.iter().map(|r| r.window.map(|w| w.0)),
-        )));
-        columns.push(Arc::new(Int64Array::from_iter(
-            rows.iter().map(|r| r.window.map(|w| w.1)),
-        )));
-        columns.push(Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.ts),
-        )));
-        columns.push(Arc::new(BooleanArray::from(
-            rows.iter().map(|r| r.tombstone).collect::<Vec<_>>(),
-        )));
-        columns.push(headers.clone());
-        Ok(RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(n)),
-        )?)
-    }
-}
-
-fn to_array(values: impl Iterator<Item = ScalarValue>, t: &DataType) -> Result<ArrayRef> {
-    let values: Vec<ScalarValue> = values.collect();
-    if values.is_empty() {
-        return Ok(datafusion::arrow::array::new_empty_array(t));
-    }
-    let array = ScalarValue::iter_to_array(values)?;
-    Ok(if array.data_type() == t {
-        array
-    } else {
-        datafusion::arrow::compute::cast(&array, t)?
-    })
 }
 
 impl Operator for Aggregate {
