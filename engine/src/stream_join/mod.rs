@@ -47,14 +47,14 @@ use datafusion::physical_plan::PhysicalExpr;
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorContext};
 use crate::schema::{no_headers, scalar_column, NULL_VALUE, PSEUDO_COLUMNS};
-use crate::state_codec::encode_row;
+use crate::state_codec::{encode, encode_at};
 
 mod state;
 #[cfg(test)]
 mod tests;
 
-use state::Joined;
 pub use state::{JoinStores, StreamJoinState};
+use state::{Joined, SideRow};
 
 /// Kafka Streams' retention for joins declared without a grace period: one day in all.
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -164,7 +164,28 @@ impl StreamStreamJoin {
         })
     }
 
-    fn build(&self, rows: Vec<Joined>) -> Result<RecordBatch> {
+    /// Row `r`'s value of output column `c`; `None` when it is the input row's, in its batch.
+    fn part(c: &StreamJoinColumn, r: &Joined) -> Option<ScalarValue> {
+        let side_value = |side: JoinSide, at: usize| match &r.sides[side.index()] {
+            SideRow::Values(row) => Some(row[at].clone()),
+            SideRow::Input => None,
+            SideRow::Absent => Some(ScalarValue::Null),
+        };
+        match *c {
+            StreamJoinColumn::Key(i) => r.key.as_ref().map(|k| k[i].clone()),
+            StreamJoinColumn::Column(side, i) => side_value(side, PSEUDO_COLUMNS + i),
+            StreamJoinColumn::Pseudo(side, i) => side_value(side, i),
+        }
+    }
+
+    /// The batch of `rows`. What the records of `input` (this side's batch, whose join key
+    /// parts are `keys`) contribute is taken from it by row; the rest is built from values.
+    fn build(
+        &self,
+        rows: Vec<Joined>,
+        input: &RecordBatch,
+        keys: &[ArrayRef],
+    ) -> Result<RecordBatch> {
         if rows.is_empty() {
             return Ok(RecordBatch::new_empty(self.schema.clone()));
         }
@@ -176,36 +197,58 @@ impl StreamStreamJoin {
             )),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.offset))),
         ];
+        let own = self.side.index();
         for (j, c) in self.output.iter().enumerate() {
             let t = self.schema.field(PSEUDO_COLUMNS + j).data_type();
+            // The other side's columns are not in this side's batch: never taken from it.
+            let from_input = match *c {
+                StreamJoinColumn::Key(i) => Some(&keys[i]),
+                StreamJoinColumn::Column(side, i) => {
+                    (side.index() == own).then(|| input.column(self.columns[i]))
+                }
+                StreamJoinColumn::Pseudo(side, i) => (side.index() == own).then(|| input.column(i)),
+            };
             let null = ScalarValue::try_from(t)?;
-            let values = rows.iter().map(|r| match *c {
-                StreamJoinColumn::Key(i) => r.key[i].clone(),
-                StreamJoinColumn::Column(side, i) => match &r.sides[side.index()] {
-                    Some(row) => row[PSEUDO_COLUMNS + i].clone(),
-                    None => null.clone(),
-                },
-                StreamJoinColumn::Pseudo(side, i) => match &r.sides[side.index()] {
-                    Some(row) => row[i].clone(),
-                    None => null.clone(),
-                },
-            });
-            columns.push(scalar_column(values, t)?);
+            let mut values = Vec::new();
+            let picks: Vec<(usize, usize)> = rows
+                .iter()
+                .map(|r| match (Self::part(c, r), r.input_row) {
+                    (None, Some(row)) => (0, row),
+                    (v, _) => {
+                        values.push(match v {
+                            Some(ScalarValue::Null) | None => null.clone(),
+                            Some(v) => v,
+                        });
+                        (1, values.len() - 1)
+                    }
+                })
+                .collect();
+            let from_input = match from_input {
+                Some(a) if a.data_type() == t => a.clone(),
+                Some(a) => cast(a, t)?,
+                None => datafusion::arrow::array::new_empty_array(t),
+            };
+            let values = if values.is_empty() {
+                datafusion::arrow::array::new_empty_array(t)
+            } else {
+                scalar_column(values, t)?
+            };
+            columns.push(datafusion::arrow::compute::interleave(
+                &[from_input.as_ref(), values.as_ref()],
+                &picks,
+            )?);
         }
         columns.push(Arc::new(BooleanArray::from(vec![false; n])));
-        if rows.iter().all(|r| r.headers.is_none()) {
-            columns.push(no_headers(n));
-        } else {
-            let none = ScalarValue::try_from_array(&no_headers(1), 0)?;
-            let t = self
-                .schema
-                .field(self.schema.fields().len() - 1)
-                .data_type();
-            let headers = rows
-                .iter()
-                .map(|r| r.headers.clone().unwrap_or(none.clone()));
-            columns.push(scalar_column(headers, t)?);
-        }
+        let none = no_headers(1);
+        let headers = input.column(self.headers);
+        let picks: Vec<(usize, usize)> = rows
+            .iter()
+            .map(|r| r.input_row.map_or((1, 0), |row| (0, row)))
+            .collect();
+        columns.push(datafusion::arrow::compute::interleave(
+            &[headers.as_ref(), none.as_ref()],
+            &picks,
+        )?);
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 }
@@ -249,20 +292,20 @@ impl Operator for StreamStreamJoin {
         // Each row's join key, and its encoding unless a part is null. A record without a value
         // takes no part (`None`); nor does one with a negative time (Kafka Streams drops those
         // as invalid), which no window arithmetic covers.
+        // (`Some(None)`: takes part, with a null key.)
         let row_keys = (0..n)
             .map(|row| {
                 if null_values.value(row) || rowtimes.value(row) < 0 {
                     return Ok(None);
                 }
-                let key = keys
-                    .iter()
-                    .map(|k| ScalarValue::try_from_array(k, row))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let encoded = match key.iter().any(ScalarValue::is_null) {
-                    true => None,
-                    false => Some(encode_row(&key).map_err(EngineError::Plan)?),
-                };
-                Ok(Some((key, encoded)))
+                if keys.iter().any(|k| k.is_null(row)) {
+                    return Ok(Some(None));
+                }
+                let mut encoded = Vec::new();
+                for k in &keys {
+                    encode_at(k, row, &mut encoded).map_err(EngineError::Plan)?;
+                }
+                Ok(Some(Some(encoded)))
             })
             .collect::<Result<Vec<_>>>()?;
         state.read_ahead(
@@ -270,7 +313,7 @@ impl Operator for StreamStreamJoin {
             row_keys
                 .iter()
                 .enumerate()
-                .filter_map(|(row, k)| Some((k.as_ref()?.1.as_deref()?, rowtimes.value(row)))),
+                .filter_map(|(row, k)| Some((k.as_ref()?.as_deref()?, rowtimes.value(row)))),
         )?;
         let mut out = Vec::new();
         for (row, row_key) in row_keys.into_iter().enumerate() {
@@ -279,44 +322,47 @@ impl Operator for StreamStreamJoin {
                 state.stream_time = time;
                 state.meta_changed = true;
             }
-            let Some((key, encoded)) = row_key else {
+            let Some(encoded) = row_key else {
                 continue;
             };
             let (partition, offset) = (partitions.value(row), offsets.value(row));
-            let mut own = Vec::with_capacity(PSEUDO_COLUMNS + self.columns.len());
-            own.push(ScalarValue::Int64(Some(time)));
-            own.push(ScalarValue::Int32(Some(partition)));
-            own.push(ScalarValue::Int64(Some(offset)));
-            for &c in &self.columns {
-                own.push(ScalarValue::try_from_array(batch.column(c), row)?);
-            }
-            let headers = ScalarValue::try_from_array(batch.column(self.headers), row)?;
-            let joined = |other: Option<(i64, Vec<ScalarValue>)>, own: &Vec<ScalarValue>| {
-                let mut sides = [None, None];
+            let joined = |other: Option<(i64, Vec<ScalarValue>)>| {
+                let mut sides = [SideRow::Absent, SideRow::Absent];
                 let rowtime = match other {
                     Some((t, row)) => {
-                        sides[side.other().index()] = Some(row);
+                        sides[side.other().index()] = SideRow::Values(row);
                         t.max(time)
                     }
                     None => time,
                 };
-                sides[side.index()] = Some(own.clone());
+                sides[side.index()] = SideRow::Input;
                 Joined {
                     rowtime,
                     partition,
                     offset,
-                    key: key.clone(),
+                    input_row: Some(row),
+                    key: None,
                     sides,
-                    headers: Some(headers.clone()),
                 }
             };
             let Some(encoded) = encoded else {
                 if state.is_outer(side) {
-                    out.push(joined(None, &own));
+                    out.push(joined(None));
                 }
                 continue;
             };
-            let value = encode_row(&own).map_err(EngineError::Plan)?;
+            // The buffered row: pseudo-columns, then buffered columns, encoded from the batch.
+            let mut value = Vec::new();
+            for pseudo in [
+                ScalarValue::Int64(Some(time)),
+                ScalarValue::Int32(Some(partition)),
+                ScalarValue::Int64(Some(offset)),
+            ] {
+                encode(&pseudo, &mut value).map_err(EngineError::Plan)?;
+            }
+            for &c in &self.columns {
+                encode_at(batch.column(c), row, &mut value).map_err(EngineError::Plan)?;
+            }
             state.buffer(
                 side,
                 &encoded,
@@ -338,12 +384,12 @@ impl Operator for StreamStreamJoin {
                         w.delete(k);
                     }
                 }
-                out.push(joined(Some((m.time, m.row)), &own));
+                out.push(joined(Some((m.time, m.row))));
             }
             if unmatched && state.is_outer(side) {
                 let (_, after) = state.bounds(side);
                 if state.waiting.is_none() || time.saturating_add(after) < state.stream_time {
-                    out.push(joined(None, &own));
+                    out.push(joined(None));
                 } else {
                     let k =
                         state.waiting_key(side, &encoded, time, partition as u32, offset as u64);
@@ -357,7 +403,7 @@ impl Operator for StreamStreamJoin {
         }
         state.forget_read_ahead();
         drop(state);
-        self.build(out)
+        self.build(out, &batch, &keys)
     }
 
     fn checkpoint(&mut self, commit: &mut eddy_state::Commit) -> Result<()> {

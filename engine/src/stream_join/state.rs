@@ -55,16 +55,31 @@ struct ReadAhead {
 }
 
 /// A joined (or null-padded) row, before it becomes part of a batch.
+///
+/// What the record being processed contributes (its key, its own side's row, its headers) is
+/// not copied out of its batch: the output batch takes those columns from the input rows a
+/// batch at a time.
 pub(super) struct Joined {
     pub(super) rowtime: i64,
     pub(super) partition: i32,
     pub(super) offset: i64,
-    pub(super) key: Vec<ScalarValue>,
+    /// The input row being processed; `None` for rows a closing window emits, which carry no
+    /// headers (Kafka Streams forwards the processed record's headers).
+    pub(super) input_row: Option<usize>,
+    /// The join key, when it does not come from `input_row` (a waiting record's).
+    pub(super) key: Option<Vec<ScalarValue>>,
     /// Each side's row (pseudo-columns, then buffered columns), if it has one.
-    pub(super) sides: [Option<Vec<ScalarValue>>; 2],
-    /// The headers of the record being processed, which the row is written with (as Kafka
-    /// Streams forwards them); none for rows a closing window emits.
-    pub(super) headers: Option<ScalarValue>,
+    pub(super) sides: [SideRow; 2],
+}
+
+/// One side's part of a joined row.
+pub(super) enum SideRow {
+    /// Null-padded: the side has no record in this row.
+    Absent,
+    /// The record being processed, in the input batch (`Joined::input_row`).
+    Input,
+    /// A buffered record: pseudo-columns, then buffered columns.
+    Values(Vec<ScalarValue>),
 }
 
 /// A buffered record found by a lookup.
@@ -367,15 +382,15 @@ impl StreamJoinState {
             let row =
                 decode_row(&self.row_types[side.index()], &v).map_err(|e| corrupt(name, e))?;
             let at = 13 + key_len;
-            let mut sides = [None, None];
-            sides[side.index()] = Some(row);
+            let mut sides = [SideRow::Absent, SideRow::Absent];
+            sides[side.index()] = SideRow::Values(row);
             out.push(Joined {
                 rowtime: time,
                 partition: read_u32(&k, at) as i32,
                 offset: read_u64(&k, at + 4) as i64,
-                key,
+                input_row: None,
+                key: Some(key),
                 sides,
-                headers: None,
             });
             emitted.push(k);
         }
