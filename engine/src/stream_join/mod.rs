@@ -49,6 +49,7 @@ use crate::operator::{Operator, OperatorContext};
 use crate::schema::{no_headers, scalar_column, NULL_VALUE, PSEUDO_COLUMNS};
 use crate::state_codec::{encode, encode_at};
 
+mod key_filter;
 mod state;
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,15 @@
 //! The state both sides of a stream-stream join share: the buffers, the records waiting for
 //! their window to close, and the times that decide both (see the parent module).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::datatypes::DataType;
+// foldhash, not SipHash: the read-ahead map is probed once per lookup.
 use datafusion::common::ScalarValue;
+use hashbrown::HashMap;
 
+use super::key_filter::KeyFilter;
 use super::{JoinSide, JoinWindows};
 use crate::error::{EngineError, Result};
 use crate::staged_store::StagedStore;
@@ -45,7 +48,12 @@ pub struct StreamJoinState {
     /// Each buffer's stored records for the lookups of the batch being processed, read ahead
     /// with one iterator (see [`StreamJoinState::read_ahead`]); emptied after the batch.
     ahead: [HashMap<Vec<u8>, ReadAhead>; 2],
+    /// Which keys each buffer's segments may hold, to skip reads that would find nothing.
+    filters: [KeyFilter; 2],
 }
+
+/// How many key hashes each side's [`KeyFilter`] holds at most (about 16 MiB a side).
+const FILTER_KEYS: usize = 1 << 20;
 
 /// A buffer's stored records of one key in one segment, from `start` to `end`.
 struct ReadAhead {
@@ -146,6 +154,10 @@ impl StreamJoinState {
             row_types,
             meta_changed: false,
             ahead: [HashMap::new(), HashMap::new()],
+            filters: [
+                KeyFilter::new(0, FILTER_KEYS),
+                KeyFilter::new(0, FILTER_KEYS),
+            ],
         };
         if let Some(meta) = state.buffers[0].get(META_KEY)? {
             if meta.len() != 24 {
@@ -154,6 +166,13 @@ impl StreamJoinState {
             let at = |i: usize| read_u64(&meta, i * 8) as i64;
             state.observed = [at(0), at(1)];
             state.stream_time = at(2);
+        }
+        // What was buffered before this start is at or before each buffer's observed time.
+        for i in 0..2 {
+            if state.observed[i] != i64::MIN {
+                let first = state.segment(state.observed[i]) + 1;
+                state.filters[i] = KeyFilter::new(first, FILTER_KEYS);
+            }
         }
         Ok(Arc::new(Mutex::new(state)))
     }
@@ -231,9 +250,11 @@ impl StreamJoinState {
         }
         let k = self.buffer_key(key, time, partition, offset);
         self.buffers[i].put(k, row);
+        self.filters[i].insert(self.segment(time), key);
         if live_from > 0 {
-            let bound = self.segment(live_from).to_be_bytes();
-            self.buffers[i].delete_below(&bound);
+            let segment = self.segment(live_from);
+            self.buffers[i].delete_below(&segment.to_be_bytes());
+            self.filters[i].forget_below(segment);
         }
     }
 
@@ -271,6 +292,9 @@ impl StreamJoinState {
             let from = time.saturating_sub(before).max(0);
             let to = time.saturating_add(after).max(0);
             for segment in self.segment(from)..=self.segment(to) {
+                if !self.filters[side.index()].may_contain(segment, key) {
+                    continue;
+                }
                 let span = wanted.entry((segment, key)).or_insert((from, to));
                 *span = (span.0.min(from), span.1.max(to));
             }
@@ -316,6 +340,9 @@ impl StreamJoinState {
         let buffer = &self.buffers[side.index()];
         let mut found = Vec::new();
         for segment in self.segment(from)..=self.segment(to) {
+            if !self.filters[side.index()].may_contain(segment, key) {
+                continue;
+            }
             let (start, end) = Self::time_range(segment, key, from, to);
             let ahead = self.ahead[side.index()]
                 .get(&Self::segment_prefix(segment, key))
