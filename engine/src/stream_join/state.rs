@@ -268,12 +268,29 @@ impl StreamJoinState {
 
     /// The range of buffer keys of `key` in `segment` from time `from` to `to`, inclusive.
     fn time_range(segment: u64, key: &[u8], from: i64, to: i64) -> (Vec<u8>, Vec<u8>) {
-        let prefix = Self::segment_prefix(segment, key);
-        let mut start = prefix.clone();
-        start.extend_from_slice(&time_bytes(from));
-        let mut end = prefix;
-        end.extend_from_slice(&((to as u64) + 1).to_be_bytes());
+        let (mut start, mut end) = (Vec::new(), Vec::new());
+        Self::time_range_into(segment, key, from, to, &mut start, &mut end);
         (start, end)
+    }
+
+    /// [`StreamJoinState::time_range`] into `start` and `end`, replacing what they held; the
+    /// segment's prefix is `start` but its last 8 bytes.
+    fn time_range_into(
+        segment: u64,
+        key: &[u8],
+        from: i64,
+        to: i64,
+        start: &mut Vec<u8>,
+        end: &mut Vec<u8>,
+    ) {
+        start.clear();
+        start.extend_from_slice(&segment.to_be_bytes());
+        start.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        start.extend_from_slice(key);
+        end.clear();
+        end.extend_from_slice(start);
+        start.extend_from_slice(&time_bytes(from));
+        end.extend_from_slice(&((to as u64) + 1).to_be_bytes());
     }
 
     /// Reads ahead, with one RocksDB iterator for the whole batch, the stored records of
@@ -339,13 +356,15 @@ impl StreamJoinState {
         }
         let buffer = &self.buffers[side.index()];
         let mut found = Vec::new();
+        let (mut start, mut end) = (Vec::new(), Vec::new());
         for segment in self.segment(from)..=self.segment(to) {
             if !self.filters[side.index()].may_contain(segment, key) {
                 continue;
             }
-            let (start, end) = Self::time_range(segment, key, from, to);
+            Self::time_range_into(segment, key, from, to, &mut start, &mut end);
+            let prefix = &start[..start.len() - 8];
             let ahead = self.ahead[side.index()]
-                .get(&Self::segment_prefix(segment, key))
+                .get(prefix)
                 .filter(|a| a.start <= start && a.end >= end);
             let entries = match ahead {
                 Some(a) => buffer.range_from(&a.entries, &start, &end),
