@@ -107,15 +107,22 @@ impl<V> GroupState<V> {
     }
 
     /// Removes and returns the value of `key`, from memory or the store. Put it back with
-    /// [`GroupState::put`] (or leave it out with [`GroupState::delete`]).
+    /// [`GroupState::put`] (or leave it out with [`GroupState::delete`]); a value taken and
+    /// never put back is read from the store again, as of the last checkpoint.
     pub fn take(
         &mut self,
         key: &[u8],
         decode: impl FnOnce(&[u8]) -> Result<V, String>,
     ) -> Result<Option<V>> {
         match self.cache.remove(key) {
-            Some(Slot::Clean(v)) => return Ok(Some(v)),
-            Some(Slot::Dirty(v)) => return Ok(Some(v)),
+            Some(Slot::Clean(v) | Slot::Dirty(v)) => {
+                // The key may be in the store: until it is put back (a caller that fails
+                // halfway never does), a lookup must read the store, not trust the map.
+                if self.backing.is_some() && self.untracked_max.as_deref() < Some(key) {
+                    self.untracked_max = Some(key.to_vec());
+                }
+                return Ok(Some(v));
+            }
             Some(Slot::Deleted) => {
                 // Keep the deletion until it reaches the store.
                 self.cache.insert(key.to_vec(), Slot::Deleted);
@@ -325,6 +332,8 @@ mod tests {
     enum Op {
         Add(u8, u64),
         Delete(u8),
+        /// A caller that takes a value and fails before putting it back.
+        TakeAndDrop(u8),
         Checkpoint,
         Reopen,
     }
@@ -333,6 +342,7 @@ mod tests {
         prop_oneof![
             6 => (any::<u8>(), 1u64..100).prop_map(|(k, v)| Op::Add(k, v)),
             1 => any::<u8>().prop_map(Op::Delete),
+            1 => any::<u8>().prop_map(Op::TakeAndDrop),
             2 => Just(Op::Checkpoint),
             1 => Just(Op::Reopen),
         ]
@@ -365,6 +375,18 @@ mod tests {
                         let entry = state.entry(&key, decode, || Ok(0)).unwrap();
                         *entry += v;
                         *model.entry(k).or_default() += v;
+                    }
+                    Op::TakeAndDrop(k) => {
+                        state.take(&[k], decode).unwrap();
+                        // What is left of the key is what the store has: its last checkpoint.
+                        if let Some(v) = model.get_mut(&k) {
+                            match committed.get(&k) {
+                                Some(c) => *v = *c,
+                                None => {
+                                    model.remove(&k);
+                                }
+                            }
+                        }
                     }
                     Op::Delete(k) => {
                         state.delete(vec![k]);
