@@ -20,6 +20,7 @@ pub mod dialect;
 pub mod error;
 pub mod functions;
 pub mod join;
+mod output_key;
 pub mod parser;
 pub mod planner;
 mod rewrite;
