@@ -10,6 +10,7 @@
 mod case;
 mod compare;
 mod exec;
+mod records;
 mod rest;
 
 use std::path::{Path, PathBuf};

@@ -24,7 +24,8 @@ use serde_json::{json, Map, Value};
 
 use super::case::{Case, Rest};
 use super::compare::diff;
-use super::exec::{append_input, check_outputs, create_topics, scratch_log, Verdict};
+use super::exec::{check_outputs, create_topics, scratch_log, Verdict};
+use super::records::append_input;
 use crate::server::{ServeOptions, Server};
 
 /// How long a query's response may take (a push query without LIMIT would take forever).
