@@ -19,7 +19,6 @@
 //! [`Aggregate`]: eddy_engine::aggregate::Aggregate
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -32,7 +31,7 @@ use eddy_engine::aggregate::{
 };
 use eddy_engine::schema::{HEADERS, NULL_VALUE};
 use eddy_engine::{Operator, Project};
-use sqlparser::ast::{Expr, VisitMut, VisitorMut};
+use sqlparser::ast::{Expr, VisitMut};
 
 use crate::ast::{Emit, Select, SourceKind, WindowSpec};
 use crate::catalog::{Column, SourceDef};
@@ -44,8 +43,10 @@ use crate::rewrite::{quoted, rewrite};
 use crate::types::SqlType;
 
 mod calls;
+mod groups;
 
 use calls::{literal_bool, literal_int, unknown_function, Call, ExtractAggregates};
+use groups::{canonical, refers_to_source, unnested, ReplaceGroups};
 
 /// Name under which the aggregate's output is registered while the post-projection is planned.
 const AGGREGATE_TABLE: &str = "__EDDY_AGGREGATE";
@@ -62,88 +63,6 @@ pub struct PlannedAggregate {
     pub having: Option<(Arc<dyn PhysicalExpr>, SchemaRef, Vec<usize>)>,
     /// The post-projection.
     pub after: Vec<Box<dyn Operator>>,
-}
-
-/// `e` without enclosing parentheses.
-fn unnested(mut e: &Expr) -> &Expr {
-    while let Expr::Nested(inner) = e {
-        e = inner;
-    }
-    e
-}
-
-/// The text an expression is compared by: rewritten, without parentheses around it or the
-/// source's qualifier.
-fn canonical(e: &Expr, qualifier: &str) -> String {
-    let mut e = unnested(e).clone();
-    let _ = e.visit(&mut StripQualifier(qualifier));
-    rewrite(&mut e);
-    e.to_string()
-}
-
-struct StripQualifier<'a>(&'a str);
-
-impl VisitorMut for StripQualifier<'_> {
-    type Break = ();
-    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        if let Expr::CompoundIdentifier(ids) = expr {
-            if ids.len() == 2 && crate::parser::normalize(&ids[0]) == self.0 {
-                *expr = Expr::Identifier(ids[1].clone());
-            }
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// Replaces GROUP BY expressions with `__Gn` columns.
-struct ReplaceGroups<'a> {
-    groups: &'a [String],
-    qualifier: &'a str,
-}
-
-impl VisitorMut for ReplaceGroups<'_> {
-    type Break = ();
-    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        let text = canonical(expr, self.qualifier);
-        if let Some(i) = self.groups.iter().position(|g| *g == text) {
-            *expr = Expr::Identifier(quoted(&format!("__G{i}")));
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-/// Source columns still referenced after the rewrite: not part of the GROUP BY.
-struct LeftoverColumns<'a> {
-    names: &'a BTreeSet<String>,
-    found: bool,
-}
-
-impl VisitorMut for LeftoverColumns<'_> {
-    type Break = ();
-    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
-        let name = match expr {
-            Expr::Identifier(id) => crate::parser::normalize(id),
-            Expr::CompoundIdentifier(ids) => {
-                ids.last().map(crate::parser::normalize).unwrap_or_default()
-            }
-            _ => return ControlFlow::Continue(()),
-        };
-        if self.names.contains(&name) {
-            self.found = true;
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    }
-}
-
-fn refers_to_source(e: &Expr, names: &BTreeSet<String>) -> bool {
-    let mut e = e.clone();
-    let mut v = LeftoverColumns {
-        names,
-        found: false,
-    };
-    let _ = e.visit(&mut v);
-    v.found
 }
 
 fn engine_window(w: &WindowSpec, emit: Option<Emit>) -> EngineWindow {
