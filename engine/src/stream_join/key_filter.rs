@@ -80,6 +80,14 @@ impl KeyFilter {
 
     /// Forgets the segments below `segment`, which the buffer has dropped.
     pub(super) fn forget_below(&mut self, segment: u64) {
+        // Called for every buffered record: most calls have nothing to forget.
+        if self
+            .segments
+            .first_key_value()
+            .is_none_or(|(&first, _)| first >= segment)
+        {
+            return;
+        }
         let kept = self.segments.split_off(&segment);
         let dropped = std::mem::replace(&mut self.segments, kept);
         self.entries -= dropped.values().flatten().map(HashSet::len).sum::<usize>();
