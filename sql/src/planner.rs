@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use eddy_engine::schema::{HEADERS, NULL_VALUE};
@@ -327,24 +327,12 @@ fn plan(
                 "__WINDOWEND",
             ]))
     {
-        let ty = SqlType::from_arrow(f.data_type()).ok_or_else(|| {
-            SqlError::Invalid(format!(
-                "the expression for {item_name} has type {}, which has no SQL type",
-                f.data_type()
-            ))
-        })?;
-        fields.push(Field::new(item_name, ty.to_arrow(), true));
-        columns.push(Column {
-            name: item_name.to_string(),
-            ty,
-        });
+        let (field, column) = output_column(item_name, f.data_type())?;
+        fields.push(field);
+        columns.push(column);
     }
     let out_schema: SchemaRef = Arc::new(Schema::new(fields));
-    let physical = exprs
-        .into_iter()
-        .map(|e| physical_expr(state, e, &input))
-        .collect::<Result<Vec<_>, _>>()?;
-    operators.push(Box::new(Project::new(physical, out_schema.clone())));
+    operators.push(project(state, exprs, &input, out_schema.clone())?);
     if !exploded.is_empty() {
         for &i in &exploded {
             columns[i].ty = match &columns[i].ty {
@@ -472,6 +460,36 @@ pub(crate) fn expr_type(
         None,
     )?;
     Ok(plan.schema.field(0).data_type().clone())
+}
+
+/// The output column `name` of a query, of the SQL type of a DataFusion expression's `ty`
+/// (nullable, as every ksqlDB column is): its Arrow field and its catalog column.
+pub(crate) fn output_column(name: &str, ty: &DataType) -> Result<(Field, Column)> {
+    let sql = SqlType::from_arrow(ty).ok_or_else(|| {
+        SqlError::Invalid(format!(
+            "the expression for {name} has type {ty}, which has no SQL type"
+        ))
+    })?;
+    let field = Field::new(name, sql.to_arrow(), true);
+    let column = Column {
+        name: name.to_string(),
+        ty: sql,
+    };
+    Ok((field, column))
+}
+
+/// A projection operator computing `exprs` (over `input`) as the columns of `schema`.
+pub(crate) fn project(
+    state: &SessionState,
+    exprs: Vec<datafusion::logical_expr::Expr>,
+    input: &datafusion::common::DFSchema,
+    schema: SchemaRef,
+) -> Result<Box<dyn Operator>> {
+    let physical = exprs
+        .into_iter()
+        .map(|e| physical_expr(state, e, input))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Box::new(Project::new(physical, schema)))
 }
 
 /// A physical expression for `expr`, simplified first: some of DataFusion's functions (such as

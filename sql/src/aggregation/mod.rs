@@ -30,14 +30,15 @@ use eddy_engine::aggregate::{
     WINDOWEND, WINDOWSTART,
 };
 use eddy_engine::schema::{HEADERS, NULL_VALUE};
-use eddy_engine::{Operator, Project};
+use eddy_engine::Operator;
 use sqlparser::ast::{Expr, VisitMut};
 
 use crate::ast::{Emit, Select, SourceKind, WindowSpec};
-use crate::catalog::{Column, SourceDef};
+use crate::catalog::SourceDef;
 use crate::error::{invalid, Result, SqlError};
 use crate::planner::{
-    decompose, physical_expr, plan_over_source, select_items, PlannedSelect, ROWTIME_OUT,
+    decompose, output_column, physical_expr, plan_over_source, project, select_items,
+    PlannedSelect, ROWTIME_OUT,
 };
 use crate::rewrite::{quoted, rewrite};
 use crate::types::SqlType;
@@ -319,14 +320,12 @@ pub fn plan_aggregate(
         .iter()
         .map(|f| Field::new(f.name(), f.data_type().clone(), true))
         .collect();
-    let physical = exprs
-        .into_iter()
-        .map(|e| physical_expr(state, e, &input))
-        .collect::<Result<Vec<_>, _>>()?;
-    before.push(Box::new(Project::new(
-        physical,
+    before.push(project(
+        state,
+        exprs,
+        &input,
         Arc::new(Schema::new(pre_fields.clone())),
-    )));
+    )?);
 
     // The aggregate.
     let mut agg_calls = Vec::new();
@@ -493,26 +492,16 @@ pub fn plan_aggregate(
         HEADERS,
     ]);
     for (f, name) in out_schema.fields().iter().zip(names) {
-        let ty = SqlType::from_arrow(f.data_type()).ok_or_else(|| {
-            SqlError::Invalid(format!(
-                "the expression for {name} has type {}, which has no SQL type",
-                f.data_type()
-            ))
-        })?;
-        fields.push(Field::new(name, ty.to_arrow(), true));
-        columns.push(Column {
-            name: name.to_string(),
-            ty,
-        });
+        let (field, column) = output_column(name, f.data_type())?;
+        fields.push(field);
+        columns.push(column);
     }
-    let physical = exprs
-        .into_iter()
-        .map(|e| physical_expr(state, e, &input))
-        .collect::<Result<Vec<_>, _>>()?;
-    after.push(Box::new(Project::new(
-        physical,
+    after.push(project(
+        state,
+        exprs,
+        &input,
         Arc::new(Schema::new(fields)),
-    )));
+    )?);
 
     let n = items.len();
     let value_indices: Vec<usize> = (0..n).filter(|i| !key_items.contains(i)).collect();
