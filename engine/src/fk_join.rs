@@ -319,4 +319,8 @@ impl Operator for ForeignKeyJoin {
         }
         Ok(())
     }
+
+    fn wants_commit(&self) -> bool {
+        self.left_side && self.tables.index.lock().expect("join index").is_full()
+    }
 }

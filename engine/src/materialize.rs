@@ -94,6 +94,10 @@ impl Operator for Materialize {
     fn checkpoint(&mut self, commit: &mut Commit) -> Result<()> {
         self.rows.checkpoint(commit, 0, |v| Ok(v.clone()))
     }
+
+    fn wants_commit(&self) -> bool {
+        self.rows.is_full()
+    }
 }
 
 /// A materialized row: its key values (with the window's start and end appended for a

@@ -61,6 +61,11 @@ pub trait Operator: Send {
     fn checkpoint(&mut self, _commit: &mut eddy_state::Commit) -> Result<()> {
         Ok(())
     }
+    /// Whether the changes it holds for the next checkpoint have reached the bound it keeps
+    /// in memory, so that the pipeline should commit now rather than at its interval.
+    fn wants_commit(&self) -> bool {
+        false
+    }
     /// How far (ms of event time) one input of the pipeline may be read ahead of another
     /// without changing this operator's results; `None`: any. A stream-stream join tolerates
     /// its grace period: within it, a record of the lagging side is still joined.

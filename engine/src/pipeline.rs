@@ -8,8 +8,21 @@
 //! instead commits its state, input position and output end together, which makes it exactly
 //! once (ARCHITECTURE.md, "Exactly-once"). Sources and sinks are in [`crate::source`] and
 //! [`crate::sink`].
+//!
+//! # When a stateful query commits
+//! Not after every read. Its output is appended *pending*, unseen by readers, and a commit
+//! comes when the commit interval has passed since the last one (ksqlDB's
+//! `commit.interval.ms`, 2 s by default), when an operator's uncommitted changes reach the
+//! bound it keeps in memory ([`Operator::wants_commit`]), or when no input is left to read
+//! ([`Pipeline::run_available`] returns). A commit writes each changed key once however often
+//! it changed since the last, so under load, when commits are far apart, a group updated by
+//! many records costs one write to RocksDB and one changelog record. Once idle, every result
+//! is committed and readable at once. Only the commit makes output visible, so a reader
+//! never sees what recovery may cut off, whatever order the replay then reads partitions in.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::RecordBatch;
 use eddy_log::{Log, ReadLimits, TopicPartition};
@@ -19,8 +32,12 @@ use crate::error::Result;
 use crate::metrics::QueryMetrics;
 use crate::operator::{Operator, OperatorContext};
 use crate::processing_log::ProcessingLog;
-pub use crate::sink::{Sink, WindowedKey};
+pub use crate::sink::{AppendMode, Sink, WindowedKey};
 pub use crate::source::{EventTime, HeaderColumn, Source, SourceWindow};
+
+/// How long a stateful query goes between commits while input keeps coming: ksqlDB's default
+/// `commit.interval.ms`.
+pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The name under which a stateful query's input position is committed with its state.
 fn input_position(topic: &str, partition: u32) -> String {
@@ -78,6 +95,28 @@ pub struct Pipeline {
     /// query commits nothing: it leaves no trace in the log once it ends.
     collected: Option<Vec<RecordBatch>>,
     metrics: Arc<QueryMetrics>,
+    commit_interval: Duration,
+    /// A stateful query's work since its last commit.
+    uncommitted: Uncommitted,
+}
+
+/// What a stateful query has done since its last commit.
+struct Uncommitted {
+    /// Input records read.
+    records: u64,
+    /// Each sink partition's end after the pending appends.
+    sink_ends: BTreeMap<u32, u64>,
+    since: Instant,
+}
+
+impl Uncommitted {
+    fn new() -> Uncommitted {
+        Uncommitted {
+            records: 0,
+            sink_ends: BTreeMap::new(),
+            since: Instant::now(),
+        }
+    }
 }
 
 impl Pipeline {
@@ -103,7 +142,7 @@ impl Pipeline {
             for p in sink.topic.partitions() {
                 let name = output_end(sink.topic.name(), p.id());
                 if db.offset(&id, &name)?.is_none() {
-                    commit.set_offset(&id, &name, p.end_offset());
+                    commit.set_offset(&id, &name, p.written_offset());
                 }
             }
             db.commit(commit)?;
@@ -120,6 +159,8 @@ impl Pipeline {
             sink,
             state,
             collected: None,
+            commit_interval: DEFAULT_COMMIT_INTERVAL,
+            uncommitted: Uncommitted::new(),
         })
     }
 
@@ -146,6 +187,13 @@ impl Pipeline {
     /// side of a join).
     pub fn with_input_operators(mut self, operators: Vec<Box<dyn Operator>>) -> Pipeline {
         self.inputs[0].operators = operators;
+        self
+    }
+
+    /// How long a stateful query may go between commits while input keeps coming (see the
+    /// module docs).
+    pub fn with_commit_interval(mut self, interval: Duration) -> Pipeline {
+        self.commit_interval = interval;
         self
     }
 
@@ -256,17 +304,20 @@ impl Pipeline {
     /// on one side does not race ahead of the other: a join's stream time, shared by its
     /// inputs, would otherwise expire the other side's records before they are read.
     pub fn run_available(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
-        if self.inputs.len() == 1 {
-            return self.run_reads(log, plog, usize::MAX);
-        }
-        let mut consumed = 0;
-        loop {
-            let n = self.run_reads(log, plog, 1)?;
-            if n == 0 {
-                return Ok(consumed);
+        let consumed = if self.inputs.len() == 1 {
+            self.run_reads(log, plog, usize::MAX)?
+        } else {
+            let mut consumed = 0;
+            loop {
+                let n = self.run_reads(log, plog, 1)?;
+                if n == 0 {
+                    break consumed;
+                }
+                consumed += n;
             }
-            consumed += n;
-        }
+        };
+        self.commit(log)?;
+        Ok(consumed)
     }
 
     /// Processes at most one read's worth of records from each partition, so that a caller
@@ -326,6 +377,65 @@ impl Pipeline {
         Ok(next)
     }
 
+    /// Whether a stateful query should commit before reading on (see the module docs).
+    fn commit_due(&self) -> bool {
+        self.uncommitted.since.elapsed() >= self.commit_interval
+            || self
+                .inputs
+                .iter()
+                .flat_map(|i| i.operators.iter())
+                .chain(self.operators.iter())
+                .any(|o| o.wants_commit())
+    }
+
+    /// Commits a stateful query's work since its last commit, as one RocksDB write batch: the
+    /// operators' changed state, every input position, the sink's ends (once the output is
+    /// acknowledged). Only then does the output become visible and the positions count as
+    /// consumed (lag). Does nothing without state or with nothing new.
+    fn commit(&mut self, log: &Log) -> Result<()> {
+        let Some(db) = &self.state else {
+            return Ok(());
+        };
+        if self.uncommitted.records == 0 {
+            return Ok(());
+        }
+        let uncommitted = std::mem::replace(&mut self.uncommitted, Uncommitted::new());
+        let mut commit = Commit::new();
+        for input in &mut self.inputs {
+            for op in &mut input.operators {
+                op.checkpoint(&mut commit)?;
+            }
+        }
+        for op in &mut self.operators {
+            op.checkpoint(&mut commit)?;
+        }
+        let mut consumed = Vec::new();
+        for input in &self.inputs {
+            let topic = input.source.topic.name();
+            for (p, &position) in input.positions.iter().enumerate() {
+                commit.set_offset(&self.id, &input_position(topic, p as u32), position);
+                consumed.push((TopicPartition::new(topic, p as u32), position));
+            }
+        }
+        if let Some(sink) = &self.sink {
+            for (&p, &end) in &uncommitted.sink_ends {
+                sink.topic.partition(p)?.wait_durable_blocking(end)?;
+                commit.set_offset(&self.id, &output_end(sink.topic.name(), p), end);
+            }
+        }
+        db.commit(commit)?;
+        if let Some(sink) = &self.sink {
+            for (&p, &end) in &uncommitted.sink_ends {
+                sink.topic.partition(p)?.make_visible(end);
+            }
+        }
+        log.commit_offsets(&self.id, &consumed)?;
+        for (p, &position) in self.inputs[0].positions.iter().enumerate() {
+            self.metrics.set_position(p as u32, position);
+        }
+        Ok(())
+    }
+
     /// Reads and processes one batch of input `i`'s partition `p`; `None` at its end.
     fn step(
         &mut self,
@@ -383,8 +493,12 @@ impl Pipeline {
         }
         self.metrics.records_in.add(records.len() as u64);
         self.metrics.records_out.add(batch.num_rows() as u64);
+        let mode = match self.state.is_some() {
+            true => AppendMode::Pending,
+            false => AppendMode::Acknowledged,
+        };
         let ends = match &self.sink {
-            Some(sink) if batch.num_rows() > 0 => sink.write(&batch, &self.id, plog)?,
+            Some(sink) if batch.num_rows() > 0 => sink.write(&batch, &self.id, plog, mode)?,
             _ => Vec::new(),
         };
         input.positions[p] = last + 1;
@@ -401,23 +515,13 @@ impl Pipeline {
             track(&self.metrics);
             return Ok(Some(records.len()));
         }
-        if let Some(db) = &self.state {
-            let mut commit = Commit::new();
-            for input in &mut self.inputs {
-                for op in &mut input.operators {
-                    op.checkpoint(&mut commit)?;
-                }
+        if self.state.is_some() {
+            self.uncommitted.records += records.len() as u64;
+            self.uncommitted.sink_ends.extend(ends);
+            if self.commit_due() {
+                self.commit(log)?;
             }
-            for op in &mut self.operators {
-                op.checkpoint(&mut commit)?;
-            }
-            commit.set_offset(&self.id, &input_position(&topic, p as u32), last + 1);
-            if let Some(sink) = &self.sink {
-                for (sp, end) in ends {
-                    commit.set_offset(&self.id, &output_end(sink.topic.name(), sp), end);
-                }
-            }
-            db.commit(commit)?;
+            return Ok(Some(records.len()));
         }
         log.commit_offsets(
             &self.id,

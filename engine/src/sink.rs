@@ -91,15 +91,27 @@ pub struct WindowedKey {
     pub session: bool,
 }
 
+/// How [`Sink::write`] appends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendMode {
+    Acknowledged,
+    Pending,
+}
+
 impl Sink {
     /// Encodes each row and appends them, each to the partition its key chooses. Rows that do
     /// not encode go to the processing log. Returns, for each partition appended to, its end
     /// offset after the append.
+    ///
+    /// `Acknowledged` returns once the records are readable and acknowledged; `Pending` (for
+    /// an exactly-once query) once they are written, invisible to readers until the query's
+    /// commit makes them visible (`eddy_log::Partition::append_pending`).
     pub fn write(
         &self,
         batch: &RecordBatch,
         query: &str,
         plog: &ProcessingLog,
+        mode: AppendMode,
     ) -> Result<Vec<(u32, u64)>> {
         let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         let ts_col = batch.column(self.timestamp_column);
@@ -214,7 +226,12 @@ impl Sink {
         }
         let mut ends = Vec::with_capacity(by_partition.len());
         for (p, records) in by_partition {
-            ends.push((p, self.topic.partition(p)?.append(&records)?.next_offset()));
+            let partition = self.topic.partition(p)?;
+            let info = match mode {
+                AppendMode::Acknowledged => partition.append(&records)?,
+                AppendMode::Pending => partition.append_pending(&records)?,
+            };
+            ends.push((p, info.next_offset()));
         }
         Ok(ends)
     }

@@ -1,8 +1,8 @@
 //! A store whose writes wait in memory for the query's next commit.
 //!
 //! An operator that reads what it wrote a few records earlier (a join's window buffers) cannot
-//! read RocksDB alone: a micro-batch's writes reach RocksDB only when the batch commits, with
-//! the input offsets they reflect. [`StagedStore`] keeps those writes in an ordered map that
+//! read RocksDB alone: its writes reach RocksDB only when the query commits, with the input
+//! offsets they reflect. [`StagedStore`] keeps those writes in an ordered map that
 //! reads merge over RocksDB, and [`StagedStore::checkpoint`] stages them (and their changelog
 //! records) in the query's commit. Without backing (a push query) the map is the whole store.
 
@@ -12,6 +12,9 @@ use eddy_state::changelog::Changelog;
 use eddy_state::{Commit, Entries, StateDb, Store};
 
 use crate::error::Result;
+
+/// How many staged writes a store holds before it asks for a commit (about 100 bytes each).
+const STAGED_LIMIT: usize = 200_000;
 
 pub struct StagedStore {
     backing: Option<(Store, Changelog)>,
@@ -49,6 +52,12 @@ impl StagedStore {
             Some((store, _)) => store.name(),
             None => "(in memory)",
         }
+    }
+
+    /// Whether the writes waiting for a commit have reached [`STAGED_LIMIT`] (never for a
+    /// store kept only in memory, which has no commit to wait for).
+    pub fn is_full(&self) -> bool {
+        self.backing.is_some() && self.pending.len() >= STAGED_LIMIT
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -6,6 +6,9 @@
 //! keep their offsets, so consumers' positions stay valid; a segment may become empty but keeps
 //! its place, so the start offset does not move.
 //!
+//! Pending records (past the readable end, see `partition.rs`) take no part: they may yet be
+//! cut off, so they neither shadow older values nor have their segment rewritten.
+//!
 //! A tombstone is kept while it is the latest record of its key and until `delete_retention_ms`
 //! has passed since its segment was last written, long enough for consumers to see the delete.
 //! A rewritten segment keeps its original modification time for this reason.
@@ -48,9 +51,13 @@ impl Partition {
         if segments.len() < 2 {
             return Ok(stats);
         }
+        let end = self.end_offset();
         let mut latest: HashMap<Bytes, u64> = HashMap::new();
         for seg in segments.iter() {
             for_each_record(seg, |r| {
+                if r.offset >= end {
+                    return;
+                }
                 if let Some(k) = &r.record.key {
                     // Copied: a slice would pin the whole read buffer it came from.
                     latest.insert(Bytes::copy_from_slice(k), r.offset);
@@ -58,7 +65,10 @@ impl Partition {
             })?;
         }
         let tombstone_age = Duration::from_millis(self.config.delete_retention_ms);
-        for seg in &segments[..segments.len() - 1] {
+        for (seg, next) in segments.iter().zip(&segments[1..]) {
+            if next.base_offset > end {
+                break;
+            }
             let tombstones_expire = seg.modified()? + tombstone_age <= now;
             let mut kept = Vec::new();
             let mut total = 0u64;

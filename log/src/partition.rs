@@ -7,10 +7,21 @@
 //! the lock, so appends, reads, retention and compaction never wait for one another's I/O.
 //!
 //! # Offsets
-//! Offsets in `start..end` are readable; offsets below `durable` (never above `end`) are
-//! acknowledged: fsynced, or accepted without fsync under the `never` policy. A reader can see a
-//! record before it is acknowledged, as a Kafka consumer of a single broker can. Compaction can leave gaps: a read returns the next
-//! surviving offset at or after the one asked for.
+//! Offsets in `start..end` are readable; offsets below `durable` are acknowledged: fsynced, or
+//! accepted without fsync under the `never` policy. A reader can see a record before it is
+//! acknowledged, as a Kafka consumer of a single broker can. Compaction can leave gaps: a read
+//! returns the next surviving offset at or after the one asked for.
+//!
+//! # Pending records
+//! An exactly-once writer (a stateful query) appends its output *pending*
+//! ([`Partition::append_pending`]): written to the segment, but past the readable `end`, which
+//! moves only when the writer's commit has made the records permanent
+//! ([`Partition::make_visible`]). So no reader ever sees output that recovery may cut off
+//! ([`Partition::truncate_to`]), as a Kafka `read_committed` consumer sees only committed
+//! transactions. The appender's `written` offset is where the next record goes:
+//! `start <= end <= written` and `durable <= written`. An ordinary append makes everything up
+//! to its own records visible, pending ones included: a partition with several writers gets no
+//! exactly-once guarantee.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -88,6 +99,8 @@ pub struct Partition {
 /// The appender's reusable encoding buffer; holding its lock is holding the right to append.
 pub(crate) struct AppendBuffer {
     buf: Vec<u8>,
+    /// The offset the next appended record gets (`end` plus the pending records).
+    written: u64,
 }
 
 pub(crate) struct PartitionSetup {
@@ -158,7 +171,11 @@ impl Partition {
             config,
             fsync,
             flusher_running,
-            appender: Mutex::new(AppendBuffer { buf: Vec::new() }),
+            // Whatever a crashed writer left pending is readable until its recovery cuts it.
+            appender: Mutex::new(AppendBuffer {
+                buf: Vec::new(),
+                written: end,
+            }),
             segments: RwLock::new(Arc::new(segments)),
             start: AtomicU64::new(start),
             end: OffsetWatch::new(end),
@@ -175,8 +192,8 @@ impl Partition {
     /// append). Exactly-once recovery uses it to drop output a crashed query appended but never
     /// committed; it is not for general use, as readers may have seen the records it removes.
     pub fn truncate_to(&self, offset: u64) -> Result<u64> {
-        let _appender = self.appender.lock();
-        let end = self.end.get();
+        let mut app = self.appender.lock();
+        let end = app.written;
         if offset >= end {
             return Ok(0);
         }
@@ -202,7 +219,8 @@ impl Partition {
         list.push(Arc::new(reopened));
         *self.segments.write() = Arc::new(list);
         sync_dir(&self.dir)?;
-        self.end.reset(offset);
+        app.written = offset;
+        self.end.reset(offset.min(self.end.get()));
         self.durable.reset(offset.min(self.durable.get()));
         Ok(end - offset)
     }
@@ -220,9 +238,15 @@ impl Partition {
         self.start.load(Ordering::Acquire)
     }
 
-    /// The offset the next appended record will get.
+    /// One past the last readable offset: the offset the next appended record will get, unless
+    /// records are pending.
     pub fn end_offset(&self) -> u64 {
         self.end.get()
+    }
+
+    /// The offset the next appended record will get, pending records included.
+    pub fn written_offset(&self) -> u64 {
+        self.appender.lock().written
     }
 
     /// Offsets below this are acknowledged.
@@ -275,6 +299,28 @@ impl Partition {
     /// for producers that keep several appends in flight and acknowledge later with
     /// [`Partition::wait_durable_blocking`]. Under `always` they are fsynced before returning.
     pub fn append_unacknowledged(&self, records: &[Record]) -> Result<AppendInfo> {
+        self.write(records, true)
+    }
+
+    /// Writes records that readers cannot see until [`Partition::make_visible`] covers them
+    /// (see the module docs): output of an exactly-once writer whose commit is still to come.
+    /// Like [`Partition::append_unacknowledged`], it returns before a group commit covers them.
+    pub fn append_pending(&self, records: &[Record]) -> Result<AppendInfo> {
+        self.write(records, false)
+    }
+
+    /// Makes the records below `offset` readable (no further than what was written), waking
+    /// readers; for the writer of pending records once its commit covers them.
+    pub fn make_visible(&self, offset: u64) {
+        let written = self.appender.lock().written;
+        if offset.min(written) > self.end.get() {
+            self.end.advance(offset.min(written));
+            let seq = self.activity_seq.fetch_add(1, Ordering::AcqRel) + 1;
+            self.activity.advance(seq);
+        }
+    }
+
+    fn write(&self, records: &[Record], visible: bool) -> Result<AppendInfo> {
         for r in records {
             if self.config.compact && r.key.is_none() {
                 return Err(LogError::InvalidRecord {
@@ -293,7 +339,7 @@ impl Partition {
             }
         }
         let mut app = self.appender.lock();
-        let base_offset = self.end.get();
+        let base_offset = app.written;
         let mut next = base_offset;
         let mut rest = records;
         while !rest.is_empty() {
@@ -316,6 +362,7 @@ impl Partition {
             .expect("chunk is not empty");
             active.append(&app.buf, &[meta])?;
             next = meta.next_offset();
+            app.written = next;
         }
         if next == base_offset {
             return Ok(AppendInfo {
@@ -331,10 +378,14 @@ impl Partition {
             FsyncPolicy::Never => self.durable.advance(next),
             FsyncPolicy::IntervalMs(_) => self.dirty.store(true, Ordering::Release),
         }
-        self.end.advance(next);
+        if visible {
+            self.end.advance(next);
+        }
         drop(app);
-        let seq = self.activity_seq.fetch_add(1, Ordering::AcqRel) + 1;
-        self.activity.advance(seq);
+        if visible {
+            let seq = self.activity_seq.fetch_add(1, Ordering::AcqRel) + 1;
+            self.activity.advance(seq);
+        }
         Ok(AppendInfo {
             base_offset,
             count: next - base_offset,
@@ -400,8 +451,8 @@ impl Partition {
             return Ok(());
         }
         let (active, target) = {
-            let _app = self.appender.lock();
-            (self.active(), self.end.get())
+            let app = self.appender.lock();
+            (self.active(), app.written)
         };
         // Segments before `active` were fsynced when they were sealed.
         active.sync()?;

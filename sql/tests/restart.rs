@@ -90,3 +90,48 @@ fn queries_run_on_their_own_tasks_in_the_background() {
         "a terminated query writes nothing more"
     );
 }
+
+#[test]
+fn an_aggregation_commits_when_it_catches_up_whatever_its_commit_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut session = Session::open(log.clone()).unwrap();
+    session.run_in_background(runtime.handle().clone());
+    run(
+        &mut session,
+        "SET 'commit.interval.ms'='3600000';
+         CREATE STREAM orders (region STRING, amount DOUBLE) WITH (kafka_topic='orders', value_format='JSON', partitions=1);
+         CREATE TABLE totals AS SELECT region, SUM(amount) AS total FROM orders GROUP BY region;",
+    );
+    produce(&log, "orders", &[r#"{"region":"eu","amount":11}"#]);
+    // Readable (committed) output, long before an hour has passed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while values(&log, "TOTALS").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the aggregation's output never became readable"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(values(&log, "TOTALS"), [r#"{"TOTAL":11.0}"#]);
+}
+
+#[test]
+fn a_commit_interval_that_is_not_a_number_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let mut session = Session::open(log.clone()).unwrap();
+    run(
+        &mut session,
+        "SET 'commit.interval.ms'='soon';
+         CREATE STREAM orders (id INT KEY, amount DOUBLE) WITH (kafka_topic='orders', value_format='JSON', partitions=1);",
+    );
+    let (stmt, text) = eddy_sql::parse_statements(
+        "CREATE TABLE totals AS SELECT id, SUM(amount) AS total FROM orders GROUP BY id;",
+    )
+    .unwrap()
+    .remove(0);
+    let err = session.execute(&stmt, &text).unwrap_err().to_string();
+    assert!(err.contains("commit.interval.ms"), "{err}");
+}

@@ -1,4 +1,5 @@
-//! A commit: the state changes and positions of one micro-batch, applied together.
+//! A commit: the state changes and positions of a query's work since its last commit, applied
+//! together.
 
 use rocksdb::WriteBatch;
 

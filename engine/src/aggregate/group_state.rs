@@ -2,10 +2,12 @@
 //!
 //! Reads go to the map first and then to the store; writes stay in the map, marked dirty, until
 //! [`GroupState::checkpoint`] stages them (and their changelog records) in the query's commit.
-//! So a micro-batch costs one RocksDB write batch however many records it had, and a hot key
-//! is decoded once, not once per record. After a checkpoint the map keeps at most `capacity`
-//! entries; the rest are dropped (they are in RocksDB), which bounds the memory of a query with
-//! many keys.
+//! So a commit costs one RocksDB write batch however many records it covers, a key changed by
+//! many records between two commits is written once, and a hot key is decoded once, not once
+//! per record. After a checkpoint the map keeps at most `capacity` entries; the rest are
+//! dropped (they are in RocksDB), which bounds the memory of a query with many keys. Between
+//! checkpoints only dirty entries can take it past `capacity`, and then it asks for a commit
+//! ([`GroupState::is_full`]).
 
 // hashbrown's map with its default (foldhash) hasher: std's SipHash was a tenth of an
 // aggregation's time, and `entry_ref` finds or inserts with one lookup.
@@ -220,6 +222,12 @@ impl<V> GroupState<V> {
     }
 
     /// The keys in the backing store as of the last checkpoint (none for in-memory state).
+    /// Whether the map has outgrown its capacity: what is past it is dirty, and only a
+    /// checkpoint lets it go.
+    pub fn is_full(&self) -> bool {
+        self.cache.len() > self.capacity
+    }
+
     pub fn stored_keys(&self) -> Result<Vec<Vec<u8>>> {
         match &self.backing {
             Some(b) => Ok(b

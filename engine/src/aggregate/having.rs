@@ -95,4 +95,8 @@ impl Operator for HavingFilter {
     fn checkpoint(&mut self, commit: &mut Commit) -> Result<()> {
         self.passing.checkpoint(commit, 0, |_| Ok(Vec::new()))
     }
+
+    fn wants_commit(&self) -> bool {
+        self.passing.is_full()
+    }
 }

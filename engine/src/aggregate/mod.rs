@@ -12,7 +12,7 @@
 //! and emits that group too when it differs from the new one.
 //!
 //! The groups live in a [`GroupState`]: an in-memory map in front of a RocksDB store, written
-//! back once per micro-batch as part of the query's commit (see [`crate::pipeline`]).
+//! back once per commit of the query (see [`crate::pipeline`]).
 
 mod expiry;
 mod group;

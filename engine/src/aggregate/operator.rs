@@ -574,6 +574,10 @@ impl Operator for Aggregate {
         self.build(out, Some(&batch), &headers)
     }
 
+    fn wants_commit(&self) -> bool {
+        self.groups.is_full() || self.sessions.is_full() || self.table_rows.is_full()
+    }
+
     fn checkpoint(&mut self, commit: &mut Commit) -> Result<()> {
         let calls = &self.spec.calls;
         let ts = self.stream_time.max(0);

@@ -47,6 +47,7 @@ use datafusion::physical_plan::PhysicalExpr;
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorContext};
 use crate::schema::{no_headers, scalar_column, NULL_VALUE, PSEUDO_COLUMNS};
+use crate::staged_store::StagedStore;
 use crate::state_codec::{encode, encode_at};
 
 mod key_filter;
@@ -409,6 +410,15 @@ impl Operator for StreamStreamJoin {
 
     fn checkpoint(&mut self, commit: &mut eddy_state::Commit) -> Result<()> {
         self.state.lock().expect("join state").checkpoint(commit)
+    }
+
+    fn wants_commit(&self) -> bool {
+        let state = self.state.lock().expect("join state");
+        state
+            .buffers
+            .iter()
+            .chain(&state.waiting)
+            .any(StagedStore::is_full)
     }
 
     fn skew_tolerance_ms(&self) -> Option<i64> {

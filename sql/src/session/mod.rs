@@ -495,6 +495,21 @@ impl Session {
             .any(|v| v.eq_ignore_ascii_case("earliest"))
     }
 
+    /// How long a stateful query may go between commits under load: `commit.interval.ms`,
+    /// also under the name ksqlDB passes to Kafka Streams, else ksqlDB's default (2 s).
+    fn commit_interval(&self) -> Result<std::time::Duration> {
+        let keys = ["commit.interval.ms", "ksql.streams.commit.interval.ms"];
+        match keys.iter().find_map(|k| self.properties.get(*k)) {
+            None => Ok(eddy_engine::pipeline::DEFAULT_COMMIT_INTERVAL),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(ms) => Ok(std::time::Duration::from_millis(ms)),
+                Err(_) => invalid(format!(
+                    "Invalid value {v} for configuration commit.interval.ms: Not a number of milliseconds"
+                )),
+            },
+        }
+    }
+
     /// Bytes committed to the state stores so far (0 if no stateful query ran).
     pub fn state_bytes_committed(&self) -> u64 {
         self.state.as_ref().map_or(0, StateDb::committed_bytes)

@@ -144,7 +144,8 @@ impl Session {
             Some(sink),
             from_beginning,
             state,
-        )?;
+        )?
+        .with_commit_interval(self.commit_interval()?);
         let pipeline = self.with_join(pipeline, joined, from_beginning)?;
         self.next_query += 1;
         let (plan, metrics) = (pipeline.describe(), pipeline.metrics());
