@@ -1,95 +1,129 @@
-//! Which join keys each segment of a buffer has received, kept in memory so that a lookup of a
-//! key that a segment never received does not read RocksDB.
+//! Which join keys each stretch of time of a buffer holds in RocksDB, kept in memory so that a
+//! lookup of a key the store cannot have costs no seek.
 //!
-//! A lookup is a RocksDB seek per segment it spans, and in most joins many records find
-//! nothing on the other side (in an inner join of pairs, the first record of every pair). The
-//! filter answers "maybe" or "certainly not" per (segment, key):
+//! A lookup reads the other side's records of one key in a time range: a RocksDB seek per
+//! segment it spans. In most joins many of those seeks find nothing in RocksDB: in an inner
+//! join of pairs, the first record of every pair finds nothing at all, and the second often
+//! finds its match among the writes since the last commit, which are in memory
+//! ([`crate::staged_store::StagedStore`]). The filter answers "maybe" or "certainly not" for
+//! a key and a time range, from the keys of the records committed to RocksDB per *bucket* of
+//! time (a fraction of the window, so a key's records outside the window do not count):
 //!
-//! - A segment that existed before the process started may hold keys the filter never saw, so
-//!   it always answers "maybe" there: only segments after the buffer's observed time at start
-//!   are tracked, and every record they hold went through [`KeyFilter::insert`].
-//! - Keys are kept as 64-bit hashes: a collision costs a needless read, never a missed match.
-//! - Memory is bounded: past `capacity` hashes for a side, the segment being filled stops
+//! - Records buffered since the last commit are staged ([`KeyFilter::stage`]) and count only
+//!   once the commit that writes them is made ([`KeyFilter::commit_staged`]).
+//! - A bucket at or before the buffer's observed time when the process started may hold
+//!   records the filter never saw, so it always answers "maybe" there.
+//! - Keys are kept as 32-bit fingerprints: a collision costs a needless read, never a missed
+//!   match.
+//! - Memory is bounded: past `capacity` fingerprints for a side, the bucket being filled stops
 //!   being tracked and answers "maybe" from then on.
 //!
-//! It is rebuilt (as "maybe" for every old segment) on restart, so it needs no persistence,
-//! and a micro-batch that is rolled back by a crash takes it down with the process.
+//! It is rebuilt (as "maybe" for every old bucket) on restart, so it needs no persistence, and
+//! work that is rolled back by a crash takes it down with the process.
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
 use hashbrown::{DefaultHashBuilder, HashSet};
 
-/// The hashes one side's buffer may be asked about.
+/// The keys one side's buffer holds in RocksDB, per bucket of time.
 pub(super) struct KeyFilter {
-    /// The first segment tracked: earlier ones were (perhaps) written before the process
+    bucket_ms: i64,
+    /// The first bucket tracked: earlier ones were (perhaps) written before the process
     /// started.
-    first_tracked: u64,
-    /// Per tracked segment that has received records, their keys' hashes (`None`: too many,
+    first_tracked: i64,
+    /// Per tracked bucket with committed records, their keys' fingerprints (`None`: too many,
     /// no longer tracked).
-    segments: BTreeMap<u64, Option<HashSet<u64>>>,
-    /// Hashes held, over all segments.
+    stored: BTreeMap<i64, Option<HashSet<u32>>>,
+    /// (bucket, fingerprint) of the records buffered since the last commit.
+    staged: Vec<(i64, u32)>,
+    /// Fingerprints held, over all buckets.
     entries: usize,
     capacity: usize,
     hasher: DefaultHashBuilder,
 }
 
 impl KeyFilter {
-    pub(super) fn new(first_tracked: u64, capacity: usize) -> KeyFilter {
+    /// A filter with buckets of `bucket_ms` that tracks what is buffered after `observed` (the
+    /// buffer's largest time when the process started; `None` for an empty buffer).
+    pub(super) fn new(bucket_ms: i64, observed: Option<i64>, capacity: usize) -> KeyFilter {
+        let bucket_ms = bucket_ms.max(1);
         KeyFilter {
-            first_tracked,
-            segments: BTreeMap::new(),
+            bucket_ms,
+            first_tracked: observed.map_or(i64::MIN, |t| t.div_euclid(bucket_ms) + 1),
+            stored: BTreeMap::new(),
+            staged: Vec::new(),
             entries: 0,
             capacity,
             hasher: DefaultHashBuilder::default(),
         }
     }
 
-    /// Notes that `segment` received a record with key `key`.
-    pub(super) fn insert(&mut self, segment: u64, key: &[u8]) {
-        if segment < self.first_tracked {
-            return;
+    fn bucket(&self, time: i64) -> i64 {
+        time.div_euclid(self.bucket_ms)
+    }
+
+    fn fingerprint(&self, key: &[u8]) -> u32 {
+        (self.hasher.hash_one(key) >> 32) as u32
+    }
+
+    /// Notes that a record with key `key` at `time` was buffered; it counts from the next
+    /// [`KeyFilter::commit_staged`].
+    pub(super) fn stage(&mut self, key: &[u8], time: i64) {
+        let bucket = self.bucket(time);
+        if bucket >= self.first_tracked {
+            self.staged.push((bucket, self.fingerprint(key)));
         }
-        let hash = self.hasher.hash_one(key);
-        let slot = self
-            .segments
-            .entry(segment)
-            .or_insert_with(|| Some(HashSet::new()));
-        if let Some(set) = slot {
-            if set.insert(hash) {
-                self.entries += 1;
-                if self.entries > self.capacity {
-                    self.entries -= set.len();
-                    *slot = None;
+    }
+
+    /// Counts the staged records as stored: the commit that writes them is being made.
+    pub(super) fn commit_staged(&mut self) {
+        for (bucket, fingerprint) in std::mem::take(&mut self.staged) {
+            let slot = self
+                .stored
+                .entry(bucket)
+                .or_insert_with(|| Some(HashSet::new()));
+            if let Some(set) = slot {
+                if set.insert(fingerprint) {
+                    self.entries += 1;
+                    if self.entries > self.capacity {
+                        self.entries -= set.len();
+                        *slot = None;
+                    }
                 }
             }
         }
     }
 
-    /// Whether `segment` may hold records of `key`.
-    pub(super) fn may_contain(&self, segment: u64, key: &[u8]) -> bool {
-        if segment < self.first_tracked {
+    /// Whether RocksDB may hold records of `key` with times in `from..=to`.
+    pub(super) fn may_be_stored(&self, key: &[u8], from: i64, to: i64) -> bool {
+        let (low, high) = (self.bucket(from), self.bucket(to));
+        if low < self.first_tracked {
             return true;
         }
-        match self.segments.get(&segment) {
-            None => false,
-            Some(None) => true,
-            Some(Some(set)) => set.contains(&self.hasher.hash_one(key)),
+        if high < low {
+            return false;
         }
+        let fingerprint = self.fingerprint(key);
+        self.stored.range(low..=high).any(|(_, slot)| match slot {
+            None => true,
+            Some(set) => set.contains(&fingerprint),
+        })
     }
 
-    /// Forgets the segments below `segment`, which the buffer has dropped.
-    pub(super) fn forget_below(&mut self, segment: u64) {
+    /// Forgets the buckets wholly before `time`, which lookups no longer read.
+    pub(super) fn forget_before(&mut self, time: i64) {
+        let bucket = self.bucket(time);
         // Called for every buffered record: most calls have nothing to forget.
         if self
-            .segments
+            .stored
             .first_key_value()
-            .is_none_or(|(&first, _)| first >= segment)
+            .is_none_or(|(&first, _)| first >= bucket)
         {
             return;
         }
-        let kept = self.segments.split_off(&segment);
-        let dropped = std::mem::replace(&mut self.segments, kept);
+        let kept = self.stored.split_off(&bucket);
+        let dropped = std::mem::replace(&mut self.stored, kept);
         self.entries -= dropped.values().flatten().map(HashSet::len).sum::<usize>();
     }
 }
@@ -102,50 +136,89 @@ mod tests {
 
     use super::KeyFilter;
 
+    #[derive(Clone, Debug)]
+    enum Op {
+        Stage(i64, u8),
+        Commit,
+        Forget(i64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0i64..80, 0u8..16).prop_map(|(t, k)| Op::Stage(t, k)),
+            Just(Op::Commit),
+            (0i64..80).prop_map(Op::Forget),
+        ]
+    }
+
     proptest! {
-        /// Never "certainly not" for a (segment, key) that was inserted and not forgotten, nor
-        /// for a segment from before the first tracked one, whatever the capacity.
+        /// Never "certainly not" for a committed record's key over a range that holds its
+        /// time, unless forgotten; always "maybe" before the first tracked bucket; whatever
+        /// the capacity and bucket size.
         #[test]
-        fn never_denies_a_key_it_received(
-            first in 0u64..4,
+        fn never_denies_a_committed_key(
+            bucket_ms in 1i64..20,
+            observed in proptest::option::of(0i64..30),
             capacity in 1usize..20,
-            ops in proptest::collection::vec((0u64..8, 0u8..16, any::<bool>()), 1..80),
+            ops in proptest::collection::vec(op(), 1..80),
         ) {
-            let mut filter = KeyFilter::new(first, capacity);
-            let mut held: BTreeSet<(u64, u8)> = BTreeSet::new();
-            for (segment, key, forget) in ops {
-                if forget {
-                    filter.forget_below(segment);
-                    held.retain(|&(s, _)| s >= segment);
-                } else {
-                    filter.insert(segment, &[key]);
-                    held.insert((segment, key));
+            let mut filter = KeyFilter::new(bucket_ms, observed, capacity);
+            let mut staged: Vec<(i64, u8)> = Vec::new();
+            let mut held: BTreeSet<(i64, u8)> = BTreeSet::new();
+            let mut forgotten_before = i64::MIN;
+            for op in ops {
+                match op {
+                    Op::Stage(t, k) => {
+                        filter.stage(&[k], t);
+                        staged.push((t, k));
+                    }
+                    Op::Commit => {
+                        filter.commit_staged();
+                        held.extend(staged.drain(..));
+                    }
+                    Op::Forget(t) => {
+                        filter.forget_before(t);
+                        forgotten_before = forgotten_before.max(t);
+                    }
                 }
-                for &(s, k) in &held {
-                    prop_assert!(filter.may_contain(s, &[k]), "segment {} key {}", s, k);
+                for &(t, k) in held.iter().filter(|(t, _)| *t >= forgotten_before) {
+                    for (from, to) in [(t, t), (t - 3, t + 5), (forgotten_before.max(t - 40), t + 40)] {
+                        prop_assert!(filter.may_be_stored(&[k], from, to), "time {} key {} in {}..={}", t, k, from, to);
+                    }
                 }
-                for s in 0..first {
-                    prop_assert!(filter.may_contain(s, &[255]));
+                if let Some(o) = observed {
+                    prop_assert!(filter.may_be_stored(&[255], o - 1, o));
                 }
             }
         }
     }
 
     #[test]
-    fn denies_keys_a_tracked_segment_never_received() {
-        let mut filter = KeyFilter::new(2, 100);
-        filter.insert(2, b"a");
-        assert!(filter.may_contain(2, b"a"));
-        assert!(!filter.may_contain(2, b"b"));
+    fn denies_keys_outside_the_buckets_of_the_range_and_before_the_commit() {
+        let mut filter = KeyFilter::new(10, Some(15), 100);
+        filter.stage(b"a", 25);
+        assert!(!filter.may_be_stored(b"a", 20, 29), "not committed yet");
+        filter.commit_staged();
+        assert!(filter.may_be_stored(b"a", 20, 29));
+        assert!(filter.may_be_stored(b"a", 29, 45));
+        assert!(!filter.may_be_stored(b"b", 20, 29), "another key");
+        assert!(!filter.may_be_stored(b"a", 30, 45), "a later bucket");
         assert!(
-            !filter.may_contain(3, b"a"),
-            "a segment without records holds nothing"
+            filter.may_be_stored(b"b", 10, 25),
+            "a bucket at the start's observed time may hold anything"
         );
-        assert!(
-            filter.may_contain(1, b"b"),
-            "segments before the first tracked may hold it"
-        );
-        filter.forget_below(3);
-        assert!(!filter.may_contain(2, b"a"));
+        filter.forget_before(30);
+        assert!(!filter.may_be_stored(b"a", 20, 29));
+    }
+
+    #[test]
+    fn a_bucket_past_the_capacity_answers_maybe() {
+        let mut filter = KeyFilter::new(10, None, 2);
+        for key in [b"a", b"b", b"c"] {
+            filter.stage(key, 5);
+        }
+        filter.commit_staged();
+        assert!(filter.may_be_stored(b"z", 0, 9));
+        assert!(!filter.may_be_stored(b"z", 10, 19));
     }
 }

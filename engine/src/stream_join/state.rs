@@ -52,8 +52,9 @@ pub struct StreamJoinState {
     filters: [KeyFilter; 2],
 }
 
-/// How many key hashes each side's [`KeyFilter`] holds at most (about 16 MiB a side).
-const FILTER_KEYS: usize = 1 << 20;
+/// How many key fingerprints each side's [`KeyFilter`] holds at most (at most about 24 MiB a
+/// side).
+const FILTER_KEYS: usize = 3 << 20;
 
 /// A buffer's stored records of one key in one segment, from `start` to `end`.
 struct ReadAhead {
@@ -96,6 +97,13 @@ pub(super) struct Buffered {
     pub(super) partition: u32,
     pub(super) offset: u64,
     pub(super) row: Vec<ScalarValue>,
+}
+
+/// The time buckets of the [`KeyFilter`]s: a quarter of the window, so that a key's records
+/// well outside a lookup's range do not make it read; but no more than 4096 buckets over the
+/// retention (a day by default), whose bookkeeping would outweigh them.
+fn filter_bucket_ms(windows: &JoinWindows) -> i64 {
+    ((windows.before_ms + windows.after_ms) / 4).max(windows.retention() / 4096)
 }
 
 fn corrupt(store: &str, message: String) -> EngineError {
@@ -155,8 +163,8 @@ impl StreamJoinState {
             meta_changed: false,
             ahead: [HashMap::new(), HashMap::new()],
             filters: [
-                KeyFilter::new(0, FILTER_KEYS),
-                KeyFilter::new(0, FILTER_KEYS),
+                KeyFilter::new(filter_bucket_ms(&windows), None, FILTER_KEYS),
+                KeyFilter::new(filter_bucket_ms(&windows), None, FILTER_KEYS),
             ],
         };
         if let Some(meta) = state.buffers[0].get(META_KEY)? {
@@ -170,8 +178,8 @@ impl StreamJoinState {
         // What was buffered before this start is at or before each buffer's observed time.
         for i in 0..2 {
             if state.observed[i] != i64::MIN {
-                let first = state.segment(state.observed[i]) + 1;
-                state.filters[i] = KeyFilter::new(first, FILTER_KEYS);
+                let bucket_ms = filter_bucket_ms(&state.windows);
+                state.filters[i] = KeyFilter::new(bucket_ms, Some(state.observed[i]), FILTER_KEYS);
             }
         }
         Ok(Arc::new(Mutex::new(state)))
@@ -250,11 +258,11 @@ impl StreamJoinState {
         }
         let k = self.buffer_key(key, time, partition, offset);
         self.buffers[i].put(k, row);
-        self.filters[i].insert(self.segment(time), key);
+        self.filters[i].stage(key, time);
         if live_from > 0 {
             let segment = self.segment(live_from);
             self.buffers[i].delete_below(&segment.to_be_bytes());
-            self.filters[i].forget_below(segment);
+            self.filters[i].forget_before(live_from);
         }
     }
 
@@ -308,10 +316,10 @@ impl StreamJoinState {
         for (key, time) in lookups {
             let from = time.saturating_sub(before).max(0);
             let to = time.saturating_add(after).max(0);
+            if !self.filters[side.index()].may_be_stored(key, from, to) {
+                continue;
+            }
             for segment in self.segment(from)..=self.segment(to) {
-                if !self.filters[side.index()].may_contain(segment, key) {
-                    continue;
-                }
                 let span = wanted.entry((segment, key)).or_insert((from, to));
                 *span = (span.0.min(from), span.1.max(to));
             }
@@ -355,12 +363,10 @@ impl StreamJoinState {
             return Ok(Vec::new());
         }
         let buffer = &self.buffers[side.index()];
+        let stored = self.filters[side.index()].may_be_stored(key, from, to);
         let mut found = Vec::new();
         let (mut start, mut end) = (Vec::new(), Vec::new());
         for segment in self.segment(from)..=self.segment(to) {
-            if !self.filters[side.index()].may_contain(segment, key) {
-                continue;
-            }
             Self::time_range_into(segment, key, from, to, &mut start, &mut end);
             let prefix = &start[..start.len() - 8];
             let ahead = self.ahead[side.index()]
@@ -368,6 +374,8 @@ impl StreamJoinState {
                 .filter(|a| a.start <= start && a.end >= end);
             let entries = match ahead {
                 Some(a) => buffer.range_from(&a.entries, &start, &end),
+                // Only what was buffered since the last commit.
+                None if !stored => buffer.range_from(&[], &start, &end),
                 None => buffer.range(&start, Some(&end))?,
             };
             for (k, v) in entries {
@@ -463,6 +471,9 @@ impl StreamJoinState {
         }
         if let Some(w) = &mut self.waiting {
             w.checkpoint(commit, time)?;
+        }
+        for f in &mut self.filters {
+            f.commit_staged();
         }
         Ok(())
     }
