@@ -5,6 +5,10 @@
 //! The aggregating process is this same test binary, re-executed with `EDDY_CRASH_CHILD` set.
 //! It opens the data directory as `eddy` does (catalog from the command topic, state from
 //! RocksDB, positions from the state's commits) and runs the query until its input is consumed.
+//! It commits every 20 ms, so that kills land between many commits.
+//!
+//! Two queries: grouped by the stream's key, and grouped by a value column, which goes
+//! through a repartition topic (two exactly-once stages in one process).
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -17,10 +21,35 @@ use eddy::sql::{parse_statements, Outcome, Session};
 const CHILD_ENV: &str = "EDDY_CRASH_CHILD";
 const RECORDS: u64 = 200_000;
 const KEYS: u64 = 500;
-const SETUP: &str = "
+
+/// A query under test: its statements, and its stages as (the owner they commit as, the
+/// topic they write).
+struct Case {
+    setup: &'static str,
+    stages: &'static [(&'static str, &'static str)],
+}
+
+const BY_KEY: Case = Case {
+    setup: "
     CREATE STREAM CLICKS (K STRING KEY, V BIGINT) WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON');
     CREATE TABLE PER_MINUTE AS SELECT K, COUNT(*) AS N, SUM(V) AS TOTAL
-        FROM CLICKS WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY K EMIT CHANGES;";
+        FROM CLICKS WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY K EMIT CHANGES;",
+    stages: &[("CTAS_PER_MINUTE_0", "PER_MINUTE")],
+};
+
+const BY_VALUE: Case = Case {
+    setup: "
+    CREATE STREAM CLICKS (K STRING KEY, U STRING, V BIGINT) WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON');
+    CREATE TABLE PER_MINUTE AS SELECT U, COUNT(*) AS N, SUM(V) AS TOTAL
+        FROM CLICKS WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY U EMIT CHANGES;",
+    stages: &[
+        (
+            "CTAS_PER_MINUTE_0-repartition",
+            "_eddy-CTAS_PER_MINUTE_0-Aggregate-GroupBy-repartition",
+        ),
+        ("CTAS_PER_MINUTE_0", "PER_MINUTE"),
+    ],
+};
 
 fn options() -> LogOptions {
     LogOptions {
@@ -41,7 +70,11 @@ fn produce(dir: &std::path::Path) {
             .iter()
             .map(|&i| Record {
                 key: Some(Bytes::from(format!("user{}", (i * 7919) % KEYS))),
-                value: Some(Bytes::from(format!("{{\"V\": {}}}", i % 100))),
+                value: Some(Bytes::from(format!(
+                    "{{\"V\": {}, \"U\": \"user{}\"}}",
+                    i % 100,
+                    (i * 7919) % KEYS
+                ))),
                 timestamp: (i * 13) as i64,
                 headers: Vec::new(),
             })
@@ -52,27 +85,38 @@ fn produce(dir: &std::path::Path) {
 
 /// Opens the directory as a restarted `eddy` would, creates the query on first start, and runs
 /// it until everything is consumed.
-fn run_to_end(dir: &std::path::Path) {
+fn run_to_end(dir: &std::path::Path, case: &Case) {
     let log = Log::open(dir, options()).unwrap();
     let mut session = Session::open(log).unwrap();
     if session.catalog.source("PER_MINUTE").is_none() {
         session
             .properties
             .insert("auto.offset.reset".into(), "earliest".into());
-        for (stmt, text) in parse_statements(SETUP).unwrap() {
+        session
+            .properties
+            .insert("commit.interval.ms".into(), "20".into());
+        for (stmt, text) in parse_statements(case.setup).unwrap() {
             session.execute(&stmt, &text).unwrap();
         }
     }
     session.run_until_idle().unwrap();
 }
 
-/// How much input the query's state has committed (each input record makes one update, so
-/// output past this was appended by a micro-batch that never committed).
-fn committed_input(dir: &std::path::Path) -> u64 {
+/// Whether each stage of `case` has output past its last commit: appended by work that
+/// never committed, which recovery must cut off.
+fn torn_stages(dir: &std::path::Path, case: &Case) -> Vec<bool> {
+    let log = Log::open(dir, options()).unwrap();
     let db = StateDb::open(dir.join("state"), StateOptions::default()).unwrap();
-    db.offset("CTAS_PER_MINUTE_0", "input/clicks/0")
-        .unwrap()
-        .unwrap_or(0)
+    case.stages
+        .iter()
+        .map(|(owner, topic)| {
+            let Ok(p) = log.partition(topic, 0) else {
+                return false;
+            };
+            let committed = db.offset(owner, &format!("output/{topic}/0")).unwrap();
+            p.end_offset() > committed.unwrap_or(0)
+        })
+        .collect()
 }
 
 /// The table's rows by pull query, as (key, window start, count, sum), sorted.
@@ -86,7 +130,7 @@ fn pull(dir: &std::path::Path) -> Vec<(String, i64, i64, i64)> {
         panic!("a pull query returns rows")
     };
     let columns: Vec<&str> = schema.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(columns, ["K", "WINDOWSTART", "WINDOWEND", "N", "TOTAL"]);
+    assert_eq!(columns[1..], ["WINDOWSTART", "WINDOWEND", "N", "TOTAL"]);
     let text = eddy::sql::cell_text;
     let mut out: Vec<_> = rows
         .iter()
@@ -138,34 +182,47 @@ fn output(dir: &std::path::Path) -> Vec<StoredRecord> {
 
 #[test]
 fn windowed_aggregation_is_exactly_once_under_sigkill() {
+    exactly_once_under_sigkill(
+        "windowed_aggregation_is_exactly_once_under_sigkill",
+        &BY_KEY,
+    );
+}
+
+#[test]
+fn repartitioned_aggregation_is_exactly_once_under_sigkill() {
+    exactly_once_under_sigkill(
+        "repartitioned_aggregation_is_exactly_once_under_sigkill",
+        &BY_VALUE,
+    );
+}
+
+/// Runs `case` in a child process (this binary running test `name`) killed again and again.
+fn exactly_once_under_sigkill(name: &str, case: &Case) {
     if let Ok(dir) = std::env::var(CHILD_ENV) {
-        run_to_end(std::path::Path::new(&dir));
+        run_to_end(std::path::Path::new(&dir), case);
         return;
     }
     let reference = tempfile::tempdir().unwrap();
     produce(reference.path());
-    run_to_end(reference.path());
+    run_to_end(reference.path(), case);
     let expected = output(reference.path());
     assert_eq!(expected.len() as u64, RECORDS, "one update per record");
 
     let mut crashed = tempfile::tempdir().unwrap();
     produce(crashed.path());
-    // Kill the aggregation at varied moments until several kills have landed between a
-    // micro-batch's output append and its commit (the output then ends off a batch boundary):
-    // those are the crashes exactly-once recovery exists for.
-    let mut torn = 0;
+    // Kill the aggregation at varied moments until several kills have landed between each
+    // stage's output append and its commit: those are the crashes exactly-once recovery
+    // exists for.
+    let mut torn = vec![0; case.stages.len()];
+    let enough = |torn: &[usize]| torn.iter().all(|&n| n >= 2);
     let mut round = 0u64;
-    while torn < 2 {
+    while !enough(&torn) {
         assert!(
             round < 400,
             "no kill landed between an append and its commit"
         );
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "windowed_aggregation_is_exactly_once_under_sigkill",
-                "--test-threads=1",
-            ])
+            .args(["--exact", name, "--test-threads=1"])
             .env(CHILD_ENV, crashed.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -178,12 +235,14 @@ fn windowed_aggregation_is_exactly_once_under_sigkill() {
         }
         child.wait().unwrap();
         let written = output(crashed.path()).len() as u64;
-        if killed && written > committed_input(crashed.path()) {
-            torn += 1;
+        if killed {
+            for (n, cut) in torn.iter_mut().zip(torn_stages(crashed.path(), case)) {
+                *n += usize::from(cut);
+            }
         }
         if !killed || written == RECORDS {
             // It finished: start over on a fresh copy of the input, to crash it again.
-            if torn < 2 {
+            if !enough(&torn) {
                 // A new directory: emptying the old one in place raced with a log still
                 // closing in this process, and left state behind for the next round.
                 crashed = tempfile::tempdir().unwrap();
@@ -192,7 +251,7 @@ fn windowed_aggregation_is_exactly_once_under_sigkill() {
         }
         round += 1;
     }
-    run_to_end(crashed.path());
+    run_to_end(crashed.path(), case);
     let actual = output(crashed.path());
     assert_eq!(
         actual.len(),

@@ -98,6 +98,9 @@ pub struct Pipeline {
     commit_interval: Duration,
     /// A stateful query's work since its last commit.
     uncommitted: Uncommitted,
+    /// The stage that writes this pipeline's input (a repartition topic): run first, in the
+    /// same task, each committing on its own. See [`Pipeline::with_upstream`].
+    upstream: Option<Box<Pipeline>>,
 }
 
 /// What a stateful query has done since its last commit.
@@ -161,6 +164,7 @@ impl Pipeline {
             collected: None,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             uncommitted: Uncommitted::new(),
+            upstream: None,
         })
     }
 
@@ -197,6 +201,16 @@ impl Pipeline {
         self
     }
 
+    /// Makes `upstream` the stage that feeds this pipeline's only input: a query whose records
+    /// go through a repartition topic, `upstream` writing it keyed by the new key, this
+    /// pipeline reading it. Both are stateful, so each stage is exactly-once and this one
+    /// only reads what `upstream` committed. The query's progress (lag) is `upstream`'s
+    /// position in the query's source, counted as consumed once this stage has caught up.
+    pub fn with_upstream(mut self, upstream: Pipeline) -> Pipeline {
+        self.upstream = Some(Box::new(upstream));
+        self
+    }
+
     /// The first input's source.
     pub fn source(&self) -> &Source {
         &self.inputs[0].source
@@ -204,6 +218,9 @@ impl Pipeline {
 
     /// How much has been appended to each input, to wait on with [`Pipeline::wait_for_input`].
     pub fn activity(&self) -> Vec<u64> {
+        if let Some(upstream) = &self.upstream {
+            return upstream.activity();
+        }
         self.inputs
             .iter()
             .map(|i| i.source.topic.activity())
@@ -213,6 +230,9 @@ impl Pipeline {
     /// Waits until an input is appended to after `seen` (from [`Pipeline::activity`]), or
     /// `timeout` passes.
     pub fn wait_for_input(&self, seen: &[u64], timeout: std::time::Duration) {
+        if let Some(upstream) = &self.upstream {
+            return upstream.wait_for_input(seen, timeout);
+        }
         if let [input] = self.inputs.as_slice() {
             input
                 .source
@@ -258,14 +278,18 @@ impl Pipeline {
 
     /// Exactly-once recovery of a stateful query's output: drops what it appended to its sink
     /// after its last commit (a crash came between the append and the commit, and the input
-    /// that produced it will be processed again). Only for a query that is its sink's only
-    /// writer: the records past its committed end are then all its own. Returns how many
+    /// that produced it will be processed again). Only for a query that is its sink's
+    /// `only_writer`: the records past its committed end are then all its own. An upstream
+    /// stage's repartition topic has no other writer and is always cut back. Returns how many
     /// records were dropped.
-    pub fn discard_uncommitted_output(&self) -> Result<u64> {
-        let (Some(db), Some(sink)) = (&self.state, &self.sink) else {
-            return Ok(0);
+    pub fn discard_uncommitted_output(&self, only_writer: bool) -> Result<u64> {
+        let mut dropped = match &self.upstream {
+            Some(upstream) => upstream.discard_uncommitted_output(true)?,
+            None => 0,
         };
-        let mut dropped = 0;
+        let (Some(db), Some(sink), true) = (&self.state, &self.sink, only_writer) else {
+            return Ok(dropped);
+        };
         for p in sink.topic.partitions() {
             if let Some(end) = db.offset(&self.id, &output_end(sink.topic.name(), p.id()))? {
                 dropped += p.truncate_to(end)?;
@@ -276,7 +300,10 @@ impl Pipeline {
 
     /// The operator graph, one line per node from source to sink.
     pub fn describe(&self) -> Vec<String> {
-        let mut lines = Vec::new();
+        let mut lines = match &self.upstream {
+            Some(upstream) => upstream.describe(),
+            None => Vec::new(),
+        };
         for input in &self.inputs {
             lines.push(format!(
                 "Source: topic {} ({} key, {} value)",
@@ -304,19 +331,29 @@ impl Pipeline {
     /// on one side does not race ahead of the other: a join's stream time, shared by its
     /// inputs, would otherwise expire the other side's records before they are read.
     pub fn run_available(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
-        let consumed = if self.inputs.len() == 1 {
-            self.run_reads(log, plog, usize::MAX)?
-        } else {
-            let mut consumed = 0;
-            loop {
-                let n = self.run_reads(log, plog, 1)?;
-                if n == 0 {
-                    break consumed;
-                }
-                consumed += n;
-            }
+        let upstream = match &mut self.upstream {
+            Some(upstream) => upstream.run_available(log, plog)?,
+            None => 0,
         };
+        let consumed = upstream
+            + if self.inputs.len() == 1 {
+                self.run_reads(log, plog, usize::MAX)?
+            } else {
+                let mut consumed = 0;
+                loop {
+                    let n = self.run_reads(log, plog, 1)?;
+                    if n == 0 {
+                        break consumed;
+                    }
+                    consumed += n;
+                }
+            };
         self.commit(log)?;
+        if let Some(upstream) = &self.upstream {
+            for (p, &position) in upstream.inputs[0].positions.iter().enumerate() {
+                self.metrics.set_position(p as u32, position);
+            }
+        }
         Ok(consumed)
     }
 
@@ -430,8 +467,20 @@ impl Pipeline {
             }
         }
         log.commit_offsets(&self.id, &consumed)?;
-        for (p, &position) in self.inputs[0].positions.iter().enumerate() {
-            self.metrics.set_position(p as u32, position);
+        if self.upstream.is_some() {
+            // The only reader of its repartition topic: what it committed is consumed for good.
+            let input = &self.inputs[0];
+            for (p, &position) in input.positions.iter().enumerate() {
+                input
+                    .source
+                    .topic
+                    .partition(p as u32)?
+                    .delete_before(position)?;
+            }
+        } else {
+            for (p, &position) in self.inputs[0].positions.iter().enumerate() {
+                self.metrics.set_position(p as u32, position);
+            }
         }
         Ok(())
     }

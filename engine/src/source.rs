@@ -5,15 +5,15 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanArray, Int32Array, Int64Array, ListBuilder, RecordBatch,
-    StringBuilder, StructBuilder,
+    new_empty_array, ArrayRef, BinaryBuilder, BooleanArray, Int32Array, Int64Array, ListBuilder,
+    RecordBatch, StringBuilder, StructBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::common::ScalarValue;
 use eddy_log::{Header, StoredRecord, Topic};
 
 use crate::error::{EngineError, Result};
-use crate::format::Codec;
+use crate::format::{Codec, Format};
 use crate::processing_log::{ProcessingLog, RecordOrigin};
 use crate::schema::{headers_type, source_schema, PSEUDO_COLUMNS};
 use crate::time_format::TimestampFormat;
@@ -54,6 +54,9 @@ pub struct Source {
     pub fail_on_bad_timestamp: bool,
     /// The topic's keys carry window bounds.
     window: Option<SourceWindow>,
+    /// The values are whole rows of `schema` in [`Format::Rows`] (an internal topic such as a
+    /// repartition topic), read back as they were written: no pseudo-columns are added.
+    rows: bool,
     schema: SchemaRef,
 }
 
@@ -103,8 +106,27 @@ impl Source {
             drop_null_keys: false,
             fail_on_bad_timestamp: false,
             window: None,
+            rows: false,
             schema,
         }
+    }
+
+    /// Reads an internal topic whose values are whole rows of `schema` (written by a
+    /// [`crate::Sink`] whose value codec is [`Format::Rows`] over all its columns).
+    pub fn rows(topic: Arc<Topic>, schema: SchemaRef) -> Result<Source> {
+        let fields = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        Ok(Source {
+            topic,
+            key: Codec::new(Format::None, Vec::new(), false)?,
+            value: Codec::new(Format::Rows, fields, false)?,
+            header_columns: Vec::new(),
+            event_time: EventTime::RecordTimestamp,
+            drop_null_keys: false,
+            fail_on_bad_timestamp: false,
+            window: None,
+            rows: true,
+            schema,
+        })
     }
 
     /// Reads the topic's keys as windowed keys: the batches get `WINDOWSTART` and `WINDOWEND`.
@@ -133,6 +155,9 @@ impl Source {
         query: &str,
         plog: &ProcessingLog,
     ) -> Result<RecordBatch> {
+        if self.rows {
+            return self.decode_rows(partition, records, query, plog);
+        }
         if let Some(batch) = self.decode_batch(partition, records)? {
             return Ok(batch);
         }
@@ -216,6 +241,46 @@ impl Source {
 
     /// Record by record, with ksqlDB's full rules; records that do not decode go to the
     /// processing log.
+    /// Whole rows, as [`Source::rows`] reads them.
+    fn decode_rows(
+        &self,
+        partition: u32,
+        records: &[StoredRecord],
+        query: &str,
+        plog: &ProcessingLog,
+    ) -> Result<RecordBatch> {
+        let mut columns: Vec<Vec<ScalarValue>> = (0..self.schema.fields().len())
+            .map(|_| Vec::with_capacity(records.len()))
+            .collect();
+        for r in records {
+            match self.value.decode(r.record.value.as_deref()) {
+                Ok(row) => {
+                    for (column, cell) in columns.iter_mut().zip(row) {
+                        column.push(cell);
+                    }
+                }
+                Err(e) => {
+                    let origin = RecordOrigin {
+                        topic: self.topic.name().to_string(),
+                        partition,
+                        offset: r.offset,
+                    };
+                    let message = format!("cannot deserialize the row: {e}");
+                    plog.report(query, Some(&origin), &message)?;
+                }
+            }
+        }
+        let arrays = columns
+            .into_iter()
+            .zip(self.schema.fields())
+            .map(|(cells, field)| match cells.is_empty() {
+                true => Ok(new_empty_array(field.data_type())),
+                false => ScalarValue::iter_to_array(cells),
+            })
+            .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
+        Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
+    }
+
     fn decode_each(
         &self,
         partition: u32,

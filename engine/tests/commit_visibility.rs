@@ -181,6 +181,6 @@ fn a_restart_cuts_output_that_was_never_committed() {
         .unwrap();
     drop(pipeline);
     let (pipeline, _) = self::pipeline(&s, false);
-    assert_eq!(pipeline.discard_uncommitted_output().unwrap(), 1);
+    assert_eq!(pipeline.discard_uncommitted_output(true).unwrap(), 1);
     assert_eq!((out.end_offset(), out.written_offset()), (25_000, 25_000));
 }

@@ -4,12 +4,14 @@
 //! never races an appender. Age is event time: a segment goes once its newest record's
 //! timestamp is older than `retention_ms` before now (as in Kafka, which also uses the largest
 //! timestamp, not the file's age). Size: the oldest segments go while the partition would stay
-//! at or above `retention_bytes` without them.
+//! at or above `retention_bytes` without them. A topic's only reader may also drop what it has
+//! consumed ([`Partition::delete_before`]), as Kafka Streams purges its repartition topics.
 
 use std::sync::atomic::Ordering;
 
 use crate::error::Result;
 use crate::partition::Partition;
+use crate::segment::Segment;
 
 impl Partition {
     /// Applies the topic's retention at wall-clock time `now_ms`; returns the segments deleted.
@@ -18,6 +20,24 @@ impl Partition {
         if by_time.is_none() && by_bytes.is_none() {
             return Ok(0);
         }
+        self.delete_oldest(|seg, total| {
+            let too_old = by_time.is_some_and(|ms| {
+                seg.max_timestamp() < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
+            });
+            let too_big = by_bytes.is_some_and(|b| total - seg.size() >= b);
+            too_old || too_big
+        })
+    }
+
+    /// Deletes the sealed segments whose records are all below `offset` (consumed by the
+    /// topic's only reader); returns how many went. Records at or past `offset` stay.
+    pub fn delete_before(&self, offset: u64) -> Result<usize> {
+        self.delete_oldest(|seg, _| seg.next_offset() <= offset)
+    }
+
+    /// Deletes sealed segments from the oldest for as long as `expired(segment, bytes of the
+    /// partition with it)` holds.
+    fn delete_oldest(&self, expired: impl Fn(&Segment, u64) -> bool) -> Result<usize> {
         let removed = {
             let _app = self.appender.lock();
             let segments = self.segments.read().clone();
@@ -25,12 +45,7 @@ impl Partition {
             let sealed = &segments[..segments.len() - 1];
             let mut n = 0;
             for seg in sealed {
-                let too_old = by_time.is_some_and(|ms| {
-                    seg.max_timestamp()
-                        < now_ms.saturating_sub(i64::try_from(ms).unwrap_or(i64::MAX))
-                });
-                let too_big = by_bytes.is_some_and(|b| total - seg.size() >= b);
-                if !(too_old || too_big) {
+                if !expired(seg, total) {
                     break;
                 }
                 total -= seg.size();

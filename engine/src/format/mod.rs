@@ -26,9 +26,14 @@ use crate::error::EngineError;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
     Json,
-    Delimited { delimiter: char },
+    Delimited {
+        delimiter: char,
+    },
     Kafka,
     None,
+    /// Eddy's own encoding of whole rows (`crate::state_codec`), for internal topics such as
+    /// repartition topics: any column type, read back exactly. Not a `*_FORMAT` users pick.
+    Rows,
 }
 
 impl Format {
@@ -51,6 +56,7 @@ impl Format {
             Format::Delimited { .. } => "DELIMITED",
             Format::Kafka => "KAFKA",
             Format::None => "NONE",
+            Format::Rows => "ROWS",
         }
     }
 }
@@ -135,6 +141,11 @@ impl Codec {
                 None => Ok(Vec::new()),
             },
             Format::None => Ok(Vec::new()),
+            Format::Rows => {
+                let types: Vec<DataType> =
+                    self.fields.iter().map(|f| f.data_type().clone()).collect();
+                crate::state_codec::decode_row(&types, bytes)
+            }
         }
     }
 
@@ -176,6 +187,7 @@ impl Codec {
             Format::Delimited { delimiter } => delimited::encode(values, *delimiter).map(Some),
             Format::Kafka => kafka::encode(&values[0]),
             Format::None => Ok(None),
+            Format::Rows => crate::state_codec::encode_row(values).map(|b| Some(Bytes::from(b))),
         }
     }
 }

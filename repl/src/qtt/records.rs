@@ -67,7 +67,8 @@ pub(super) fn input_record(session: &Session, input: &Value) -> Result<Record, S
                 (Format::Delimited { .. }, v) => raw_bytes(v),
                 (Format::Kafka, v) => value_codec
                     .encode(&[scalar_from_json(v, &def.value_columns[0].ty.to_arrow())?])?,
-                (Format::None, _) => None,
+                // A source's format is never an internal one.
+                (Format::None | Format::Rows, _) => None,
             };
             (key_bytes, value_bytes)
         }
@@ -128,6 +129,8 @@ pub(super) fn as_json(
         Format::Json => serde_json::from_slice(b).map_err(|e| format!("output is not JSON: {e}")),
         Format::Delimited { .. } => Ok(Value::String(String::from_utf8_lossy(b).into_owned())),
         Format::None => Ok(Value::Null),
+        // Internal topics only; a case never names one as an output.
+        Format::Rows => Ok(Value::String(String::from_utf8_lossy(b).into_owned())),
         Format::Kafka => {
             let values = codec.decode(Some(b))?;
             if values.len() != 1 {

@@ -31,7 +31,7 @@ use eddy_engine::aggregate::{
 };
 use eddy_engine::schema::{HEADERS, NULL_VALUE};
 use eddy_engine::Operator;
-use sqlparser::ast::{Expr, VisitMut};
+use sqlparser::ast::{Expr, Ident, VisitMut};
 
 use crate::ast::{Emit, Select, SourceKind, WindowSpec};
 use crate::catalog::SourceDef;
@@ -64,6 +64,12 @@ pub struct PlannedAggregate {
     pub having: Option<(Arc<dyn PhysicalExpr>, SchemaRef, Vec<usize>)>,
     /// The post-projection.
     pub after: Vec<Box<dyn Operator>>,
+    /// Whether the groups are not the source's key, so that a persistent query sends the
+    /// pre-projected rows through a repartition topic keyed by the groups, as ksqlDB does (a
+    /// stream grouped by anything but exactly its key columns, in order). A table's
+    /// aggregation keeps its source rows by the table's key to retract them, so it reads its
+    /// source directly.
+    pub repartition: bool,
 }
 
 fn engine_window(w: &WindowSpec, emit: Option<Emit>) -> EngineWindow {
@@ -272,6 +278,18 @@ pub fn plan_aggregate(
             missing.join(", ")
         ));
     }
+
+    let key_texts: Vec<String> = source
+        .key_columns
+        .iter()
+        .map(|k| {
+            canonical(
+                &Expr::Identifier(Ident::with_quote('`', &k.name)),
+                qualifier,
+            )
+        })
+        .collect();
+    let repartition = source.kind == SourceKind::Stream && groups != key_texts;
 
     // The pre-projection over the source.
     let mut pre: Vec<String> = Vec::new();
@@ -523,6 +541,7 @@ pub fn plan_aggregate(
             spec,
             having: having_filter,
             after,
+            repartition,
         }),
         join: None,
         table_where: None,

@@ -142,6 +142,7 @@ mod n_way;
 mod print;
 mod pull;
 mod push;
+mod repartition;
 mod show;
 mod start;
 
@@ -213,11 +214,10 @@ impl Session {
             let QueryRun::Driven(p) = &q.run else {
                 continue;
             };
-            if sinks.iter().filter(|s| **s == q.sink).count() == 1 {
-                let dropped = p.discard_uncommitted_output()?;
-                if dropped > 0 {
-                    tracing::info!(query = %q.id, dropped, "dropped uncommitted output");
-                }
+            let only_writer = sinks.iter().filter(|s| **s == q.sink).count() == 1;
+            let dropped = p.discard_uncommitted_output(only_writer)?;
+            if dropped > 0 {
+                tracing::info!(query = %q.id, dropped, "dropped uncommitted output");
             }
         }
         Ok(())

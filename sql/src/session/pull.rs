@@ -85,6 +85,15 @@ impl Session {
             return Ok(());
         };
         db.drop_owner(id).map_err(EngineError::from)?;
+        db.drop_owner(&super::repartition::repartition_owner(id))
+            .map_err(EngineError::from)?;
+        match self
+            .log
+            .delete_topic(&super::repartition::repartition_topic(id))
+        {
+            Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         let prefix = eddy_engine::state::changelog::topic_name(&format!("{id}/"));
         let prefix = prefix.trim_end_matches("-changelog");
         for t in self.log.topics() {

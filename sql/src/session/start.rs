@@ -90,8 +90,26 @@ impl Session {
             false => None,
         };
         let joined = self.join_inputs(&planned, &id, state.as_ref())?;
+        // A stream aggregated by other than its key: the filter and pre-projection write the
+        // repartition topic, the rest reads it. (Not yet after a join, whose operators come
+        // before the pre-projection on the pipeline's inputs.)
+        let joins = planned.join.is_some();
+        let split = match planned.aggregate.as_mut() {
+            Some(agg) if agg.repartition && !joins => Some((
+                std::mem::take(&mut agg.before),
+                (agg.spec.group_fields.len(), agg.spec.rowtime),
+            )),
+            _ => None,
+        };
         planned.operators = self.operators_of(&mut planned, &id, state.as_ref())?;
-        let source = self.source_of(&planned)?;
+        let from_beginning = self.reads_from_beginning();
+        let mut source = self.source_of(&planned)?;
+        let mut upstream = None;
+        if let (Some((before, columns)), Some(db)) = (split, &state) {
+            let (rows, stage) =
+                self.repartition(&id, source, before, columns, db.clone(), from_beginning)?;
+            (source, upstream) = (rows, Some(stage));
+        }
         let sources = match &planned.join {
             Some(join) => vec![join.left.name.clone(), join.right.name.clone()],
             None => vec![planned.source.name.clone()],
@@ -135,17 +153,20 @@ impl Session {
             }),
         };
         let id_for_list = id.clone();
-        let from_beginning = self.reads_from_beginning();
-        let pipeline = Pipeline::new(
+        let mut pipeline = Pipeline::new(
             &self.log,
             id,
             source,
             std::mem::take(&mut planned.operators),
             Some(sink),
-            from_beginning,
+            // A repartition topic holds only this query's rows.
+            from_beginning || upstream.is_some(),
             state,
         )?
         .with_commit_interval(self.commit_interval()?);
+        if let Some(stage) = upstream {
+            pipeline = pipeline.with_upstream(stage);
+        }
         let pipeline = self.with_join(pipeline, joined, from_beginning)?;
         self.next_query += 1;
         let (plan, metrics) = (pipeline.describe(), pipeline.metrics());

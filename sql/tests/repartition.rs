@@ -1,0 +1,116 @@
+//! A stream aggregated by other than its key goes through a repartition topic keyed by the
+//! groups; one aggregated by its key does not.
+
+mod common;
+
+use bytes::Bytes;
+use common::run;
+use eddy_log::{Log, LogOptions, Record, TopicConfig};
+use eddy_sql::{cell_text, parse_statements, Outcome, Session};
+
+const TOPIC: &str = "_eddy-CTAS_TOTALS_0-Aggregate-GroupBy-repartition";
+
+fn execute(session: &mut Session, sql: &str) -> Outcome {
+    let (stmt, text) = parse_statements(sql).unwrap().remove(0);
+    session.execute(&stmt, &text).unwrap()
+}
+
+/// Orders over three partitions: region `r{i % 2}`, amount `i`.
+fn orders(log: &Log) {
+    let topic = log
+        .create_topic("orders", TopicConfig::with_partitions(3))
+        .unwrap();
+    for i in 0..30u32 {
+        let record = Record {
+            key: Some(Bytes::from(format!("order{i}"))),
+            value: Some(Bytes::from(format!(
+                r#"{{"REGION":"r{}","AMOUNT":{i}}}"#,
+                i % 2
+            ))),
+            timestamp: i64::from(i),
+            headers: Vec::new(),
+        };
+        topic.partition(i % 3).unwrap().append(&[record]).unwrap();
+    }
+}
+
+fn totals(session: &mut Session) -> Vec<(String, String)> {
+    let Outcome::Rows { rows, .. } = execute(session, "SELECT * FROM TOTALS;") else {
+        panic!("a pull query returns rows")
+    };
+    let mut out: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (cell_text(&r[0]), cell_text(&r[1])))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn grouping_by_a_value_column_goes_through_a_repartition_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    orders(&log);
+    let mut session = Session::open(log.clone()).unwrap();
+    run(
+        &mut session,
+        "SET 'auto.offset.reset'='earliest';
+         CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
+         CREATE TABLE totals AS SELECT region, SUM(amount) AS total FROM orders WHERE amount > 1 GROUP BY region;",
+    );
+    session.run_until_idle().unwrap();
+    // 2 + 4 + ... + 28 and 3 + 5 + ... + 29.
+    let expected = vec![("r0".into(), "210".into()), ("r1".into(), "224".into())];
+    assert_eq!(totals(&mut session), expected);
+    let topic = log.topic(TOPIC).expect("a repartition topic");
+    assert_eq!(
+        topic.partition_count(),
+        3,
+        "as many partitions as the source"
+    );
+    // Each region's rows are in the partition its key chooses, and only there.
+    let mut records_per_partition = Vec::new();
+    for p in topic.partitions() {
+        records_per_partition.push(p.end_offset());
+    }
+    assert_eq!(records_per_partition.iter().sum::<u64>(), 28);
+    assert_eq!(
+        records_per_partition.iter().filter(|&&n| n > 0).count(),
+        2,
+        "two keys, two partitions: {records_per_partition:?}"
+    );
+    let Outcome::Message(plan) = execute(&mut session, "EXPLAIN CTAS_TOTALS_0;") else {
+        panic!("EXPLAIN describes the query")
+    };
+    assert!(plan.contains(&format!("Sink: topic {TOPIC}")), "{plan}");
+
+    // After a restart, new input is counted once, old input not again.
+    drop(session);
+    let mut session = Session::open(log.clone()).unwrap();
+    common::produce(&log, "orders", &[r#"{"REGION":"r0","AMOUNT":100}"#]);
+    session.run_until_idle().unwrap();
+    let expected = vec![("r0".into(), "310".into()), ("r1".into(), "224".into())];
+    assert_eq!(totals(&mut session), expected);
+
+    run(&mut session, "TERMINATE ALL;");
+    assert!(log.topic(TOPIC).is_err(), "the topic goes with the query");
+}
+
+#[test]
+fn grouping_by_the_key_needs_no_repartition_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    orders(&log);
+    let mut session = Session::open(log.clone()).unwrap();
+    run(
+        &mut session,
+        "SET 'auto.offset.reset'='earliest';
+         CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
+         CREATE TABLE totals AS SELECT id, SUM(amount) AS total FROM orders GROUP BY id;",
+    );
+    session.run_until_idle().unwrap();
+    assert!(log
+        .topics()
+        .iter()
+        .all(|t| !t.name().ends_with("-repartition")));
+}
