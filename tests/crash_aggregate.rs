@@ -5,7 +5,8 @@
 //! The aggregating process is this same test binary, re-executed with `EDDY_CRASH_CHILD` set.
 //! It opens the data directory as `eddy` does (catalog from the command topic, state from
 //! RocksDB, positions from the state's commits) and runs the query until its input is consumed.
-//! It commits every 20 ms, so that kills land between many commits.
+//! It commits every 100 ms, so that kills land between many commits, and often while output is
+//! pending.
 //!
 //! Two queries: grouped by the stream's key, and grouped by a value column, which goes
 //! through a repartition topic (two exactly-once stages in one process).
@@ -44,7 +45,7 @@ const BY_VALUE: Case = Case {
         FROM CLICKS WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY U EMIT CHANGES;",
     stages: &[
         (
-            "CTAS_PER_MINUTE_0-repartition",
+            "CTAS_PER_MINUTE_0-Aggregate-GroupBy-repartition",
             "_eddy-CTAS_PER_MINUTE_0-Aggregate-GroupBy-repartition",
         ),
         ("CTAS_PER_MINUTE_0", "PER_MINUTE"),
@@ -94,7 +95,7 @@ fn run_to_end(dir: &std::path::Path, case: &Case) {
             .insert("auto.offset.reset".into(), "earliest".into());
         session
             .properties
-            .insert("commit.interval.ms".into(), "20".into());
+            .insert("commit.interval.ms".into(), "100".into());
         for (stmt, text) in parse_statements(case.setup).unwrap() {
             session.execute(&stmt, &text).unwrap();
         }
@@ -219,7 +220,7 @@ fn exactly_once_under_sigkill(name: &str, case: &Case) {
     while !enough(&torn) {
         assert!(
             round < 400,
-            "no kill landed between an append and its commit"
+            "no kill landed between an append and its commit: {torn:?}"
         );
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--exact", name, "--test-threads=1"])
@@ -228,7 +229,7 @@ fn exactly_once_under_sigkill(name: &str, case: &Case) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(60 + (round * 37) % 250));
+        std::thread::sleep(Duration::from_millis(100 + (round * 37) % 500));
         let killed = child.try_wait().unwrap().is_none();
         if killed {
             child.kill().unwrap();

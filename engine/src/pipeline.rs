@@ -79,11 +79,17 @@ struct Input {
     source: Source,
     operators: Vec<Box<dyn Operator>>,
     positions: Vec<u64>,
+    /// The stage that writes this input's topic (a repartition topic): run first, in the
+    /// same task, each committing on its own. See [`Pipeline::with_upstream`].
+    upstream: Option<Box<Pipeline>>,
 }
 
 /// A running query: its inputs (one source, or two for a table-table join), operators, sink.
 pub struct Pipeline {
     pub id: String,
+    /// The query whose records this pipeline reports to the processing log: its own id, or
+    /// for an upstream stage the query it serves.
+    reports_as: String,
     inputs: Vec<Input>,
     pub operators: Vec<Box<dyn Operator>>,
     /// Where the results go; `None` for a pipeline whose last operator keeps them itself (a
@@ -98,9 +104,6 @@ pub struct Pipeline {
     commit_interval: Duration,
     /// A stateful query's work since its last commit.
     uncommitted: Uncommitted,
-    /// The stage that writes this pipeline's input (a repartition topic): run first, in the
-    /// same task, each committing on its own. See [`Pipeline::with_upstream`].
-    upstream: Option<Box<Pipeline>>,
 }
 
 /// What a stateful query has done since its last commit.
@@ -152,11 +155,13 @@ impl Pipeline {
         }
         Ok(Pipeline {
             metrics: Arc::new(QueryMetrics::starting_at(&positions)),
+            reports_as: id.clone(),
             id,
             inputs: vec![Input {
                 source,
                 operators: Vec::new(),
                 positions,
+                upstream: None,
             }],
             operators,
             sink,
@@ -164,7 +169,6 @@ impl Pipeline {
             collected: None,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             uncommitted: Uncommitted::new(),
-            upstream: None,
         })
     }
 
@@ -183,6 +187,7 @@ impl Pipeline {
             source,
             operators,
             positions,
+            upstream: None,
         });
         Ok(self)
     }
@@ -201,13 +206,14 @@ impl Pipeline {
         self
     }
 
-    /// Makes `upstream` the stage that feeds this pipeline's only input: a query whose records
-    /// go through a repartition topic, `upstream` writing it keyed by the new key, this
-    /// pipeline reading it. Both are stateful, so each stage is exactly-once and this one
-    /// only reads what `upstream` committed. The query's progress (lag) is `upstream`'s
+    /// Makes `upstream` the stage that feeds input `i`: a query whose records go through a
+    /// repartition topic, `upstream` writing it keyed by the new key, this pipeline reading
+    /// it. Both are stateful, so each stage is exactly-once and this one only reads what
+    /// `upstream` committed. For the first input, the query's progress (lag) is `upstream`'s
     /// position in the query's source, counted as consumed once this stage has caught up.
-    pub fn with_upstream(mut self, upstream: Pipeline) -> Pipeline {
-        self.upstream = Some(Box::new(upstream));
+    pub fn with_upstream(mut self, i: usize, mut upstream: Pipeline) -> Pipeline {
+        upstream.reports_as = self.reports_as.clone();
+        self.inputs[i].upstream = Some(Box::new(upstream));
         self
     }
 
@@ -218,22 +224,19 @@ impl Pipeline {
 
     /// How much has been appended to each input, to wait on with [`Pipeline::wait_for_input`].
     pub fn activity(&self) -> Vec<u64> {
-        if let Some(upstream) = &self.upstream {
-            return upstream.activity();
-        }
         self.inputs
             .iter()
-            .map(|i| i.source.topic.activity())
+            .flat_map(|i| match &i.upstream {
+                Some(upstream) => upstream.activity(),
+                None => vec![i.source.topic.activity()],
+            })
             .collect()
     }
 
     /// Waits until an input is appended to after `seen` (from [`Pipeline::activity`]), or
     /// `timeout` passes.
     pub fn wait_for_input(&self, seen: &[u64], timeout: std::time::Duration) {
-        if let Some(upstream) = &self.upstream {
-            return upstream.wait_for_input(seen, timeout);
-        }
-        if let [input] = self.inputs.as_slice() {
+        if let [input @ Input { upstream: None, .. }] = self.inputs.as_slice() {
             input
                 .source
                 .topic
@@ -283,10 +286,10 @@ impl Pipeline {
     /// stage's repartition topic has no other writer and is always cut back. Returns how many
     /// records were dropped.
     pub fn discard_uncommitted_output(&self, only_writer: bool) -> Result<u64> {
-        let mut dropped = match &self.upstream {
-            Some(upstream) => upstream.discard_uncommitted_output(true)?,
-            None => 0,
-        };
+        let mut dropped = 0;
+        for upstream in self.inputs.iter().filter_map(|i| i.upstream.as_ref()) {
+            dropped += upstream.discard_uncommitted_output(true)?;
+        }
         let (Some(db), Some(sink), true) = (&self.state, &self.sink, only_writer) else {
             return Ok(dropped);
         };
@@ -300,11 +303,11 @@ impl Pipeline {
 
     /// The operator graph, one line per node from source to sink.
     pub fn describe(&self) -> Vec<String> {
-        let mut lines = match &self.upstream {
-            Some(upstream) => upstream.describe(),
-            None => Vec::new(),
-        };
+        let mut lines = Vec::new();
         for input in &self.inputs {
+            if let Some(upstream) = &input.upstream {
+                lines.extend(upstream.describe());
+            }
             lines.push(format!(
                 "Source: topic {} ({} key, {} value)",
                 input.source.topic.name(),
@@ -331,25 +334,34 @@ impl Pipeline {
     /// on one side does not race ahead of the other: a join's stream time, shared by its
     /// inputs, would otherwise expire the other side's records before they are read.
     pub fn run_available(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
-        let upstream = match &mut self.upstream {
-            Some(upstream) => upstream.run_available(log, plog)?,
-            None => 0,
-        };
-        let consumed = upstream
-            + if self.inputs.len() == 1 {
-                self.run_reads(log, plog, usize::MAX)?
-            } else {
-                let mut consumed = 0;
-                loop {
-                    let n = self.run_reads(log, plog, 1)?;
-                    if n == 0 {
-                        break consumed;
+        let staged = self.inputs.iter().any(|i| i.upstream.is_some());
+        let consumed = if self.inputs.len() == 1 && !staged {
+            self.run_reads(log, plog, usize::MAX)?
+        } else {
+            // Inputs take turns, and an upstream stage reads once from each partition per turn,
+            // so that a backlog flows through both stages together. This stage reads the
+            // upstream's rows once it commits them: at its interval, or when it runs dry.
+            let mut consumed = 0;
+            loop {
+                let mut n = 0;
+                for stage in self.inputs.iter_mut().filter_map(|i| i.upstream.as_mut()) {
+                    let read = stage.run_reads(log, plog, 1)?;
+                    if read == 0 {
+                        stage.commit(log)?;
                     }
-                    consumed += n;
+                    // The query's records in are its sources' records, read by the first stage.
+                    self.metrics.records_in.add(read as u64);
+                    n += read;
                 }
-            };
+                n += self.run_reads(log, plog, 1)?;
+                if n == 0 {
+                    break consumed;
+                }
+                consumed += n;
+            }
+        };
         self.commit(log)?;
-        if let Some(upstream) = &self.upstream {
+        if let Some(upstream) = &self.inputs[0].upstream {
             for (p, &position) in upstream.inputs[0].positions.iter().enumerate() {
                 self.metrics.set_position(p as u32, position);
             }
@@ -467,9 +479,8 @@ impl Pipeline {
             }
         }
         log.commit_offsets(&self.id, &consumed)?;
-        if self.upstream.is_some() {
-            // The only reader of its repartition topic: what it committed is consumed for good.
-            let input = &self.inputs[0];
+        // The only reader of its repartition topics: what it committed is consumed for good.
+        for input in self.inputs.iter().filter(|i| i.upstream.is_some()) {
             for (p, &position) in input.positions.iter().enumerate() {
                 input
                     .source
@@ -477,7 +488,8 @@ impl Pipeline {
                     .partition(p as u32)?
                     .delete_before(position)?;
             }
-        } else {
+        }
+        if self.inputs[0].upstream.is_none() {
             for (p, &position) in self.inputs[0].positions.iter().enumerate() {
                 self.metrics.set_position(p as u32, position);
             }
@@ -529,25 +541,31 @@ impl Pipeline {
         };
         let topic = input.source.topic.name().to_string();
         let ctx = OperatorContext {
-            query_id: &self.id,
+            query_id: &self.reports_as,
             source_topic: &topic,
             processing_log: plog,
         };
-        let mut batch = input.source.decode(p as u32, &records, &self.id, plog)?;
+        let mut batch = input
+            .source
+            .decode(p as u32, &records, &self.reports_as, plog)?;
         for op in input.operators.iter_mut().chain(self.operators.iter_mut()) {
             if batch.num_rows() == 0 {
                 break;
             }
             batch = op.process(batch, &ctx)?;
         }
-        self.metrics.records_in.add(records.len() as u64);
+        if input.upstream.is_none() {
+            self.metrics.records_in.add(records.len() as u64);
+        }
         self.metrics.records_out.add(batch.num_rows() as u64);
         let mode = match self.state.is_some() {
             true => AppendMode::Pending,
             false => AppendMode::Acknowledged,
         };
         let ends = match &self.sink {
-            Some(sink) if batch.num_rows() > 0 => sink.write(&batch, &self.id, plog, mode)?,
+            Some(sink) if batch.num_rows() > 0 => {
+                sink.write(&batch, &self.reports_as, plog, mode)?
+            }
             _ => Vec::new(),
         };
         input.positions[p] = last + 1;

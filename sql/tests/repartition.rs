@@ -114,3 +114,94 @@ fn grouping_by_the_key_needs_no_repartition_topic() {
         .iter()
         .all(|t| !t.name().ends_with("-repartition")));
 }
+
+fn repartition_topics(log: &Log) -> Vec<String> {
+    let mut names: Vec<String> = log
+        .topics()
+        .iter()
+        .map(|t| t.name().to_string())
+        .filter(|n| n.ends_with("-repartition"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_join_side_keyed_by_other_than_its_join_expression_is_repartitioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    orders(&log);
+    let mut session = Session::open(log.clone()).unwrap();
+    run(
+        &mut session,
+        "SET 'auto.offset.reset'='earliest';
+         CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
+         CREATE TABLE regions (name STRING PRIMARY KEY, manager STRING) WITH (kafka_topic='regions', value_format='JSON', partitions=3);
+         INSERT INTO regions (name, manager) VALUES ('r0', 'ann');
+         INSERT INTO regions (name, manager) VALUES ('r1', 'bob');",
+    );
+    session.run_until_idle().unwrap();
+    run(
+        &mut session,
+        "CREATE STREAM enriched AS SELECT o.region, o.amount, r.manager FROM orders o JOIN regions r ON o.region = r.name;
+         CREATE STREAM by_id AS SELECT o.id, o.amount, r.manager FROM orders o JOIN regions r ON o.id = r.name;",
+    );
+    session.run_until_idle().unwrap();
+    assert_eq!(
+        repartition_topics(&log),
+        ["_eddy-CSAS_ENRICHED_0-Join-left-repartition"],
+        "only the side joined on a value column"
+    );
+    let topic = log.topic("ENRICHED").unwrap();
+    let mut joined: Vec<String> = topic
+        .partitions()
+        .iter()
+        .flat_map(|p| p.read(0, eddy_log::ReadLimits::default()).unwrap())
+        .map(|r| String::from_utf8(r.record.value.unwrap().to_vec()).unwrap())
+        .collect();
+    joined.sort();
+    assert_eq!(joined.len(), 30);
+    assert!(joined.contains(&r#"{"AMOUNT":7,"MANAGER":"bob"}"#.to_string()));
+    assert_eq!(
+        topic.partition_count(),
+        3,
+        "the output keeps the left source's partitions"
+    );
+}
+
+#[test]
+fn a_stream_stream_join_repartitions_only_the_side_that_needs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    orders(&log);
+    let mut session = Session::open(log.clone()).unwrap();
+    run(
+        &mut session,
+        "SET 'auto.offset.reset'='earliest';
+         CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
+         CREATE STREAM shipments (sid STRING KEY, order_id STRING) WITH (kafka_topic='shipments', value_format='JSON', partitions=3);
+         INSERT INTO shipments (ROWTIME, sid, order_id) VALUES (7, 's1', 'order7');
+         INSERT INTO shipments (ROWTIME, sid, order_id) VALUES (8, 's2', 'order8');
+         CREATE STREAM shipped AS SELECT o.id, o.amount, s.sid FROM orders o JOIN shipments s WITHIN 1 HOUR ON o.id = s.order_id;",
+    );
+    session.run_until_idle().unwrap();
+    assert_eq!(
+        repartition_topics(&log),
+        ["_eddy-CSAS_SHIPPED_0-Join-right-repartition"]
+    );
+    let mut shipped: Vec<String> = log
+        .topic("SHIPPED")
+        .unwrap()
+        .partitions()
+        .iter()
+        .flat_map(|p| p.read(0, eddy_log::ReadLimits::default()).unwrap())
+        .map(|r| String::from_utf8(r.record.value.unwrap().to_vec()).unwrap())
+        .collect();
+    shipped.sort();
+    assert_eq!(
+        shipped,
+        [r#"{"AMOUNT":7,"SID":"s1"}"#, r#"{"AMOUNT":8,"SID":"s2"}"#]
+    );
+    run(&mut session, "TERMINATE ALL;");
+    assert!(repartition_topics(&log).is_empty());
+}

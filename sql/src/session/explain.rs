@@ -96,7 +96,7 @@ impl Session {
         let source = self.source_of(&planned)?;
         // A transient pipeline commits nothing: building one to describe it leaves no trace.
         let pipeline = Pipeline::transient(&self.log, "explain".into(), source, operators, false)?;
-        let joined = self.join_inputs(&planned, "transient", None)?;
+        let joined = self.join_inputs(&planned, "transient", None, false)?;
         let pipeline = self.with_join(pipeline, joined, false)?;
         let mut plan = pipeline.describe();
         let query_type = match sink {

@@ -9,6 +9,7 @@ use eddy_engine::stream_join::{JoinSide, JoinStores, StreamJoinState, StreamStre
 use eddy_engine::table_join::TableTableJoin;
 use eddy_engine::{EngineError, Operator, Pipeline, Source};
 
+use super::repartition::keyed_by;
 use super::Session;
 use crate::catalog::{Column, SourceDef};
 use crate::error::{unsupported, Missing, Result};
@@ -16,11 +17,16 @@ use crate::join::{JoinShape, PlannedJoin};
 use crate::planner::PlannedSelect;
 
 /// What a join adds to a query's pipeline: operators for its first input (the left side) and,
-/// for a table-table join, a second input (the right side's changes).
+/// for a table-table join, a second input (the right side's changes). A stream side whose
+/// join expressions are not its key is read from a repartition topic, written by a stage of
+/// its own (`upstreams`, by input; see [`super::repartition`]).
 #[derive(Default)]
 pub(super) struct JoinInputs {
     first: Vec<Box<dyn Operator>>,
     second: Option<(Source, Vec<Box<dyn Operator>>)>,
+    /// For the first input: the repartition topic's source and the stage that writes it.
+    pub(super) first_upstream: Option<(Source, Pipeline)>,
+    second_upstream: Option<Pipeline>,
 }
 
 fn arrow_types(columns: &[Column]) -> Vec<datafusion::arrow::datatypes::DataType> {
@@ -52,6 +58,7 @@ impl Session {
         planned: &PlannedSelect,
         id: &str,
         db: Option<&StateDb>,
+        from_beginning: bool,
     ) -> Result<JoinInputs> {
         let Some(join) = &planned.join else {
             return Ok(JoinInputs::default());
@@ -76,6 +83,18 @@ impl Session {
                 stream_key,
                 columns,
             } => {
+                let keys = std::slice::from_ref(stream_key.as_ref());
+                let first_upstream = match db {
+                    Some(db) if !keyed_by(left, keys) => Some(self.repartition_join_side(
+                        id,
+                        "Join-left",
+                        (left, self.source_for(left)?),
+                        keys,
+                        db.clone(),
+                        from_beginning,
+                    )?),
+                    _ => None,
+                };
                 let key = self.stream_key_expr(left, stream_key)?;
                 let op = StreamTableJoin::new(
                     key,
@@ -89,7 +108,8 @@ impl Session {
                 )?;
                 Ok(JoinInputs {
                     first: vec![Box::new(op)],
-                    second: None,
+                    first_upstream,
+                    ..JoinInputs::default()
                 })
             }
             JoinShape::StreamStream {
@@ -102,8 +122,29 @@ impl Session {
                 buffered_types,
                 output,
             } => {
-                let right_source = self.source_for(right)?;
+                let mut right_source = self.source_for(right)?;
                 let right_schema = right_source.schema();
+                let rekey = |side: &SourceDef, step, keys: &[sqlparser::ast::Expr], source| match db
+                {
+                    Some(db) if !keyed_by(side, keys) => self
+                        .repartition_join_side(
+                            id,
+                            step,
+                            (side, source),
+                            keys,
+                            db.clone(),
+                            from_beginning,
+                        )
+                        .map(Some),
+                    _ => Ok(None),
+                };
+                let first_upstream = rekey(left, "Join-left", left_key, self.source_for(left)?)?;
+                let mut second_upstream = None;
+                if let Some((rows, stage)) =
+                    rekey(right, "Join-right", right_key, self.source_for(right)?)?
+                {
+                    (right_source, second_upstream) = (rows, Some(stage));
+                }
                 let stores = match db {
                     Some(db) => {
                         let open = |name: &str| StagedStore::open(db, &self.log, id, name);
@@ -154,6 +195,8 @@ impl Session {
                 Ok(JoinInputs {
                     first: vec![Box::new(left_op)],
                     second: Some((right_source, vec![Box::new(right_op)])),
+                    first_upstream,
+                    second_upstream,
                 })
             }
             JoinShape::ForeignKey {
@@ -188,6 +231,7 @@ impl Session {
                 Ok(JoinInputs {
                     first: vec![Box::new(left_op)],
                     second: Some((right_source, vec![Box::new(right_op)])),
+                    ..JoinInputs::default()
                 })
             }
             JoinShape::TableTable {
@@ -227,13 +271,14 @@ impl Session {
                 Ok(JoinInputs {
                     first: vec![Box::new(left_op)],
                     second: Some((right_source, vec![Box::new(right_op)])),
+                    ..JoinInputs::default()
                 })
             }
         }
     }
 
     /// A stream-table join's key expression, planned over the stream's batches.
-    fn stream_key_expr(
+    pub(super) fn stream_key_expr(
         &self,
         stream: &SourceDef,
         key: &sqlparser::ast::Expr,
@@ -268,7 +313,12 @@ impl Session {
     ) -> Result<Pipeline> {
         let mut pipeline = pipeline.with_input_operators(inputs.first);
         if let Some((source, operators)) = inputs.second {
+            // A repartition topic holds only this query's rows.
+            let from_beginning = from_beginning || inputs.second_upstream.is_some();
             pipeline = pipeline.with_input(&self.log, source, operators, from_beginning)?;
+        }
+        if let Some(stage) = inputs.second_upstream {
+            pipeline = pipeline.with_upstream(1, stage);
         }
         Ok(pipeline)
     }

@@ -85,14 +85,16 @@ impl Session {
             return Ok(());
         };
         db.drop_owner(id).map_err(EngineError::from)?;
-        db.drop_owner(&super::repartition::repartition_owner(id))
-            .map_err(EngineError::from)?;
-        match self
-            .log
-            .delete_topic(&super::repartition::repartition_topic(id))
-        {
-            Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
-            Err(e) => return Err(e.into()),
+        for step in super::repartition::STEPS {
+            db.drop_owner(&super::repartition::repartition_owner(id, step))
+                .map_err(EngineError::from)?;
+            match self
+                .log
+                .delete_topic(&super::repartition::repartition_topic(id, step))
+            {
+                Ok(()) | Err(eddy_log::LogError::UnknownTopic(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         let prefix = eddy_engine::state::changelog::topic_name(&format!("{id}/"));
         let prefix = prefix.trim_end_matches("-changelog");
@@ -247,7 +249,7 @@ impl Session {
         let (shown, schema) = shown_columns(&planned, true);
         let deleted = planned.null_value_index;
         let pipeline = Pipeline::transient(&self.log, "pull".into(), source, operators, true)?;
-        let joined = self.join_inputs(&planned, "transient", None)?;
+        let joined = self.join_inputs(&planned, "transient", None, false)?;
         let mut pipeline = self.with_join(pipeline, joined, true)?;
         let limit = select.limit.map_or(usize::MAX, |l| l as usize);
         // The end of each partition now: records appended meanwhile are not part of the answer.

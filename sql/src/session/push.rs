@@ -122,7 +122,7 @@ impl Session {
         let from_beginning = self.reads_from_beginning();
         let pipeline =
             Pipeline::transient(&self.log, id.clone(), source, operators, from_beginning)?;
-        let joined = self.join_inputs(&planned, "transient", None)?;
+        let joined = self.join_inputs(&planned, "transient", None, false)?;
         let pipeline = self.with_join(pipeline, joined, from_beginning)?;
         let (shown, schema) = shown_columns(&planned, false);
         Ok(Outcome::Push(Box::new(PushQuery {

@@ -5,6 +5,7 @@ use eddy_engine::aggregate::{Aggregate, AggregateState, GroupState, HavingFilter
 use eddy_engine::state::StateDb;
 use eddy_engine::{Operator, Pipeline, QueryTask, Sink, Source, TimestampFormat, WindowedKey};
 
+use super::repartition::Rekey;
 use super::{QueryRun, RunningQuery, Session, CACHE_ENTRIES};
 use crate::catalog::SourceDef;
 use crate::error::{Result, SqlError};
@@ -85,29 +86,48 @@ impl Session {
                     | crate::join::JoinShape::ForeignKey { .. }
             )
         );
-        let state = match is_aggregate || buffers || planned.table_where.is_some() {
+        // A stream-table join whose stream side must be repartitioned is exactly-once, as
+        // both its stages are.
+        let rekeyed = match planned.join.as_ref() {
+            Some(crate::join::PlannedJoin {
+                left,
+                shape: crate::join::JoinShape::StreamTable { stream_key, .. },
+                ..
+            }) => !super::repartition::keyed_by(left, std::slice::from_ref(stream_key.as_ref())),
+            _ => false,
+        };
+        let state = match is_aggregate || buffers || rekeyed || planned.table_where.is_some() {
             true => Some(self.state_db()?),
             false => None,
         };
-        let joined = self.join_inputs(&planned, &id, state.as_ref())?;
+        let from_beginning = self.reads_from_beginning();
+        let mut joined = self.join_inputs(&planned, &id, state.as_ref(), from_beginning)?;
         // A stream aggregated by other than its key: the filter and pre-projection write the
         // repartition topic, the rest reads it. (Not yet after a join, whose operators come
         // before the pre-projection on the pipeline's inputs.)
         let joins = planned.join.is_some();
         let split = match planned.aggregate.as_mut() {
-            Some(agg) if agg.repartition && !joins => Some((
-                std::mem::take(&mut agg.before),
-                (agg.spec.group_fields.len(), agg.spec.rowtime),
-            )),
+            Some(agg) if agg.repartition && !joins => Some(Rekey {
+                step: "Aggregate-GroupBy",
+                keys: (0..agg.spec.group_fields.len()).collect(),
+                values: (0..agg
+                    .before
+                    .last()
+                    .map_or(0, |op| op.output_schema().fields().len()))
+                    .collect(),
+                rowtime: agg.spec.rowtime,
+                operators: std::mem::take(&mut agg.before),
+            }),
             _ => None,
         };
         planned.operators = self.operators_of(&mut planned, &id, state.as_ref())?;
-        let from_beginning = self.reads_from_beginning();
         let mut source = self.source_of(&planned)?;
         let mut upstream = None;
-        if let (Some((before, columns)), Some(db)) = (split, &state) {
-            let (rows, stage) =
-                self.repartition(&id, source, before, columns, db.clone(), from_beginning)?;
+        if let Some((rows, stage)) = joined.first_upstream.take() {
+            (source, upstream) = (rows, Some(stage));
+        }
+        if let (Some(rekey), Some(db)) = (split, &state) {
+            let (rows, stage) = self.repartition(&id, source, rekey, db.clone(), from_beginning)?;
             (source, upstream) = (rows, Some(stage));
         }
         let sources = match &planned.join {
@@ -165,7 +185,7 @@ impl Session {
         )?
         .with_commit_interval(self.commit_interval()?);
         if let Some(stage) = upstream {
-            pipeline = pipeline.with_upstream(stage);
+            pipeline = pipeline.with_upstream(0, stage);
         }
         let pipeline = self.with_join(pipeline, joined, from_beginning)?;
         self.next_query += 1;
