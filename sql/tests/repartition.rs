@@ -205,3 +205,37 @@ fn a_stream_stream_join_repartitions_only_the_side_that_needs_it() {
     run(&mut session, "TERMINATE ALL;");
     assert!(repartition_topics(&log).is_empty());
 }
+
+#[test]
+fn sides_with_different_partition_counts_join_only_through_a_repartition_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    orders(&log);
+    let mut session = Session::open(log.clone()).unwrap();
+    run(
+        &mut session,
+        "CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
+         CREATE TABLE regions (name STRING PRIMARY KEY, manager STRING) WITH (kafka_topic='regions', value_format='JSON', partitions=2);
+         CREATE TABLE notes (id STRING PRIMARY KEY, note STRING) WITH (kafka_topic='notes', value_format='JSON', partitions=2);",
+    );
+    // Keyed by the join column on both sides: nothing to repartition, so the counts must match.
+    let (stmt, text) = parse_statements(
+        "CREATE STREAM noted AS SELECT o.id, o.amount, n.note FROM orders o JOIN notes n ON o.id = n.id;",
+    )
+    .unwrap()
+    .remove(0);
+    let err = session.execute(&stmt, &text).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "Can't join `O` with `N` since the number of partitions don't match. `O` partitions = 3; `N` partitions = 2. Please repartition either one so that the number of partitions match."
+    );
+    // The stream side rekeyed: its repartition topic takes the table's count.
+    run(
+        &mut session,
+        "CREATE STREAM enriched AS SELECT o.region, o.amount, r.manager FROM orders o JOIN regions r ON o.region = r.name;",
+    );
+    let topic = log
+        .topic("_eddy-CSAS_ENRICHED_0-Join-left-repartition")
+        .unwrap();
+    assert_eq!(topic.partition_count(), 2);
+}

@@ -221,6 +221,7 @@ impl Session {
         }
         let state = self.df.state();
         let planned = plan_select(&state, &self.catalog, &c.query, &c.name, &self.properties)?;
+        self.check_copartitioned(&c.query, &planned)?;
         if planned.result_kind != c.kind {
             let (produces, use_) = match planned.result_kind {
                 SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),

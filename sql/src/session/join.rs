@@ -87,7 +87,7 @@ impl Session {
                 let first_upstream = match db {
                     Some(db) if !keyed_by(left, keys) => Some(self.repartition_join_side(
                         id,
-                        "Join-left",
+                        ("Join-left", self.log.topic(&right.topic)?.partition_count()),
                         (left, self.source_for(left)?),
                         keys,
                         db.clone(),
@@ -124,6 +124,19 @@ impl Session {
             } => {
                 let mut right_source = self.source_for(right)?;
                 let right_schema = right_source.schema();
+                // A side that is rekeyed takes the other side's partitions (when both are, the
+                // right side's), so that the two are co-partitioned.
+                let partitions = |def: &SourceDef| -> Result<u32> {
+                    Ok(self.log.topic(&def.topic)?.partition_count())
+                };
+                let right_partitions = match keyed_by(left, left_key) {
+                    true => partitions(left)?,
+                    false => partitions(right)?,
+                };
+                let sides = [
+                    ("Join-left", partitions(right)?),
+                    ("Join-right", right_partitions),
+                ];
                 let rekey = |side: &SourceDef, step, keys: &[sqlparser::ast::Expr], source| match db
                 {
                     Some(db) if !keyed_by(side, keys) => self
@@ -138,10 +151,10 @@ impl Session {
                         .map(Some),
                     _ => Ok(None),
                 };
-                let first_upstream = rekey(left, "Join-left", left_key, self.source_for(left)?)?;
+                let first_upstream = rekey(left, sides[0], left_key, self.source_for(left)?)?;
                 let mut second_upstream = None;
                 if let Some((rows, stage)) =
-                    rekey(right, "Join-right", right_key, self.source_for(right)?)?
+                    rekey(right, sides[1], right_key, self.source_for(right)?)?
                 {
                     (right_source, second_upstream) = (rows, Some(stage));
                 }

@@ -106,9 +106,11 @@ impl Session {
         // repartition topic, the rest reads it. (Not yet after a join, whose operators come
         // before the pre-projection on the pipeline's inputs.)
         let joins = planned.join.is_some();
+        let partitions = self.log.topic(&planned.source.topic)?.partition_count();
         let split = match planned.aggregate.as_mut() {
             Some(agg) if agg.repartition && !joins => Some(Rekey {
                 step: "Aggregate-GroupBy",
+                partitions,
                 keys: (0..agg.spec.group_fields.len()).collect(),
                 values: (0..agg
                     .before
