@@ -9,6 +9,11 @@
 //! Pending records (past the readable end, see `partition.rs`) take no part: they may yet be
 //! cut off, so they neither shadow older values nor have their segment rewritten.
 //!
+//! A pass reads the whole partition, so it runs only once enough is new to pay for it: when at
+//! least half the partition's offsets were appended since the last pass (Kafka's default
+//! `min.cleanable.dirty.ratio`), or when `delete_retention_ms` has passed since it (tombstones
+//! it kept may have expired). The first pass after opening always runs.
+//!
 //! A tombstone is kept while it is the latest record of its key and until `delete_retention_ms`
 //! has passed since its segment was last written, long enough for consumers to see the delete.
 //! A rewritten segment keeps its original modification time for this reason.
@@ -52,6 +57,14 @@ impl Partition {
             return Ok(stats);
         }
         let end = self.end_offset();
+        let tombstone_age = Duration::from_millis(self.config.delete_retention_ms);
+        if let Some((reached, at)) = *self.compacted.lock() {
+            let start = self.start_offset();
+            let dirty = end.saturating_sub(reached.max(start));
+            if dirty * 2 < end - start && now < at + tombstone_age {
+                return Ok(stats);
+            }
+        }
         let mut latest: HashMap<Bytes, u64> = HashMap::new();
         for seg in segments.iter() {
             for_each_record(seg, |r| {
@@ -64,7 +77,6 @@ impl Partition {
                 }
             })?;
         }
-        let tombstone_age = Duration::from_millis(self.config.delete_retention_ms);
         for (seg, next) in segments.iter().zip(&segments[1..]) {
             if next.base_offset > end {
                 break;
@@ -89,6 +101,7 @@ impl Partition {
                 stats.records_removed += total - kept.len() as u64;
             }
         }
+        *self.compacted.lock() = Some((end, now));
         Ok(stats)
     }
 

@@ -86,6 +86,8 @@ pub struct Partition {
     pub(crate) appender: Mutex<AppendBuffer>,
     pub(crate) segments: RwLock<Arc<Vec<Arc<Segment>>>>,
     pub(crate) start: AtomicU64,
+    /// How far the last compaction pass reached, and when it ran (see `compaction.rs`).
+    pub(crate) compacted: Mutex<Option<(u64, std::time::SystemTime)>>,
     end: OffsetWatch,
     durable: OffsetWatch,
     dirty: AtomicBool,
@@ -178,6 +180,7 @@ impl Partition {
             }),
             segments: RwLock::new(Arc::new(segments)),
             start: AtomicU64::new(start),
+            compacted: Mutex::new(None),
             end: OffsetWatch::new(end),
             durable: OffsetWatch::new(end),
             dirty: AtomicBool::new(false),
