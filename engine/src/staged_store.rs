@@ -54,7 +54,7 @@ impl StagedStore {
         }
     }
 
-    /// Whether the writes waiting for a commit have reached [`STAGED_LIMIT`] (never for a
+    /// Whether the writes waiting for a commit have reached `STAGED_LIMIT` (never for a
     /// store kept only in memory, which has no commit to wait for).
     pub fn is_full(&self) -> bool {
         self.backing.is_some() && self.pending.len() >= STAGED_LIMIT
