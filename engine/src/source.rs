@@ -239,8 +239,6 @@ impl Source {
         Ok(Some(RecordBatch::try_new(self.schema.clone(), arrays)?))
     }
 
-    /// Record by record, with ksqlDB's full rules; records that do not decode go to the
-    /// processing log.
     /// Whole rows, as [`Source::rows`] reads them.
     fn decode_rows(
         &self,
@@ -281,6 +279,8 @@ impl Source {
         Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
     }
 
+    /// Record by record, with ksqlDB's full rules; records that do not decode go to the
+    /// processing log.
     fn decode_each(
         &self,
         partition: u32,

@@ -34,6 +34,20 @@ fn orders(log: &Log) {
     }
 }
 
+/// A session over the orders, read from the start.
+fn with_orders() -> (tempfile::TempDir, Log, Session) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    orders(&log);
+    let mut session = Session::open(log.clone()).unwrap();
+    run(
+        &mut session,
+        "SET 'auto.offset.reset'='earliest';
+         CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');",
+    );
+    (dir, log, session)
+}
+
 fn totals(session: &mut Session) -> Vec<(String, String)> {
     let Outcome::Rows { rows, .. } = execute(session, "SELECT * FROM TOTALS;") else {
         panic!("a pull query returns rows")
@@ -48,15 +62,10 @@ fn totals(session: &mut Session) -> Vec<(String, String)> {
 
 #[test]
 fn grouping_by_a_value_column_goes_through_a_repartition_topic() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    orders(&log);
-    let mut session = Session::open(log.clone()).unwrap();
+    let (_dir, log, mut session) = with_orders();
     run(
         &mut session,
-        "SET 'auto.offset.reset'='earliest';
-         CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
-         CREATE TABLE totals AS SELECT region, SUM(amount) AS total FROM orders WHERE amount > 1 GROUP BY region;",
+        "CREATE TABLE totals AS SELECT region, SUM(amount) AS total FROM orders WHERE amount > 1 GROUP BY region;",
     );
     session.run_until_idle().unwrap();
     // 2 + 4 + ... + 28 and 3 + 5 + ... + 29.
@@ -98,15 +107,10 @@ fn grouping_by_a_value_column_goes_through_a_repartition_topic() {
 
 #[test]
 fn grouping_by_the_key_needs_no_repartition_topic() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    orders(&log);
-    let mut session = Session::open(log.clone()).unwrap();
+    let (_dir, log, mut session) = with_orders();
     run(
         &mut session,
-        "SET 'auto.offset.reset'='earliest';
-         CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
-         CREATE TABLE totals AS SELECT id, SUM(amount) AS total FROM orders GROUP BY id;",
+        "CREATE TABLE totals AS SELECT id, SUM(amount) AS total FROM orders GROUP BY id;",
     );
     session.run_until_idle().unwrap();
     assert!(log
@@ -128,15 +132,10 @@ fn repartition_topics(log: &Log) -> Vec<String> {
 
 #[test]
 fn a_join_side_keyed_by_other_than_its_join_expression_is_repartitioned() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    orders(&log);
-    let mut session = Session::open(log.clone()).unwrap();
+    let (_dir, log, mut session) = with_orders();
     run(
         &mut session,
-        "SET 'auto.offset.reset'='earliest';
-         CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
-         CREATE TABLE regions (name STRING PRIMARY KEY, manager STRING) WITH (kafka_topic='regions', value_format='JSON', partitions=3);
+        "CREATE TABLE regions (name STRING PRIMARY KEY, manager STRING) WITH (kafka_topic='regions', value_format='JSON', partitions=3);
          INSERT INTO regions (name, manager) VALUES ('r0', 'ann');
          INSERT INTO regions (name, manager) VALUES ('r1', 'bob');",
     );
@@ -171,15 +170,10 @@ fn a_join_side_keyed_by_other_than_its_join_expression_is_repartitioned() {
 
 #[test]
 fn a_stream_stream_join_repartitions_only_the_side_that_needs_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    orders(&log);
-    let mut session = Session::open(log.clone()).unwrap();
+    let (_dir, log, mut session) = with_orders();
     run(
         &mut session,
-        "SET 'auto.offset.reset'='earliest';
-         CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
-         CREATE STREAM shipments (sid STRING KEY, order_id STRING) WITH (kafka_topic='shipments', value_format='JSON', partitions=3);
+        "CREATE STREAM shipments (sid STRING KEY, order_id STRING) WITH (kafka_topic='shipments', value_format='JSON', partitions=3);
          INSERT INTO shipments (ROWTIME, sid, order_id) VALUES (7, 's1', 'order7');
          INSERT INTO shipments (ROWTIME, sid, order_id) VALUES (8, 's2', 'order8');
          CREATE STREAM shipped AS SELECT o.id, o.amount, s.sid FROM orders o JOIN shipments s WITHIN 1 HOUR ON o.id = s.order_id;",
@@ -208,14 +202,10 @@ fn a_stream_stream_join_repartitions_only_the_side_that_needs_it() {
 
 #[test]
 fn sides_with_different_partition_counts_join_only_through_a_repartition_topic() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    orders(&log);
-    let mut session = Session::open(log.clone()).unwrap();
+    let (_dir, log, mut session) = with_orders();
     run(
         &mut session,
-        "CREATE STREAM orders (id STRING KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
-         CREATE TABLE regions (name STRING PRIMARY KEY, manager STRING) WITH (kafka_topic='regions', value_format='JSON', partitions=2);
+        "CREATE TABLE regions (name STRING PRIMARY KEY, manager STRING) WITH (kafka_topic='regions', value_format='JSON', partitions=2);
          CREATE TABLE notes (id STRING PRIMARY KEY, note STRING) WITH (kafka_topic='notes', value_format='JSON', partitions=2);",
     );
     // Keyed by the join column on both sides: nothing to repartition, so the counts must match.
