@@ -52,7 +52,7 @@ pub(super) fn keyed_by(side: &SourceDef, keys: &[Expr]) -> bool {
 }
 
 /// Which sides of a planned join go through a repartition topic: (left, right).
-fn rekeyed_sides(join: &PlannedJoin) -> (bool, bool) {
+pub(super) fn rekeyed_sides(join: &PlannedJoin) -> (bool, bool) {
     match &join.shape {
         JoinShape::StreamTable { stream_key, .. } => (
             !keyed_by(&join.left, std::slice::from_ref(stream_key.as_ref())),

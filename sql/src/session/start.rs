@@ -86,16 +86,11 @@ impl Session {
                     | crate::join::JoinShape::ForeignKey { .. }
             )
         );
-        // A stream-table join whose stream side must be repartitioned is exactly-once, as
-        // both its stages are.
-        let rekeyed = match planned.join.as_ref() {
-            Some(crate::join::PlannedJoin {
-                left,
-                shape: crate::join::JoinShape::StreamTable { stream_key, .. },
-                ..
-            }) => !super::repartition::keyed_by(left, std::slice::from_ref(stream_key.as_ref())),
-            _ => false,
-        };
+        // A join with a side that is repartitioned is exactly-once, as its stages are.
+        let rekeyed = planned
+            .join
+            .as_ref()
+            .is_some_and(|j| super::repartition::rekeyed_sides(j) != (false, false));
         let state = match is_aggregate || buffers || rekeyed || planned.table_where.is_some() {
             true => Some(self.state_db()?),
             false => None,
