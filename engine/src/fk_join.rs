@@ -14,8 +14,9 @@
 //!
 //! The left side keeps an index in a store: `f[fk][left key]` for every left row, and `k[left
 //! key]` → its foreign key, so that a right change finds the left rows that refer to it with
-//! one prefix scan and a left change knows the foreign key it had. Both sides read the other's
-//! materialization as of its last commit, as the primary-key table join does.
+//! one prefix scan and a left change knows the foreign key it had. Each side's rows are the
+//! join's own ([`TableRows`], as in the primary-key table join): a change meets the other side
+//! as of the records the join has read.
 
 use std::sync::{Arc, Mutex};
 
@@ -26,14 +27,13 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::PhysicalExpr;
-use eddy_state::Store;
 
 use crate::error::{EngineError, Result};
-use crate::lookup_join::{read_row, row_types};
 use crate::operator::{Operator, OperatorContext};
 use crate::schema::{no_headers, scalar_column, NULL_VALUE, PSEUDO_COLUMNS};
 use crate::staged_store::StagedStore;
 use crate::state_codec::encode_row;
+use crate::table_rows::TableRows;
 
 /// Where a column of the joined row comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,11 +49,12 @@ pub enum FkColumn {
 
 /// What both sides know of the tables.
 pub struct FkTables {
-    /// The left table's materialized rows and their value types.
-    pub left: Store,
+    /// The left table's rows, written by the left side's operator, and their types.
+    pub left: TableRows,
     pub left_key_types: Vec<DataType>,
     pub left_value_types: Vec<DataType>,
-    pub right: Store,
+    /// The right table's rows, written by the right side's operator.
+    pub right: TableRows,
     pub right_key_type: DataType,
     pub right_value_types: Vec<DataType>,
     /// Left rows by foreign key, kept by the left side's operator.
@@ -151,7 +152,8 @@ impl ForeignKeyJoin {
         let fks = cast(&fks, &t.right_key_type)?;
         let times = batch.column(0).as_primitive::<Int64Type>();
         let deleted = batch.column(self.null_value).as_boolean();
-        let right_types = row_types(&t.right_value_types);
+        let mut left_rows = t.left.lock();
+        let right_rows = t.right.lock();
         let keys = PSEUDO_COLUMNS..PSEUDO_COLUMNS + t.left_key_types.len();
         let values = keys.end..keys.end + t.left_value_types.len();
         let mut index = t.index.lock().expect("join index");
@@ -166,6 +168,13 @@ impl ForeignKeyJoin {
             if let Some(old) = &had {
                 index.delete(index_key(old, &encoded));
             }
+            left_rows.apply(
+                encoded.clone(),
+                batch,
+                row,
+                values.clone(),
+                deleted.value(row),
+            )?;
             if deleted.value(row) {
                 if had.is_some() {
                     index.delete(fk_of_key(&encoded));
@@ -183,7 +192,7 @@ impl ForeignKeyJoin {
             index.put(index_key(&encoded_fk, &encoded), Vec::new());
             let right = match fk.is_null() {
                 true => None,
-                false => read_row(&t.right, &right_types, &encoded_fk)?,
+                false => right_rows.get(&encoded_fk)?,
             };
             let left_values = values
                 .clone()
@@ -216,23 +225,32 @@ impl ForeignKeyJoin {
         let t = &self.tables;
         let times = batch.column(0).as_primitive::<Int64Type>();
         let deleted = batch.column(self.null_value).as_boolean();
-        let left_types = row_types(&t.left_value_types);
         let index = t.index.lock().expect("join index");
+        let left_rows = t.left.lock();
+        let mut right_rows = t.right.lock();
+        let values = PSEUDO_COLUMNS + 1..PSEUDO_COLUMNS + 1 + t.right_value_types.len();
         for row in 0..batch.num_rows() {
             let time = times.value(row);
             let key = ScalarValue::try_from_array(batch.column(PSEUDO_COLUMNS), row)?;
             let encoded = encode_row(std::slice::from_ref(&key)).map_err(EngineError::Plan)?;
-            let right_values = (0..t.right_value_types.len())
-                .map(|i| ScalarValue::try_from_array(batch.column(PSEUDO_COLUMNS + 1 + i), row))
+            let right_values = values
+                .clone()
+                .map(|c| ScalarValue::try_from_array(batch.column(c), row))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
+            right_rows.apply(
+                encoded.clone(),
+                batch,
+                row,
+                values.clone(),
+                deleted.value(row),
+            )?;
             let prefix = index_key(&encoded, &[]);
             // Encoded keys start with a presence byte (0 or 1): all sort below 0xff.
             let mut end = prefix.clone();
             end.push(0xff);
             for (k, _) in index.range(&prefix, Some(&end))? {
                 let left_encoded = &k[prefix.len()..];
-                let Some((left_time, left_values)) = read_row(&t.left, &left_types, left_encoded)?
-                else {
+                let Some((left_time, left_values)) = left_rows.get(left_encoded)? else {
                     continue;
                 };
                 let left_key = crate::state_codec::decode_row(&t.left_key_types, left_encoded)
@@ -316,11 +334,19 @@ impl Operator for ForeignKeyJoin {
         if self.left_side {
             let mut index = self.tables.index.lock().expect("join index");
             index.checkpoint(commit, 0)?;
+            self.tables.left.lock().checkpoint(commit)
+        } else {
+            self.tables.right.lock().checkpoint(commit)
         }
-        Ok(())
     }
 
     fn wants_commit(&self) -> bool {
-        self.left_side && self.tables.index.lock().expect("join index").is_full()
+        match self.left_side {
+            true => {
+                self.tables.index.lock().expect("join index").is_full()
+                    || self.tables.left.lock().is_full()
+            }
+            false => self.tables.right.lock().is_full(),
+        }
     }
 }

@@ -28,6 +28,7 @@ pub mod staged_store;
 pub mod state_codec;
 pub mod stream_join;
 pub mod table_join;
+pub mod table_rows;
 pub mod time_format;
 mod value;
 

@@ -102,20 +102,20 @@ pub fn read_row(
     encoded: &[u8],
 ) -> Result<Option<(i64, Vec<ScalarValue>)>> {
     match table.get(encoded)? {
-        Some(bytes) => Ok(Some(decode_stored_row(table, row_types, &bytes)?)),
+        Some(bytes) => Ok(Some(decode_stored_row(table.name(), row_types, &bytes)?)),
         None => Ok(None),
     }
 }
 
-/// A materialized row's timestamp and values, from its stored bytes.
-fn decode_stored_row(
-    table: &Store,
+/// A materialized row's timestamp and values, from its stored bytes (in the store `table`).
+pub(crate) fn decode_stored_row(
+    table: &str,
     row_types: &[DataType],
     bytes: &[u8],
 ) -> Result<(i64, Vec<ScalarValue>)> {
     let corrupt = |e: String| {
         EngineError::State(eddy_state::StateError::Corrupt {
-            store: table.name().to_string(),
+            store: table.to_string(),
             message: e,
         })
     };
@@ -211,7 +211,11 @@ impl Operator for StreamTableJoin {
         let mut rows: Vec<Option<(i64, Vec<ScalarValue>)>> = vec![None; n];
         self.table.get_many(&encoded, true, |i, bytes| {
             if let Some(bytes) = bytes {
-                rows[asked[i].1] = Some(decode_stored_row(&self.table, &self.row_types, bytes)?);
+                rows[asked[i].1] = Some(decode_stored_row(
+                    self.table.name(),
+                    &self.row_types,
+                    bytes,
+                )?);
             }
             Ok::<_, EngineError>(())
         })?;

@@ -1,30 +1,33 @@
-//! Table-table joins on the primary key: each side's changes look the other side up in its
-//! materialization (see [`crate::materialize`]) and emit the joined row's new state.
+//! Table-table joins on the primary key: each side's changes look the other side up and emit
+//! the joined row's new state.
 //!
 //! A pipeline with two inputs runs one [`TableTableJoin`] per side. A change to a key on either
 //! side emits that key's joined row as it now is: the join of both rows when the join kind keeps
 //! it (INNER: both present; LEFT, RIGHT: that side present; FULL: either), or a tombstone when it no longer does
-//! but did before the change (the changed side's previous row is read from its own
-//! materialization); a change that neither makes nor unmakes a joined row emits nothing, as
-//! Kafka Streams' table joins do. The output's timestamp is the larger of the two rows'. Like the
-//! stream-table join, the other side is read as of its last commit: processing order decides,
-//! and the deterministic driver runs queries before materializations in each round.
+//! but did before the change; a change that neither makes nor unmakes a joined row emits
+//! nothing, as Kafka Streams' table joins do. The output's timestamp is the larger of the two
+//! rows'.
+//!
+//! Each side's rows are the join's own ([`TableRows`]): the operator of a side writes its
+//! side's changes there as it processes them, so a change meets the other side as of the
+//! records the join has read, in the join's input order, and finds its own side's previous
+//! row there. The inputs are read from their start (see
+//! [`crate::Pipeline::with_tables_from_start`]), so the copies hold every row.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::common::ScalarValue;
-use eddy_state::Store;
 
 use datafusion::arrow::compute::filter_record_batch;
 
 use crate::error::{EngineError, Result};
-use crate::lookup_join::{read_row, row_types, LookedUp};
+use crate::lookup_join::LookedUp;
 use crate::operator::{Operator, OperatorContext};
 use crate::schema::{HEADERS, NULL_VALUE, PSEUDO_COLUMNS};
 use crate::state_codec::encode_row;
+use crate::table_rows::TableRows;
 
 /// Where a column of the joined row comes from, seen from the side whose change is processed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,12 +69,12 @@ pub struct TableTableJoin {
     /// The changed row's key column.
     key: usize,
     key_type: DataType,
-    other: Store,
+    other: TableRows,
     other_value_types: Vec<DataType>,
-    /// The types the other side's rows are stored with (see [`row_types`]).
-    other_row_types: Vec<DataType>,
-    /// The changed side's own materialization: its rows before the changes being processed.
-    own: Store,
+    /// The changed side's rows: written here as its changes are processed.
+    own: TableRows,
+    /// The changed row's value columns.
+    own_values: std::ops::Range<usize>,
     columns: Vec<SideColumn>,
     null_value: usize,
     headers: usize,
@@ -79,17 +82,17 @@ pub struct TableTableJoin {
 }
 
 impl TableTableJoin {
-    /// `schema` is the output's (a source layout of `columns`); `other` the other side's
-    /// materialized rows.
+    /// `schema` is the output's (a source layout of `columns`); `own` and `other` this side's
+    /// and the other side's rows; the changed rows' values are `own_value_count` columns after
+    /// the key.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         own_is_left: bool,
         keep: Keep,
         key: usize,
         key_type: DataType,
-        other: Store,
-        other_value_types: Vec<DataType>,
-        own: Store,
+        (own, own_value_count): (TableRows, usize),
+        (other, other_value_types): (TableRows, Vec<DataType>),
         columns: Vec<SideColumn>,
         own_schema: &SchemaRef,
         schema: SchemaRef,
@@ -100,9 +103,9 @@ impl TableTableJoin {
             key,
             key_type,
             other,
-            other_row_types: row_types(&other_value_types),
             other_value_types,
             own,
+            own_values: key + 1..key + 1 + own_value_count,
             columns,
             null_value: own_schema.index_of(NULL_VALUE)?,
             headers: own_schema.index_of(HEADERS)?,
@@ -117,7 +120,7 @@ impl Operator for TableTableJoin {
             "{:?} table-table join of the {} side's changes with {}",
             self.keep,
             if self.own_is_left { "left" } else { "right" },
-            self.other.name()
+            self.other.lock().store().name()
         )
     }
 
@@ -133,8 +136,8 @@ impl Operator for TableTableJoin {
         let mut tombstone = Vec::with_capacity(n);
         let mut other_rows = LookedUp::new(&self.key_type, &self.other_value_types, n);
         let mut emit = Vec::with_capacity(n);
-        // Own rows changed earlier in this batch, which the materialization does not hold yet.
-        let mut changed: HashMap<Vec<u8>, bool> = HashMap::new();
+        let mut own = self.own.lock();
+        let other_rows_now = self.other.lock();
         let keeps = |own: bool, other: bool| {
             let (left, right) = if self.own_is_left {
                 (own, other)
@@ -149,14 +152,13 @@ impl Operator for TableTableJoin {
             let other = if key.is_null() {
                 None
             } else {
-                read_row(&self.other, &self.other_row_types, &encoded)?
+                other_rows_now.get(&encoded)?
             };
-            let was_present = match changed.get(&encoded) {
-                Some(present) => *present,
-                None => self.own.get(&encoded)?.is_some(),
-            };
+            let was_present = own.contains(&encoded)?;
             let own_present = !deleted.value(row);
-            changed.insert(encoded, own_present);
+            if !key.is_null() {
+                own.apply(encoded, &batch, row, self.own_values.clone(), !own_present)?;
+            }
             let keep = keeps(own_present, other.is_some());
             emit.push(keep || keeps(was_present, other.is_some()));
             tombstone.push(!keep);
@@ -172,6 +174,7 @@ impl Operator for TableTableJoin {
                 }
             }
         }
+        drop((own, other_rows_now));
         let (other_key, other_values) = other_rows.finish()?;
         let tombstones = BooleanArray::from(tombstone);
         // A tombstone's values are null: only its key is written.
@@ -196,5 +199,13 @@ impl Operator for TableTableJoin {
         columns.push(batch.column(self.headers).clone());
         let out = RecordBatch::try_new(self.schema.clone(), columns)?;
         Ok(filter_record_batch(&out, &BooleanArray::from(emit))?)
+    }
+
+    fn checkpoint(&mut self, commit: &mut eddy_state::Commit) -> Result<()> {
+        self.own.lock().checkpoint(commit)
+    }
+
+    fn wants_commit(&self) -> bool {
+        self.own.lock().is_full()
     }
 }

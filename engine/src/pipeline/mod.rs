@@ -10,6 +10,7 @@
 //! Sources and sinks are in [`crate::source`] and [`crate::sink`].
 
 mod commit;
+mod seed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,6 +72,9 @@ struct Input {
     /// The stage that writes this input's topic (a repartition topic): run first, in the
     /// same task, each committing on its own. See [`Pipeline::with_upstream`].
     upstream: Option<Box<Pipeline>>,
+    /// By partition, where the records that only build the input's operators' state end (see
+    /// `seed.rs`); empty for an input without such records.
+    seed_until: Vec<u64>,
 }
 
 /// A running query: its inputs (one source, or two for a table-table join), operators, sink.
@@ -132,6 +136,7 @@ impl Pipeline {
                 operators: Vec::new(),
                 positions,
                 upstream: None,
+                seed_until: Vec::new(),
             }],
             operators,
             sink,
@@ -158,6 +163,7 @@ impl Pipeline {
             operators,
             positions,
             upstream: None,
+            seed_until: Vec::new(),
         });
         Ok(self)
     }
@@ -420,6 +426,10 @@ impl Pipeline {
         if records.is_empty() {
             return Ok(None);
         }
+        let seed = self.seeding(i, p);
+        if let Some(until) = seed {
+            records.retain(|r| r.offset < until);
+        }
         if let Some(tolerance) = self.skew_tolerance_ms() {
             // Event-time order across a join's inputs: take this partition's records only up
             // to the time of the next record waiting elsewhere, plus what the operators
@@ -447,7 +457,17 @@ impl Pipeline {
         let mut batch = input
             .source
             .decode(p as u32, &records, &self.reports_as, plog)?;
-        for op in input.operators.iter_mut().chain(self.operators.iter_mut()) {
+        for op in input.operators.iter_mut() {
+            if batch.num_rows() == 0 {
+                break;
+            }
+            batch = op.process(batch, &ctx)?;
+        }
+        if seed.is_some() {
+            // Seed records build the input's operators' state and go no further.
+            batch = batch.slice(0, 0);
+        }
+        for op in self.operators.iter_mut() {
             if batch.num_rows() == 0 {
                 break;
             }

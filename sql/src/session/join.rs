@@ -7,6 +7,7 @@ use eddy_engine::staged_store::StagedStore;
 use eddy_engine::state::{StateDb, Store};
 use eddy_engine::stream_join::{JoinSide, JoinStores, StreamJoinState, StreamStreamJoin};
 use eddy_engine::table_join::TableTableJoin;
+use eddy_engine::table_rows::TableRows;
 use eddy_engine::{EngineError, Operator, Pipeline, Source};
 
 use super::repartition::keyed_by;
@@ -27,10 +28,28 @@ pub(super) struct JoinInputs {
     /// For the first input: the repartition topic's source and the stage that writes it.
     pub(super) first_upstream: Option<(Source, Pipeline)>,
     second_upstream: Option<Pipeline>,
+    /// A table-table join keeps its own copy of each table, read from the tables' start.
+    whole_tables: bool,
 }
 
 fn arrow_types(columns: &[Column]) -> Vec<datafusion::arrow::datatypes::DataType> {
     columns.iter().map(|c| c.ty.to_arrow()).collect()
+}
+
+/// A table join's copy of a table's rows: in `db` under the query's `id`, or in memory without
+/// one (a push query).
+fn table_copy(
+    log: &eddy_log::Log,
+    db: Option<&StateDb>,
+    id: &str,
+    name: &str,
+    table: &SourceDef,
+) -> Result<TableRows> {
+    let store = match db {
+        Some(db) => StagedStore::open(db, log, id, name)?,
+        None => StagedStore::in_memory(),
+    };
+    Ok(TableRows::new(store, &arrow_types(&table.value_columns)))
 }
 
 impl Session {
@@ -210,6 +229,7 @@ impl Session {
                     second: Some((right_source, vec![Box::new(right_op)])),
                     first_upstream,
                     second_upstream,
+                    whole_tables: false,
                 })
             }
             JoinShape::ForeignKey {
@@ -223,10 +243,10 @@ impl Session {
                     None => StagedStore::in_memory(),
                 };
                 let tables = std::sync::Arc::new(FkTables {
-                    left: self.table_rows(left)?,
+                    left: table_copy(&self.log, db, id, "fk-left", left)?,
                     left_key_types: arrow_types(&left.key_columns),
                     left_value_types: arrow_types(&left.value_columns),
-                    right: self.table_rows(right)?,
+                    right: table_copy(&self.log, db, id, "fk-right", right)?,
                     right_key_type: right.key_columns[0].ty.to_arrow(),
                     right_value_types: arrow_types(&right.value_columns),
                     index: std::sync::Arc::new(std::sync::Mutex::new(index)),
@@ -244,6 +264,7 @@ impl Session {
                 Ok(JoinInputs {
                     first: vec![Box::new(left_op)],
                     second: Some((right_source, vec![Box::new(right_op)])),
+                    whole_tables: true,
                     ..JoinInputs::default()
                 })
             }
@@ -256,15 +277,16 @@ impl Session {
                 let right_schema = right_source.schema();
                 // A primary-key join: each side's key is its first column after the
                 // pseudo-columns.
-                let key_of = |_: &SourceDef| eddy_engine::schema::PSEUDO_COLUMNS;
+                let key = eddy_engine::schema::PSEUDO_COLUMNS;
+                let left_rows = table_copy(&self.log, db, id, "join-left-rows", left)?;
+                let right_rows = table_copy(&self.log, db, id, "join-right-rows", right)?;
                 let left_op = TableTableJoin::new(
                     true,
                     *keep,
-                    key_of(left),
+                    key,
                     right.key_columns[0].ty.to_arrow(),
-                    self.table_rows(right)?,
-                    arrow_types(&right.value_columns),
-                    self.table_rows(left)?,
+                    (left_rows.clone(), left.value_columns.len()),
+                    (right_rows.clone(), arrow_types(&right.value_columns)),
                     left_columns.clone(),
                     &left_schema,
                     schema.clone(),
@@ -272,11 +294,10 @@ impl Session {
                 let right_op = TableTableJoin::new(
                     false,
                     *keep,
-                    key_of(right),
+                    key,
                     left.key_columns[0].ty.to_arrow(),
-                    self.table_rows(left)?,
-                    arrow_types(&left.value_columns),
-                    self.table_rows(right)?,
+                    (right_rows, right.value_columns.len()),
+                    (left_rows, arrow_types(&left.value_columns)),
                     right_columns.clone(),
                     &right_schema,
                     schema,
@@ -284,6 +305,7 @@ impl Session {
                 Ok(JoinInputs {
                     first: vec![Box::new(left_op)],
                     second: Some((right_source, vec![Box::new(right_op)])),
+                    whole_tables: true,
                     ..JoinInputs::default()
                 })
             }
@@ -332,6 +354,9 @@ impl Session {
         }
         if let Some(stage) = inputs.second_upstream {
             pipeline = pipeline.with_upstream(1, stage);
+        }
+        if inputs.whole_tables {
+            pipeline = pipeline.with_tables_from_start()?;
         }
         Ok(pipeline)
     }

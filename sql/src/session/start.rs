@@ -77,13 +77,14 @@ impl Session {
     ) -> Result<()> {
         let window_columns = planned.window_columns;
         let is_aggregate = planned.aggregate.is_some();
-        // A stream-stream join buffers its sides, a foreign-key join indexes its left table:
+        // A stream-stream join buffers its sides, a table-table join keeps its tables' rows:
         // stateful as an aggregation is.
         let buffers = matches!(
             planned.join.as_ref().map(|j| &j.shape),
             Some(
                 crate::join::JoinShape::StreamStream { .. }
                     | crate::join::JoinShape::ForeignKey { .. }
+                    | crate::join::JoinShape::TableTable { .. }
             )
         );
         // A join with a side that is repartitioned is exactly-once, as its stages are.

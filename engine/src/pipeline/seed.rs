@@ -1,0 +1,79 @@
+//! Inputs whose operators keep state over the whole of their topic: a table join's copies of
+//! its tables (see [`crate::table_rows`]).
+//!
+//! Such a query may start at the end of its topics (`auto.offset.reset` is `latest`) and still
+//! needs every row that came before, or a change would meet an empty other side.
+//! [`Pipeline::with_tables_from_start`] makes it read each partition from its start instead:
+//! the records before where it would have started, its *seed*, go through the input's own
+//! operators, which build their state from them, and no further, so they produce no output.
+//! Where each seed ends is committed with the query's state when the query is created, so a
+//! restart part way through still stops the seed at the same record. A transient query (a push
+//! query) seeds again each time it starts, into state it keeps in memory.
+
+use eddy_state::Commit;
+
+use super::{input_position, Pipeline};
+use crate::error::Result;
+
+/// The name under which a query's seed end for a partition is committed.
+fn seed_end(topic: &str, partition: u32) -> String {
+    format!("seed/{topic}/{partition}")
+}
+
+impl Pipeline {
+    /// Reads every input from its start, the records before where it would have started only
+    /// building the state of the input's own operators (see the module docs). A partition
+    /// the query has a committed position for resumes there, with the seed end it recorded.
+    pub fn with_tables_from_start(mut self) -> Result<Pipeline> {
+        let mut commit = Commit::new();
+        for (i, input) in self.inputs.iter_mut().enumerate() {
+            if input.upstream.is_some() {
+                continue;
+            }
+            let topic = input.source.topic.clone();
+            input.seed_until = vec![0; input.positions.len()];
+            for (p, position) in input.positions.iter_mut().enumerate() {
+                let id = p as u32;
+                let name = seed_end(topic.name(), id);
+                let (seeded, resumed) = match &self.state {
+                    Some(db) => (
+                        db.offset(&self.id, &name)?,
+                        db.offset(&self.id, &input_position(topic.name(), id))?
+                            .is_some(),
+                    ),
+                    None => (None, false),
+                };
+                input.seed_until[p] = match (seeded, resumed) {
+                    (Some(until), true) => until,
+                    // A query from before seeding existed.
+                    (None, true) => 0,
+                    (seeded, false) => {
+                        let until = seeded.unwrap_or(*position);
+                        if seeded.is_none() {
+                            commit.set_offset(&self.id, &name, until);
+                        }
+                        *position = topic.partition(id)?.start_offset();
+                        if i == 0 {
+                            self.metrics.set_position(id, *position);
+                        }
+                        until
+                    }
+                };
+            }
+        }
+        if let Some(db) = &self.state {
+            db.commit(commit)?;
+        }
+        Ok(self)
+    }
+
+    /// Where input `i`'s partition `p` stops seeding, if it has not yet.
+    pub(super) fn seeding(&self, i: usize, p: usize) -> Option<u64> {
+        let input = &self.inputs[i];
+        input
+            .seed_until
+            .get(p)
+            .copied()
+            .filter(|&until| input.positions[p] < until)
+    }
+}
