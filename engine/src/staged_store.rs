@@ -180,6 +180,16 @@ impl StagedStore {
             .collect()
     }
 
+    /// Drops the changelog records timestamped before `time` (see [`Changelog::expire_before`]):
+    /// for a store whose keys below the bound given to [`StagedStore::delete_below`] are
+    /// exactly those of records before `time`, checkpointed with times at or past their own.
+    pub fn expire_changelog_before(&self, time: i64) -> Result<()> {
+        if let Some((_, changelog)) = &self.backing {
+            changelog.expire_before(time)?;
+        }
+        Ok(())
+    }
+
     /// Stages the writes since the last checkpoint in `commit`, and appends them to the
     /// changelog (range deletions are not logged: a restored store deletes them again).
     pub fn checkpoint(&mut self, commit: &mut Commit, timestamp: i64) -> Result<()> {

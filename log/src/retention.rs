@@ -29,6 +29,14 @@ impl Partition {
         })
     }
 
+    /// Deletes the sealed segments, from the oldest, whose records all have timestamps below
+    /// `timestamp`; returns how many went. For a topic whose owner knows that such records
+    /// are no longer needed (a window buffer's changelog, whose expired records are deleted
+    /// by range and never get tombstones), by its own clock rather than the wall clock.
+    pub fn delete_older_than(&self, timestamp: i64) -> Result<usize> {
+        self.delete_oldest(|seg, _| seg.max_timestamp() < timestamp)
+    }
+
     /// Deletes the sealed segments whose records are all below `offset` (consumed by the
     /// topic's only reader); returns how many went. Records at or past `offset` stay.
     pub fn delete_before(&self, offset: u64) -> Result<usize> {

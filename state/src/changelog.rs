@@ -89,6 +89,13 @@ impl Changelog {
         Ok(())
     }
 
+    /// Drops the changelog's sealed segments whose records are all timestamped before `time`,
+    /// for a store that has deleted every key those records could hold (a window buffer that
+    /// expires by range, which the changelog does not log). Returns the segments dropped.
+    pub fn expire_before(&self, time: i64) -> Result<usize> {
+        Ok(self.topic.partition(0)?.delete_older_than(time)?)
+    }
+
     /// Makes the local store and the changelog agree, before the store is used.
     ///
     /// With a checkpoint, the local store is the truth: changelog records past the checkpoint

@@ -465,9 +465,20 @@ impl StreamJoinState {
             self.buffers[0].put(META_KEY.to_vec(), meta);
             self.meta_changed = false;
         }
+        // A buffer's changelog records carry the stream time of their commit, never earlier
+        // than the records they hold: once that is before the buffer's expiry bound, which it
+        // deletes by range (unlogged), the records are all expired and the changelog sheds
+        // them, as Kafka Streams' window changelogs do by retention.
         let time = self.stream_time.max(0);
-        for b in &mut self.buffers {
+        let bounds = self.observed.map(|observed| {
+            let live_from = observed.saturating_sub(self.windows.retention());
+            (live_from > 0).then(|| self.segment(live_from) as i64 * self.segment_ms)
+        });
+        for (b, bound) in self.buffers.iter_mut().zip(bounds) {
             b.checkpoint(commit, time)?;
+            if let Some(bound) = bound {
+                b.expire_changelog_before(bound)?;
+            }
         }
         if let Some(w) = &mut self.waiting {
             w.checkpoint(commit, time)?;

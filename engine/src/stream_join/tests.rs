@@ -21,8 +21,21 @@ fn side_schema() -> SchemaRef {
     )
 }
 
+/// Buffers kept only in memory.
+fn in_memory() -> JoinStores {
+    JoinStores {
+        left: StagedStore::in_memory(),
+        right: StagedStore::in_memory(),
+        waiting: StagedStore::in_memory(),
+    }
+}
+
 /// A join of two such sides, as `K, L_V, R_V`.
-fn join(windows: JoinWindows, keep: Keep) -> (StreamStreamJoin, StreamStreamJoin) {
+fn join(
+    windows: JoinWindows,
+    keep: Keep,
+    stores: JoinStores,
+) -> (StreamStreamJoin, StreamStreamJoin) {
     let out = source_schema(
         &[Field::new("K", DataType::Int32, true)],
         &[
@@ -32,11 +45,6 @@ fn join(windows: JoinWindows, keep: Keep) -> (StreamStreamJoin, StreamStreamJoin
         &[],
         false,
     );
-    let stores = JoinStores {
-        left: StagedStore::in_memory(),
-        right: StagedStore::in_memory(),
-        waiting: StagedStore::in_memory(),
-    };
     let buffered = vec![DataType::Int32, DataType::Int64];
     let state = StreamJoinState::new(
         windows,
@@ -94,7 +102,7 @@ fn run(windows: JoinWindows, keep: Keep, records: &[(bool, i32, i64)]) -> Vec<(i
         source_topic: "t",
         processing_log: &plog,
     };
-    let (mut left, mut right) = join(windows, keep);
+    let (mut left, mut right) = join(windows, keep, in_memory());
     let mut out = Vec::new();
     for (i, &(is_left, k, t)) in records.iter().enumerate() {
         let op = if is_left { &mut left } else { &mut right };
@@ -174,4 +182,58 @@ fn a_late_record_misses_records_its_buffer_has_expired() {
         &[(false, 1, 1_500), (false, 2, 10_000), (true, 1, 1_000)],
     );
     assert!(got.is_empty(), "{got:?}");
+}
+
+/// Expired buffer records are deleted by range, which the changelog does not log: the
+/// changelog sheds them by time instead, and a store restored from it still joins.
+#[test]
+fn a_buffer_changelog_drops_expired_records_and_still_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = eddy_log::Log::open(dir.path().join("log"), Default::default()).unwrap();
+    let plog = ProcessingLog::new(log.clone());
+    let ctx = OperatorContext {
+        query_id: "q",
+        source_topic: "t",
+        processing_log: &plog,
+    };
+    // Small changelog segments, so that the first ones are sealed and can go.
+    let changelog = eddy_state::changelog::topic_name("q/join-left");
+    let mut config = eddy_log::TopicConfig::with_partitions(1);
+    config.compact = true;
+    config.segment_bytes = 1024;
+    log.create_topic(&changelog, config).unwrap();
+    let windows = JoinWindows::new(1_000, 1_000, Some(0));
+    let stores = |db: &eddy_state::StateDb| JoinStores {
+        left: StagedStore::open(db, &log, "q", "join-left").unwrap(),
+        right: StagedStore::open(db, &log, "q", "join-right").unwrap(),
+        waiting: StagedStore::open(db, &log, "q", "join-waiting").unwrap(),
+    };
+    let options = eddy_state::StateOptions::default;
+    let db = eddy_state::StateDb::open(dir.path().join("state"), options()).unwrap();
+    let (mut left, _) = join(windows, Keep::Inner, stores(&db));
+    // 1000 left records a second apart: 1000 s against a 2 s retention.
+    for i in 0..1_000 {
+        left.process(record(i % 7, i as i64, i as i64 * 1_000), &ctx)
+            .unwrap();
+        let mut commit = eddy_state::Commit::new();
+        left.checkpoint(&mut commit).unwrap();
+        db.commit(commit).unwrap();
+    }
+    let partition = log.partition(&changelog, 0).unwrap();
+    let kept = partition.end_offset() - partition.start_offset();
+    assert!(partition.start_offset() > 0, "nothing was dropped");
+    // What is left: about two of the buffer's 60 s segments, and the open changelog segment.
+    assert!(
+        kept < 300,
+        "{kept} records kept of {}",
+        partition.end_offset()
+    );
+    drop((left, db));
+
+    // The local copy lost: restored from what the changelog kept, the newest records join.
+    let db = eddy_state::StateDb::open(dir.path().join("state2"), options()).unwrap();
+    let (_, mut right) = join(windows, Keep::Inner, stores(&db));
+    let out = right.process(record(999 % 7, -1, 999_500), &ctx).unwrap();
+    let left_values = out.column(PSEUDO_COLUMNS + 1).as_primitive::<Int64Type>();
+    assert_eq!(left_values.values().to_vec(), [999]);
 }
