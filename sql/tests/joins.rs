@@ -431,3 +431,82 @@ fn a_failed_n_way_join_leaves_no_steps_behind() {
         "CREATE STREAM o AS SELECT t2.id, x, y FROM s JOIN t1 ON s.a = t1.id JOIN t2 ON s.b = t2.id;",
     );
 }
+
+/// Polls a push query until it has shown `n` rows (or gives up), as text.
+fn push_rows(query: &mut eddy_sql::PushQuery, n: usize) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for _ in 0..50 {
+        for row in query.poll(std::time::Duration::from_millis(10)).unwrap() {
+            let cells = row.cells.iter().map(eddy_sql::cell_text);
+            rows.push(cells.collect());
+        }
+        if rows.len() >= n {
+            break;
+        }
+    }
+    rows
+}
+
+#[test]
+fn an_n_way_join_runs_as_a_push_query_and_leaves_nothing_behind() {
+    let (_dir, log, mut session) = with_statements(
+        "SET 'auto.offset.reset'='earliest';
+         CREATE STREAM orders (id STRING KEY, customer STRING, product STRING) WITH (kafka_topic='orders', partitions=1, value_format='JSON');
+         CREATE TABLE customers (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='customers', partitions=1, value_format='JSON');
+         CREATE TABLE products (id STRING PRIMARY KEY, title STRING) WITH (kafka_topic='products', partitions=1, value_format='JSON');",
+    );
+    keyed(&log, "customers", "ada", r#"{"NAME":"Ada"}"#);
+    keyed(&log, "products", "p1", r#"{"TITLE":"Pen"}"#);
+    keyed(&log, "orders", "o1", r#"{"CUSTOMER":"ada","PRODUCT":"p1"}"#);
+    let push = |session: &mut Session, sql: &str| {
+        let (stmt, text) = eddy_sql::parse_statements(sql).unwrap().remove(0);
+        match session.execute(&stmt, &text).unwrap() {
+            eddy_sql::Outcome::Push(q) => q,
+            other => panic!("not a push query: {other:?}"),
+        }
+    };
+    let mut orders = push(
+        &mut session,
+        "SELECT o.id AS order_id, name, title FROM orders o
+           JOIN customers c ON o.customer = c.id
+           LEFT JOIN products p ON o.product = p.id EMIT CHANGES;",
+    );
+    assert_eq!(push_rows(&mut orders, 1), [["o1", "Ada", "Pen"]]);
+    keyed(&log, "orders", "o2", r#"{"CUSTOMER":"ada","PRODUCT":"p9"}"#);
+    keyed(&log, "orders", "o3", r#"{"CUSTOMER":"bob","PRODUCT":"p1"}"#);
+    assert_eq!(push_rows(&mut orders, 1), [["o2", "Ada", "null"]]);
+
+    // Tables: each change on any side shows the joined row as it now is.
+    run(
+        &mut session,
+        "CREATE TABLE a (id STRING PRIMARY KEY, x INT) WITH (kafka_topic='a', partitions=1, value_format='JSON');
+         CREATE TABLE b (id STRING PRIMARY KEY, y INT) WITH (kafka_topic='b', partitions=1, value_format='JSON');
+         CREATE TABLE c (id STRING PRIMARY KEY, z INT) WITH (kafka_topic='c', partitions=1, value_format='JSON');",
+    );
+    keyed(&log, "a", "k", r#"{"X":1}"#);
+    keyed(&log, "b", "k", r#"{"Y":2}"#);
+    let mut abc = push(
+        &mut session,
+        "SELECT a.id, x, y, z FROM a JOIN b ON a.id = b.id JOIN c ON a.id = c.id EMIT CHANGES;",
+    );
+    assert!(push_rows(&mut abc, 1).is_empty());
+    keyed(&log, "c", "k", r#"{"Z":3}"#);
+    assert_eq!(push_rows(&mut abc, 1), [["k", "1", "2", "3"]]);
+    keyed(&log, "b", "k", r#"{"Y":5}"#);
+    assert_eq!(push_rows(&mut abc, 1), [["k", "1", "5", "3"]]);
+
+    // The steps were the queries' own: no source, and no topic once they end.
+    assert!(session.catalog.sources.keys().all(|k| !k.contains("JOIN")));
+    drop((orders, abc));
+    let topics: Vec<String> = log.topics().iter().map(|t| t.name().to_string()).collect();
+    assert!(
+        topics.iter().all(|t| !t.contains("transient")),
+        "{topics:?}"
+    );
+    // A process that ended without ending its push queries left their topics: the next start
+    // deletes them.
+    let left = "_eddy-transient_ORDERS_9-join-1";
+    log.create_topic(left, Default::default()).unwrap();
+    drop(Session::open(log.clone()).unwrap());
+    assert!(log.topic(left).is_err());
+}

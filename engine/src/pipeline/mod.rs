@@ -90,8 +90,10 @@ pub struct Pipeline {
     pub sink: Option<Sink>,
     /// For a stateful query: where its state and input positions commit together.
     state: Option<StateDb>,
-    /// For a transient query (a push query): the output batches not yet taken. A transient
-    /// query commits nothing: it leaves no trace in the log once it ends.
+    /// A transient query (a push query, and the stages that feed one) commits nothing: it
+    /// leaves no trace in the log once it ends.
+    transient: bool,
+    /// For a push query: the output batches not yet taken.
     collected: Option<Vec<RecordBatch>>,
     metrics: Arc<QueryMetrics>,
     commit_interval: Duration,
@@ -141,6 +143,7 @@ impl Pipeline {
             operators,
             sink,
             state,
+            transient: false,
             collected: None,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             uncommitted: Uncommitted::new(),
@@ -185,7 +188,8 @@ impl Pipeline {
     /// Makes `upstream` the stage that feeds input `i`: a query whose records go through a
     /// repartition topic, `upstream` writing it keyed by the new key, this pipeline reading
     /// it. Both are stateful, so each stage is exactly-once and this one only reads what
-    /// `upstream` committed. For the first input, the query's progress (lag) is `upstream`'s
+    /// `upstream` committed. (Or both are transient: a push query's n-way join steps, which
+    /// [`Pipeline::run_step`] runs in turn.) For the first input, the query's progress (lag) is `upstream`'s
     /// position in the query's source, counted as consumed once this stage has caught up.
     pub fn with_upstream(mut self, i: usize, mut upstream: Pipeline) -> Pipeline {
         upstream.reports_as = self.reports_as.clone();
@@ -238,7 +242,25 @@ impl Pipeline {
     ) -> Result<Pipeline> {
         // An id no group has committed under, so `new` picks the start or the end.
         let mut pipeline = Pipeline::new(log, id, source, operators, None, from_beginning, None)?;
+        pipeline.transient = true;
         pipeline.collected = Some(Vec::new());
+        Ok(pipeline)
+    }
+
+    /// A stage that feeds a transient query through a topic of the query's own (a step of an
+    /// n-way join in a push query, see [`Pipeline::with_upstream`]): it writes `sink` and, like
+    /// the query, commits nothing.
+    pub fn transient_stage(
+        log: &Log,
+        id: String,
+        source: Source,
+        operators: Vec<Box<dyn Operator>>,
+        sink: Sink,
+        from_beginning: bool,
+    ) -> Result<Pipeline> {
+        let mut pipeline =
+            Pipeline::new(log, id, source, operators, Some(sink), from_beginning, None)?;
+        pipeline.transient = true;
         Ok(pipeline)
     }
 
@@ -347,9 +369,14 @@ impl Pipeline {
 
     /// Processes at most one read's worth of records from each partition, so that a caller
     /// that shows results as they come (a push query) neither waits for a whole backlog nor
-    /// starves a partition. Returns how many input records were consumed.
+    /// starves a partition. The stages that feed it step first. Returns how many input
+    /// records were consumed.
     pub fn run_step(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
-        self.run_reads(log, plog, 1)
+        let mut consumed = 0;
+        for stage in self.inputs.iter_mut().filter_map(|i| i.upstream.as_mut()) {
+            consumed += stage.run_step(log, plog)?;
+        }
+        Ok(consumed + self.run_reads(log, plog, 1)?)
     }
 
     fn run_reads(&mut self, log: &Log, plog: &ProcessingLog, reads: usize) -> Result<usize> {
@@ -494,9 +521,11 @@ impl Pipeline {
                 metrics.set_position(p as u32, last + 1);
             }
         };
-        if let Some(out) = &mut self.collected {
-            if batch.num_rows() > 0 {
-                out.push(batch);
+        if self.transient {
+            if let Some(out) = &mut self.collected {
+                if batch.num_rows() > 0 {
+                    out.push(batch);
+                }
             }
             track(&self.metrics);
             return Ok(Some(records.len()));

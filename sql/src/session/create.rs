@@ -189,7 +189,7 @@ impl Session {
 
     /// Adds a source to the catalog; a table is also materialized for pull queries, unless
     /// `materialized_by_query` (an aggregation's state is its table's materialization).
-    fn register(&mut self, def: SourceDef, materialized_by_query: bool) -> Result<()> {
+    pub(super) fn register(&mut self, def: SourceDef, materialized_by_query: bool) -> Result<()> {
         let fields =
             |cols: &mut dyn Iterator<Item = &Column>| cols.map(Column::field).collect::<Vec<_>>();
         let schema = source_schema(
@@ -212,23 +212,14 @@ impl Session {
         self.materialize(&def)
     }
 
-    pub(super) fn create_as_select(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {
-        if let Some(done) = self.name_taken(&c.name, c.kind, c.if_not_exists, c.or_replace)? {
-            return Ok(done);
-        }
-        if c.query.from.joins.len() > 1 {
-            return self.create_n_way(c, text);
-        }
-        let state = self.df.state();
-        let planned = plan_select(&state, &self.catalog, &c.query, &c.name, &self.properties)?;
-        self.check_copartitioned(&c.query, &planned)?;
-        if planned.result_kind != c.kind {
-            let (produces, use_) = match planned.result_kind {
-                SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
-                SourceKind::Table => ("TABLE", "CREATE TABLE AS SELECT"),
-            };
-            return invalid(format!("Invalid result type. Your SELECT query produces a {produces}. Please use {use_} statement instead."));
-        }
+    /// The source a `CREATE ... AS SELECT` makes, from its planned query: columns, formats,
+    /// topic and timestamp, checked.
+    pub(super) fn sink_def(
+        &self,
+        c: &CreateAsSelect,
+        planned: &crate::planner::PlannedSelect,
+        text: &str,
+    ) -> Result<SourceDef> {
         let props = &c.properties;
         let source = planned.source.clone();
         let topic = props.text("KAFKA_TOPIC").unwrap_or_else(|| {
@@ -280,6 +271,28 @@ impl Session {
         check_wrapping(props, &def.value_format, def.value_columns.len())?;
         check_map_keys(&def.value_format, &def.value_columns)?;
         codecs(&def)?;
+        Ok(def)
+    }
+
+    pub(super) fn create_as_select(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {
+        if let Some(done) = self.name_taken(&c.name, c.kind, c.if_not_exists, c.or_replace)? {
+            return Ok(done);
+        }
+        if c.query.from.joins.len() > 1 {
+            return self.create_n_way(c, text);
+        }
+        let state = self.df.state();
+        let planned = plan_select(&state, &self.catalog, &c.query, &c.name, &self.properties)?;
+        self.check_copartitioned(&c.query, &planned)?;
+        if planned.result_kind != c.kind {
+            let (produces, use_) = match planned.result_kind {
+                SourceKind::Stream => ("STREAM", "CREATE STREAM AS SELECT"),
+                SourceKind::Table => ("TABLE", "CREATE TABLE AS SELECT"),
+            };
+            return invalid(format!("Invalid result type. Your SELECT query produces a {produces}. Please use {use_} statement instead."));
+        }
+        let def = self.sink_def(c, &planned, text)?;
+        let (props, source, topic) = (&c.properties, &planned.source, def.topic.clone());
         let partitions = match props.text("PARTITIONS") {
             Some(p) => p
                 .parse::<u32>()

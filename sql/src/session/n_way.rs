@@ -5,6 +5,7 @@
 //! `A_X`. A step that yields a table is materialized like any table, so every kind of join the
 //! two-way planner knows can follow it. The hidden steps are re-created when the statement is
 //! replayed on start, with the same names and query ids, so they resume from their commits.
+//! A push query makes the same steps as transient stages of its own instead (`push.rs`).
 
 use std::ops::ControlFlow;
 
@@ -161,14 +162,34 @@ impl Session {
     }
 
     fn create_steps(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {
-        let joins = &c.query.from.joins;
+        let query = self.join_steps(&c.query, &c.name, c.or_replace, &mut |session, step| {
+            session.create_as_select(&step, text).map(drop)
+        })?;
+        let last_step = CreateAsSelect {
+            query: Box::new(query),
+            ..c.clone()
+        };
+        self.create_as_select(&last_step, text)
+    }
+
+    /// Makes the steps of the n-way join `query` (for `sink`) with `make_step`, each a
+    /// `CREATE ... AS SELECT *` of the join so far, and returns the last two-way join: `query`
+    /// over the last step.
+    pub(super) fn join_steps(
+        &mut self,
+        query: &Select,
+        sink: &str,
+        or_replace: bool,
+        make_step: &mut dyn FnMut(&mut Session, CreateAsSelect) -> Result<()>,
+    ) -> Result<Select> {
+        let joins = &query.from.joins;
         let find =
             |session: &Session, name: &str| -> Result<SourceDef> {
                 session.catalog.source(name).cloned().ok_or_else(|| {
                     crate::error::SqlError::Invalid(format!("{name} does not exist."))
                 })
             };
-        let first = &c.query.from.source;
+        let first = &query.from.source;
         let mut joined = Joined {
             sources: vec![(first.qualifier().to_string(), find(self, &first.name)?)],
         };
@@ -196,15 +217,15 @@ impl Session {
                 (SourceKind::Table, SourceKind::Table) => SourceKind::Table,
                 _ => SourceKind::Stream,
             };
-            let name = join_step_name(&c.name, k + 1);
+            let name = join_step_name(sink, k + 1);
             let step = CreateAsSelect {
-                or_replace: c.or_replace,
+                or_replace,
                 kind,
                 if_not_exists: false,
                 name: name.clone(),
                 properties: Properties(vec![(
                     "KAFKA_TOPIC".into(),
-                    PropertyValue::String(format!("_eddy-{}-join-{}", c.name, k + 1)),
+                    PropertyValue::String(format!("_eddy-{sink}-join-{}", k + 1)),
                 )]),
                 query: Box::new(Select {
                     items: vec![SelectItem::Wildcard(Default::default())],
@@ -217,11 +238,11 @@ impl Session {
                     group_by: Vec::new(),
                     partition_by: Vec::new(),
                     having: None,
-                    emit: c.query.emit,
+                    emit: query.emit,
                     limit: None,
                 }),
             };
-            self.create_as_select(&step, text)?;
+            make_step(self, step)?;
             joined
                 .sources
                 .push((join.relation.qualifier().to_string(), right));
@@ -229,27 +250,22 @@ impl Session {
             left_kind = kind;
         }
         let last = joins.last().expect("several joins");
-        let mut query = (*c.query).clone();
+        let mut last_query = query.clone();
         let mut last_join = last.clone();
         last_join.on = joined.rewrite(&last.on);
-        query.from = FromClause {
+        last_query.from = FromClause {
             source: left,
             joins: vec![last_join],
         };
-        query.items = c.query.items.iter().flat_map(|i| joined.item(i)).collect();
-        query.where_clause = c.query.where_clause.as_ref().map(|w| joined.rewrite(w));
-        query.group_by = c.query.group_by.iter().map(|g| joined.rewrite(g)).collect();
-        query.partition_by = c
-            .query
+        last_query.items = query.items.iter().flat_map(|i| joined.item(i)).collect();
+        last_query.where_clause = query.where_clause.as_ref().map(|w| joined.rewrite(w));
+        last_query.group_by = query.group_by.iter().map(|g| joined.rewrite(g)).collect();
+        last_query.partition_by = query
             .partition_by
             .iter()
             .map(|p| joined.rewrite(p))
             .collect();
-        query.having = c.query.having.as_ref().map(|h| joined.rewrite(h));
-        let last_step = CreateAsSelect {
-            query: Box::new(query),
-            ..c.clone()
-        };
-        self.create_as_select(&last_step, text)
+        last_query.having = query.having.as_ref().map(|h| joined.rewrite(h));
+        Ok(last_query)
     }
 }

@@ -12,12 +12,16 @@ use std::time::Duration;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::common::ScalarValue;
 use eddy_engine::{EngineError, Pipeline, ProcessingLog};
-use eddy_log::Log;
+use eddy_log::{Log, TopicConfig};
 
 use super::pull::shown_columns;
 use super::{Outcome, ResultColumn, Session};
-use crate::ast::Select;
+use crate::ast::{CreateAsSelect, Select};
 use crate::error::Result;
+
+/// How a push query's id starts (then its source and a counter): its steps' topics start
+/// with `_eddy-` and the id.
+pub(super) const PUSH_ID_PREFIX: &str = "transient_";
 
 /// A running push query. Dropping it ends the query.
 pub struct PushQuery {
@@ -32,8 +36,20 @@ pub struct PushQuery {
     tombstones: bool,
     limit: Option<u64>,
     emitted: u64,
+    /// The topics its stages write (an n-way join's steps), deleted when it ends.
+    step_topics: Vec<String>,
     log: Log,
     plog: ProcessingLog,
+}
+
+impl Drop for PushQuery {
+    fn drop(&mut self) {
+        for topic in &self.step_topics {
+            if let Err(e) = self.log.delete_topic(topic) {
+                tracing::warn!(query = %self.id, topic, "could not delete a step's topic: {e}");
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for PushQuery {
@@ -110,20 +126,38 @@ impl Session {
     /// Starts a push query (`SELECT ... EMIT CHANGES`) over a stream or a table.
     pub(super) fn push_query(&mut self, select: &Select) -> Result<Outcome> {
         let name = &select.from.source.name;
-        let mut planned = self.plan_for_reading(select)?;
         // Driven queries (a script's) catch up first: nothing else would feed this one's source.
         if self.background.is_none() {
             self.run_until_idle()?;
         }
         self.next_transient += 1;
-        let id = format!("transient_{name}_{}", self.next_transient);
+        let id = format!("{PUSH_ID_PREFIX}{name}_{}", self.next_transient);
+        if select.from.joins.len() > 1 {
+            return self.push_n_way(select, id);
+        }
+        self.push_pipeline(select, id, None, Vec::new())
+    }
+
+    /// A push query over `select` as the query `id`, fed by `upstream` (an n-way join's last
+    /// step) through `step_topics`, its to delete.
+    fn push_pipeline(
+        &mut self,
+        select: &Select,
+        id: String,
+        upstream: Option<Pipeline>,
+        step_topics: Vec<String>,
+    ) -> Result<Outcome> {
+        let mut planned = self.plan_for_reading(select)?;
         let operators = self.operators_of(&mut planned, &id, None)?;
         let source = self.source_of(&planned)?;
         let from_beginning = self.reads_from_beginning();
         let pipeline =
             Pipeline::transient(&self.log, id.clone(), source, operators, from_beginning)?;
         let joined = self.join_inputs(&planned, "transient", None, false)?;
-        let pipeline = self.with_join(pipeline, joined, from_beginning)?;
+        let mut pipeline = self.with_join(pipeline, joined, from_beginning)?;
+        if let Some(stage) = upstream {
+            pipeline = pipeline.with_upstream(0, stage);
+        }
         let (shown, schema) = shown_columns(&planned, false);
         Ok(Outcome::Push(Box::new(PushQuery {
             id,
@@ -134,8 +168,84 @@ impl Session {
             tombstones: planned.source.kind == crate::ast::SourceKind::Table,
             limit: select.limit,
             emitted: 0,
+            step_topics,
             log: self.log.clone(),
             plog: self.plog.clone(),
         })))
     }
+}
+
+impl Session {
+    /// A push query over an n-way join: as a persistent one, a chain of two-way joins (see
+    /// `n_way.rs`), but each step a transient stage of the query's own, writing a topic of its
+    /// own that the next reads, all run by the query's `poll`. The steps are known to the
+    /// catalog only while the next step is planned, and their topics go when the query ends.
+    fn push_n_way(&mut self, select: &Select, id: String) -> Result<Outcome> {
+        let mut steps = Steps::default();
+        let last = self.join_steps(select, &id, false, &mut |session, step| {
+            session.push_step(&step, &mut steps)
+        });
+        let outcome = last.and_then(|last| {
+            self.push_pipeline(&last, id, steps.last.take(), steps.topics.clone())
+        });
+        for def in std::mem::take(&mut steps.defs) {
+            self.forget_source(&def, false)?;
+        }
+        if outcome.is_err() {
+            for topic in &steps.topics {
+                self.log.delete_topic(topic)?;
+            }
+        }
+        outcome
+    }
+
+    /// Starts a step of an n-way push query: its topic, its transient stage (fed by the step
+    /// before), and its source for the next step to plan against.
+    fn push_step(&mut self, step: &CreateAsSelect, steps: &mut Steps) -> Result<()> {
+        let state = self.df.state();
+        let mut planned = crate::planner::plan_select(
+            &state,
+            &self.catalog,
+            &step.query,
+            &step.name,
+            &self.properties,
+        )?;
+        let def = self.sink_def(step, &planned, "")?;
+        let partitions = self.log.topic(&planned.source.topic)?.partition_count();
+        self.log
+            .create_topic(&def.topic, TopicConfig::with_partitions(partitions))?;
+        steps.topics.push(def.topic.clone());
+        let from_beginning = self.reads_from_beginning();
+        let operators = self.operators_of(&mut planned, &step.name, None)?;
+        let sink = self.sink_for(&planned, &def)?;
+        let source = self.source_of(&planned)?;
+        let stage = Pipeline::transient_stage(
+            &self.log,
+            step.name.clone(),
+            source,
+            operators,
+            sink,
+            from_beginning,
+        )?;
+        let joined = self.join_inputs(&planned, "transient", None, false)?;
+        let mut stage = self.with_join(stage, joined, from_beginning)?;
+        if let Some(before) = steps.last.take() {
+            stage = stage.with_upstream(0, before);
+        }
+        steps.last = Some(stage);
+        self.register(def.clone(), true)?;
+        steps.defs.push(def);
+        Ok(())
+    }
+}
+
+/// The steps of an n-way push query made so far.
+#[derive(Default)]
+struct Steps {
+    /// Their sources, known to the catalog until the query is planned.
+    defs: Vec<crate::catalog::SourceDef>,
+    /// Their topics: the query's once it starts (it deletes them when it ends).
+    topics: Vec<String>,
+    /// The last one's stage, which runs those before it.
+    last: Option<Pipeline>,
 }

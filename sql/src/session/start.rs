@@ -68,6 +68,52 @@ impl Session {
         Ok(ops)
     }
 
+    /// The sink of a planned query that writes `sink_def`.
+    pub(super) fn sink_for(
+        &self,
+        planned: &crate::planner::PlannedSelect,
+        sink_def: &SourceDef,
+    ) -> Result<Sink> {
+        let (sink_key, sink_value) = codecs(sink_def)?;
+        let timestamp_column = match &sink_def.timestamp_column {
+            Some(c) => match sink_def.key_columns.iter().position(|v| &v.name == c) {
+                Some(k) => planned.key_indices[k],
+                None => {
+                    planned.value_indices[sink_def
+                        .value_columns
+                        .iter()
+                        .position(|v| &v.name == c)
+                        .expect("validated")]
+                }
+            },
+            None => planned.rowtime_index,
+        };
+        Ok(Sink {
+            topic: self.log.topic(&sink_def.topic)?,
+            key: sink_key,
+            value: sink_value,
+            key_columns: planned.key_indices.clone(),
+            value_columns: planned.value_indices.clone(),
+            timestamp_column,
+            timestamp_format: sink_def
+                .timestamp_format
+                .as_deref()
+                .map(TimestampFormat::new)
+                .transpose()
+                .map_err(SqlError::Invalid)?,
+            null_value_column: Some(planned.null_value_index),
+            null_key_if_all_null: planned.keys_pass_through,
+            headers_column: planned.headers_index,
+            window: planned.window_columns.map(|(start, end)| WindowedKey {
+                start,
+                end,
+                session: sink_def
+                    .window
+                    .is_some_and(|w| w.kind == crate::catalog::WindowType::Session),
+            }),
+        })
+    }
+
     pub(super) fn start_query(
         &mut self,
         id: String,
@@ -75,7 +121,6 @@ impl Session {
         sink_def: &SourceDef,
         text: &str,
     ) -> Result<()> {
-        let window_columns = planned.window_columns;
         let is_aggregate = planned.aggregate.is_some();
         // A stream-stream join buffers its sides, a table-table join keeps its tables' rows:
         // stateful as an aggregation is.
@@ -132,44 +177,7 @@ impl Session {
             Some(join) => vec![join.left.name.clone(), join.right.name.clone()],
             None => vec![planned.source.name.clone()],
         };
-        let (sink_key, sink_value) = codecs(sink_def)?;
-        let timestamp_column = match &sink_def.timestamp_column {
-            Some(c) => match sink_def.key_columns.iter().position(|v| &v.name == c) {
-                Some(k) => planned.key_indices[k],
-                None => {
-                    planned.value_indices[sink_def
-                        .value_columns
-                        .iter()
-                        .position(|v| &v.name == c)
-                        .expect("validated")]
-                }
-            },
-            None => planned.rowtime_index,
-        };
-        let sink = Sink {
-            topic: self.log.topic(&sink_def.topic)?,
-            key: sink_key,
-            value: sink_value,
-            key_columns: planned.key_indices.clone(),
-            value_columns: planned.value_indices.clone(),
-            timestamp_column,
-            timestamp_format: sink_def
-                .timestamp_format
-                .as_deref()
-                .map(TimestampFormat::new)
-                .transpose()
-                .map_err(SqlError::Invalid)?,
-            null_value_column: Some(planned.null_value_index),
-            null_key_if_all_null: planned.keys_pass_through,
-            headers_column: planned.headers_index,
-            window: window_columns.map(|(start, end)| WindowedKey {
-                start,
-                end,
-                session: sink_def
-                    .window
-                    .is_some_and(|w| w.kind == crate::catalog::WindowType::Session),
-            }),
-        };
+        let sink = self.sink_for(&planned, sink_def)?;
         let id_for_list = id.clone();
         let mut pipeline = Pipeline::new(
             &self.log,
