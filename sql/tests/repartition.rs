@@ -1,5 +1,6 @@
-//! A stream aggregated by other than its key goes through a repartition topic keyed by the
-//! groups; one aggregated by its key does not.
+//! Where ksqlDB repartitions, so does Eddy: a stream aggregated by other than its key, a
+//! table's aggregation, an aggregation after a join, a join side keyed by other than its join
+//! expression; a stream aggregated by its key needs no repartition topic.
 
 mod common;
 
@@ -228,4 +229,105 @@ fn sides_with_different_partition_counts_join_only_through_a_repartition_topic()
         .topic("_eddy-CSAS_ENRICHED_0-Join-left-repartition")
         .unwrap();
     assert_eq!(topic.partition_count(), 2);
+}
+
+/// Appends a change of the order `i` to its partition (`i % 3`, as `orders` placed it).
+fn change_order(log: &Log, i: u32, value: Option<&str>) {
+    let record = Record {
+        key: Some(Bytes::from(format!("order{i}"))),
+        value: value.map(|v| Bytes::from(v.to_string())),
+        timestamp: 100,
+        headers: Vec::new(),
+    };
+    let partition = log.partition("orders", i % 3).unwrap();
+    partition.append(&[record]).unwrap();
+}
+
+/// The values a topic holds, over all its partitions.
+fn records(log: &Log, topic: &str) -> u64 {
+    let topic = log.topic(topic).unwrap();
+    topic.partitions().iter().map(|p| p.end_offset()).sum()
+}
+
+#[test]
+fn a_table_aggregation_sends_retractions_and_additions_through_a_repartition_topic() {
+    let (_dir, log, mut session) = with_orders();
+    run(
+        &mut session,
+        "CREATE TABLE orders_t (id STRING PRIMARY KEY, region STRING, amount INT) WITH (kafka_topic='orders', value_format='JSON');
+         CREATE TABLE totals AS SELECT region, SUM(amount) AS total FROM orders_t GROUP BY region;",
+    );
+    session.run_until_idle().unwrap();
+    let sums =
+        |r0: &str, r1: &str| vec![("r0".to_string(), r0.to_string()), ("r1".into(), r1.into())];
+    // 0 + 2 + ... + 28 and 1 + 3 + ... + 29.
+    assert_eq!(totals(&mut session), sums("210", "225"));
+    assert!(
+        log.topic(TOPIC).is_ok(),
+        "ksqlDB always repartitions a table's GROUP BY"
+    );
+    // An order moving to the other region leaves its old group.
+    change_order(&log, 0, Some(r#"{"REGION":"r1","AMOUNT":10}"#));
+    session.run_until_idle().unwrap();
+    assert_eq!(totals(&mut session), sums("210", "235"));
+    // A change within a group is one retraction and one addition in one record: one result.
+    let before = records(&log, "TOTALS");
+    change_order(&log, 2, Some(r#"{"REGION":"r0","AMOUNT":5}"#));
+    session.run_until_idle().unwrap();
+    assert_eq!(totals(&mut session), sums("213", "235"));
+    assert_eq!(records(&log, "TOTALS"), before + 1);
+    // The regrouping stage remembers every order's row across a restart.
+    drop(session);
+    let mut session = Session::open(log.clone()).unwrap();
+    change_order(&log, 1, None);
+    change_order(&log, 3, Some(r#"{"REGION":"r0","AMOUNT":3}"#));
+    session.run_until_idle().unwrap();
+    assert_eq!(totals(&mut session), sums("216", "231"));
+    run(&mut session, "TERMINATE ALL;");
+    assert!(repartition_topics(&log).is_empty());
+}
+
+#[test]
+fn an_aggregation_after_a_join_repartitions_the_joined_rows() {
+    let (_dir, log, mut session) = with_orders();
+    run(
+        &mut session,
+        "CREATE TABLE regions (name STRING PRIMARY KEY, manager STRING) WITH (kafka_topic='regions', value_format='JSON', partitions=3);
+         INSERT INTO regions (name, manager) VALUES ('r0', 'ann');
+         INSERT INTO regions (name, manager) VALUES ('r1', 'ann');",
+    );
+    session.run_until_idle().unwrap();
+    run(
+        &mut session,
+        "CREATE TABLE totals AS SELECT r.manager, SUM(o.amount) AS total
+           FROM orders o JOIN regions r ON o.region = r.name GROUP BY r.manager;",
+    );
+    session.run_until_idle().unwrap();
+    // The join's stream side is rekeyed, then the joined rows by their group.
+    assert_eq!(
+        repartition_topics(&log),
+        [
+            "_eddy-CTAS_TOTALS_0-Aggregate-GroupBy-repartition",
+            "_eddy-CTAS_TOTALS_0-Join-left-repartition"
+        ]
+    );
+    assert_eq!(
+        totals(&mut session),
+        [("ann".to_string(), "435".to_string())]
+    );
+    let Outcome::Message(plan) = execute(&mut session, "EXPLAIN CTAS_TOTALS_0;") else {
+        panic!("EXPLAIN describes the query")
+    };
+    assert_eq!(plan.matches("Sink: topic").count(), 3, "{plan}");
+    // After a restart, new input is counted once, old input not again.
+    drop(session);
+    let mut session = Session::open(log.clone()).unwrap();
+    common::produce(&log, "orders", &[r#"{"REGION":"r1","AMOUNT":100}"#]);
+    session.run_until_idle().unwrap();
+    assert_eq!(
+        totals(&mut session),
+        [("ann".to_string(), "535".to_string())]
+    );
+    run(&mut session, "TERMINATE ALL;");
+    assert!(repartition_topics(&log).is_empty());
 }

@@ -26,7 +26,7 @@ pub(super) struct Session {
 
 /// A table row as the aggregate saw it: its grouping values and arguments.
 #[derive(Clone, Debug)]
-pub(super) struct PrevRow {
+pub struct PrevRow {
     pub(super) group: Vec<ScalarValue>,
     pub(super) args: Vec<ScalarValue>,
 }

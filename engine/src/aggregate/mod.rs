@@ -9,7 +9,9 @@
 //!
 //! Over a table, a row replaces the previous row with the same key: the operator remembers each
 //! key's last row, takes its values back out of the group they went to ([`udaf::AggCall::undo`])
-//! and emits that group too when it differs from the new one.
+//! and emits that group too when it differs from the new one. When the table's rows are
+//! repartitioned by their groups first, a [`Regroup`] before the topic does that bookkeeping
+//! and the aggregate after it applies the changes it sends ([`ChangeColumns`]).
 //!
 //! The groups live in a [`GroupState`]: an in-memory map in front of a RocksDB store, written
 //! back once per commit of the query (see [`crate::pipeline`]).
@@ -20,14 +22,18 @@ mod group_state;
 mod having;
 mod operator;
 mod output;
+mod regroup;
 mod row;
 mod stats;
+mod table;
 pub mod udaf;
 pub mod window;
 mod window_index;
 
+pub use group::PrevRow;
 pub use group_state::{Backing, GroupState};
 pub use having::HavingFilter;
 pub use operator::{Aggregate, AggregateSpec, AggregateState, AGG_ROWTIME, WINDOWEND, WINDOWSTART};
+pub use regroup::{ChangeColumns, Regroup};
 pub use udaf::{AggCall, AggFunc};
 pub use window::{WindowKind, WindowSpec};

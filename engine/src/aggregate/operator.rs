@@ -44,6 +44,9 @@ pub struct AggregateSpec {
     /// Over a table: the input columns that hold the source row's key, whose previous row is
     /// taken back out of its group when the key gets a new row or is deleted.
     pub table_key: Option<Vec<usize>>,
+    /// Over a table's changes from a [`super::Regroup`] (then `table_key` is `None`): where
+    /// each row says what it takes back out of its group and what it adds.
+    pub changes: Option<super::ChangeColumns>,
 }
 
 /// Where an input row came from, to report it to the processing log.
@@ -192,7 +195,7 @@ impl Aggregate {
 
     /// Adds (or with `undo`, takes back) one row's arguments to the group `key`, returning the
     /// group's new state.
-    fn apply(
+    pub(super) fn apply(
         &mut self,
         key: &[u8],
         args: Args<'_>,
@@ -223,7 +226,7 @@ impl Aggregate {
         Ok((results, group.ts))
     }
 
-    fn emit_results(
+    pub(super) fn emit_results(
         &self,
         out: &mut Vec<Emit>,
         group: GroupVals,
@@ -366,49 +369,6 @@ impl Aggregate {
         }
     }
 
-    /// A table row replaced (or deleted) the previous row of its key.
-    fn process_table_row(
-        &mut self,
-        source_key: Vec<u8>,
-        new: Option<PrevRow>,
-        ts: i64,
-        out: &mut Vec<Emit>,
-    ) -> Result<()> {
-        let types = [self.group_types.clone(), self.arg_types.clone()].concat();
-        let ng = self.group_types.len();
-        let prev = self.table_rows.take(&source_key, |b| {
-            let mut row = decode_row(&types, b)?;
-            let args = row.split_off(ng);
-            Ok(PrevRow { group: row, args })
-        })?;
-        let new_key = match &new {
-            Some(n) => Some(encode_row(&n.group).map_err(EngineError::Plan)?),
-            None => None,
-        };
-        if let Some(p) = prev {
-            let key = encode_row(&p.group).map_err(EngineError::Plan)?;
-            let (results, group_ts) = self.apply(&key, Args::Values(&p.args), ts, true)?;
-            if new_key.as_ref() != Some(&key) {
-                self.emit_results(out, GroupVals::Values(p.group), results, group_ts, None)?;
-            }
-        }
-        match (new, new_key) {
-            (Some(n), Some(key)) => {
-                let (results, group_ts) = self.apply(&key, Args::Values(&n.args), ts, false)?;
-                self.emit_results(
-                    out,
-                    GroupVals::Values(n.group.clone()),
-                    results,
-                    group_ts,
-                    None,
-                )?;
-                self.table_rows.put(source_key, n);
-            }
-            _ => self.table_rows.delete(source_key),
-        }
-        Ok(())
-    }
-
     /// The current result of every group (and window) of the aggregate whose state is in `db`
     /// under `owner` and `name` (as [`AggregateState::persistent`] named it), as of its last
     /// commit, in the layout of its output batches. This is how a pull query reads an
@@ -501,12 +461,16 @@ impl Operator for Aggregate {
         // The input row each output row came from (None: a window closing).
         let mut origins: Vec<Option<usize>> = Vec::with_capacity(batch.num_rows());
         let mut group_key = Vec::new();
+        let changes = self.spec.changes.clone();
         for row in 0..batch.num_rows() {
             let ts = rowtime.value(row);
             self.stream_time = self.stream_time.max(ts);
             // A row whose grouping values include a null has no group: ksqlDB drops it.
             let has_group = (0..ng).all(|i| batch.column(i).is_valid(row));
             let result = match &self.spec.table_key {
+                _ if let Some(changes) = &changes => {
+                    self.process_change(changes, &batch, row, ts, &mut out)
+                }
                 Some(key_cols) => {
                     let cell = |i: usize| ScalarValue::try_from_array(batch.column(i), row);
                     let key = key_cols

@@ -192,9 +192,17 @@ impl Pipeline {
     /// [`Pipeline::run_step`] runs in turn.) For the first input, the query's progress (lag) is `upstream`'s
     /// position in the query's source, counted as consumed once this stage has caught up.
     pub fn with_upstream(mut self, i: usize, mut upstream: Pipeline) -> Pipeline {
-        upstream.reports_as = self.reports_as.clone();
+        upstream.report_as(&self.reports_as);
         self.inputs[i].upstream = Some(Box::new(upstream));
         self
+    }
+
+    /// Makes this stage, and the stages that feed it, report as the query `id`.
+    fn report_as(&mut self, id: &str) {
+        self.reports_as = id.to_string();
+        for stage in self.inputs.iter_mut().filter_map(|i| i.upstream.as_mut()) {
+            stage.report_as(id);
+        }
     }
 
     /// The first input's source.
@@ -334,24 +342,17 @@ impl Pipeline {
     pub fn run_available(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
         let staged = self.inputs.iter().any(|i| i.upstream.is_some());
         let consumed = if self.inputs.len() == 1 && !staged {
-            self.run_reads(log, plog, usize::MAX)?
+            let (consumed, sourced) = self.run_reads(log, plog, usize::MAX)?;
+            self.metrics.records_in.add(sourced as u64);
+            consumed
         } else {
             // Inputs take turns, and an upstream stage reads once from each partition per turn,
-            // so that a backlog flows through both stages together. This stage reads the
-            // upstream's rows once it commits them: at its interval, or when it runs dry.
+            // so that a backlog flows through all stages together. A stage reads the rows of
+            // the one before once that commits them: at its interval, or when it runs dry.
             let mut consumed = 0;
             loop {
-                let mut n = 0;
-                for stage in self.inputs.iter_mut().filter_map(|i| i.upstream.as_mut()) {
-                    let read = stage.run_reads(log, plog, 1)?;
-                    if read == 0 {
-                        stage.commit(log)?;
-                    }
-                    // The query's records in are its sources' records, read by the first stage.
-                    self.metrics.records_in.add(read as u64);
-                    n += read;
-                }
-                n += self.run_reads(log, plog, 1)?;
+                let (n, sourced) = self.run_turn(log, plog)?;
+                self.metrics.records_in.add(sourced as u64);
                 if n == 0 {
                     break consumed;
                 }
@@ -359,8 +360,8 @@ impl Pipeline {
             }
         };
         self.commit(log)?;
-        if let Some(upstream) = &self.inputs[0].upstream {
-            for (p, &position) in upstream.inputs[0].positions.iter().enumerate() {
+        if self.inputs[0].upstream.is_some() {
+            for (p, &position) in self.source_positions().iter().enumerate() {
                 self.metrics.set_position(p as u32, position);
             }
         }
@@ -372,26 +373,61 @@ impl Pipeline {
     /// starves a partition. The stages that feed it step first. Returns how many input
     /// records were consumed.
     pub fn run_step(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
-        let mut consumed = 0;
-        for stage in self.inputs.iter_mut().filter_map(|i| i.upstream.as_mut()) {
-            consumed += stage.run_step(log, plog)?;
-        }
-        Ok(consumed + self.run_reads(log, plog, 1)?)
+        let (consumed, sourced) = self.run_turn(log, plog)?;
+        self.metrics.records_in.add(sourced as u64);
+        Ok(consumed)
     }
 
-    fn run_reads(&mut self, log: &Log, plog: &ProcessingLog, reads: usize) -> Result<usize> {
-        let mut consumed = 0;
+    /// One turn of a pipeline and the stages that feed it: each stage's turn first (a stage
+    /// that read nothing commits), then one read from each of this one's partitions. Returns
+    /// the records consumed, and how many of them were read from sources rather than from a
+    /// stage's topic (the query's records in).
+    fn run_turn(&mut self, log: &Log, plog: &ProcessingLog) -> Result<(usize, usize)> {
+        let (mut consumed, mut sourced) = (0, 0);
+        for stage in self.inputs.iter_mut().filter_map(|i| i.upstream.as_mut()) {
+            let (read, from_sources) = stage.run_turn(log, plog)?;
+            if read == 0 {
+                stage.commit(log)?;
+            }
+            consumed += read;
+            sourced += from_sources;
+        }
+        let (read, from_sources) = self.run_reads(log, plog, 1)?;
+        Ok((consumed + read, sourced + from_sources))
+    }
+
+    /// The positions in the query's first source: the first input's, or those of the stage
+    /// that feeds it.
+    fn source_positions(&self) -> &[u64] {
+        match &self.inputs[0].upstream {
+            Some(upstream) => upstream.source_positions(),
+            None => &self.inputs[0].positions,
+        }
+    }
+
+    /// Up to `reads` reads from each partition of each input; returns the records consumed,
+    /// and how many of them came from inputs no stage feeds.
+    fn run_reads(
+        &mut self,
+        log: &Log,
+        plog: &ProcessingLog,
+        reads: usize,
+    ) -> Result<(usize, usize)> {
+        let (mut consumed, mut sourced) = (0, 0);
         for i in 0..self.inputs.len() {
             for p in 0..self.inputs[i].positions.len() {
                 for _ in 0..reads {
-                    match self.step(log, plog, i, p)? {
-                        Some(n) => consumed += n,
-                        None => break,
+                    let Some(n) = self.step(log, plog, i, p)? else {
+                        break;
+                    };
+                    consumed += n;
+                    if self.inputs[i].upstream.is_none() {
+                        sourced += n;
                     }
                 }
             }
         }
-        Ok(consumed)
+        Ok((consumed, sourced))
     }
 
     /// How far one input may run ahead of the others in event time (`None`: without limit).
@@ -499,9 +535,6 @@ impl Pipeline {
                 break;
             }
             batch = op.process(batch, &ctx)?;
-        }
-        if input.upstream.is_none() {
-            self.metrics.records_in.add(records.len() as u64);
         }
         self.metrics.records_out.add(batch.num_rows() as u64);
         let mode = match self.state.is_some() {

@@ -64,11 +64,9 @@ pub struct PlannedAggregate {
     pub having: Option<(Arc<dyn PhysicalExpr>, SchemaRef, Vec<usize>)>,
     /// The post-projection.
     pub after: Vec<Box<dyn Operator>>,
-    /// Whether the groups are not the source's key, so that a persistent query sends the
-    /// pre-projected rows through a repartition topic keyed by the groups, as ksqlDB does (a
-    /// stream grouped by anything but exactly its key columns, in order). A table's
-    /// aggregation keeps its source rows by the table's key to retract them, so it reads its
-    /// source directly.
+    /// Whether a persistent query sends the pre-projected rows through a repartition topic
+    /// keyed by the groups, as ksqlDB does: a table's aggregation always, a stream's when it
+    /// is grouped by anything but exactly its key columns, in order.
     pub repartition: bool,
 }
 
@@ -289,7 +287,9 @@ pub fn plan_aggregate(
             )
         })
         .collect();
-    let repartition = source.kind == SourceKind::Stream && groups != key_texts;
+    // ksqlDB repartitions a table's aggregation whatever its groups (Kafka Streams'
+    // `KTable.groupBy`), a stream's unless it is grouped by exactly its key columns.
+    let repartition = source.kind == SourceKind::Table || groups != key_texts;
 
     // The pre-projection over the source.
     let mut pre: Vec<String> = Vec::new();
@@ -440,6 +440,7 @@ pub fn plan_aggregate(
         headers: headers_in,
         window,
         table_key,
+        changes: None,
     };
     let agg_schema = eddy_engine::aggregate::Aggregate::output_schema_of(&spec);
 

@@ -1,6 +1,8 @@
 //! Repartition topics: where ksqlDB rekeys records before a stateful step, so that records
 //! with the same new key share a partition, Eddy does too: a stream aggregated by anything
-//! but its key columns, and a join side whose join expressions are not its key columns.
+//! but its key columns, every table's aggregation (its changes regrouped first, see
+//! `eddy_engine::aggregate::Regroup`), every aggregation after a join (the join in the first
+//! stage), and a join side whose join expressions are not its key columns.
 //!
 //! Such a query runs its repartitioned input as two stages on one task
 //! ([`Pipeline::with_upstream`]): the first reads the source (for an aggregation, also filters

@@ -1,7 +1,7 @@
 //! Starting a planned query: its operators (an aggregation's with its state), the source it
 //! reads, its sink, and the pipeline that runs them, driven or on a background task.
 
-use eddy_engine::aggregate::{Aggregate, AggregateState, GroupState, HavingFilter};
+use eddy_engine::aggregate::{Aggregate, AggregateState, GroupState, HavingFilter, Regroup};
 use eddy_engine::state::StateDb;
 use eddy_engine::{Operator, Pipeline, QueryTask, Sink, Source, TimestampFormat, WindowedKey};
 
@@ -114,6 +114,58 @@ impl Session {
         })
     }
 
+    /// What an aggregation that ksqlDB repartitions does before its repartition topic (see
+    /// [`super::repartition`]): the filter and pre-projection, and over a table a
+    /// [`Regroup`], which keeps each key's row so that a change becomes a retraction from its
+    /// old group and an addition to its new one, with its state under the first stage's
+    /// owner; the aggregation then applies those changes.
+    fn aggregate_split(
+        &self,
+        id: &str,
+        planned: &mut crate::planner::PlannedSelect,
+        db: &StateDb,
+    ) -> Result<Option<Rekey>> {
+        let partitions = self.source_of(planned)?.topic.partition_count();
+        let Some(agg) = planned.aggregate.as_mut().filter(|a| a.repartition) else {
+            return Ok(None);
+        };
+        let step = "Aggregate-GroupBy";
+        let groups = agg.spec.group_fields.len();
+        let mut operators = std::mem::take(&mut agg.before);
+        if let Some(key_columns) = agg.spec.table_key.take() {
+            let input = operators
+                .last()
+                .expect("an aggregation pre-projects")
+                .output_schema();
+            let owner = super::repartition::repartition_owner(id, step);
+            let rows = GroupState::open(db, &self.log, &owner, "regroup-rows", CACHE_ENTRIES)?;
+            let regroup = Regroup::new(
+                &input,
+                groups,
+                key_columns,
+                agg.spec.calls.clone(),
+                agg.spec.null_value,
+                rows,
+            );
+            agg.spec.changes = Some(regroup.change_columns());
+            operators.push(Box::new(regroup));
+        }
+        let width = operators
+            .last()
+            .expect("an aggregation pre-projects")
+            .output_schema()
+            .fields()
+            .len();
+        Ok(Some(Rekey {
+            step,
+            partitions,
+            keys: (0..groups).collect(),
+            values: (0..width).collect(),
+            rowtime: agg.spec.rowtime,
+            operators,
+        }))
+    }
+
     pub(super) fn start_query(
         &mut self,
         id: String,
@@ -143,25 +195,9 @@ impl Session {
         };
         let from_beginning = self.reads_from_beginning();
         let mut joined = self.join_inputs(&planned, &id, state.as_ref(), from_beginning)?;
-        // A stream aggregated by other than its key: the filter and pre-projection write the
-        // repartition topic, the rest reads it. (Not yet after a join, whose operators come
-        // before the pre-projection on the pipeline's inputs.)
-        let joins = planned.join.is_some();
-        let partitions = self.log.topic(&planned.source.topic)?.partition_count();
-        let split = match planned.aggregate.as_mut() {
-            Some(agg) if agg.repartition && !joins => Some(Rekey {
-                step: "Aggregate-GroupBy",
-                partitions,
-                keys: (0..agg.spec.group_fields.len()).collect(),
-                values: (0..agg
-                    .before
-                    .last()
-                    .map_or(0, |op| op.output_schema().fields().len()))
-                    .collect(),
-                rowtime: agg.spec.rowtime,
-                operators: std::mem::take(&mut agg.before),
-            }),
-            _ => None,
+        let split = match &state {
+            Some(db) => self.aggregate_split(&id, &mut planned, db)?,
+            None => None,
         };
         planned.operators = self.operators_of(&mut planned, &id, state.as_ref())?;
         let mut source = self.source_of(&planned)?;
@@ -169,8 +205,18 @@ impl Session {
         if let Some((rows, stage)) = joined.first_upstream.take() {
             (source, upstream) = (rows, Some(stage));
         }
+        let mut joined = Some(joined);
         if let (Some(rekey), Some(db)) = (split, &state) {
-            let (rows, stage) = self.repartition(&id, source, rekey, db.clone(), from_beginning)?;
+            // The filter and pre-projection write the repartition topic, the aggregation reads
+            // it; after a join, the join itself is part of the first stage.
+            let from_start = from_beginning || upstream.is_some();
+            let (rows, mut stage) = self.repartition(&id, source, rekey, db.clone(), from_start)?;
+            if let Some(before) = upstream.take() {
+                stage = stage.with_upstream(0, before);
+            }
+            if let Some(join) = joined.take() {
+                stage = self.with_join(stage, join, from_beginning)?;
+            }
             (source, upstream) = (rows, Some(stage));
         }
         let sources = match &planned.join {
@@ -193,7 +239,9 @@ impl Session {
         if let Some(stage) = upstream {
             pipeline = pipeline.with_upstream(0, stage);
         }
-        let pipeline = self.with_join(pipeline, joined, from_beginning)?;
+        if let Some(join) = joined {
+            pipeline = self.with_join(pipeline, join, from_beginning)?;
+        }
         self.next_query += 1;
         let (plan, metrics) = (pipeline.describe(), pipeline.metrics());
         let run = match &self.background {
