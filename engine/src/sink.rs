@@ -125,7 +125,8 @@ impl Sink {
             .map(|&i| batch.column(i))
             .collect();
         let mut encoded_values =
-            crate::format::json_batch::encode_batch(&self.value, &value_columns);
+            crate::format::json_batch::encode_batch(&self.value, &value_columns)
+                .or_else(|| crate::format::rows::encode_batch(&self.value, &value_columns));
         let key_columns: Vec<&ArrayRef> =
             self.key_columns.iter().map(|&i| batch.column(i)).collect();
         let mut encoded_keys = self.key.encode_columns(&key_columns);

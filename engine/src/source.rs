@@ -247,6 +247,10 @@ impl Source {
         query: &str,
         plog: &ProcessingLog,
     ) -> Result<RecordBatch> {
+        let values = records.iter().map(|r| r.record.value.as_deref());
+        if let Some(arrays) = self.value.decode_columns(values) {
+            return Ok(RecordBatch::try_new(self.schema.clone(), arrays)?);
+        }
         let mut columns: Vec<Vec<ScalarValue>> = (0..self.schema.fields().len())
             .map(|_| Vec::with_capacity(records.len()))
             .collect();

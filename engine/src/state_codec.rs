@@ -43,30 +43,68 @@ pub fn encode(v: &ScalarValue, out: &mut Vec<u8>) -> Result<(), String> {
 }
 
 /// Appends row `row` of `array` to `out`, as [`encode`] writes its value, without making a
-/// `ScalarValue` of the common key types (the hot path of lookups by key).
+/// `ScalarValue` but of nested values (the hot path of lookups by key and of whole rows
+/// written to internal topics).
 pub fn encode_at(
     array: &datafusion::arrow::array::ArrayRef,
     row: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     use datafusion::arrow::array::{Array, AsArray};
-    use datafusion::arrow::datatypes::{Int32Type, Int64Type};
+    use datafusion::arrow::datatypes::{
+        Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type, Time32MillisecondType,
+        TimestampMillisecondType,
+    };
     if array.is_null(row) {
         out.push(0);
         return Ok(());
     }
+    let present = |out: &mut Vec<u8>, b: &[u8]| {
+        out.push(1);
+        out.extend_from_slice(b);
+    };
     match array.data_type() {
         DataType::Utf8 => {
             out.push(1);
             bytes(out, array.as_string::<i32>().value(row).as_bytes());
         }
-        DataType::Int64 => {
+        DataType::Binary => {
             out.push(1);
-            out.extend_from_slice(&array.as_primitive::<Int64Type>().value(row).to_be_bytes());
+            bytes(out, array.as_binary::<i32>().value(row));
         }
-        DataType::Int32 => {
+        DataType::Boolean => present(out, &[array.as_boolean().value(row) as u8]),
+        DataType::Int64 => present(
+            out,
+            &array.as_primitive::<Int64Type>().value(row).to_be_bytes(),
+        ),
+        DataType::Int32 => present(
+            out,
+            &array.as_primitive::<Int32Type>().value(row).to_be_bytes(),
+        ),
+        DataType::Float64 => {
+            let f = array.as_primitive::<Float64Type>().value(row);
+            present(out, &f.to_bits().to_be_bytes())
+        }
+        DataType::Decimal128(_, _) => {
+            let d = array.as_primitive::<Decimal128Type>().value(row);
+            present(out, &d.to_be_bytes())
+        }
+        DataType::Timestamp(TimeUnit::Millisecond, _) => {
+            let t = array.as_primitive::<TimestampMillisecondType>().value(row);
+            present(out, &t.to_be_bytes())
+        }
+        DataType::Date32 => present(
+            out,
+            &array.as_primitive::<Date32Type>().value(row).to_be_bytes(),
+        ),
+        DataType::Time32(TimeUnit::Millisecond) => {
+            let t = array.as_primitive::<Time32MillisecondType>().value(row);
+            present(out, &t.to_be_bytes())
+        }
+        // An empty list (a record's headers, most often) is `[]` whatever its element type.
+        DataType::List(_) if array.as_list::<i32>().value_length(row) == 0 => {
             out.push(1);
-            out.extend_from_slice(&array.as_primitive::<Int32Type>().value(row).to_be_bytes());
+            bytes(out, EMPTY_LIST);
         }
         _ => {
             let v = ScalarValue::try_from_array(array, row).map_err(|e| e.to_string())?;
@@ -75,6 +113,9 @@ pub fn encode_at(
     }
     Ok(())
 }
+
+/// The JSON text an empty list is kept as.
+pub(crate) const EMPTY_LIST: &[u8] = b"[]";
 
 fn bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
@@ -141,7 +182,7 @@ pub fn decode_row(types: &[DataType], mut input: &[u8]) -> Result<Vec<ScalarValu
     Ok(row)
 }
 
-fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+pub(crate) fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
     if input.len() < n {
         return Err("truncated state value".into());
     }
@@ -150,11 +191,11 @@ fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
     Ok(head)
 }
 
-fn fixed<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], String> {
+pub(crate) fn fixed<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], String> {
     Ok(take(input, N)?.try_into().expect("N bytes"))
 }
 
-fn length_prefixed<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
+pub(crate) fn length_prefixed<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], String> {
     let n = u32::from_be_bytes(fixed(input)?) as usize;
     take(input, n)
 }

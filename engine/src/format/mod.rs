@@ -14,6 +14,7 @@ pub mod delimited;
 pub mod json;
 pub mod json_batch;
 pub mod kafka;
+pub mod rows;
 
 use bytes::Bytes;
 use datafusion::arrow::array::ArrayRef;
@@ -150,7 +151,7 @@ impl Codec {
     }
 
     /// The columns of many records' bytes at once where the format reads them without
-    /// going through values one by one (a KAFKA STRING: the common key); `None` otherwise, or
+    /// going through values one by one (a KAFKA STRING: the common key; ROWS); `None` otherwise, or
     /// if one does not decode, for [`Codec::decode`] to read and report.
     pub fn decode_columns<'a>(
         &self,
@@ -160,18 +161,25 @@ impl Codec {
             (Format::Kafka, [f]) if *f.data_type() == DataType::Utf8 => {
                 Some(vec![kafka::decode_strings(bytes)?])
             }
+            (Format::Rows, _) => rows::decode_batch(&self.fields, bytes),
             _ => None,
         }
     }
 
     /// Each row's bytes of `columns` (the fields, in order) at once where the format writes
-    /// them without going through values one by one (a KAFKA STRING); `None` otherwise, for
+    /// them without going through values one by one (a KAFKA STRING; ROWS); `None` otherwise, for
     /// [`Codec::encode`] to write row by row. A null is `None`, as `encode` writes it.
     pub fn encode_columns(&self, columns: &[&ArrayRef]) -> Option<Vec<Option<Bytes>>> {
         match (&self.format, self.fields.as_slice(), columns) {
             (Format::Kafka, [f], [c]) if *f.data_type() == DataType::Utf8 => {
                 kafka::encode_strings(c)
             }
+            (Format::Rows, _, _) => Some(
+                rows::encode_batch(self, columns)?
+                    .into_iter()
+                    .map(Some)
+                    .collect(),
+            ),
             _ => None,
         }
     }

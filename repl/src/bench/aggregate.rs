@@ -10,6 +10,10 @@
 //! ```
 //!
 //! Every update is written (EMIT CHANGES), so the output has as many records as the input.
+//!
+//! With `--repartition` the group is a value column instead (`{"G":"user..","V":n}`, keyed by
+//! the record's number), so the rows go through the query's repartition topic first, as
+//! ksqlDB's would: `... GROUP BY G`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -31,6 +35,9 @@ pub struct AggregateBenchArgs {
     /// Distinct keys.
     #[arg(long, default_value_t = 100_000)]
     keys: u64,
+    /// Group by a value column, through a repartition topic.
+    #[arg(long)]
+    repartition: bool,
 }
 
 pub fn run(args: AggregateBenchArgs) -> Result<()> {
@@ -42,9 +49,17 @@ fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
     let start = Instant::now();
     let mut batch = Vec::with_capacity(10_000);
     for i in 0..args.records {
+        let group = format!("user{}", (i * 7919) % args.keys);
+        let (key, value) = match args.repartition {
+            false => (group, format!("{{\"V\":{}}}", i % 1000)),
+            true => (
+                format!("r{i}"),
+                format!("{{\"G\":\"{group}\",\"V\":{}}}", i % 1000),
+            ),
+        };
         batch.push(Record {
-            key: Some(Bytes::from(format!("user{}", (i * 7919) % args.keys))),
-            value: Some(Bytes::from(format!("{{\"V\":{}}}", i % 1000))),
+            key: Some(Bytes::from(key)),
+            value: Some(Bytes::from(value)),
             timestamp: (i / 10) as i64,
             headers: Vec::new(),
         });
@@ -65,8 +80,12 @@ fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
     session
         .properties
         .insert("auto.offset.reset".into(), "earliest".into());
-    let script = "CREATE STREAM INPUT (K STRING KEY, V BIGINT) WITH (kafka_topic='INPUT', value_format='JSON');
-                  CREATE TABLE OUTPUT AS SELECT K, COUNT(*) AS N, SUM(V) AS TOTAL FROM INPUT WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY K;";
+    let script = match args.repartition {
+        false => "CREATE STREAM INPUT (K STRING KEY, V BIGINT) WITH (kafka_topic='INPUT', value_format='JSON');
+                  CREATE TABLE OUTPUT AS SELECT K, COUNT(*) AS N, SUM(V) AS TOTAL FROM INPUT WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY K;",
+        true => "CREATE STREAM INPUT (K STRING KEY, G STRING, V BIGINT) WITH (kafka_topic='INPUT', value_format='JSON');
+                  CREATE TABLE OUTPUT AS SELECT G, COUNT(*) AS N, SUM(V) AS TOTAL FROM INPUT WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY G;",
+    };
     for (stmt, text) in parse_statements(script)? {
         session.execute(&stmt, &text)?;
     }
