@@ -1,11 +1,15 @@
-//! Stream-table joins: each stream row looks its join key up in the table's materialized rows
-//! (the store a table's `Materialize` pipeline keeps, see [`crate::materialize`]), as of the
-//! table's last commit, and is joined with the row it finds.
+//! Stream-table joins: each stream row looks its join key up in the join's own copy of the
+//! table ([`TableRows`], which the table side's [`crate::table_rows::TableSide`] keeps in the
+//! same pipeline) and is joined with the row it finds.
 //!
-//! Time and order: a stream row joins the table as it is when the row is processed, in the
-//! stream's offset order; table updates never emit anything by themselves (ksqlDB's
-//! semantics). The deterministic driver runs the join before the table's materialization in
-//! each round, so a table record appended before a stream record is always seen by it.
+//! Time and order: a stream row joins the table as the join has read it when the row is
+//! processed, in input order; table updates never emit anything by themselves (ksqlDB's
+//! semantics). The pipeline reads a table input to its end before each read of the stream
+//! (see `pipeline/seed.rs`), so a stream record meets every table row appended before it was
+//! read, whichever task or thread appended them, and whatever their timestamps: there is no
+//! other pipeline's progress to race, as there was when joins read the table's
+//! materialization. The copy is read from the table's start, whatever `auto.offset.reset`
+//! says.
 //!
 //! The output is laid out as a source batch of the join's combined columns (see
 //! [`crate::schema`]): the stream row's pseudo-columns, then each combined column taken from
@@ -19,12 +23,12 @@ use datafusion::arrow::compute::{cast, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::PhysicalExpr;
-use eddy_state::Store;
 
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, OperatorContext};
 use crate::schema::PSEUDO_COLUMNS;
 use crate::state_codec::{decode_row, encode_at};
+use crate::table_rows::TableRows;
 
 /// Where a column of the join's output comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,12 +47,9 @@ pub struct StreamTableJoin {
     /// The stream row's join key, over the stream's batch.
     key: Arc<dyn PhysicalExpr>,
     key_type: DataType,
-    /// The table's materialized rows: key `encode_row([key])`, value
-    /// `encode_row([rowtime, values...])`.
-    table: Store,
+    /// The join's copy of the table.
+    table: TableRows,
     value_types: Vec<DataType>,
-    /// The types the table's rows are stored with (see [`row_types`]).
-    row_types: Vec<DataType>,
     inner: bool,
     columns: Vec<JoinColumn>,
     /// The stream batch's `__NULL_VALUE` and `__HEADERS`.
@@ -58,13 +59,13 @@ pub struct StreamTableJoin {
 }
 
 impl StreamTableJoin {
-    /// `schema` is the output's (a source layout of `columns`); `table` the table's
-    /// materialized rows, whose key is of `key_type` and values of `value_types`.
+    /// `schema` is the output's (a source layout of `columns`); `table` the join's copy of the
+    /// table, whose key is of `key_type` and values of `value_types`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         key: Arc<dyn PhysicalExpr>,
         key_type: DataType,
-        table: Store,
+        table: TableRows,
         value_types: Vec<DataType>,
         inner: bool,
         columns: Vec<JoinColumn>,
@@ -75,7 +76,6 @@ impl StreamTableJoin {
             key,
             key_type,
             table,
-            row_types: row_types(&value_types),
             value_types,
             inner,
             columns,
@@ -91,20 +91,6 @@ pub fn row_types(value_types: &[DataType]) -> Vec<DataType> {
     let mut types = vec![DataType::Int64];
     types.extend(value_types.iter().cloned());
     types
-}
-
-/// A table's materialized row of the key `encoded` (by `encode_row([key])`), if there is
-/// one: its timestamp and its values, as of the materialization's last commit. `row_types`
-/// are from [`row_types`].
-pub fn read_row(
-    table: &Store,
-    row_types: &[DataType],
-    encoded: &[u8],
-) -> Result<Option<(i64, Vec<ScalarValue>)>> {
-    match table.get(encoded)? {
-        Some(bytes) => Ok(Some(decode_stored_row(table.name(), row_types, &bytes)?)),
-        None => Ok(None),
-    }
 }
 
 /// A materialized row's timestamp and values, from its stored bytes (in the store `table`).
@@ -181,7 +167,7 @@ impl Operator for StreamTableJoin {
         format!(
             "{} join with table rows {} on {}",
             if self.inner { "Inner" } else { "Left" },
-            self.table.name(),
+            self.table.lock().name(),
             self.key
         )
     }
@@ -209,16 +195,10 @@ impl Operator for StreamTableJoin {
         asked.sort_unstable();
         let encoded: Vec<&[u8]> = asked.iter().map(|(k, _)| k.as_slice()).collect();
         let mut rows: Vec<Option<(i64, Vec<ScalarValue>)>> = vec![None; n];
-        self.table.get_many(&encoded, true, |i, bytes| {
-            if let Some(bytes) = bytes {
-                rows[asked[i].1] = Some(decode_stored_row(
-                    self.table.name(),
-                    &self.row_types,
-                    bytes,
-                )?);
-            }
-            Ok::<_, EngineError>(())
-        })?;
+        let found = self.table.lock().get_many(&encoded)?;
+        for ((_, row), found) in asked.iter().zip(found) {
+            rows[*row] = found;
+        }
         let found: Vec<bool> = rows.iter().map(Option::is_some).collect();
         let nulls = self
             .value_types

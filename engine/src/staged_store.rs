@@ -73,6 +73,30 @@ impl StagedStore {
         }
     }
 
+    /// Calls `found(i, value)` for each of `keys` (sorted), with its value as
+    /// [`StagedStore::get`] gives it, the ones not written since the last commit read from
+    /// RocksDB together (one MultiGet), without copying them.
+    pub fn get_many(
+        &self,
+        keys: &[&[u8]],
+        mut found: impl FnMut(usize, Option<&[u8]>) -> Result<()>,
+    ) -> Result<()> {
+        let mut stored: Vec<usize> = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            match self.pending.get(*key) {
+                Some(v) => found(i, v.as_deref())?,
+                None if self.deleted_below.as_deref().is_some_and(|b| *key < b) => found(i, None)?,
+                None if self.backing.is_none() => found(i, None)?,
+                None => stored.push(i),
+            }
+        }
+        if let Some((store, _)) = &self.backing {
+            let asked: Vec<&[u8]> = stored.iter().map(|&i| keys[i]).collect();
+            store.get_many(&asked, true, |j, bytes| found(stored[j], bytes))?;
+        }
+        Ok(())
+    }
+
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.pending.insert(key, Some(value));
     }

@@ -12,7 +12,7 @@
 //! side's changes there as it processes them, so a change meets the other side as of the
 //! records the join has read, in the join's input order, and finds its own side's previous
 //! row there. The inputs are read from their start (see
-//! [`crate::Pipeline::with_tables_from_start`]), so the copies hold every row.
+//! [`crate::Pipeline::with_table_inputs`]), so the copies hold every row.
 
 use std::sync::Arc;
 
@@ -120,7 +120,7 @@ impl Operator for TableTableJoin {
             "{:?} table-table join of the {} side's changes with {}",
             self.keep,
             if self.own_is_left { "left" } else { "right" },
-            self.other.lock().store().name()
+            self.other.lock().name()
         )
     }
 

@@ -17,15 +17,16 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use eddy_state::Commit;
 
 use crate::error::{EngineError, Result};
 use crate::lookup_join::{decode_stored_row, row_types};
+use crate::operator::{Operator, OperatorContext};
 use crate::staged_store::StagedStore;
-use crate::state_codec::encode_row;
+use crate::state_codec::{encode_at, encode_row};
 
 /// One table's rows, shared by the join's two operators: the one that reads the table's
 /// changes writes it, the other reads it. Both run on the query's one task.
@@ -66,6 +67,23 @@ impl Rows {
         }
     }
 
+    /// The rows of `keys` (sorted), looked up together.
+    #[allow(clippy::type_complexity)]
+    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<(i64, Vec<ScalarValue>)>>> {
+        let mut rows = vec![None; keys.len()];
+        self.store.get_many(keys, |i, bytes| {
+            if let Some(bytes) = bytes {
+                rows[i] = Some(decode_stored_row(
+                    self.store.name(),
+                    &self.row_types,
+                    bytes,
+                )?);
+            }
+            Ok(())
+        })?;
+        Ok(rows)
+    }
+
     pub fn contains(&self, encoded: &[u8]) -> Result<bool> {
         Ok(self.store.get(encoded)?.is_some())
     }
@@ -104,8 +122,83 @@ impl Rows {
         self.store.is_full()
     }
 
-    /// The underlying store, for what a join keeps beside the rows (a foreign-key index).
-    pub fn store(&self) -> &StagedStore {
-        &self.store
+    /// The name of the store the rows are kept in.
+    pub fn name(&self) -> &str {
+        self.store.name()
+    }
+}
+
+/// The table side of a stream-table join: the table's changes go into the join's copy of the
+/// table ([`TableRows`]) and no further. A table update alone joins nothing (ksqlDB's
+/// semantics); the stream side reads the copy.
+pub struct TableSide {
+    rows: TableRows,
+    /// The change's key column; its values follow it.
+    key: usize,
+    values: Range<usize>,
+    null_value: usize,
+    /// The join's output schema (this operator emits no rows of it).
+    schema: SchemaRef,
+}
+
+impl TableSide {
+    /// Keeps the table's changes, batches of `table_schema` with one key column then
+    /// `value_count` value columns, in `rows`.
+    pub fn new(
+        rows: TableRows,
+        value_count: usize,
+        table_schema: &SchemaRef,
+        schema: SchemaRef,
+    ) -> Result<TableSide> {
+        let key = crate::schema::PSEUDO_COLUMNS;
+        Ok(TableSide {
+            rows,
+            key,
+            values: key + 1..key + 1 + value_count,
+            null_value: table_schema.index_of(crate::schema::NULL_VALUE)?,
+            schema,
+        })
+    }
+}
+
+impl Operator for TableSide {
+    fn describe(&self) -> String {
+        format!(
+            "Table rows kept for the join in {}",
+            self.rows.lock().name()
+        )
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn process(&mut self, batch: RecordBatch, _ctx: &OperatorContext<'_>) -> Result<RecordBatch> {
+        let mut rows = self.rows.lock();
+        let deleted = batch.column(self.null_value).as_boolean();
+        let keys = batch.column(self.key);
+        for row in 0..batch.num_rows() {
+            if keys.is_null(row) {
+                continue;
+            }
+            let mut encoded = Vec::with_capacity(16);
+            encode_at(keys, row, &mut encoded).map_err(EngineError::Plan)?;
+            rows.apply(
+                encoded,
+                &batch,
+                row,
+                self.values.clone(),
+                deleted.value(row),
+            )?;
+        }
+        Ok(RecordBatch::new_empty(self.schema.clone()))
+    }
+
+    fn checkpoint(&mut self, commit: &mut Commit) -> Result<()> {
+        self.rows.lock().checkpoint(commit)
+    }
+
+    fn wants_commit(&self) -> bool {
+        self.rows.lock().is_full()
     }
 }

@@ -88,6 +88,48 @@ fn a_left_join_sees_the_table_as_of_each_record() {
     );
 }
 
+/// Appends `value` under `key` to `topic`, stamped `time`.
+fn at(log: &Log, topic: &str, key: &str, value: &str, time: i64) {
+    let record = eddy_log::Record::new(Some(key.to_string()), Some(value.to_string()), time);
+    log.partition(topic, 0).unwrap().append(&[record]).unwrap();
+}
+
+/// The join keeps its own copy of the table, read to its end before each read of the stream:
+/// a click meets every table row appended before it was read, whatever their timestamps, and
+/// whenever the table's materialization gets to them.
+#[test]
+fn a_stream_table_join_sees_every_table_row_appended_before_the_record() {
+    let (_dir, log, mut session) = setup("LEFT JOIN");
+    at(&log, "users", "ada", r#"{"NAME":"Ada","TIER":1}"#, 50);
+    at(&log, "clicks", "k", r#"{"USER":"ada","PAGE":"/a"}"#, 10);
+    session.run_until_idle().unwrap();
+    at(&log, "users", "ada", r#"{"NAME":"Ada L.","TIER":2}"#, 60);
+    at(&log, "clicks", "k", r#"{"USER":"ada","PAGE":"/b"}"#, 20);
+    session.run_until_idle().unwrap();
+    assert_eq!(
+        values(&log, "ENRICHED"),
+        [
+            r#"{"PAGE":"/a","NAME":"Ada","TIER":1}"#,
+            r#"{"PAGE":"/b","NAME":"Ada L.","TIER":2}"#,
+        ]
+    );
+    // A table an aggregation keeps (it has no materialization of its own) joins as well.
+    run(
+        &mut session,
+        "CREATE TABLE visits AS SELECT user, COUNT(*) AS n FROM clicks GROUP BY user;
+         CREATE STREAM counted AS SELECT c.user, page, n FROM clicks c JOIN visits v ON c.user = v.user;",
+    );
+    session.run_until_idle().unwrap();
+    at(&log, "clicks", "k", r#"{"USER":"ada","PAGE":"/c"}"#, 40);
+    session.run_until_idle().unwrap();
+    let counted = values(&log, "COUNTED");
+    assert_eq!(
+        counted.last().unwrap(),
+        r#"{"PAGE":"/c","N":3}"#,
+        "{counted:?}"
+    );
+}
+
 #[test]
 fn an_inner_join_drops_records_without_a_match_and_deleted_rows_stop_matching() {
     let (_dir, log, mut session) = setup("JOIN");

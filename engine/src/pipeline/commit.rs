@@ -29,6 +29,9 @@ pub(super) struct Uncommitted {
     pub(super) records: u64,
     /// Each sink partition's end after the pending appends.
     pub(super) sink_ends: BTreeMap<u32, u64>,
+    /// The earliest time of the records read, which the pending output is stamped no
+    /// earlier than.
+    pub(super) min_time: Option<i64>,
     since: Instant,
 }
 
@@ -37,6 +40,7 @@ impl Uncommitted {
         Uncommitted {
             records: 0,
             sink_ends: BTreeMap::new(),
+            min_time: None,
             since: Instant::now(),
         }
     }

@@ -63,6 +63,29 @@ fn output_end(topic: &str, partition: u32) -> String {
     format!("output/{topic}/{partition}")
 }
 
+/// The earlier of two optional times.
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Input {
+    /// The time of the next unread record of partition `q`, if it has one.
+    fn head_time(&self, q: usize) -> Result<Option<i64>> {
+        let one = ReadLimits {
+            max_records: 1,
+            max_bytes: 1 << 20,
+        };
+        let partition = self.source.topic.partition(q as u32)?;
+        Ok(match partition.read(self.positions[q], one) {
+            Ok(records) => records.first().map(|r| r.record.timestamp),
+            Err(_) => None,
+        })
+    }
+}
+
 /// One input of a pipeline: a source, the operators its batches go through before the
 /// pipeline's own, and how far each of its partitions has been read.
 struct Input {
@@ -75,6 +98,9 @@ struct Input {
     /// By partition, where the records that only build the input's operators' state end (see
     /// `seed.rs`); empty for an input without such records.
     seed_until: Vec<u64>,
+    /// A table the input's operators keep a copy of (`seed.rs`): read to its end first in each
+    /// turn.
+    table: bool,
 }
 
 /// A running query: its inputs (one source, or two for a table-table join), operators, sink.
@@ -139,6 +165,7 @@ impl Pipeline {
                 positions,
                 upstream: None,
                 seed_until: Vec::new(),
+                table: false,
             }],
             operators,
             sink,
@@ -167,6 +194,7 @@ impl Pipeline {
             positions,
             upstream: None,
             seed_until: Vec::new(),
+            table: false,
         });
         Ok(self)
     }
@@ -349,13 +377,16 @@ impl Pipeline {
             // Inputs take turns, and an upstream stage reads once from each partition per turn,
             // so that a backlog flows through all stages together. A stage reads the rows of
             // the one before once that commits them: at its interval, or when it runs dry.
-            let mut consumed = 0;
+            // A turn in which nothing was read may still have committed a stage, making its
+            // output readable: only a second such turn in a row means all is read.
+            let (mut consumed, mut idle) = (0, false);
             loop {
                 let (n, sourced) = self.run_turn(log, plog)?;
                 self.metrics.records_in.add(sourced as u64);
-                if n == 0 {
+                if n == 0 && idle {
                     break consumed;
                 }
+                idle = n == 0;
                 consumed += n;
             }
         };
@@ -414,7 +445,16 @@ impl Pipeline {
         reads: usize,
     ) -> Result<(usize, usize)> {
         let (mut consumed, mut sourced) = (0, 0);
-        for i in 0..self.inputs.len() {
+        // Tables first, to their end: a stream record then meets every table row appended
+        // before it was read.
+        let tables = (0..self.inputs.len()).filter(|&i| self.inputs[i].table);
+        let others = (0..self.inputs.len()).filter(|&i| !self.inputs[i].table);
+        let order: Vec<usize> = tables.chain(others).collect();
+        for i in order {
+            let reads = match self.inputs[i].table {
+                true => usize::MAX,
+                false => reads,
+            };
             for p in 0..self.inputs[i].positions.len() {
                 for _ in 0..reads {
                     let Some(n) = self.step(log, plog, i, p)? else {
@@ -440,26 +480,37 @@ impl Pipeline {
             .min()
     }
 
-    /// The smallest time of the next unread record of every input partition but input `i`'s
-    /// partition `p`, if any has one.
+    /// The smallest time of the next record of every input partition but input `i`'s
+    /// partition `p`, if any has one: of the next unread one, or for an input a stage feeds,
+    /// of the next the stage may yet make readable.
     fn next_time_elsewhere(&self, i: usize, p: usize) -> Result<Option<i64>> {
-        let one = ReadLimits {
-            max_records: 1,
-            max_bytes: 1 << 20,
-        };
         let mut next: Option<i64> = None;
         for (j, input) in self.inputs.iter().enumerate() {
-            for (q, position) in input.positions.iter().enumerate() {
-                if (j, q) == (i, p) {
-                    continue;
+            for q in 0..input.positions.len() {
+                if (j, q) != (i, p) {
+                    next = earliest(next, input.head_time(q)?);
                 }
-                let partition = input.source.topic.partition(q as u32)?;
-                if let Ok(records) = partition.read(*position, one) {
-                    if let Some(r) = records.first() {
-                        let t = r.record.timestamp;
-                        next = Some(next.map_or(t, |n| n.min(t)));
-                    }
-                }
+            }
+            if let Some(stage) = &input.upstream {
+                next = earliest(next, stage.next_output_bound()?);
+            }
+        }
+        Ok(next)
+    }
+
+    /// A lower bound of the time of every record this stage has yet to make readable in its
+    /// sink: those from the input it read since its last commit, and from the input it has
+    /// yet to read (its own, and what the stages before it have yet to give it). A stage's
+    /// records are stamped no earlier than the records they come from: a rekeyed row keeps its
+    /// time, a joined row takes the later of its sides'.
+    fn next_output_bound(&self) -> Result<Option<i64>> {
+        let mut next = self.uncommitted.min_time;
+        for input in &self.inputs {
+            for q in 0..input.positions.len() {
+                next = earliest(next, input.head_time(q)?);
+            }
+            if let Some(stage) = &input.upstream {
+                next = earliest(next, stage.next_output_bound()?);
             }
         }
         Ok(next)
@@ -496,14 +547,18 @@ impl Pipeline {
         if let Some(tolerance) = self.skew_tolerance_ms() {
             // Event-time order across a join's inputs: take this partition's records only up
             // to the time of the next record waiting elsewhere, plus what the operators
-            // tolerate (at least one record, to progress).
+            // tolerate. None: another input's record comes first. The partition whose next
+            // record is the earliest can always read (tolerances are not negative), so the
+            // pipeline still progresses.
             if let Some(next) = self.next_time_elsewhere(i, p)? {
                 let horizon = next.saturating_add(tolerance);
                 let keep = records
                     .iter()
                     .take_while(|r| r.record.timestamp <= horizon)
-                    .count()
-                    .max(1);
+                    .count();
+                if keep == 0 {
+                    return Ok(None);
+                }
                 records.truncate(keep);
             }
         }
@@ -565,6 +620,8 @@ impl Pipeline {
         }
         if self.state.is_some() {
             self.uncommitted.records += records.len() as u64;
+            let first = records.iter().map(|r| r.record.timestamp).min();
+            self.uncommitted.min_time = earliest(self.uncommitted.min_time, first);
             self.uncommitted.sink_ends.extend(ends);
             if self.commit_due() {
                 self.commit(log)?;

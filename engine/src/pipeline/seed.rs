@@ -1,9 +1,11 @@
-//! Inputs whose operators keep state over the whole of their topic: a table join's copies of
-//! its tables (see [`crate::table_rows`]).
+//! Inputs whose operators keep state over the whole of their topic: a join's copies of its
+//! tables (see [`crate::table_rows`]). Such an input is also read to its end first in each turn
+//! of the pipeline's inputs, so that a stream record meets every table row appended before it
+//! was read.
 //!
 //! Such a query may start at the end of its topics (`auto.offset.reset` is `latest`) and still
 //! needs every row that came before, or a change would meet an empty other side.
-//! [`Pipeline::with_tables_from_start`] makes it read each partition from its start instead:
+//! [`Pipeline::with_table_inputs`] makes it read each partition from its start instead:
 //! the records before where it would have started, its *seed*, go through the input's own
 //! operators, which build their state from them, and no further, so they produce no output.
 //! Where each seed ends is committed with the query's state when the query is created, so a
@@ -21,15 +23,19 @@ fn seed_end(topic: &str, partition: u32) -> String {
 }
 
 impl Pipeline {
-    /// Reads every input from its start, the records before where it would have started only
-    /// building the state of the input's own operators (see the module docs). A partition
-    /// the query has a committed position for resumes there, with the seed end it recorded.
-    pub fn with_tables_from_start(mut self) -> Result<Pipeline> {
+    /// Makes the inputs `tables` (by index) tables the operators keep a copy of: read from
+    /// their start, the records before where they would have started only building the state
+    /// of the input's own operators (see the module docs), and to their end first in each
+    /// turn. A
+    /// partition the query has a committed position for resumes there, with the seed end it
+    /// recorded.
+    pub fn with_table_inputs(mut self, tables: &[usize]) -> Result<Pipeline> {
         let mut commit = Commit::new();
         for (i, input) in self.inputs.iter_mut().enumerate() {
-            if input.upstream.is_some() {
+            if input.upstream.is_some() || !tables.contains(&i) {
                 continue;
             }
+            input.table = true;
             let topic = input.source.topic.clone();
             input.seed_until = vec![0; input.positions.len()];
             for (p, position) in input.positions.iter_mut().enumerate() {

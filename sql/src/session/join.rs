@@ -1,19 +1,19 @@
 //! The engine side of a planned join (see [`crate::join`]): the operators that make the
-//! combined rows, reading the tables' materializations.
+//! combined rows, each join keeping its own copy of the tables it reads.
 
 use eddy_engine::fk_join::{FkTables, ForeignKeyJoin};
 use eddy_engine::lookup_join::StreamTableJoin;
 use eddy_engine::staged_store::StagedStore;
-use eddy_engine::state::{StateDb, Store};
+use eddy_engine::state::StateDb;
 use eddy_engine::stream_join::{JoinSide, JoinStores, StreamJoinState, StreamStreamJoin};
 use eddy_engine::table_join::TableTableJoin;
-use eddy_engine::table_rows::TableRows;
-use eddy_engine::{EngineError, Operator, Pipeline, Source};
+use eddy_engine::table_rows::{TableRows, TableSide};
+use eddy_engine::{Operator, Pipeline, Source};
 
 use super::repartition::keyed_by;
 use super::Session;
 use crate::catalog::{Column, SourceDef};
-use crate::error::{unsupported, Missing, Result};
+use crate::error::Result;
 use crate::join::{JoinShape, PlannedJoin};
 use crate::planner::PlannedSelect;
 
@@ -28,8 +28,8 @@ pub(super) struct JoinInputs {
     /// For the first input: the repartition topic's source and the stage that writes it.
     pub(super) first_upstream: Option<(Source, Pipeline)>,
     second_upstream: Option<Pipeline>,
-    /// A table-table join keeps its own copy of each table, read from the tables' start.
-    whole_tables: bool,
+    /// The inputs that are tables a join keeps its own copy of, read from their start.
+    tables: Vec<usize>,
 }
 
 fn arrow_types(columns: &[Column]) -> Vec<datafusion::arrow::datatypes::DataType> {
@@ -53,22 +53,6 @@ fn table_copy(
 }
 
 impl Session {
-    /// The materialized rows of a join's table.
-    fn table_rows(&mut self, table: &SourceDef) -> Result<Store> {
-        let Some((materializer, _, _)) = self.materialized.get(&table.name) else {
-            return Err(unsupported(
-                Missing::Feature,
-                format!(
-                    "joins with the table {}, which an aggregation keeps",
-                    table.name
-                ),
-            ));
-        };
-        let name = format!("{materializer}/rows");
-        let db = self.state_db()?;
-        Ok(db.store(&name).map_err(EngineError::from)?)
-    }
-
     /// The operators and inputs a planned query's join needs (none without a join). A
     /// stream-stream join keeps its buffers in `db` under the query's `id`, or in memory
     /// without one (a push query).
@@ -115,19 +99,29 @@ impl Session {
                     _ => None,
                 };
                 let key = self.stream_key_expr(left, stream_key)?;
+                let table = table_copy(&self.log, db, id, "join-table-rows", right)?;
                 let op = StreamTableJoin::new(
                     key,
                     right.key_columns[0].ty.to_arrow(),
-                    self.table_rows(right)?,
+                    table.clone(),
                     arrow_types(&right.value_columns),
                     *inner,
                     columns.clone(),
                     &left_schema,
+                    schema.clone(),
+                )?;
+                let table_source = self.source_for(right)?;
+                let table_side = TableSide::new(
+                    table,
+                    right.value_columns.len(),
+                    &table_source.schema(),
                     schema,
                 )?;
                 Ok(JoinInputs {
                     first: vec![Box::new(op)],
+                    second: Some((table_source, vec![Box::new(table_side)])),
                     first_upstream,
+                    tables: vec![1],
                     ..JoinInputs::default()
                 })
             }
@@ -229,7 +223,7 @@ impl Session {
                     second: Some((right_source, vec![Box::new(right_op)])),
                     first_upstream,
                     second_upstream,
-                    whole_tables: false,
+                    tables: Vec::new(),
                 })
             }
             JoinShape::ForeignKey {
@@ -264,7 +258,7 @@ impl Session {
                 Ok(JoinInputs {
                     first: vec![Box::new(left_op)],
                     second: Some((right_source, vec![Box::new(right_op)])),
-                    whole_tables: true,
+                    tables: vec![0, 1],
                     ..JoinInputs::default()
                 })
             }
@@ -305,7 +299,7 @@ impl Session {
                 Ok(JoinInputs {
                     first: vec![Box::new(left_op)],
                     second: Some((right_source, vec![Box::new(right_op)])),
-                    whole_tables: true,
+                    tables: vec![0, 1],
                     ..JoinInputs::default()
                 })
             }
@@ -355,8 +349,8 @@ impl Session {
         if let Some(stage) = inputs.second_upstream {
             pipeline = pipeline.with_upstream(1, stage);
         }
-        if inputs.whole_tables {
-            pipeline = pipeline.with_tables_from_start()?;
+        if !inputs.tables.is_empty() {
+            pipeline = pipeline.with_table_inputs(&inputs.tables)?;
         }
         Ok(pipeline)
     }

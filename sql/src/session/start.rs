@@ -174,16 +174,9 @@ impl Session {
         text: &str,
     ) -> Result<()> {
         let is_aggregate = planned.aggregate.is_some();
-        // A stream-stream join buffers its sides, a table-table join keeps its tables' rows:
+        // A stream-stream join buffers its sides, other joins keep their tables' rows:
         // stateful as an aggregation is.
-        let buffers = matches!(
-            planned.join.as_ref().map(|j| &j.shape),
-            Some(
-                crate::join::JoinShape::StreamStream { .. }
-                    | crate::join::JoinShape::ForeignKey { .. }
-                    | crate::join::JoinShape::TableTable { .. }
-            )
-        );
+        let buffers = planned.join.is_some();
         // A join with a side that is repartitioned is exactly-once, as its stages are.
         let rekeyed = planned
             .join
