@@ -122,17 +122,7 @@ pub fn encode_batch(codec: &Codec, columns: &[&ArrayRef]) -> Option<Vec<Bytes>> 
         buf.push(b'}');
         ends.push(buf.len());
     }
-    let all = Bytes::from(buf);
-    let mut start = 0;
-    Some(
-        ends.into_iter()
-            .map(|end| {
-                let row = all.slice(start..end);
-                start = end;
-                row
-            })
-            .collect(),
-    )
+    Some(super::split_rows(buf, ends))
 }
 
 /// A double as ksqlDB writes it (see [`crate::value::java_double`]), without allocating in

@@ -23,6 +23,20 @@ use datafusion::common::ScalarValue;
 
 use crate::error::EngineError;
 
+/// The records written one after another into `buffer`, the `ends` of each, as records
+/// that share it (one allocation for a batch, not one per record).
+fn split_rows(buffer: Vec<u8>, ends: Vec<usize>) -> Vec<Bytes> {
+    let all = Bytes::from(buffer);
+    let mut start = 0;
+    ends.into_iter()
+        .map(|end| {
+            let row = all.slice(start..end);
+            start = end;
+            row
+        })
+        .collect()
+}
+
 /// A serialization format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {

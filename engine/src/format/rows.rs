@@ -38,17 +38,7 @@ pub fn encode_batch(codec: &Codec, columns: &[&ArrayRef]) -> Option<Vec<Bytes>> 
         }
         ends.push(buffer.len());
     }
-    let all = Bytes::from(buffer);
-    let mut start = 0;
-    Some(
-        ends.into_iter()
-            .map(|end| {
-                let row = all.slice(start..end);
-                start = end;
-                row
-            })
-            .collect(),
-    )
+    Some(super::split_rows(buffer, ends))
 }
 
 /// The columns of `fields` from many rows' bytes; `None` if a row is missing or does not
