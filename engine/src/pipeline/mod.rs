@@ -63,6 +63,10 @@ fn output_end(topic: &str, partition: u32) -> String {
     format!("output/{topic}/{partition}")
 }
 
+/// How many reads a table input gets in a turn: to its end, in practice, but a turn still ends
+/// while a table is appended to faster than it is read.
+const TABLE_READS_PER_TURN: usize = 1_000;
+
 /// The earlier of two optional times.
 fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
@@ -103,7 +107,7 @@ struct Input {
     table: bool,
 }
 
-/// A running query: its inputs (one source, or two for a table-table join), operators, sink.
+/// A running query: its inputs (one source, or two for a join), operators, sink.
 pub struct Pipeline {
     pub id: String,
     /// The query whose records this pipeline reports to the processing log: its own id, or
@@ -399,9 +403,9 @@ impl Pipeline {
         Ok(consumed)
     }
 
-    /// Processes at most one read's worth of records from each partition, so that a caller
-    /// that shows results as they come (a push query) neither waits for a whole backlog nor
-    /// starves a partition. The stages that feed it step first. Returns how many input
+    /// Processes at most one read's worth of records from each stream partition (a table
+    /// input is read to its end), so that a caller that shows results as they come (a push
+    /// query) neither waits for a whole backlog nor starves a partition. The stages that feed it step first. Returns how many input
     /// records were consumed.
     pub fn run_step(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
         let (consumed, sourced) = self.run_turn(log, plog)?;
@@ -452,7 +456,7 @@ impl Pipeline {
         let order: Vec<usize> = tables.chain(others).collect();
         for i in order {
             let reads = match self.inputs[i].table {
-                true => usize::MAX,
+                true => TABLE_READS_PER_TURN,
                 false => reads,
             };
             for p in 0..self.inputs[i].positions.len() {
@@ -541,8 +545,19 @@ impl Pipeline {
             return Ok(None);
         }
         let seed = self.seeding(i, p);
-        if let Some(until) = seed {
-            records.retain(|r| r.offset < until);
+        match seed {
+            Some(until) => {
+                records.retain(|r| r.offset < until);
+                if records.is_empty() {
+                    // The seed ends in a gap of offsets (a compacted table).
+                    self.inputs[i].positions[p] = until;
+                    return Ok(Some(0));
+                }
+            }
+            // Every table is whole before any input reads past its seed: a live change must
+            // not meet a copy of the other table that is still being seeded.
+            None if self.any_seeding() => return Ok(None),
+            None => {}
         }
         if let Some(tolerance) = self.skew_tolerance_ms() {
             // Event-time order across a join's inputs: take this partition's records only up
@@ -616,6 +631,11 @@ impl Pipeline {
                 }
             }
             track(&self.metrics);
+            // A transient query is its stages' topics' only reader, and commits nothing.
+            if self.inputs[i].upstream.is_some() {
+                let partition = self.inputs[i].source.topic.partition(p as u32)?;
+                partition.delete_before(last + 1)?;
+            }
             return Ok(Some(records.len()));
         }
         if self.state.is_some() {

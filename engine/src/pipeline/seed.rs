@@ -9,7 +9,8 @@
 //! the records before where it would have started, its *seed*, go through the input's own
 //! operators, which build their state from them, and no further, so they produce no output.
 //! Where each seed ends is committed with the query's state when the query is created, so a
-//! restart part way through still stops the seed at the same record. A transient query (a push
+//! restart part way through still stops the seed at the same record. No input reads past its
+//! seed until every seed is read: a live change must not meet a copy still being built. A transient query (a push
 //! query) seeds again each time it starts, into state it keeps in memory.
 
 use eddy_state::Commit;
@@ -71,6 +72,17 @@ impl Pipeline {
             db.commit(commit)?;
         }
         Ok(self)
+    }
+
+    /// Whether any input partition is still seeding.
+    pub(super) fn any_seeding(&self) -> bool {
+        self.inputs.iter().any(|input| {
+            input
+                .seed_until
+                .iter()
+                .zip(&input.positions)
+                .any(|(until, position)| position < until)
+        })
     }
 
     /// Where input `i`'s partition `p` stops seeding, if it has not yet.

@@ -12,8 +12,9 @@ use eddy_engine::{Operator, Pipeline, Source};
 
 use super::repartition::keyed_by;
 use super::Session;
+use crate::ast::SourceKind;
 use crate::catalog::{Column, SourceDef};
-use crate::error::Result;
+use crate::error::{invalid, unsupported, Missing, Result};
 use crate::join::{JoinShape, PlannedJoin};
 use crate::planner::PlannedSelect;
 
@@ -72,6 +73,22 @@ impl Session {
             inner,
             shape,
         } = join;
+        // A join's copy of a table is keyed by the table's key alone: a windowed table (an
+        // aggregation's, say) would have its windows overwrite one another.
+        let shape_reads_tables = !matches!(shape, JoinShape::StreamStream { .. });
+        if let Some(table) = [left, right]
+            .into_iter()
+            .find(|s| shape_reads_tables && s.kind == SourceKind::Table && s.window.is_some())
+        {
+            let windowed = |s: &SourceDef| s.window.is_some();
+            if !windowed(left) || !windowed(right) {
+                return invalid("Can not join windowed source to non-windowed source.");
+            }
+            return Err(unsupported(
+                Missing::Feature,
+                format!("joins with the windowed table {}", table.name),
+            ));
+        }
         let combined = &planned.source;
         let fields = |cols: &[Column]| cols.iter().map(Column::field).collect::<Vec<_>>();
         let schema = eddy_engine::schema::source_schema(

@@ -163,7 +163,19 @@ impl Session {
 
     fn create_steps(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {
         let query = self.join_steps(&c.query, &c.name, c.or_replace, &mut |session, step| {
-            session.create_as_select(&step, text).map(drop)
+            // A step that is a table is read whole by the next step's copy of it: it must hold
+            // the join of every row, not only of those changed after it started.
+            let key = "auto.offset.reset";
+            let saved = session.properties.get(key).cloned();
+            if step.kind == SourceKind::Table {
+                session.properties.insert(key.into(), "earliest".into());
+            }
+            let made = session.create_as_select(&step, text).map(drop);
+            match saved {
+                Some(value) => session.properties.insert(key.into(), value),
+                None => session.properties.remove(key),
+            };
+            made
         })?;
         let last_step = CreateAsSelect {
             query: Box::new(query),

@@ -16,7 +16,7 @@ use eddy_log::{Log, TopicConfig};
 
 use super::pull::shown_columns;
 use super::{Outcome, ResultColumn, Session};
-use crate::ast::{CreateAsSelect, Select};
+use crate::ast::{CreateAsSelect, Select, SourceKind};
 use crate::error::Result;
 
 /// How a push query's id starts (then its source and a counter): its steps' topics start
@@ -215,7 +215,8 @@ impl Session {
         self.log
             .create_topic(&def.topic, TopicConfig::with_partitions(partitions))?;
         steps.topics.push(def.topic.clone());
-        let from_beginning = self.reads_from_beginning();
+        // A step that is a table is read whole by the next step's copy of it (see `n_way.rs`).
+        let from_beginning = step.kind == SourceKind::Table || self.reads_from_beginning();
         let operators = self.operators_of(&mut planned, &step.name, None)?;
         let sink = self.sink_for(&planned, &def)?;
         let source = self.source_of(&planned)?;
