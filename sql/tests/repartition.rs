@@ -49,6 +49,21 @@ fn with_orders() -> (tempfile::TempDir, Log, Session) {
     (dir, log, session)
 }
 
+/// The orders, and a table of 3 partitions managing region `r0` by ann, `r1` by `r1_manager`.
+fn with_regions(r1_manager: &str) -> (tempfile::TempDir, Log, Session) {
+    let (dir, log, mut session) = with_orders();
+    run(
+        &mut session,
+        &format!(
+            "CREATE TABLE regions (name STRING PRIMARY KEY, manager STRING) WITH (kafka_topic='regions', value_format='JSON', partitions=3);
+             INSERT INTO regions (name, manager) VALUES ('r0', 'ann');
+             INSERT INTO regions (name, manager) VALUES ('r1', '{r1_manager}');"
+        ),
+    );
+    session.run_until_idle().unwrap();
+    (dir, log, session)
+}
+
 fn totals(session: &mut Session) -> Vec<(String, String)> {
     let Outcome::Rows { rows, .. } = execute(session, "SELECT * FROM TOTALS;") else {
         panic!("a pull query returns rows")
@@ -133,14 +148,7 @@ fn repartition_topics(log: &Log) -> Vec<String> {
 
 #[test]
 fn a_join_side_keyed_by_other_than_its_join_expression_is_repartitioned() {
-    let (_dir, log, mut session) = with_orders();
-    run(
-        &mut session,
-        "CREATE TABLE regions (name STRING PRIMARY KEY, manager STRING) WITH (kafka_topic='regions', value_format='JSON', partitions=3);
-         INSERT INTO regions (name, manager) VALUES ('r0', 'ann');
-         INSERT INTO regions (name, manager) VALUES ('r1', 'bob');",
-    );
-    session.run_until_idle().unwrap();
+    let (_dir, log, mut session) = with_regions("bob");
     run(
         &mut session,
         "CREATE STREAM enriched AS SELECT o.region, o.amount, r.manager FROM orders o JOIN regions r ON o.region = r.name;
@@ -289,14 +297,7 @@ fn a_table_aggregation_sends_retractions_and_additions_through_a_repartition_top
 
 #[test]
 fn an_aggregation_after_a_join_repartitions_the_joined_rows() {
-    let (_dir, log, mut session) = with_orders();
-    run(
-        &mut session,
-        "CREATE TABLE regions (name STRING PRIMARY KEY, manager STRING) WITH (kafka_topic='regions', value_format='JSON', partitions=3);
-         INSERT INTO regions (name, manager) VALUES ('r0', 'ann');
-         INSERT INTO regions (name, manager) VALUES ('r1', 'ann');",
-    );
-    session.run_until_idle().unwrap();
+    let (_dir, log, mut session) = with_regions("ann");
     run(
         &mut session,
         "CREATE TABLE totals AS SELECT r.manager, SUM(o.amount) AS total

@@ -11,6 +11,7 @@
 
 mod commit;
 mod seed;
+mod turns;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use eddy_state::{Commit, StateDb};
 
 use commit::Uncommitted;
 pub use commit::DEFAULT_COMMIT_INTERVAL;
+use turns::earliest;
 
 use crate::error::Result;
 use crate::metrics::QueryMetrics;
@@ -61,33 +63,6 @@ fn start_positions(
 /// The name under which a stateful query records how far its committed output reaches.
 fn output_end(topic: &str, partition: u32) -> String {
     format!("output/{topic}/{partition}")
-}
-
-/// How many reads a table input gets in a turn: to its end, in practice, but a turn still ends
-/// while a table is appended to faster than it is read.
-const TABLE_READS_PER_TURN: usize = 1_000;
-
-/// The earlier of two optional times.
-fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-impl Input {
-    /// The time of the next unread record of partition `q`, if it has one.
-    fn head_time(&self, q: usize) -> Result<Option<i64>> {
-        let one = ReadLimits {
-            max_records: 1,
-            max_bytes: 1 << 20,
-        };
-        let partition = self.source.topic.partition(q as u32)?;
-        Ok(match partition.read(self.positions[q], one) {
-            Ok(records) => records.first().map(|r| r.record.timestamp),
-            Err(_) => None,
-        })
-    }
 }
 
 /// One input of a pipeline: a source, the operators its batches go through before the
@@ -413,24 +388,6 @@ impl Pipeline {
         Ok(consumed)
     }
 
-    /// One turn of a pipeline and the stages that feed it: each stage's turn first (a stage
-    /// that read nothing commits), then one read from each of this one's partitions. Returns
-    /// the records consumed, and how many of them were read from sources rather than from a
-    /// stage's topic (the query's records in).
-    fn run_turn(&mut self, log: &Log, plog: &ProcessingLog) -> Result<(usize, usize)> {
-        let (mut consumed, mut sourced) = (0, 0);
-        for stage in self.inputs.iter_mut().filter_map(|i| i.upstream.as_mut()) {
-            let (read, from_sources) = stage.run_turn(log, plog)?;
-            if read == 0 {
-                stage.commit(log)?;
-            }
-            consumed += read;
-            sourced += from_sources;
-        }
-        let (read, from_sources) = self.run_reads(log, plog, 1)?;
-        Ok((consumed + read, sourced + from_sources))
-    }
-
     /// The positions in the query's first source: the first input's, or those of the stage
     /// that feeds it.
     fn source_positions(&self) -> &[u64] {
@@ -438,86 +395,6 @@ impl Pipeline {
             Some(upstream) => upstream.source_positions(),
             None => &self.inputs[0].positions,
         }
-    }
-
-    /// Up to `reads` reads from each partition of each input; returns the records consumed,
-    /// and how many of them came from inputs no stage feeds.
-    fn run_reads(
-        &mut self,
-        log: &Log,
-        plog: &ProcessingLog,
-        reads: usize,
-    ) -> Result<(usize, usize)> {
-        let (mut consumed, mut sourced) = (0, 0);
-        // Tables first, to their end: a stream record then meets every table row appended
-        // before it was read.
-        let tables = (0..self.inputs.len()).filter(|&i| self.inputs[i].table);
-        let others = (0..self.inputs.len()).filter(|&i| !self.inputs[i].table);
-        let order: Vec<usize> = tables.chain(others).collect();
-        for i in order {
-            let reads = match self.inputs[i].table {
-                true => TABLE_READS_PER_TURN,
-                false => reads,
-            };
-            for p in 0..self.inputs[i].positions.len() {
-                for _ in 0..reads {
-                    let Some(n) = self.step(log, plog, i, p)? else {
-                        break;
-                    };
-                    consumed += n;
-                    if self.inputs[i].upstream.is_none() {
-                        sourced += n;
-                    }
-                }
-            }
-        }
-        Ok((consumed, sourced))
-    }
-
-    /// How far one input may run ahead of the others in event time (`None`: without limit).
-    fn skew_tolerance_ms(&self) -> Option<i64> {
-        self.inputs
-            .iter()
-            .flat_map(|i| i.operators.iter())
-            .chain(self.operators.iter())
-            .filter_map(|o| o.skew_tolerance_ms())
-            .min()
-    }
-
-    /// The smallest time of the next record of every input partition but input `i`'s
-    /// partition `p`, if any has one: of the next unread one, or for an input a stage feeds,
-    /// of the next the stage may yet make readable.
-    fn next_time_elsewhere(&self, i: usize, p: usize) -> Result<Option<i64>> {
-        let mut next: Option<i64> = None;
-        for (j, input) in self.inputs.iter().enumerate() {
-            for q in 0..input.positions.len() {
-                if (j, q) != (i, p) {
-                    next = earliest(next, input.head_time(q)?);
-                }
-            }
-            if let Some(stage) = &input.upstream {
-                next = earliest(next, stage.next_output_bound()?);
-            }
-        }
-        Ok(next)
-    }
-
-    /// A lower bound of the time of every record this stage has yet to make readable in its
-    /// sink: those from the input it read since its last commit, and from the input it has
-    /// yet to read (its own, and what the stages before it have yet to give it). A stage's
-    /// records are stamped no earlier than the records they come from: a rekeyed row keeps its
-    /// time, a joined row takes the later of its sides'.
-    fn next_output_bound(&self) -> Result<Option<i64>> {
-        let mut next = self.uncommitted.min_time;
-        for input in &self.inputs {
-            for q in 0..input.positions.len() {
-                next = earliest(next, input.head_time(q)?);
-            }
-            if let Some(stage) = &input.upstream {
-                next = earliest(next, stage.next_output_bound()?);
-            }
-        }
-        Ok(next)
     }
 
     /// Reads and processes one batch of input `i`'s partition `p`; `None` at its end.

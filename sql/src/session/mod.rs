@@ -205,19 +205,6 @@ impl Session {
         Ok(session)
     }
 
-    /// Deletes the topics of n-way push queries' steps that a process left behind when it
-    /// ended without ending its push queries (a push query deletes its own when it ends).
-    fn delete_push_step_topics(&mut self) -> Result<()> {
-        for topic in self.log.topics() {
-            let name = topic.name();
-            let known = self.catalog.sources.values().any(|s| s.topic == name);
-            if name.starts_with(&format!("_eddy-{}", push::PUSH_ID_PREFIX)) && !known {
-                self.log.delete_topic(name)?;
-            }
-        }
-        Ok(())
-    }
-
     /// Exactly-once recovery after a restart: each stateful query that is the only writer of
     /// its sink drops the output it appended after its last commit (see
     /// [`Pipeline::discard_uncommitted_output`]). A sink that several queries write to keeps

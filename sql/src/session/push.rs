@@ -176,6 +176,19 @@ impl Session {
 }
 
 impl Session {
+    /// Deletes the topics of n-way push queries' steps that a process left behind when it
+    /// ended without ending its push queries (a push query deletes its own when it ends).
+    pub(super) fn delete_push_step_topics(&mut self) -> Result<()> {
+        for topic in self.log.topics() {
+            let name = topic.name();
+            let known = self.catalog.sources.values().any(|s| s.topic == name);
+            if name.starts_with(&format!("_eddy-{}", PUSH_ID_PREFIX)) && !known {
+                self.log.delete_topic(name)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A push query over an n-way join: as a persistent one, a chain of two-way joins (see
     /// `n_way.rs`), but each step a transient stage of the query's own, writing a topic of its
     /// own that the next reads, all run by the query's `poll`. The steps are known to the
