@@ -10,6 +10,7 @@
 //! Rust program can build one directly (see `examples/`).
 
 pub mod aggregate;
+mod column_decoder;
 pub mod error;
 pub mod explode;
 pub mod fk_join;

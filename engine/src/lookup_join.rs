@@ -18,8 +18,8 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{cast, filter_record_batch};
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{cast, filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::physical_plan::PhysicalExpr;
@@ -49,7 +49,6 @@ pub struct StreamTableJoin {
     key_type: DataType,
     /// The join's copy of the table.
     table: TableRows,
-    value_types: Vec<DataType>,
     inner: bool,
     columns: Vec<JoinColumn>,
     /// The stream batch's `__NULL_VALUE` and `__HEADERS`.
@@ -60,13 +59,11 @@ pub struct StreamTableJoin {
 
 impl StreamTableJoin {
     /// `schema` is the output's (a source layout of `columns`); `table` the join's copy of the
-    /// table, whose key is of `key_type` and values of `value_types`.
-    #[allow(clippy::too_many_arguments)]
+    /// table, whose key is of `key_type`.
     pub fn new(
         key: Arc<dyn PhysicalExpr>,
         key_type: DataType,
         table: TableRows,
-        value_types: Vec<DataType>,
         inner: bool,
         columns: Vec<JoinColumn>,
         stream_schema: &SchemaRef,
@@ -76,7 +73,6 @@ impl StreamTableJoin {
             key,
             key_type,
             table,
-            value_types,
             inner,
             columns,
             null_value: stream_schema.index_of(crate::schema::NULL_VALUE)?,
@@ -194,44 +190,24 @@ impl Operator for StreamTableJoin {
         }
         asked.sort_unstable();
         let encoded: Vec<&[u8]> = asked.iter().map(|(k, _)| k.as_slice()).collect();
-        let mut rows: Vec<Option<(i64, Vec<ScalarValue>)>> = vec![None; n];
-        let found = self.table.lock().get_many(&encoded)?;
-        for ((_, row), found) in asked.iter().zip(found) {
-            rows[*row] = found;
+        // The table's columns come back in key order: each batch row takes its key's cell.
+        let (looked_up, found_asked) = self.table.lock().get_columns(&encoded)?;
+        let mut at = vec![None; n];
+        let mut found = vec![false; n];
+        for (i, (_, row)) in asked.iter().enumerate() {
+            at[*row] = Some(i as u32);
+            found[*row] = found_asked[i];
         }
-        let found: Vec<bool> = rows.iter().map(Option::is_some).collect();
-        let nulls = self
-            .value_types
+        let at = UInt32Array::from(at);
+        let mut looked_up = looked_up
             .iter()
-            .map(ScalarValue::try_from)
+            .map(|column| take(column, &at, None))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut cells: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(n); nulls.len()];
-        let mut times = Vec::with_capacity(n);
-        for row in rows {
-            match row {
-                Some((time, values)) => {
-                    times.push(Some(time));
-                    for (column, v) in cells.iter_mut().zip(values) {
-                        column.push(v);
-                    }
-                }
-                None => {
-                    times.push(None);
-                    for (column, null) in cells.iter_mut().zip(&nulls) {
-                        column.push(null.clone());
-                    }
-                }
-            }
-        }
-        let table_values = cells
-            .into_iter()
-            .zip(&self.value_types)
-            .map(|(v, t)| crate::schema::scalar_column(v, t))
-            .collect::<Result<Vec<_>>>()?;
+        let table_values = looked_up.split_off(1);
+        let table_times = looked_up.pop().expect("the rows' timestamps");
         // The table's key where a row was found: the stream's key, which it equals.
         let missing: BooleanArray = found.iter().map(|f| Some(!f)).collect();
         let table_key = datafusion::arrow::compute::nullif(&keys, &missing)?;
-        let table_times: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(times));
         let mut columns: Vec<ArrayRef> = (0..PSEUDO_COLUMNS)
             .map(|i| batch.column(i).clone())
             .collect();

@@ -17,16 +17,17 @@
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use eddy_state::Commit;
 
+use crate::column_decoder::ColumnDecoder;
 use crate::error::{EngineError, Result};
 use crate::lookup_join::{decode_stored_row, row_types};
 use crate::operator::{Operator, OperatorContext};
 use crate::staged_store::StagedStore;
-use crate::state_codec::{encode_at, encode_row};
+use crate::state_codec::encode_at;
 
 /// One table's rows, shared by the join's two operators: the one that reads the table's
 /// changes writes it, the other reads it. Both run on the query's one task.
@@ -67,21 +68,48 @@ impl Rows {
         }
     }
 
-    /// The rows of `keys` (sorted), looked up together.
-    #[allow(clippy::type_complexity)]
-    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<(i64, Vec<ScalarValue>)>>> {
-        let mut rows = vec![None; keys.len()];
+    /// The rows of `keys` (sorted), looked up together, as columns with a cell per key: each
+    /// row's timestamp, then its value columns, null where a key has no row. Also whether
+    /// each key has one. The cells go straight from RocksDB's bytes into Arrow builders.
+    pub fn get_columns(&self, keys: &[&[u8]]) -> Result<(Vec<ArrayRef>, Vec<bool>)> {
+        let corrupt = |message: String| {
+            EngineError::State(eddy_state::StateError::Corrupt {
+                store: self.store.name().to_string(),
+                message,
+            })
+        };
+        let mut columns: Vec<ColumnDecoder<'static>> = self
+            .row_types
+            .iter()
+            .map(|t| ColumnDecoder::new(t, keys.len()))
+            .collect();
+        let mut found = vec![false; keys.len()];
         self.store.get_many(keys, |i, bytes| {
-            if let Some(bytes) = bytes {
-                rows[i] = Some(decode_stored_row(
-                    self.store.name(),
-                    &self.row_types,
-                    bytes,
-                )?);
+            match bytes {
+                Some(mut bytes) => {
+                    found[i] = true;
+                    for column in &mut columns {
+                        column.push_copied(&mut bytes).map_err(corrupt)?;
+                    }
+                    if !bytes.is_empty() {
+                        return Err(corrupt(format!(
+                            "{} bytes left over after a row",
+                            bytes.len()
+                        )));
+                    }
+                }
+                None => columns.iter_mut().for_each(ColumnDecoder::push_null),
             }
             Ok(())
         })?;
-        Ok(rows)
+        let columns = columns
+            .into_iter()
+            .map(|c| {
+                c.finish()
+                    .ok_or_else(|| corrupt("a nested value does not parse".into()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((columns, found))
     }
 
     pub fn contains(&self, encoded: &[u8]) -> Result<bool> {
@@ -102,12 +130,10 @@ impl Rows {
             self.store.delete(encoded);
             return Ok(());
         }
-        let mut stored = Vec::with_capacity(1 + values.len());
-        stored.push(ScalarValue::try_from_array(batch.column(0), row)?);
-        for c in values {
-            stored.push(ScalarValue::try_from_array(batch.column(c), row)?);
+        let mut stored = Vec::with_capacity(16 * (1 + values.len()));
+        for c in std::iter::once(0).chain(values) {
+            encode_at(batch.column(c), row, &mut stored).map_err(EngineError::Plan)?;
         }
-        let stored = encode_row(&stored).map_err(EngineError::Plan)?;
         self.store.put(encoded, stored);
         Ok(())
     }

@@ -72,21 +72,36 @@ fn aggregates_answer_pull_queries_and_survive_a_restart() {
     );
 }
 
+/// As in ksqlDB, pull queries read `CREATE SOURCE TABLE`s and `CREATE TABLE AS SELECT`s, with
+/// their upserts and deletes; a plain `CREATE TABLE` is not kept for them, and says so.
 #[test]
-fn a_table_source_is_materialized_with_upserts_and_deletes() {
+fn source_tables_and_derived_tables_answer_pull_queries_and_plain_tables_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), LogOptions::default()).unwrap();
     let mut session = Session::open(log.clone()).unwrap();
     run(
         &mut session,
-        "CREATE TABLE users (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='users', value_format='JSON', partitions=1);
+        "SET 'auto.offset.reset'='earliest';
+         CREATE TABLE users (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='users', value_format='JSON', partitions=1);
+         CREATE SOURCE TABLE source_users (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='users', value_format='JSON');
+         CREATE TABLE queryable_users AS SELECT * FROM users;
          INSERT INTO users (id, name) VALUES ('1', 'ada');
          INSERT INTO users (id, name) VALUES ('2', 'bob');
          INSERT INTO users (id, name) VALUES ('1', 'ada lovelace');",
     );
-    assert_eq!(
-        pull(&mut session, "SELECT * FROM users;"),
-        strings(&[&["1", "ada lovelace"], &["2", "bob"]])
+    session.run_until_idle().unwrap();
+    for table in ["source_users", "queryable_users"] {
+        assert_eq!(
+            pull(&mut session, &format!("SELECT * FROM {table};")),
+            strings(&[&["1", "ada lovelace"], &["2", "bob"]]),
+            "{table}"
+        );
+    }
+    let (stmt, text) = parse_statements("SELECT * FROM users;").unwrap().remove(0);
+    let refused = session.execute(&stmt, &text).unwrap_err().to_string();
+    assert!(
+        refused.contains("The `USERS` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_USERS AS SELECT * FROM USERS'."),
+        "{refused}"
     );
     // A tombstone deletes the key.
     log.partition("users", 0)
@@ -98,8 +113,44 @@ fn a_table_source_is_materialized_with_upserts_and_deletes() {
             headers: Vec::new(),
         }])
         .unwrap();
-    assert_eq!(
-        pull(&mut session, "SELECT * FROM users;"),
-        strings(&[&["1", "ada lovelace"]])
-    );
+    session.run_until_idle().unwrap();
+    for table in ["source_users", "queryable_users"] {
+        assert_eq!(
+            pull(&mut session, &format!("SELECT * FROM {table};")),
+            strings(&[&["1", "ada lovelace"]]),
+            "{table}"
+        );
+    }
+}
+
+/// Every table used to be materialized: a data directory from then still holds the rows of
+/// plain tables' materializations, which nothing reads any more.
+#[test]
+fn a_plain_tables_old_materialization_is_dropped_on_start() {
+    use eddy_engine::state::{Commit, StateDb, StateOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let names = |db: &StateDb| -> Vec<String> {
+        db.store_sizes().unwrap().into_iter().map(|(name, _)| name).collect()
+    };
+    {
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let mut session = Session::open(log).unwrap();
+        run(
+            &mut session,
+            "CREATE TABLE users (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='users', value_format='JSON', partitions=1);",
+        );
+    }
+    {
+        let db = StateDb::open(dir.path().join("state"), StateOptions::default()).unwrap();
+        let mut commit = Commit::new();
+        commit.put(&db.store("MATERIALIZE_USERS/rows").unwrap(), b"k", b"v");
+        db.commit(commit).unwrap();
+        assert_eq!(names(&db), ["MATERIALIZE_USERS/rows"]);
+    }
+    {
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        Session::open(log).unwrap();
+    }
+    let db = StateDb::open(dir.path().join("state"), StateOptions::default()).unwrap();
+    assert!(names(&db).is_empty(), "{:?}", names(&db));
 }

@@ -183,13 +183,18 @@ impl Session {
             self.log
                 .create_topic(&topic, TopicConfig::with_partitions(partitions))?;
         }
-        self.register(def, false)?;
+        let queryable = def.read_only;
+        self.register(def, queryable)?;
         Ok(Outcome::Message(format!("{what} created")))
     }
 
-    /// Adds a source to the catalog; a table is also materialized for pull queries, unless
-    /// `materialized_by_query` (an aggregation's state is its table's materialization).
-    pub(super) fn register(&mut self, def: SourceDef, materialized_by_query: bool) -> Result<()> {
+    /// Adds a source to the catalog; a table is also materialized for pull queries if
+    /// `materialize`. As in ksqlDB, those are the tables of `CREATE SOURCE TABLE` and of a
+    /// `CREATE TABLE AS SELECT` without GROUP BY; an aggregation's state is its table's
+    /// materialization already, and a plain `CREATE TABLE` is not queryable. Joins keep their
+    /// own copies of the tables they read (`eddy_engine::table_rows`), so no table is kept
+    /// twice unless a pull query may ask for it.
+    pub(super) fn register(&mut self, def: SourceDef, materialize: bool) -> Result<()> {
         let fields =
             |cols: &mut dyn Iterator<Item = &Column>| cols.map(Column::field).collect::<Vec<_>>();
         let schema = source_schema(
@@ -206,7 +211,7 @@ impl Session {
             Arc::new(MemTable::try_new(schema, vec![vec![]])?),
         )?;
         self.catalog.sources.insert(def.name.clone(), def.clone());
-        if materialized_by_query {
+        if !materialize {
             return Ok(());
         }
         self.materialize(&def)
@@ -314,7 +319,9 @@ impl Session {
             self.next_query
         );
         self.start_query(id.clone(), planned, &def, text)?;
-        self.register(def, !c.query.group_by.is_empty())?;
+        // A hidden n-way join step is read by the next step only, never pulled from.
+        let materialize = c.query.group_by.is_empty() && !crate::join::is_join_step(&c.name);
+        self.register(def, materialize)?;
         Ok(Outcome::QueryStarted {
             message: format!("Created query with ID {id}"),
             id,

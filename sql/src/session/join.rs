@@ -121,7 +121,6 @@ impl Session {
                     key,
                     right.key_columns[0].ty.to_arrow(),
                     table.clone(),
-                    arrow_types(&right.value_columns),
                     *inner,
                     columns.clone(),
                     &left_schema,

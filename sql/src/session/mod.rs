@@ -202,6 +202,7 @@ impl Session {
         session.commands = Some(commands);
         session.discard_uncommitted_output()?;
         session.delete_push_step_topics()?;
+        session.drop_stale_materializations()?;
         Ok(session)
     }
 

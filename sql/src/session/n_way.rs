@@ -2,8 +2,8 @@
 //! ksqlDB evaluates it. Each step but the last is a hidden persistent query (`SELECT *` of the
 //! join so far, so its columns are `A_X`, `B_Y`, ...) writing to an internal topic; the next
 //! step joins that as its left side, with `A.X` and `X` (when only `A` has an `X`) read as
-//! `A_X`. A step that yields a table is materialized like any table, so every kind of join the
-//! two-way planner knows can follow it. The hidden steps are re-created when the statement is
+//! `A_X`. A step that yields a table is read as a table by the next, so every kind of join the
+//! two-way planner knows can follow it; it is not materialized, as nothing pulls from it. The hidden steps are re-created when the statement is
 //! replayed on start, with the same names and query ids, so they resume from their commits.
 //! A push query makes the same steps as transient stages of its own instead (`push.rs`).
 

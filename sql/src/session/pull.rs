@@ -1,7 +1,11 @@
 //! Materialized tables and pull queries.
 //!
-//! Every table is materialized: an internal pipeline (`MATERIALIZE_<table>`) follows the table's
-//! topic and keeps each key's latest row in a state store, committing as a stateful query does.
+//! A queryable table is materialized: an internal pipeline (`MATERIALIZE_<table>`) follows the
+//! table's topic and keeps each key's latest row in a state store, committing as a stateful
+//! query does. Queryable are the tables ksqlDB lets pull queries read: those of `CREATE SOURCE
+//! TABLE` and of `CREATE TABLE AS SELECT` (an aggregation's own state serves its pull queries).
+//! A plain `CREATE TABLE` is not, so a table that only feeds joins is kept once, in each
+//! join's own copy.
 //! A pull query (`SELECT` without `EMIT CHANGES` on a table) reads that store as of the last
 //! commit, turns the rows into a batch laid out as the table's source batches are, and runs the
 //! query's WHERE and projection over it with the same operators a push query would use.
@@ -26,8 +30,10 @@ use crate::planner::{plan_select, PlannedSelect};
 
 /// The internal pipeline that materializes `table`.
 fn materializer_id(table: &str) -> String {
-    format!("MATERIALIZE_{table}")
+    format!("{MATERIALIZER_PREFIX}{table}")
 }
+
+const MATERIALIZER_PREFIX: &str = "MATERIALIZE_";
 
 impl Session {
     /// Starts materializing a table (on creation, and on every start).
@@ -79,6 +85,28 @@ impl Session {
         Ok(())
     }
 
+    /// Removes the materializations no table has any longer: a data directory written before
+    /// plain `CREATE TABLE`s stopped being materialized still holds their rows and changelogs.
+    pub(super) fn drop_stale_materializations(&mut self) -> Result<()> {
+        if self.state.is_none() && !self.log.dir().join("state").exists() {
+            return Ok(());
+        }
+        let db = self.state_db()?;
+        let live: Vec<&String> = self.materialized.values().map(|(id, _, _)| id).collect();
+        let stale: Vec<String> = db
+            .store_sizes()
+            .map_err(EngineError::from)?
+            .into_iter()
+            .filter_map(|(store, _)| Some(store.strip_suffix("/rows")?.to_string()))
+            .filter(|owner| owner.starts_with(MATERIALIZER_PREFIX) && !live.contains(&owner))
+            .collect();
+        for id in stale {
+            tracing::info!(query = %id, "dropping the materialization of a table that no longer has one");
+            self.drop_state_of(&id)?;
+        }
+        Ok(())
+    }
+
     /// Removes the state stores, positions and changelog topics of a query that is gone.
     pub(super) fn drop_state_of(&mut self, id: &str) -> Result<()> {
         let Some(db) = &self.state else {
@@ -119,7 +147,8 @@ impl Session {
             .get(&def.name)
             .map(|(id, _, _)| id.clone())
         else {
-            return invalid(format!("{} is not materialized.", def.name));
+            let name = &def.name;
+            return invalid(format!("The `{name}` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_{name} AS SELECT * FROM {name}'. See https://cnfl.io/queries for more info."));
         };
         let db = self.state_db()?;
         let mut key_types: Vec<DataType> =

@@ -247,7 +247,7 @@ impl Session {
             stage = stage.with_upstream(0, before);
         }
         steps.last = Some(stage);
-        self.register(def.clone(), true)?;
+        self.register(def.clone(), false)?;
         steps.defs.push(def);
         Ok(())
     }
