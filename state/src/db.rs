@@ -69,18 +69,10 @@ impl StateDb {
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
         table.set_bloom_filter(10.0, false);
-        // Point lookups (joins' table copies, aggregates' rows) dominate: a hash index in each
-        // data block finds a key without a binary search over the block's restart points.
-        table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
-        table.set_data_block_hash_ratio(0.75);
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_block_based_table_factory(&table);
         opts.set_write_buffer_manager(&buffers);
-        // A bloom filter over each memtable's whole keys: a lookup of a key the memtable lacks
-        // (most of them, once a table's rows are flushed) skips the skiplist search.
-        opts.set_memtable_prefix_bloom_ratio(0.1);
-        opts.set_memtable_whole_key_filtering(true);
         opts.set_write_buffer_size((options.memory_bytes / 8).clamp(1 << 20, 64 << 20));
         // Stores are small next to the log; a couple of background jobs is plenty on a small
         // machine and keeps compaction from competing with queries.
