@@ -183,25 +183,42 @@ impl StagedStore {
         start: &[u8],
         end: Option<&[u8]>,
     ) -> Vec<(Vec<u8>, Vec<u8>)> {
-        if self.pending.is_empty() {
+        use std::ops::Bound;
+        let upper = match end {
+            Some(e) => Bound::Excluded(e),
+            None => Bound::Unbounded,
+        };
+        let mut pending = self
+            .pending
+            .range::<[u8], _>((Bound::Included(start), upper))
+            .peekable();
+        if pending.peek().is_none() {
             return stored;
         }
-        let upper = match end {
-            Some(e) => std::ops::Bound::Excluded(e.to_vec()),
-            None => std::ops::Bound::Unbounded,
-        };
-        let pending = self
-            .pending
-            .range((std::ops::Bound::Included(start.to_vec()), upper));
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
-            stored.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        for (k, v) in pending {
-            merged.insert(k.clone(), v.clone());
+        // Both are in key order: merge them, a pending write replacing the stored value of its
+        // key (or deleting it).
+        let mut merged = Vec::with_capacity(stored.len() + 1);
+        let mut stored = stored.into_iter().peekable();
+        loop {
+            let take_stored = match (stored.peek(), pending.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((s, _)), Some((p, _))) => s < *p,
+            };
+            if take_stored {
+                merged.extend(stored.next());
+                continue;
+            }
+            let (k, v) = pending.next().expect("a pending write");
+            if stored.peek().is_some_and(|(s, _)| s == k) {
+                stored.next();
+            }
+            if let Some(v) = v {
+                merged.push((k.clone(), v.clone()));
+            }
         }
         merged
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect()
     }
 
     /// Drops the changelog records timestamped before `time` (see [`Changelog::expire_before`]):
@@ -268,5 +285,51 @@ mod tests {
             reopened.range(b"", None).unwrap(),
             vec![(b"b".to_vec(), b"2".to_vec())]
         );
+    }
+
+    proptest::proptest! {
+        /// A range read is the committed writes with the pending ones applied over them, by
+        /// key, whatever their mix (the model is one map that takes every write in turn).
+        #[test]
+        fn ranges_apply_pending_writes_over_committed_ones(
+            committed in proptest::collection::vec((0u8..12, proptest::option::of(0u8..4)), 0..16),
+            pending in proptest::collection::vec((0u8..12, proptest::option::of(0u8..4)), 0..16),
+            start in 0u8..12,
+            end in proptest::option::of(0u8..13),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = eddy_log::Log::open(dir.path().join("log"), Default::default()).unwrap();
+            let db = StateDb::open(dir.path().join("state"), Default::default()).unwrap();
+            let mut s = StagedStore::open(&db, &log, "q", "buf").unwrap();
+            let mut model = BTreeMap::new();
+            let mut write = |s: &mut StagedStore, (k, v): (u8, Option<u8>)| {
+                match v {
+                    Some(v) => s.put(vec![k], vec![v]),
+                    None => s.delete(vec![k]),
+                }
+                model.insert(vec![k], v.map(|v| vec![v]));
+            };
+            for w in committed {
+                write(&mut s, w);
+            }
+            let mut commit = Commit::new();
+            s.checkpoint(&mut commit, 0).unwrap();
+            db.commit(commit).unwrap();
+            for w in pending {
+                write(&mut s, w);
+            }
+            let end = end.map(|e| vec![e]);
+            let expected: Vec<(Vec<u8>, Vec<u8>)> = model
+                .into_iter()
+                .filter(|(k, _)| *k >= vec![start] && end.as_ref().is_none_or(|e| k < e))
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect();
+            let read = s.range(&[start], end.as_deref()).unwrap();
+            proptest::prop_assert_eq!(read, expected.clone());
+            if let Some(end) = &end {
+                let ahead = s.read_ahead(&[(vec![0], vec![12])]).unwrap().remove(0);
+                proptest::prop_assert_eq!(s.range_from(&ahead, &[start], end), expected);
+            }
+        }
     }
 }

@@ -24,12 +24,12 @@
 //! and any missing index is rebuilt on open. Readers still holding the old segment keep reading
 //! its unlinked file.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use hashbrown::HashMap;
 
 use crate::batch;
 use crate::error::{IoContext, LogError, Result};
@@ -65,7 +65,11 @@ impl Partition {
                 return Ok(stats);
             }
         }
-        let mut latest: HashMap<Bytes, u64> = HashMap::new();
+        // Sized for the partition up front (up to a bound), so that the pass does not rehash
+        // a map of millions of keys again and again as it grows. hashbrown's default hasher
+        // (foldhash, seeded per process) is several times faster than SipHash on short keys.
+        let mut latest: HashMap<Bytes, u64> =
+            HashMap::with_capacity(end.saturating_sub(self.start_offset()).min(1 << 20) as usize);
         for seg in segments.iter() {
             for_each_record(seg, |r| {
                 if r.offset >= end {

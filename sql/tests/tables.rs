@@ -130,7 +130,11 @@ fn a_plain_tables_old_materialization_is_dropped_on_start() {
     use eddy_engine::state::{Commit, StateDb, StateOptions};
     let dir = tempfile::tempdir().unwrap();
     let names = |db: &StateDb| -> Vec<String> {
-        db.store_sizes().unwrap().into_iter().map(|(name, _)| name).collect()
+        db.store_sizes()
+            .unwrap()
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect()
     };
     {
         let log = Log::open(dir.path(), LogOptions::default()).unwrap();

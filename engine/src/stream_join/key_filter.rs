@@ -13,34 +13,48 @@
 //!   once the commit that writes them is made ([`KeyFilter::commit_staged`]).
 //! - A bucket at or before the buffer's observed time when the process started may hold
 //!   records the filter never saw, so it always answers "maybe" there.
-//! - Keys are kept as 32-bit fingerprints: a collision costs a needless read, never a missed
-//!   match.
-//! - Memory is bounded: past `capacity` fingerprints for a side, the bucket being filled stops
-//!   being tracked and answers "maybe" from then on.
+//! - Keys are kept as 32-bit fingerprints, each with the first and last bucket it has
+//!   committed records in: one hash probe answers a lookup, whatever the range spans. A key
+//!   with records at both ends of a range but none inside is a "maybe", and so is a
+//!   fingerprint collision: either costs a needless read, never a missed match.
+//! - Memory is bounded: past `capacity` fingerprints for a side, a bucket that a new
+//!   fingerprint could not be added to stops being tracked and answers "maybe" from then on.
 //!
 //! It is rebuilt (as "maybe" for every old bucket) on restart, so it needs no persistence, and
 //! work that is rolled back by a crash takes it down with the process.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::hash::BuildHasher;
 
-use hashbrown::{DefaultHashBuilder, HashSet};
+use hashbrown::{DefaultHashBuilder, HashMap};
 
-/// The keys one side's buffer holds in RocksDB, per bucket of time.
+/// The keys one side's buffer holds in RocksDB, by bucket of time.
 pub(super) struct KeyFilter {
     bucket_ms: i64,
     /// The first bucket tracked: earlier ones were (perhaps) written before the process
     /// started.
     first_tracked: i64,
-    /// Per tracked bucket with committed records, their keys' fingerprints (`None`: too many,
-    /// no longer tracked).
-    stored: BTreeMap<i64, Option<HashSet<u32>>>,
+    /// The bucket that [`Span`]s count from: the first one staged.
+    base: Option<i64>,
+    /// Each tracked fingerprint's buckets with committed records, as first and last.
+    stored: HashMap<u32, Span>,
+    /// Buckets that some committed record could not be noted for (the filter was full, or the
+    /// bucket is too far from `base` for a [`Span`]): "maybe" for every key.
+    untracked: BTreeSet<i64>,
     /// (bucket, fingerprint) of the records buffered since the last commit.
     staged: Vec<(i64, u32)>,
-    /// Fingerprints held, over all buckets.
-    entries: usize,
+    /// Buckets before this one are forgotten.
+    forgotten_before: i64,
     capacity: usize,
     hasher: DefaultHashBuilder,
+}
+
+/// A fingerprint's first and last bucket, counted from [`KeyFilter::base`]: half the size of
+/// two absolute buckets, for a map that may hold millions.
+#[derive(Clone, Copy)]
+struct Span {
+    first: i32,
+    last: i32,
 }
 
 impl KeyFilter {
@@ -51,9 +65,11 @@ impl KeyFilter {
         KeyFilter {
             bucket_ms,
             first_tracked: observed.map_or(i64::MIN, |t| t.div_euclid(bucket_ms) + 1),
-            stored: BTreeMap::new(),
+            base: None,
+            stored: HashMap::new(),
+            untracked: BTreeSet::new(),
             staged: Vec::new(),
-            entries: 0,
+            forgotten_before: i64::MIN,
             capacity,
             hasher: DefaultHashBuilder::default(),
         }
@@ -67,32 +83,52 @@ impl KeyFilter {
         (self.hasher.hash_one(key) >> 32) as u32
     }
 
+    /// `bucket` counted from the base, if that fits a [`Span`].
+    fn relative(&self, bucket: i64) -> Option<i32> {
+        i32::try_from(bucket.checked_sub(self.base?)?).ok()
+    }
+
     /// Notes that a record with key `key` at `time` was buffered; it counts from the next
     /// [`KeyFilter::commit_staged`].
     pub(super) fn stage(&mut self, key: &[u8], time: i64) {
         let bucket = self.bucket(time);
         if bucket >= self.first_tracked {
+            self.base.get_or_insert(bucket);
             self.staged.push((bucket, self.fingerprint(key)));
         }
     }
 
     /// Counts the staged records as stored: the commit that writes them is being made.
     pub(super) fn commit_staged(&mut self) {
-        for (bucket, fingerprint) in std::mem::take(&mut self.staged) {
-            let slot = self
-                .stored
-                .entry(bucket)
-                .or_insert_with(|| Some(HashSet::new()));
-            if let Some(set) = slot {
-                if set.insert(fingerprint) {
-                    self.entries += 1;
-                    if self.entries > self.capacity {
-                        self.entries -= set.len();
-                        *slot = None;
-                    }
+        let staged = std::mem::take(&mut self.staged);
+        for &(bucket, fingerprint) in &staged {
+            let Some(at) = self.relative(bucket) else {
+                self.untracked.insert(bucket);
+                continue;
+            };
+            let full = self.stored.len() >= self.capacity;
+            match self.stored.get_mut(&fingerprint) {
+                Some(span) => {
+                    span.first = span.first.min(at);
+                    span.last = span.last.max(at);
+                }
+                None if full => {
+                    self.untracked.insert(bucket);
+                }
+                None => {
+                    self.stored.insert(
+                        fingerprint,
+                        Span {
+                            first: at,
+                            last: at,
+                        },
+                    );
                 }
             }
         }
+        // The buffer is reused: staging allocates once per side, not once per commit.
+        self.staged = staged;
+        self.staged.clear();
     }
 
     /// Whether RocksDB may hold records of `key` with times in `from..=to`.
@@ -104,27 +140,32 @@ impl KeyFilter {
         if high < low {
             return false;
         }
-        let fingerprint = self.fingerprint(key);
-        self.stored.range(low..=high).any(|(_, slot)| match slot {
-            None => true,
-            Some(set) => set.contains(&fingerprint),
-        })
+        if self.untracked.range(low..=high).next().is_some() {
+            return true;
+        }
+        let Some(span) = self.stored.get(&self.fingerprint(key)) else {
+            return false;
+        };
+        let base = self.base.expect("a base once anything is stored");
+        base + i64::from(span.first) <= high && base + i64::from(span.last) >= low
     }
 
     /// Forgets the buckets wholly before `time`, which lookups no longer read.
     pub(super) fn forget_before(&mut self, time: i64) {
         let bucket = self.bucket(time);
-        // Called for every buffered record: most calls have nothing to forget.
-        if self
-            .stored
-            .first_key_value()
-            .is_none_or(|(&first, _)| first >= bucket)
-        {
+        // Called for every buffered record: most calls have nothing to forget, and the map is
+        // swept once per bucket of time, not per record.
+        if bucket <= self.forgotten_before {
             return;
         }
-        let kept = self.stored.split_off(&bucket);
-        let dropped = std::mem::replace(&mut self.stored, kept);
-        self.entries -= dropped.values().flatten().map(HashSet::len).sum::<usize>();
+        self.forgotten_before = bucket;
+        self.untracked = self.untracked.split_off(&bucket);
+        if let Some(last) = self.relative(bucket) {
+            self.stored.retain(|_, span| span.last >= last);
+        } else if self.base.is_some_and(|base| bucket > base) {
+            // Past every span there is.
+            self.stored.clear();
+        }
     }
 }
 
@@ -146,6 +187,8 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             (0i64..80, 0u8..16).prop_map(|(t, k)| Op::Stage(t, k)),
+            // Further from the first bucket than a span counts.
+            (0i64..80, 0u8..16).prop_map(|(t, k)| Op::Stage(t + (1 << 33), k)),
             Just(Op::Commit),
             (0i64..80).prop_map(Op::Forget),
         ]

@@ -310,13 +310,16 @@ impl Operator for StreamStreamJoin {
                 Ok(Some(Some(encoded)))
             })
             .collect::<Result<Vec<_>>>()?;
-        state.read_ahead(
-            side.other(),
-            row_keys
-                .iter()
-                .enumerate()
-                .filter_map(|(row, k)| Some((k.as_ref()?.as_deref()?, rowtimes.value(row)))),
-        )?;
+        // One answer per row with a key, in row order, as the lookups below come.
+        let mut may_be_stored = state
+            .read_ahead(
+                side.other(),
+                row_keys
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(row, k)| Some((k.as_ref()?.as_deref()?, rowtimes.value(row)))),
+            )?
+            .into_iter();
         let mut out = Vec::new();
         for (row, row_key) in row_keys.into_iter().enumerate() {
             let time = rowtimes.value(row);
@@ -376,7 +379,8 @@ impl Operator for StreamStreamJoin {
             if state.waiting.is_some() && time == state.stream_time {
                 state.emit_closed(side, &mut out)?;
             }
-            let matches = state.lookup(side.other(), &encoded, time)?;
+            let stored = may_be_stored.next().expect("an answer per row with a key");
+            let matches = state.lookup(side.other(), &encoded, time, stored)?;
             let unmatched = matches.is_empty();
             for m in matches {
                 // A record the other side was holding back has found its match.

@@ -52,9 +52,9 @@ pub struct StreamJoinState {
     filters: [KeyFilter; 2],
 }
 
-/// How many key fingerprints each side's [`KeyFilter`] holds at most (at most about 24 MiB a
-/// side).
-const FILTER_KEYS: usize = 3 << 20;
+/// How many key fingerprints each side's [`KeyFilter`] holds at most: 7/8 of 2^21, the load
+/// at which hashbrown's table of 2^21 slots (13 bytes each) grows, so about 26 MiB a side.
+const FILTER_KEYS: usize = 7 << 18;
 
 /// A buffer's stored records of one key in one segment, from `start` to `end`.
 struct ReadAhead {
@@ -305,18 +305,25 @@ impl StreamJoinState {
     /// `side`'s buffer that lookups of these keys at these times may find: a batch's lookups
     /// then cost a seek each instead of an iterator each. RocksDB does not change until the
     /// batch commits; the batch's own writes are merged at each lookup, as always.
+    ///
+    /// Returns, per lookup, whether RocksDB may hold what it reads ([`KeyFilter`]'s answer,
+    /// which stays good until the commit): for [`StreamJoinState::lookup`], which would
+    /// otherwise ask the filter again.
     pub(super) fn read_ahead<'k>(
         &mut self,
         side: JoinSide,
         lookups: impl Iterator<Item = (&'k [u8], i64)>,
-    ) -> Result<()> {
+    ) -> Result<Vec<bool>> {
         let (before, after) = self.bounds(side.other());
         // Per key and segment, the widest time span asked for.
         let mut wanted: BTreeMap<(u64, &[u8]), (i64, i64)> = BTreeMap::new();
+        let mut stored = Vec::new();
         for (key, time) in lookups {
             let from = time.saturating_sub(before).max(0);
             let to = time.saturating_add(after).max(0);
-            if !self.filters[side.index()].may_be_stored(key, from, to) {
+            let may_be = self.filters[side.index()].may_be_stored(key, from, to);
+            stored.push(may_be);
+            if !may_be {
                 continue;
             }
             for segment in self.segment(from)..=self.segment(to) {
@@ -341,7 +348,7 @@ impl StreamJoinState {
                 (Self::segment_prefix(segment, key), ahead)
             })
             .collect();
-        Ok(())
+        Ok(stored)
     }
 
     /// Forgets what [`StreamJoinState::read_ahead`] read: it is only good until the commit.
@@ -350,8 +357,15 @@ impl StreamJoinState {
     }
 
     /// The records of `side`'s buffer with key `key` that a record of the other side at `time`
-    /// joins, in time order.
-    pub(super) fn lookup(&self, side: JoinSide, key: &[u8], time: i64) -> Result<Vec<Buffered>> {
+    /// joins, in time order. `stored`: whether RocksDB may hold any, as
+    /// [`StreamJoinState::read_ahead`] found for this lookup.
+    pub(super) fn lookup(
+        &self,
+        side: JoinSide,
+        key: &[u8],
+        time: i64,
+        stored: bool,
+    ) -> Result<Vec<Buffered>> {
         let (before, after) = self.bounds(side.other());
         let mut from = time.saturating_sub(before).max(0);
         let to = time.saturating_add(after).max(0);
@@ -363,7 +377,6 @@ impl StreamJoinState {
             return Ok(Vec::new());
         }
         let buffer = &self.buffers[side.index()];
-        let stored = self.filters[side.index()].may_be_stored(key, from, to);
         let mut found = Vec::new();
         let (mut start, mut end) = (Vec::new(), Vec::new());
         for segment in self.segment(from)..=self.segment(to) {
