@@ -35,3 +35,13 @@ pub fn read_all(topic: &Topic, p: u32) -> Vec<StoredRecord> {
 pub fn open(dir: &std::path::Path) -> Log {
     Log::open(dir, manual()).unwrap()
 }
+
+/// Tiny segments and index intervals, so that a few records span many of each.
+pub fn small_segments(partitions: u32) -> eddy_log::TopicConfig {
+    eddy_log::TopicConfig {
+        partitions,
+        segment_bytes: 2048,
+        index_interval_bytes: 200,
+        ..eddy_log::TopicConfig::default()
+    }
+}
