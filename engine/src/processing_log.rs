@@ -75,7 +75,10 @@ impl ProcessingLog {
             timestamp: now_ms(),
             headers: Vec::new(),
         };
-        topic.partition(0)?.append(&[record])?;
+        // Not acknowledged one by one: a query that drops many records (late ones, say) must
+        // not wait for a group commit per entry. The flusher makes entries durable within its
+        // interval, and the query's own commit does not depend on them.
+        topic.partition(0)?.append_unacknowledged(&[record])?;
         Ok(())
     }
 }

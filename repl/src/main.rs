@@ -6,6 +6,7 @@ mod bench;
 mod consume;
 mod output;
 mod produce;
+mod progress;
 mod qtt;
 mod remote;
 mod repl;

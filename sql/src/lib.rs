@@ -34,6 +34,6 @@ pub mod with_clause;
 pub use error::{Missing, Result, SqlError};
 pub use parser::{parse_schema, parse_statement, parse_statements, ParseError};
 pub use session::{
-    cell_text, format_table, is_internal_topic, result_schema_text, Outcome, PushQuery, PushRow,
-    QueryInfo, ResultColumn, Session, TopicPrint,
+    cell_text, format_table, is_internal_topic, result_schema_text, thousands, Outcome, PushQuery,
+    PushRow, QueryInfo, ResultColumn, Session, TopicPrint,
 };

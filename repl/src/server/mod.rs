@@ -11,11 +11,14 @@
 //!   (`query.rs`).
 //! - `POST /inserts-stream`: rows as JSON lines into a stream (`inserts.rs`).
 //! - `GET /info`, `/healthcheck`, `/status[/id]`, `/metrics` (Prometheus text, `metrics.rs`).
+//! - `GET /`: the web console, a page for people (`console.rs`).
 //!
 //! With `--queries-file` the server is headless, as ksqlDB's: it applies the file at start and
 //! refuses statements that would change the catalog. With `--auth-token` (or
-//! `EDDY_AUTH_TOKEN`) every endpoint but `/healthcheck` wants `Authorization: Bearer <token>`.
+//! `EDDY_AUTH_TOKEN`) every endpoint but `/healthcheck` and the console's static files wants
+//! `Authorization: Bearer <token>`.
 
+mod console;
 mod inserts;
 mod ksql;
 mod metrics;
@@ -49,7 +52,8 @@ pub struct ServerArgs {
     /// the catalog over the API.
     #[arg(long)]
     queries_file: Option<PathBuf>,
-    /// Require `Authorization: Bearer TOKEN` on every endpoint but /healthcheck.
+    /// Require `Authorization: Bearer TOKEN` on every endpoint but /healthcheck and the web
+    /// console's static files (the console asks for the token, or takes it from `/#token=...`).
     #[arg(long, env = "EDDY_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
 }
@@ -214,6 +218,10 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/status", get(statuses))
         .route("/status/{*id}", get(status))
         .route("/metrics", get(metrics::metrics))
+        .route("/", get(console::index))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
+        .route("/console/api/state", get(console::state))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(shared.clone(), authorize))
@@ -276,7 +284,7 @@ async fn authorize(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
     let Some(token) = &shared.token else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/healthcheck" {
+    if req.uri().path() == "/healthcheck" || console::is_public(req.uri().path()) {
         return next.run(req).await;
     }
     let given = req

@@ -17,7 +17,8 @@ pub(super) fn rate_text(per_second: f64) -> String {
     }
 }
 
-pub(super) fn thousands(n: u64) -> String {
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

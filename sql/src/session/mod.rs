@@ -78,6 +78,8 @@ pub struct QueryInfo {
     pub sink: String,
     pub sources: Vec<String>,
     pub status: String,
+    /// Its operator graph, one line per node from source to sink (EXPLAIN's plan).
+    pub plan: Vec<String>,
     pub metrics: Arc<QueryMetrics>,
 }
 
@@ -146,6 +148,7 @@ mod repartition;
 mod show;
 mod start;
 
+pub use explain::thousands;
 pub use print::TopicPrint;
 pub use pull::cell_text;
 pub use push::{PushQuery, PushRow};
@@ -235,6 +238,7 @@ impl Session {
                 sink: q.sink.clone(),
                 sources: q.sources.clone(),
                 status: q.status().to_string(),
+                plan: q.plan.clone(),
                 metrics: q.metrics.clone(),
             })
             .collect()
