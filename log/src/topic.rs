@@ -145,6 +145,14 @@ impl Topic {
         &self.partitions
     }
 
+    /// Records the topic holds: from each partition's first retained offset to its end.
+    pub fn message_count(&self) -> u64 {
+        self.partitions
+            .iter()
+            .map(|p| p.end_offset().saturating_sub(p.start_offset()))
+            .sum()
+    }
+
     pub fn partition_count(&self) -> u32 {
         self.partitions.len() as u32
     }

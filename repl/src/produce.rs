@@ -190,7 +190,7 @@ fn piped(
             break;
         }
     }
-    progress.finish();
+    drop(progress);
     batches.finish()
 }
 

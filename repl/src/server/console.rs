@@ -66,14 +66,8 @@ pub(crate) async fn state(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// Records a topic holds: from each partition's first retained offset to its end.
 fn messages(session: &Session, topic: &str) -> u64 {
-    session.log().topic(topic).map_or(0, |t| {
-        t.partitions()
-            .iter()
-            .map(|p| p.end_offset().saturating_sub(p.start_offset()))
-            .sum()
-    })
+    session.log().topic(topic).map_or(0, |t| t.message_count())
 }
 
 fn snapshot(session: &Session) -> Value {
@@ -109,7 +103,7 @@ fn snapshot(session: &Session) -> Value {
             json!({
                 "name": t.name(),
                 "partitions": t.partition_count(),
-                "messages": messages(session, t.name()),
+                "messages": t.message_count(),
             })
         })
         .collect();

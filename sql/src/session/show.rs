@@ -139,11 +139,7 @@ impl Session {
             return Ok(Outcome::Table { columns, rows });
         }
         let topic = self.log.topic(&def.topic)?;
-        let messages: u64 = topic
-            .partitions()
-            .iter()
-            .map(|p| p.end_offset() - p.start_offset())
-            .sum();
+        let messages = topic.message_count();
         let listing = |pick: &dyn Fn(&super::RunningQuery) -> bool| -> String {
             let lines: Vec<String> = self
                 .queries
