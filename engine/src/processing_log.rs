@@ -44,6 +44,15 @@ impl ProcessingLog {
             .map_or(0, |c| c.get(query).copied().unwrap_or(0))
     }
 
+    /// Blocks until every entry appended so far is durable under the topic's fsync policy.
+    pub fn wait_durable(&self) -> Result<()> {
+        if let Ok(topic) = self.log.topic(PROCESSING_LOG_TOPIC) {
+            let partition = topic.partition(0)?;
+            partition.wait_durable_blocking(partition.written_offset())?;
+        }
+        Ok(())
+    }
+
     /// Appends one entry. A failure to write the processing log is an error of the query.
     pub fn report(&self, query: &str, origin: Option<&RecordOrigin>, message: &str) -> Result<()> {
         tracing::debug!(query, ?origin, "{message}");
@@ -76,8 +85,8 @@ impl ProcessingLog {
             headers: Vec::new(),
         };
         // Not acknowledged one by one: a query that drops many records (late ones, say) must
-        // not wait for a group commit per entry. The flusher makes entries durable within its
-        // interval, and the query's own commit does not depend on them.
+        // not wait for a group commit per entry. The query's commit waits for them instead
+        // (`wait_durable`), once for all the entries of the records it commits.
         topic.partition(0)?.append_unacknowledged(&[record])?;
         Ok(())
     }

@@ -231,6 +231,47 @@ fn to_record(line: &Bytes, sep: Option<&[u8]>, timestamp: i64) -> Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eddy_log::{LogOptions, ReadLimits, TopicConfig};
+
+    #[test]
+    fn piped_input_past_a_chunk_keeps_every_line_once_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let topic = log
+            .create_topic("t", TopicConfig::with_partitions(3))
+            .unwrap();
+        // Lines of about 100 bytes, more than two chunks of them, CRLF and LF mixed, the last
+        // without a newline.
+        let lines = 2 * CHUNK / 100 + 1234;
+        let mut input = Vec::new();
+        for i in 0..lines {
+            let end = if i % 2 == 0 { "\r\n" } else { "\n" };
+            input.extend(format!("k{}:{i:0>90}{end}", i % 17).into_bytes());
+        }
+        input.pop();
+        if input.last() == Some(&b'\r') {
+            input.pop();
+        }
+        let appended = piped(&topic, None, Some(b":"), &input[..]).unwrap();
+        assert_eq!(appended, lines as u64);
+        let mut seen = vec![false; lines];
+        for p in topic.partitions() {
+            let mut offset = 0;
+            while offset < p.end_offset() {
+                for r in p.read(offset, ReadLimits::default()).unwrap() {
+                    let value = std::str::from_utf8(r.record.value.as_deref().unwrap()).unwrap();
+                    let i: usize = value.parse().unwrap();
+                    let key = format!("k{}", i % 17);
+                    assert_eq!(r.record.key.as_deref(), Some(key.as_bytes()));
+                    assert_eq!(p.id(), topic.partition_for(Some(key.as_bytes())));
+                    assert!(!seen[i], "line {i} twice");
+                    seen[i] = true;
+                    offset = r.offset + 1;
+                }
+            }
+        }
+        assert!(seen.iter().all(|&s| s), "every line arrived");
+    }
 
     #[test]
     fn a_line_splits_at_the_first_separator_and_loses_its_carriage_return() {

@@ -18,6 +18,7 @@ use eddy_state::Commit;
 
 use super::{input_position, output_end, Pipeline};
 use crate::error::Result;
+use crate::processing_log::ProcessingLog;
 
 /// How long a stateful query goes between commits while input keeps coming: ksqlDB's default
 /// `commit.interval.ms`.
@@ -61,8 +62,10 @@ impl Pipeline {
     /// Commits a stateful query's work since its last commit, as one RocksDB write batch: the
     /// operators' changed state, every input position, the sink's ends (once the output is
     /// acknowledged). Only then does the output become visible and the positions count as
-    /// consumed (lag). Does nothing without state or with nothing new.
-    pub(super) fn commit(&mut self, log: &Log) -> Result<()> {
+    /// consumed (lag). The processing log's entries about the records it covers are made
+    /// durable first, so a crash after the commit cannot lose them. Does nothing without state
+    /// or with nothing new.
+    pub(super) fn commit(&mut self, log: &Log, plog: &ProcessingLog) -> Result<()> {
         let Some(db) = &self.state else {
             return Ok(());
         };
@@ -93,6 +96,7 @@ impl Pipeline {
                 commit.set_offset(&self.id, &output_end(sink.topic.name(), p), end);
             }
         }
+        plog.wait_durable()?;
         db.commit(commit)?;
         if let Some(sink) = &self.sink {
             for (&p, &end) in &uncommitted.sink_ends {

@@ -369,7 +369,7 @@ impl Pipeline {
                 consumed += n;
             }
         };
-        self.commit(log)?;
+        self.commit(log, plog)?;
         if self.inputs[0].upstream.is_some() {
             for (p, &position) in self.source_positions().iter().enumerate() {
                 self.metrics.set_position(p as u32, position);
@@ -521,7 +521,7 @@ impl Pipeline {
             self.uncommitted.min_time = earliest(self.uncommitted.min_time, first);
             self.uncommitted.sink_ends.extend(ends);
             if self.commit_due() {
-                self.commit(log)?;
+                self.commit(log, plog)?;
             }
             return Ok(Some(records.len()));
         }

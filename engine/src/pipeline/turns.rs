@@ -52,7 +52,7 @@ impl Pipeline {
         for stage in self.inputs.iter_mut().filter_map(|i| i.upstream.as_mut()) {
             let (read, from_sources) = stage.run_turn(log, plog)?;
             if read == 0 {
-                stage.commit(log)?;
+                stage.commit(log, plog)?;
             }
             consumed += read;
             sourced += from_sources;
