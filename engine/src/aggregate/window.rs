@@ -68,9 +68,18 @@ impl WindowSpec {
         }
     }
 
-    /// Whether a window ending at `end` has closed at stream time `stream_time`.
+    /// Whether a window ending at `end` has closed at stream time `stream_time`. A time
+    /// window's end is exclusive, a session's inclusive (the time of its last record), so a
+    /// session closes only once stream time is past `end + grace`: Kafka Streams' session
+    /// aggregate drops a record only when `end < stream time - grace`. Otherwise, with no
+    /// grace (EMIT FINAL's default), the record that sets stream time would find its own
+    /// session closed.
     pub fn is_closed(&self, end: i64, stream_time: i64) -> bool {
-        end.saturating_add(self.grace_ms) <= stream_time
+        let closes = end.saturating_add(self.grace_ms);
+        match self.kind {
+            WindowKind::Session { .. } => closes < stream_time,
+            _ => closes <= stream_time,
+        }
     }
 
     pub fn is_session(&self) -> bool {
@@ -142,5 +151,19 @@ mod tests {
         assert_eq!(w.windows_for(89_999), vec![(60_000, 90_000)]);
         assert!(!w.is_closed(30_000, 30_000 + DEFAULT_GRACE_MS - 1));
         assert!(w.is_closed(30_000, 30_000 + DEFAULT_GRACE_MS));
+    }
+
+    #[test]
+    fn a_session_closes_only_after_its_inclusive_end_plus_grace() {
+        let mut w = WindowSpec::new(WindowKind::Session { gap: 50 });
+        w.grace_ms = 0;
+        assert!(
+            !w.is_closed(1_000, 1_000),
+            "the record at the end keeps it open"
+        );
+        assert!(w.is_closed(1_000, 1_001));
+        w.grace_ms = 10;
+        assert!(!w.is_closed(1_000, 1_010));
+        assert!(w.is_closed(1_000, 1_011));
     }
 }
