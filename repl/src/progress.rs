@@ -3,9 +3,12 @@
 //! piped or captured output stays exactly what it was.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use eddy_sql::thousands;
+use eddy_sql::{thousands, LagProbe, Session};
 
 /// How often the line is redrawn at most.
 const EVERY: Duration = Duration::from_millis(250);
@@ -68,4 +71,48 @@ impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// Queries catching up with a backlog, watched from a thread of its own while the caller
+/// drives them: records done (the lag at the start less the lag now) and the lag shrinking.
+/// The lag is the committed one, so a stateful query's line moves at each commit.
+pub struct LagWatch {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LagWatch {
+    /// Watches `probe` when standard error is a terminal and there is a backlog at all.
+    pub fn start(probe: LagProbe) -> LagWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let initial = probe.total();
+        let thread = (std::io::stderr().is_terminal() && initial > 0).then(|| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut progress = Progress::new("catching up");
+                while !stop.load(Ordering::Acquire) {
+                    let lag = probe.total();
+                    let detail = format!("lag {}", thousands(lag));
+                    progress.update(initial.saturating_sub(lag), "records", &detail);
+                    std::thread::sleep(EVERY);
+                }
+            })
+        });
+        LagWatch { stop, thread }
+    }
+}
+
+impl Drop for LagWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// `session.run_until_idle()`, with the lag shrinking on a terminal meanwhile.
+pub fn run_until_idle(session: &mut Session) -> eddy_sql::Result<()> {
+    let _watch = LagWatch::start(session.lag_probe());
+    session.run_until_idle()
 }

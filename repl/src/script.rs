@@ -15,6 +15,7 @@ use eddy_log::Log;
 use eddy_sql::Session;
 
 use crate::output::{error_text, show};
+use crate::progress;
 
 pub fn run(log: Log, state: StateOptions, sql: &str, follow: bool) -> Result<()> {
     let mut session = Session::open_with(log, state)?;
@@ -43,7 +44,7 @@ pub fn run(log: Log, state: StateOptions, sql: &str, follow: bool) -> Result<()>
         runtime.block_on(tokio::signal::ctrl_c())?;
         session.shutdown();
     } else {
-        session.run_until_idle()?;
+        progress::run_until_idle(&mut session)?;
     }
     Ok(())
 }

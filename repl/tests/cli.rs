@@ -43,6 +43,29 @@ impl Eddy {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs `eddy -e script`, which must succeed within `secs` seconds: a guard against a
+    /// script that never ends, not a measure of speed.
+    fn ends_within(&self, script: &str, secs: u64) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args(["-e", script])
+            .env("EDDY_DATA_DIR", self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(secs) {
+                child.kill().unwrap();
+                panic!("eddy -e did not end within {secs} s: {script}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(status.success(), "eddy -e failed: {script}");
+    }
+
     fn fails(&self, args: &[&str]) -> String {
         let out = self.run(args, "");
         assert!(!out.status.success(), "eddy {args:?} should fail");
@@ -267,24 +290,7 @@ fn a_script_with_an_emit_final_query_ends_and_accounts_for_every_record() {
         CREATE TABLE w WITH (value_format='JSON') AS SELECT k, COUNT(*) AS cnt FROM ev WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY k EMIT FINAL;";
     // A guard only: the script takes about a second; before the processing log stopped waiting
     // for a group commit per entry it took about a minute, which fails here.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-        .args(["-e", script])
-        .env("EDDY_DATA_DIR", e.dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > std::time::Duration::from_secs(30) {
-            child.kill().unwrap();
-            panic!("eddy -e with an EMIT FINAL query did not end");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    assert!(status.success());
+    e.ends_within(script, 30);
     let emitted: u64 = e
         .ok(&["consume", "W", "--from-beginning"], "")
         .lines()
@@ -303,6 +309,55 @@ fn a_script_with_an_emit_final_query_ends_and_accounts_for_every_record() {
     assert!(
         emitted + dropped <= total && emitted + dropped >= total - 1000,
         "emitted {emitted} and dropped {dropped} of {total}"
+    );
+}
+
+/// `-e` ends for a stream-stream LEFT JOIN with a grace period too: a suppressing operator,
+/// since a left record without a match is emitted, null-padded, only once its window and grace
+/// have passed in stream time. Those whose window is still open at the end stay in state.
+#[test]
+fn a_script_with_a_left_join_with_grace_ends_with_every_closed_result() {
+    let e = Eddy::new();
+    let n = 5_000u64;
+    // A left record every 10 ms; a right one for every even left one, at the same time.
+    let left: String = (0..n)
+        .map(|i| format!("{i},k{},{}\n", i % 10, 1_700_000_000_000 + i * 10))
+        .collect();
+    let right: String = (0..n)
+        .step_by(2)
+        .map(|i| format!("{i},k{},{}\n", i % 10, 1_700_000_000_000 + i * 10))
+        .collect();
+    e.ok(&["topic", "create", "lefts", "--partitions", "1"], "");
+    e.ok(&["topic", "create", "rights", "--partitions", "1"], "");
+    e.ok(&["produce", "lefts"], &left);
+    e.ok(&["produce", "rights"], &right);
+    let script = "SET 'auto.offset.reset'='earliest';
+        CREATE STREAM l (id BIGINT, k STRING, ts BIGINT) WITH (kafka_topic='lefts', value_format='DELIMITED', timestamp='ts');
+        CREATE STREAM r (id BIGINT, k STRING, ts BIGINT) WITH (kafka_topic='rights', value_format='DELIMITED', timestamp='ts');
+        CREATE STREAM j WITH (value_format='JSON') AS SELECT l.k AS k, l.id AS lid, r.id AS rid FROM l
+          LEFT JOIN r WITHIN 5 MILLISECONDS GRACE PERIOD 100 MILLISECONDS ON l.k = r.k;";
+    e.ends_within(script, 30);
+    let (mut joined, mut padded) = (0u64, 0u64);
+    for line in e.ok(&["consume", "J", "--from-beginning"], "").lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let lid = v["LID"].as_u64().unwrap();
+        match v["RID"].as_u64() {
+            Some(rid) => {
+                assert_eq!(rid, lid, "{line}");
+                joined += 1;
+            }
+            None => {
+                assert_eq!(lid % 2, 1, "an even left record has a match: {line}");
+                padded += 1;
+            }
+        }
+    }
+    assert_eq!(joined, n / 2, "every match joined, once");
+    // The odd records of the last 105 ms (window and grace) are still waiting for a match.
+    assert!(
+        padded <= n / 2 && padded >= n / 2 - 11,
+        "{padded} null-padded of {}",
+        n / 2
     );
 }
 

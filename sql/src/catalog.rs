@@ -70,6 +70,9 @@ pub struct SourceDef {
     pub read_only: bool,
     /// The statement that created it.
     pub sql: String,
+    /// The schema-registry ids its key and value records are framed with (0: none).
+    pub key_schema_id: u32,
+    pub value_schema_id: u32,
 }
 
 impl SourceDef {

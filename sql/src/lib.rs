@@ -24,6 +24,7 @@ mod output_key;
 pub mod parser;
 pub mod planner;
 mod rewrite;
+pub mod schema_registry;
 pub mod script;
 mod select_items;
 pub mod session;
@@ -34,6 +35,6 @@ pub mod with_clause;
 pub use error::{Missing, Result, SqlError};
 pub use parser::{parse_schema, parse_statement, parse_statements, ParseError};
 pub use session::{
-    cell_text, format_table, is_internal_topic, result_schema_text, thousands, Outcome, PushQuery,
-    PushRow, QueryInfo, ResultColumn, Session, TopicPrint,
+    cell_text, format_table, is_internal_topic, result_schema_text, thousands, LagProbe, Outcome,
+    PushQuery, PushRow, QueryInfo, ResultColumn, Session, TopicPrint,
 };

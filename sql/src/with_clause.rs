@@ -1,11 +1,12 @@
 //! What the WITH clause of a CREATE statement says: formats, delimiters, single-value
 //! wrapping, the event-time column, and the codecs that follow from them.
 
+use eddy_engine::format::Nullable;
 use eddy_engine::{Codec, Format, TimestampFormat};
 
 use crate::ast::{Properties, PropertyValue};
 use crate::catalog::{Column, SourceDef};
-use crate::error::{invalid, unsupported, Missing, Result, SqlError};
+use crate::error::{invalid, Result, SqlError};
 use crate::types::SqlType;
 
 fn delimiter(props: &Properties, property: &str) -> Result<Option<char>> {
@@ -42,15 +43,25 @@ pub(crate) fn formats(
         let upper = name.to_ascii_uppercase();
         match Format::parse(name, delim) {
             Some(f) => Ok(f),
-            None if matches!(
-                upper.as_str(),
-                "AVRO" | "PROTOBUF" | "PROTOBUF_NOSR" | "JSON_SR"
-            ) =>
-            {
-                Err(unsupported(Missing::Format, format!("the {upper} format")))
-            }
             None => invalid(format!("Unknown format: {upper}")),
         }
+    };
+    // `*_PROTOBUF_NULLABLE_REPRESENTATION`: how a protobuf format writes NULL.
+    let nullable = |side: &str| -> Result<Option<Nullable>> {
+        match props.text(&format!("{side}_PROTOBUF_NULLABLE_REPRESENTATION")) {
+            None => Ok(None),
+            Some(t) => Nullable::parse(&t).map(Some).ok_or_else(|| {
+                SqlError::Invalid(format!(
+                    "Invalid {side}_PROTOBUF_NULLABLE_REPRESENTATION '{t}': use OPTIONAL or WRAPPER"
+                ))
+            }),
+        }
+    };
+    let (key_nullable, value_nullable) = (nullable("KEY")?, nullable("VALUE")?);
+    let with_nullable = |f: Format, n: Option<Nullable>| match (f, n) {
+        (Format::Protobuf { .. }, Some(nullable)) => Format::Protobuf { nullable },
+        (Format::ProtobufNoSr { .. }, Some(nullable)) => Format::ProtobufNoSr { nullable },
+        (f, _) => f,
     };
     let value_delim = delimiter(props, "VALUE_DELIMITER")?;
     let key_delim = delimiter(props, "KEY_DELIMITER")?;
@@ -93,7 +104,10 @@ pub(crate) fn formats(
     else {
         return invalid("Missing required property \"VALUE_FORMAT\" which has no default value.");
     };
-    Ok((key, value))
+    Ok((
+        with_nullable(key, key_nullable),
+        with_nullable(value, value_nullable),
+    ))
 }
 
 fn contains_map(t: &SqlType) -> bool {
@@ -207,7 +221,10 @@ pub fn codecs(def: &SourceDef) -> Result<(Codec, Codec)> {
         def.wrap_single_value,
     )
     .map_err(|e| SqlError::Invalid(format!("value format {}: {e}", def.value_format.name())))?;
-    Ok((key, value))
+    Ok((
+        key.with_schema_id(def.key_schema_id),
+        value.with_schema_id(def.value_schema_id),
+    ))
 }
 
 /// `WINDOW_TYPE` and `WINDOW_SIZE`: a source over the topic of a windowed table.

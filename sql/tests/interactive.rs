@@ -211,13 +211,26 @@ fn explain_and_describe_extended_show_the_query_and_its_plan() {
     assert!(plan.contains("-> Filter: AMOUNT@"), "{plan}");
     assert_eq!(session.queries().count(), 1, "EXPLAIN starts nothing");
 
+    produce(&log, "orders", &[r#"{"REGION":"us","AMOUNT":1}"#]);
+    let Outcome::Table { columns, rows } = execute(&mut session, "SHOW QUERIES;") else {
+        panic!()
+    };
+    assert_eq!(columns.last().unwrap(), "Lag (per partition)");
+    assert_eq!(
+        rows[0].last().unwrap(),
+        "1 (0: 1)",
+        "one record not yet read"
+    );
+    session.run_until_idle().unwrap();
+
     let described = message(&mut session, "DESCRIBE EXTENDED orders;");
     for part in [
         "Type                 : STREAM",
         "Kafka topic          : orders (partitions: 1)",
         " AMOUNT | INTEGER",
         "CTAS_TOTALS_0 (RUNNING) : CREATE TABLE totals",
-        "messages: 2",
+        "lag per partition: 0 (0: 0)",
+        "messages: 3",
         "processing-log errors: 1",
     ] {
         assert!(described.contains(part), "{part} not in:\n{described}");

@@ -8,13 +8,24 @@
 //! - [`json`]: an object of columns (or, for a single unwrapped column, the bare value);
 //! - [`delimited`]: one line of delimited text (CSV quoting);
 //! - [`kafka`]: one primitive in Kafka's serializers' binary form (big-endian numbers, UTF-8);
+//! - [`avro`]: an Avro datum in Confluent's schema-registry frame;
+//! - [`protobuf`]: a proto3 message, framed (PROTOBUF) or bare (PROTOBUF_NOSR);
+//! - `JSON_SR`: JSON in Confluent's schema-registry frame;
 //! - `NONE`: no columns, bytes ignored.
+//!
+//! The schema-registry formats write the schema ksqlDB derives from the columns, under the
+//! schema id the codec is given ([`Codec::with_schema_id`]).
 
+pub mod avro;
 pub mod delimited;
 pub mod json;
 pub mod json_batch;
 pub mod kafka;
+pub mod protobuf;
 pub mod rows;
+mod wire;
+
+pub use protobuf::Nullable;
 
 use bytes::Bytes;
 use datafusion::arrow::array::ArrayRef;
@@ -46,6 +57,17 @@ pub enum Format {
     },
     Kafka,
     None,
+    Avro,
+    /// Confluent's protobuf, framed with a schema id.
+    Protobuf {
+        nullable: Nullable,
+    },
+    /// Plain protobuf, no registry.
+    ProtobufNoSr {
+        nullable: Nullable,
+    },
+    /// JSON in Confluent's frame.
+    JsonSr,
     /// Eddy's own encoding of whole rows (`crate::state_codec`), for internal topics such as
     /// repartition topics: any column type, read back exactly. Not a `*_FORMAT` users pick.
     Rows,
@@ -61,6 +83,14 @@ impl Format {
             },
             "KAFKA" => Format::Kafka,
             "NONE" => Format::None,
+            "AVRO" => Format::Avro,
+            "PROTOBUF" => Format::Protobuf {
+                nullable: Nullable::Default,
+            },
+            "PROTOBUF_NOSR" => Format::ProtobufNoSr {
+                nullable: Nullable::Default,
+            },
+            "JSON_SR" => Format::JsonSr,
             _ => return None,
         })
     }
@@ -71,8 +101,20 @@ impl Format {
             Format::Delimited { .. } => "DELIMITED",
             Format::Kafka => "KAFKA",
             Format::None => "NONE",
+            Format::Avro => "AVRO",
+            Format::Protobuf { .. } => "PROTOBUF",
+            Format::ProtobufNoSr { .. } => "PROTOBUF_NOSR",
+            Format::JsonSr => "JSON_SR",
             Format::Rows => "ROWS",
         }
+    }
+
+    /// Whether records carry Confluent's frame with a schema id from a registry.
+    pub fn uses_registry(&self) -> bool {
+        matches!(
+            self,
+            Format::Avro | Format::Protobuf { .. } | Format::JsonSr
+        )
     }
 }
 
@@ -84,6 +126,8 @@ pub struct Codec {
     /// JSON with a single column: whether the value is wrapped in an object (ksqlDB's
     /// `WRAP_SINGLE_VALUE`, default true for values). Keys are never wrapped.
     pub wrap_single: bool,
+    /// The schema id a schema-registry format frames its records with.
+    pub schema_id: u32,
 }
 
 impl Codec {
@@ -98,7 +142,14 @@ impl Codec {
             format,
             fields,
             wrap_single,
+            schema_id: 0,
         })
+    }
+
+    /// The codec framing what it writes with `schema_id` (the schema-registry formats).
+    pub fn with_schema_id(mut self, schema_id: u32) -> Codec {
+        self.schema_id = schema_id;
+        self
     }
 
     fn check(format: &Format, fields: &[Field]) -> Result<(), String> {
@@ -156,6 +207,15 @@ impl Codec {
                 None => Ok(Vec::new()),
             },
             Format::None => Ok(Vec::new()),
+            Format::Avro => avro::decode(self, bytes),
+            Format::Protobuf { nullable } => protobuf::decode(self, bytes, true, *nullable),
+            Format::ProtobufNoSr { nullable } => protobuf::decode(self, bytes, false, *nullable),
+            Format::JsonSr => {
+                let (_id, body) = wire::read_frame(bytes).map_err(|e| {
+                    format!("{e} (JSON_SR values start with the magic byte 0 and a schema id)")
+                })?;
+                json::decode(self, body)
+            }
             Format::Rows => {
                 let types: Vec<DataType> =
                     self.fields.iter().map(|f| f.data_type().clone()).collect();
@@ -209,6 +269,20 @@ impl Codec {
             Format::Delimited { delimiter } => delimited::encode(values, *delimiter).map(Some),
             Format::Kafka => kafka::encode(&values[0]),
             Format::None => Ok(None),
+            Format::Avro => avro::encode(self, values).map(Some),
+            Format::Protobuf { nullable } => {
+                protobuf::encode(self, values, true, *nullable).map(Some)
+            }
+            Format::ProtobufNoSr { nullable } => {
+                protobuf::encode(self, values, false, *nullable).map(Some)
+            }
+            Format::JsonSr => {
+                let body = json::encode(self, values)?;
+                let mut out = Vec::with_capacity(body.len() + wire::FRAME_LEN);
+                wire::write_frame(&mut out, self.schema_id);
+                out.extend_from_slice(&body);
+                Ok(Some(bytes::Bytes::from(out)))
+            }
             Format::Rows => crate::state_codec::encode_row(values).map(|b| Some(Bytes::from(b))),
         }
     }

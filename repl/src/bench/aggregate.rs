@@ -24,6 +24,8 @@ use clap::Args;
 use eddy_log::{Log, Record};
 use eddy_sql::{parse_statements, Session};
 
+use crate::progress;
+
 #[derive(Args)]
 pub struct AggregateBenchArgs {
     /// Scratch directory (emptied and removed afterwards).
@@ -90,7 +92,7 @@ fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
         session.execute(&stmt, &text)?;
     }
     let start = Instant::now();
-    session.run_until_idle()?;
+    progress::run_until_idle(&mut session)?;
     let secs = start.elapsed().as_secs_f64();
     let out: u64 = log
         .topic("OUTPUT")?

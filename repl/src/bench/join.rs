@@ -29,6 +29,8 @@ use clap::{Args, ValueEnum};
 use eddy_log::{Log, Record, TopicConfig};
 use eddy_sql::{parse_statements, Session};
 
+use crate::progress;
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Kind {
     StreamTable,
@@ -136,7 +138,7 @@ fn stream_table(args: &JoinBenchArgs, log: Log) -> Result<()> {
     }
     clicks.append_unacknowledged(&batch)?;
     let start = Instant::now();
-    session.run_until_idle()?;
+    progress::run_until_idle(&mut session)?;
     let secs = start.elapsed().as_secs_f64();
     println!(
         "stream-table join: {} records against {} table rows in {secs:.2} s = {:.0} records/s on one core, {} joined",

@@ -18,6 +18,8 @@ use clap::Args;
 use eddy_log::{Log, Record};
 use eddy_sql::{parse_statements, Session};
 
+use crate::progress;
+
 #[derive(Args)]
 pub struct QueryBenchArgs {
     /// Scratch directory (emptied and removed afterwards).
@@ -76,7 +78,7 @@ fn measure(args: &QueryBenchArgs, log: Log) -> Result<()> {
         session.execute(&stmt, &text)?;
     }
     let start = Instant::now();
-    session.run_until_idle()?;
+    progress::run_until_idle(&mut session)?;
     let secs = start.elapsed().as_secs_f64();
     let out: u64 = log
         .topic("OUTPUT")?

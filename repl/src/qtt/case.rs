@@ -39,9 +39,6 @@ pub struct Rest {
     pub wait_for_push_query: bool,
 }
 
-/// Formats Eddy does not implement; cases that use them are skipped.
-const MISSING_FORMATS: &[&str] = &["AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR"];
-
 /// Strips `//` comments outside strings: QTT files are lenient JSON.
 pub fn strip_comments(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -171,7 +168,7 @@ fn expand(stem: &str, test: &Value) -> Vec<Case> {
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            let skip = skip_reason(test, &statements, &inputs, &outputs, &topics);
+            let skip = skip_reason(test, &inputs, &outputs, &topics);
             let rest = (test.get("responses").is_some() || test.get("expectedError").is_some())
                 .then(|| Rest {
                     responses: test
@@ -208,23 +205,12 @@ fn expand(stem: &str, test: &Value) -> Vec<Case> {
 
 fn skip_reason(
     test: &Value,
-    statements: &[String],
     inputs: &[Value],
     outputs: &[Value],
     topics: &[Value],
 ) -> Option<String> {
     if test.get("enabled").and_then(Value::as_bool) == Some(false) {
         return Some("disabled in the suite".into());
-    }
-    for s in statements {
-        let upper = s.to_ascii_uppercase();
-        for f in MISSING_FORMATS {
-            for quote in ['\'', '"'] {
-                if upper.contains(&format!("{quote}{f}{quote}")) {
-                    return Some(format!("needs the {f} format"));
-                }
-            }
-        }
     }
     let schema_fields = [
         "keySchema",

@@ -19,6 +19,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 use serde_json::json;
 
+use crate::progress::Progress;
 use exec::Verdict;
 
 #[derive(Args)]
@@ -64,10 +65,13 @@ pub fn run(args: TestArgs) -> Result<()> {
     }
     let (mut passed, mut failed, mut skipped) = (0usize, 0usize, 0usize);
     let mut report = Vec::new();
-    for file in &files {
+    // Drawn on a terminal only; erased before each line printed, so lines stay whole.
+    let mut progress = Progress::new("testing");
+    for (i, file) in files.iter().enumerate() {
         let cases = match case::load(file) {
             Ok(c) => c,
             Err(e) => {
+                progress.finish();
                 println!("FAIL {}: {e:#}", file.display());
                 failed += 1;
                 continue;
@@ -90,26 +94,39 @@ pub fn run(args: TestArgs) -> Result<()> {
                 Verdict::Pass => {
                     passed += 1;
                     if args.verbose {
+                        progress.finish();
                         println!("PASS {}", case.name);
                     }
                     ("passed", String::new())
                 }
                 Verdict::Fail(m) => {
                     failed += 1;
+                    progress.finish();
                     println!("FAIL {}: {}", case.name, one_line(m));
                     ("failed", m.clone())
                 }
                 Verdict::Skip(m) => {
                     skipped += 1;
                     if args.verbose {
+                        progress.finish();
                         println!("SKIP {}: {m}", case.name);
                     }
                     ("skipped", m.clone())
                 }
             };
             report.push(json!({"name": case.name, "status": status, "message": message}));
+            progress.update(
+                (passed + failed + skipped) as u64,
+                "cases",
+                &format!(
+                    "{passed} passed, {failed} failed, file {} of {}",
+                    i + 1,
+                    files.len()
+                ),
+            );
         }
     }
+    progress.finish();
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)?;
     }

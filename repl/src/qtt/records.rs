@@ -59,6 +59,7 @@ pub(super) fn input_record(session: &Session, input: &Value) -> Result<Record, S
                 (Format::Kafka, k) => {
                     key_codec.encode(&[scalar_from_json(k, &def.key_columns[0].ty.to_arrow())?])?
                 }
+                (f, k) if is_binary(f) => through_json(&key_codec, k)?,
                 (_, k) => raw_bytes(k),
             };
             let value_bytes = match (&def.value_format, value) {
@@ -69,6 +70,7 @@ pub(super) fn input_record(session: &Session, input: &Value) -> Result<Record, S
                     .encode(&[scalar_from_json(v, &def.value_columns[0].ty.to_arrow())?])?,
                 // A source's format is never an internal one.
                 (Format::None | Format::Rows, _) => None,
+                (_, v) => through_json(&value_codec, v)?,
             };
             (key_bytes, value_bytes)
         }
@@ -116,6 +118,24 @@ pub(super) fn input_record(session: &Session, input: &Value) -> Result<Record, S
     })
 }
 
+/// The schema-registry and protobuf formats, which the suite writes as JSON for the runner to
+/// serialize, as ksqlDB's runner serializes them with the subject's schema.
+fn is_binary(format: &Format) -> bool {
+    matches!(
+        format,
+        Format::Avro | Format::Protobuf { .. } | Format::ProtobufNoSr { .. } | Format::JsonSr
+    )
+}
+
+/// The suite's JSON read as the codec's columns (ksqlDB's coercions, fields matched
+/// case-insensitively), then written in the codec's format.
+fn through_json(codec: &eddy_engine::Codec, v: &Value) -> Result<Option<Bytes>, String> {
+    let json = eddy_engine::Codec::new(Format::Json, codec.fields.clone(), codec.wrap_single)
+        .map_err(|e| e.to_string())?;
+    let values = json.decode(Some(v.to_string().as_bytes()))?;
+    codec.encode(&values)
+}
+
 /// Bytes as the suite shows them: JSON parsed, text as a string, KAFKA primitives as numbers.
 pub(super) fn as_json(
     bytes: Option<&[u8]>,
@@ -131,6 +151,22 @@ pub(super) fn as_json(
         Format::None => Ok(Value::Null),
         // Internal topics only; a case never names one as an output.
         Format::Rows => Ok(Value::String(String::from_utf8_lossy(b).into_owned())),
+        Format::Avro | Format::Protobuf { .. } | Format::ProtobufNoSr { .. } | Format::JsonSr => {
+            let values = codec.decode(Some(b))?;
+            let text = |v: &datafusion::common::ScalarValue| -> Result<Value, String> {
+                let mut text = String::new();
+                write_scalar_json(&mut text, v)?;
+                serde_json::from_str(&text).map_err(|e| e.to_string())
+            };
+            if codec.fields.len() == 1 && !codec.wrap_single {
+                return text(&values[0]);
+            }
+            let mut object = serde_json::Map::new();
+            for (f, v) in codec.fields.iter().zip(&values) {
+                object.insert(f.name().clone(), text(v)?);
+            }
+            Ok(Value::Object(object))
+        }
         Format::Kafka => {
             let values = codec.decode(Some(b))?;
             if values.len() != 1 {

@@ -108,6 +108,8 @@ fn combined_source(
         window: None,
         read_only: true,
         sql: String::new(),
+        key_schema_id: 0,
+        value_schema_id: 0,
     }
 }
 

@@ -168,6 +168,8 @@ impl Session {
             window: crate::with_clause::source_window(props)?,
             read_only: c.read_only,
             sql: text.to_string(),
+            key_schema_id: 0,
+            value_schema_id: 0,
         };
         codecs(&def)?;
         if self.log.topic(&topic).is_err() {
@@ -183,6 +185,7 @@ impl Session {
             self.log
                 .create_topic(&topic, TopicConfig::with_partitions(partitions))?;
         }
+        let def = self.register_schemas(def, false);
         let queryable = def.read_only;
         self.register(def, queryable)?;
         Ok(Outcome::Message(format!("{what} created")))
@@ -215,6 +218,48 @@ impl Session {
             return Ok(());
         }
         self.materialize(&def)
+    }
+
+    /// Registers the schemas of `def`'s schema-registry formats under its topic's subjects and
+    /// frames its records with their ids. A query's sink (`always`) registers its schema as the
+    /// subject's latest; a source declared over a topic only when the subject has none, since
+    /// a producer's own schema is then the topic's.
+    fn register_schemas(&mut self, mut def: SourceDef, always: bool) -> SourceDef {
+        let fields = |cols: &[Column]| cols.iter().map(Column::field).collect::<Vec<_>>();
+        let key_name = format!("{}Key", camel_case(&def.name));
+        let sides = [
+            (
+                "key",
+                &def.key_format,
+                fields(&def.key_columns),
+                false,
+                key_name,
+            ),
+            (
+                "value",
+                &def.value_format,
+                fields(&def.value_columns),
+                def.wrap_single_value,
+                "io.confluent.ksql.avro_schemas.KsqlDataSourceSchema".to_string(),
+            ),
+        ];
+        let mut ids = [0, 0];
+        for (i, (side, format, fields, wrap, name)) in sides.into_iter().enumerate() {
+            if fields.is_empty() {
+                continue;
+            }
+            let subject = format!("{}-{side}", def.topic);
+            let Some(schema) = crate::schema_registry::derived_schema(format, &fields, wrap, &name)
+            else {
+                continue;
+            };
+            ids[i] = match self.schema_registry.latest(&subject) {
+                Some(id) if !always => id,
+                _ => self.schema_registry.register(&subject, schema),
+            };
+        }
+        (def.key_schema_id, def.value_schema_id) = (ids[0], ids[1]);
+        def
     }
 
     /// The source a `CREATE ... AS SELECT` makes, from its planned query: columns, formats,
@@ -269,6 +314,8 @@ impl Session {
             },
             read_only: false,
             sql: text.to_string(),
+            key_schema_id: 0,
+            value_schema_id: 0,
         };
         if def.value_columns.is_empty() {
             return invalid("The projection contains no value columns.");
@@ -297,6 +344,7 @@ impl Session {
             return invalid(format!("Invalid result type. Your SELECT query produces a {produces}. Please use {use_} statement instead."));
         }
         let def = self.sink_def(c, &planned, text)?;
+        let def = self.register_schemas(def, true);
         let (props, source, topic) = (&c.properties, &planned.source, def.topic.clone());
         let partitions = match props.text("PARTITIONS") {
             Some(p) => p
@@ -345,4 +393,18 @@ fn window_info(w: &WindowSpec) -> crate::catalog::WindowInfo {
             size_ms: None,
         },
     }
+}
+
+/// `my_sink` as `MySink`: how ksqlDB names a sink's Avro key record.
+fn camel_case(name: &str) -> String {
+    name.split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let lower = p.to_ascii_lowercase();
+            let mut c = lower.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
 }

@@ -128,6 +128,8 @@ pub struct Session {
     /// Each table's materialization, by table name, for pull queries: its id, how it runs,
     /// its metrics.
     materialized: BTreeMap<String, (String, QueryRun, Arc<QueryMetrics>)>,
+    /// The schemas the schema-registry formats frame records with.
+    pub schema_registry: crate::schema_registry::SchemaRegistry,
 }
 
 /// How many entries each state store keeps decoded in memory (about 150 bytes each for a
@@ -140,6 +142,7 @@ mod explain;
 mod functions;
 mod insert;
 mod join;
+mod lag;
 mod n_way;
 mod print;
 mod pull;
@@ -149,6 +152,7 @@ mod show;
 mod start;
 
 pub use explain::thousands;
+pub use lag::LagProbe;
 pub use print::TopicPrint;
 pub use pull::cell_text;
 pub use push::{PushQuery, PushRow};
@@ -172,6 +176,7 @@ impl Session {
             state: None,
             state_options: StateOptions::default(),
             materialized: BTreeMap::new(),
+            schema_registry: Default::default(),
         }
     }
 
@@ -242,35 +247,6 @@ impl Session {
                 metrics: q.metrics.clone(),
             })
             .collect()
-    }
-
-    /// How far each persistent query (and each table's materialization) is behind the end of
-    /// its source: `(query, topic, partition, records not yet processed)`.
-    pub fn lag(&self) -> Vec<(String, String, u32, u64)> {
-        let queries = self
-            .queries
-            .iter()
-            .map(|q| (&q.id, q.sources.first(), &q.metrics))
-            .chain(
-                self.materialized
-                    .iter()
-                    .map(|(table, (id, _, metrics))| (id, Some(table), metrics)),
-            );
-        let mut out = Vec::new();
-        for (id, source, metrics) in queries {
-            let Some(def) = source.and_then(|s| self.catalog.source(s)) else {
-                continue;
-            };
-            let Ok(topic) = self.log.topic(&def.topic) else {
-                continue;
-            };
-            for p in topic.partitions() {
-                let position = metrics.position(p.id()).unwrap_or(0);
-                let lag = p.end_offset().saturating_sub(position);
-                out.push((id.clone(), def.topic.clone(), p.id(), lag));
-            }
-        }
-        out
     }
 
     /// Entries `query` wrote to the processing log since this process started.

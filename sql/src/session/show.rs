@@ -50,6 +50,7 @@ impl Session {
                 table(&["Kafka Topic", "Partitions"], rows)
             }
             ShowKind::Queries { .. } => {
+                let lag = self.lag();
                 let rows = self
                     .queries
                     .iter()
@@ -62,6 +63,7 @@ impl Session {
                             thousands(q.metrics.records_in.total()),
                             rate_text(q.metrics.records_in.per_second()),
                             rate_text(q.metrics.records_out.per_second()),
+                            lag_text(&lag, &q.id),
                         ]
                     })
                     .collect();
@@ -74,6 +76,7 @@ impl Session {
                         "Records In",
                         "In/s (1 min)",
                         "Out/s (1 min)",
+                        "Lag (per partition)",
                     ],
                     rows,
                 )
@@ -140,12 +143,21 @@ impl Session {
         }
         let topic = self.log.topic(&def.topic)?;
         let messages = topic.message_count();
+        let lag = self.lag();
         let listing = |pick: &dyn Fn(&super::RunningQuery) -> bool| -> String {
             let lines: Vec<String> = self
                 .queries
                 .iter()
                 .filter(|q| pick(q))
-                .map(|q| format!("{} ({}) : {}", q.id, q.status(), q.text.trim()))
+                .map(|q| {
+                    format!(
+                        "{} ({}) : {}\n  lag per partition: {}",
+                        q.id,
+                        q.status(),
+                        q.text.trim(),
+                        lag_text(&lag, &q.id)
+                    )
+                })
                 .collect();
             if lines.is_empty() {
                 "(none)".into()
@@ -185,6 +197,25 @@ impl Session {
             rate_text(written),
         )))
     }
+}
+
+/// A query's lag as "total (partition: lag, ...)", from [`Session::lag`]'s rows: how many
+/// records its source's partitions hold beyond what the query has committed.
+fn lag_text(lag: &[(String, String, u32, u64)], query: &str) -> String {
+    let parts: Vec<(u32, u64)> = lag
+        .iter()
+        .filter(|(q, ..)| q == query)
+        .map(|&(_, _, p, l)| (p, l))
+        .collect();
+    if parts.is_empty() {
+        return "-".into();
+    }
+    let total: u64 = parts.iter().map(|(_, l)| l).sum();
+    let each: Vec<String> = parts
+        .iter()
+        .map(|(p, l)| format!("{p}: {}", thousands(*l)))
+        .collect();
+    format!("{} ({})", thousands(total), each.join(", "))
 }
 
 /// Rows as an aligned text table with a header line, as the ksql CLI prints them.
