@@ -2,15 +2,15 @@
 //! ksqlDB's clients use it.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 mod support;
 
-use support::{get, insert, ksql, post, pull_until, Server};
+use support::{agent, get, insert, ksql, post, pull_until, Server};
 
 #[test]
 fn queries_deploy_insert_push_pull_and_survive_a_restart() {

@@ -119,7 +119,8 @@ fn contains_map(t: &SqlType) -> bool {
     }
 }
 
-/// JSON writes a map as an object, whose field names are strings.
+/// JSON writes a map as an object, whose field names are strings; ksqlDB's Avro and Protobuf
+/// schemas for maps have string keys too.
 pub(crate) fn check_map_keys(format: &Format, columns: &[Column]) -> Result<()> {
     fn bad_key(t: &SqlType) -> bool {
         match t {
@@ -129,10 +130,17 @@ pub(crate) fn check_map_keys(format: &Format, columns: &[Column]) -> Result<()> 
             _ => false,
         }
     }
-    if matches!(format, Format::Json) && columns.iter().any(|c| bad_key(&c.ty)) {
-        return invalid("JSON only supports MAP types with STRING keys");
+    if !columns.iter().any(|c| bad_key(&c.ty)) {
+        return Ok(());
     }
-    Ok(())
+    match format {
+        Format::Json | Format::JsonSr => invalid("JSON only supports MAP types with STRING keys"),
+        Format::Avro => invalid("Avro only supports MAPs with STRING keys"),
+        Format::Protobuf { .. } | Format::ProtobufNoSr { .. } => {
+            invalid("PROTOBUF format only supports MAP types with STRING keys")
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Checks `WRAP_SINGLE_VALUE` against the value format and columns, as ksqlDB does.
@@ -150,6 +158,11 @@ pub(crate) fn check_wrapping(
     let wrap = wrap_single(props, true)?;
     match format {
         Format::Json => Ok(()),
+        Format::Protobuf { .. } if !wrap => invalid(format!(
+            "Format '{}' does not support 'WRAP_SINGLE_VALUE' set to '{}'.",
+            format.name(),
+            v.as_text()
+        )),
         Format::Delimited { .. } | Format::Kafka | Format::None if wrap => invalid(format!(
             "Format '{}' does not support 'WRAP_SINGLE_VALUE' set to '{}'.",
             format.name(),

@@ -26,6 +26,34 @@ use super::wire::{
 use super::Codec;
 use crate::value::{map_array, null_of, struct_array};
 
+/// Avro's rule for names, `[A-Za-z_][A-Za-z0-9_]*`, for a column and its nested fields (a dot
+/// becomes `_`, as ksqlDB writes it).
+pub(super) fn check_name(f: &Field) -> Result<(), String> {
+    let name = f.name().replace('.', "_");
+    let mut chars = name.chars();
+    if chars
+        .next()
+        .is_some_and(|c| !(c.is_ascii_alphabetic() || c == '_'))
+    {
+        return Err(format!(
+            "Schema is not compatible with Avro: Illegal initial character: {name}"
+        ));
+    }
+    if let Some(c) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+        return Err(format!(
+            "Schema is not compatible with Avro: Illegal character in: {name} ({c})"
+        ));
+    }
+    match f.data_type() {
+        DataType::Struct(fields) => fields.iter().try_for_each(|f| check_name(f)),
+        DataType::List(item) => match item.data_type() {
+            DataType::Struct(fields) => fields.iter().try_for_each(|f| check_name(f)),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 /// Whether the codec's columns are written as one unwrapped datum rather than a record.
 fn unwrapped(codec: &Codec) -> bool {
     codec.fields.len() == 1 && !codec.wrap_single

@@ -165,6 +165,11 @@ impl Codec {
                     kafka::check_type(f.data_type())?;
                 }
             }
+            Format::Avro => {
+                for f in fields {
+                    avro::check_name(f)?;
+                }
+            }
             Format::None if !fields.is_empty() => {
                 return Err("the NONE format cannot hold columns".into());
             }
