@@ -85,17 +85,10 @@ impl LagWatch {
     /// Watches `probe` when standard error is a terminal and there is a backlog at all.
     pub fn start(probe: LagProbe) -> LagWatch {
         let stop = Arc::new(AtomicBool::new(false));
-        let initial = probe.total();
-        let thread = (std::io::stderr().is_terminal() && initial > 0).then(|| {
+        let thread = (std::io::stderr().is_terminal() && probe.total() > 0).then(|| {
             let stop = stop.clone();
             std::thread::spawn(move || {
-                let mut progress = Progress::new("catching up");
-                while !stop.load(Ordering::Acquire) {
-                    let lag = probe.total();
-                    let detail = format!("lag {}", thousands(lag));
-                    progress.update(initial.saturating_sub(lag), "records", &detail);
-                    std::thread::sleep(EVERY);
-                }
+                draw_lag(&probe, "catching up", |_| stop.load(Ordering::Acquire));
             })
         });
         LagWatch { stop, thread }
@@ -108,6 +101,47 @@ impl Drop for LagWatch {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// Blocks while the queries `probe` watches have a backlog, drawing its lag shrinking, until
+/// it is gone or `interrupted` (Ctrl-C) is set: what the REPL does after a CREATE ... AS
+/// SELECT, whose query runs in the background either way. Returns at once unless standard
+/// error is a terminal.
+pub fn follow_backlog(query: &str, probe: &LagProbe, interrupted: &AtomicBool) {
+    if !std::io::stderr().is_terminal() || probe.total() == 0 {
+        return;
+    }
+    interrupted.store(false, Ordering::Release);
+    let label = format!("{query} catching up (Ctrl-C returns to the prompt)");
+    let (done, secs) = draw_lag(probe, &label, |lag| {
+        lag == 0 || interrupted.swap(false, Ordering::AcqRel)
+    });
+    let rest = probe.total();
+    let state = if rest == 0 {
+        "caught up".to_string()
+    } else {
+        format!("running in the background, lag {}", thousands(rest))
+    };
+    eprintln!(
+        "{query}: {} records in {secs:.1} s, {state}",
+        thousands(done)
+    );
+}
+
+/// Redraws the records done (the lag at the start less the lag now) and the lag until `done`
+/// says so; returns the records done and the seconds taken.
+fn draw_lag(probe: &LagProbe, label: &str, mut done: impl FnMut(u64) -> bool) -> (u64, f64) {
+    let initial = probe.total();
+    let mut progress = Progress::new(label);
+    loop {
+        let lag = probe.total();
+        let records = initial.saturating_sub(lag);
+        if done(lag) {
+            return (records, progress.started.elapsed().as_secs_f64());
+        }
+        progress.update(records, "records", &format!("lag {}", thousands(lag)));
+        std::thread::sleep(EVERY / 5);
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::Result;
 use eddy_engine::state::StateOptions;
 use eddy_log::Log;
-use eddy_sql::Session;
+use eddy_sql::{Outcome, Session};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 
 use crate::output::{error_text, show};
+use crate::progress;
 
 const PROMPT: &str = "eddy> ";
 const CONTINUATION: &str = "   -> ";
@@ -313,9 +314,14 @@ fn complete(text: &str) -> bool {
     matches!(last, Some((';', false)))
 }
 
-/// Runs what was typed; the first statement that fails stops the rest.
+/// Runs what was typed; the first statement that fails stops the rest. A query started over
+/// a backlog then shows it shrinking until it is caught up or Ctrl-C (`progress.rs`).
 fn execute(session: &mut Session, text: &str, interrupted: &AtomicBool) {
+    let mut started = Vec::new();
     let _ = session.run_script(text, &mut |_, outcome| {
+        if let Ok(Outcome::QueryStarted { id, .. }) = &outcome {
+            started.push(id.clone());
+        }
         let shown = match outcome {
             Ok(o) => show(o, interrupted).map_err(|e| e.to_string()),
             Err(e) => Err(error_text(&e, text)),
@@ -328,6 +334,9 @@ fn execute(session: &mut Session, text: &str, interrupted: &AtomicBool) {
             }
         }
     });
+    for id in started {
+        progress::follow_backlog(&id, &session.lag_probe().of_query(&id), interrupted);
+    }
 }
 
 #[cfg(test)]

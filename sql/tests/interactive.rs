@@ -221,7 +221,11 @@ fn explain_and_describe_extended_show_the_query_and_its_plan() {
         "1 (0: 1)",
         "one record not yet read"
     );
+    let probe = session.lag_probe().of_query("CTAS_TOTALS_0");
+    assert_eq!(probe.total(), 1);
+    assert_eq!(session.lag_probe().of_query("NO_SUCH_QUERY").total(), 0);
     session.run_until_idle().unwrap();
+    assert_eq!(probe.total(), 0, "a probe reads the lag anew");
 
     let described = message(&mut session, "DESCRIBE EXTENDED orders;");
     for part in [

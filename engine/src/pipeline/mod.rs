@@ -349,9 +349,18 @@ impl Pipeline {
     pub fn run_available(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
         let staged = self.inputs.iter().any(|i| i.upstream.is_some());
         let consumed = if self.inputs.len() == 1 && !staged {
-            let (consumed, sourced) = self.run_reads(log, plog, usize::MAX)?;
-            self.metrics.records_in.add(sourced as u64);
-            consumed
+            // A read from each partition in turn, counted as it goes: records in (and so a
+            // backlog's progress) move while a large backlog is read, and no partition is
+            // read to its end before the others start.
+            let mut consumed = 0;
+            loop {
+                let (n, sourced) = self.run_reads(log, plog, 1)?;
+                self.metrics.records_in.add(sourced as u64);
+                if n == 0 {
+                    break consumed;
+                }
+                consumed += n;
+            }
         } else {
             // Inputs take turns, and an upstream stage reads once from each partition per turn,
             // so that a backlog flows through all stages together. A stage reads the rows of

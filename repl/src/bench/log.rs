@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use clap::Args;
@@ -156,6 +157,14 @@ fn measure(args: &LogBenchArgs, value_size: usize, policy: FsyncPolicy) -> Resul
                 })
             })
             .collect();
+        // This thread would only wait in `join`: it draws the records appended meanwhile.
+        let mut progress =
+            Progress::new(format!("bench log, {value_size} B values, fsync {policy}"));
+        while !handles.iter().all(|h| h.is_finished()) {
+            progress.update(partition.end_offset(), "records", "");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        progress.finish();
         for h in handles {
             h.join().expect("producer panicked")?;
         }

@@ -32,6 +32,12 @@ impl LagProbe {
     pub fn total(&self) -> u64 {
         self.parts.iter().map(LagPart::lag).sum()
     }
+
+    /// The part that watches `query` alone.
+    pub fn of_query(mut self, query: &str) -> LagProbe {
+        self.parts.retain(|p| p.query == query);
+        self
+    }
 }
 
 impl Session {
