@@ -10,7 +10,7 @@
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::common::ScalarValue;
-use eddy_state::{Commit, StateDb};
+use eddy_state::{Commit, StateScope};
 
 use crate::aggregate::GroupState;
 use crate::error::{EngineError, Result};
@@ -108,16 +108,16 @@ pub struct MaterializedRow {
     pub values: Vec<ScalarValue>,
 }
 
-/// The rows of the table materialized in store `<owner>/<name>` of `db`, in key-byte order.
-/// `key_types` include the two BIGINT window bounds for a windowed table.
+/// The rows of the table materialized in store `name` of `scope` (one task's), in key-byte
+/// order. `key_types` include the two BIGINT window bounds for a windowed table.
 pub fn read_rows(
-    db: &StateDb,
-    store: &str,
+    scope: &StateScope,
+    name: &str,
     key_types: &[DataType],
     value_types: &[DataType],
 ) -> Result<Vec<MaterializedRow>> {
     let value_row_types = crate::lookup_join::row_types(value_types);
-    let store = db.store(store)?;
+    let store = scope.db().store(&scope.store_name(name))?;
     let corrupt = |e: String| {
         EngineError::State(eddy_state::StateError::Corrupt {
             store: store.name().to_string(),

@@ -1,18 +1,21 @@
-//! Per-query throughput: counters a query's task updates as it runs and any thread reads
-//! (SHOW QUERIES, DESCRIBE EXTENDED, the server's `/metrics`).
+//! Per-query throughput: counters a query's tasks update as they run and any thread reads
+//! (SHOW QUERIES, DESCRIBE EXTENDED, the server's `/metrics`); per-task ones are in
+//! [`crate::task::TaskMetrics`].
 //!
 //! A [`RateCounter`] keeps a lifetime total and the counts of the last [`WINDOW_SECS`] seconds
 //! in one bucket per second, so a rate reflects what the query does now, not since it started,
 //! and reading it never blocks the writer.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How many seconds a rate averages over.
 pub const WINDOW_SECS: u64 = 60;
 
-/// A count with a recent rate. Updated by one writer (the query's task); a reader racing a
-/// bucket's reset may see that second's count slightly off, which a displayed rate tolerates.
+/// A count with a recent rate. A reader (or another writer) racing a bucket's reset may see
+/// or leave that second's count slightly off, which a displayed rate tolerates.
 #[derive(Debug)]
 pub struct RateCounter {
     total: AtomicU64,
@@ -72,35 +75,49 @@ impl RateCounter {
     }
 }
 
-/// What a running query has done: records read from its source and written to its sink, and
-/// how far it has read each partition of its source (for lag).
+/// What a running query has done, over all its tasks: records read from its sources and
+/// written to its sink, and how far it has read (and committed) each partition of each topic
+/// it reads, its repartition topics included (for lag).
+///
+/// Several tasks add to the counters from their threads; totals are exact, a one-second
+/// bucket's count may lose an addition that races its reset, which a displayed rate tolerates.
 #[derive(Debug, Default)]
 pub struct QueryMetrics {
     pub records_in: RateCounter,
     pub records_out: RateCounter,
-    positions: Box<[AtomicU64]>,
+    positions: parking_lot::Mutex<BTreeMap<(String, u32), Arc<AtomicU64>>>,
 }
 
 impl QueryMetrics {
-    /// Metrics of a query that starts reading its source's partitions at `positions`.
-    pub fn starting_at(positions: &[u64]) -> QueryMetrics {
-        QueryMetrics {
-            positions: positions.iter().map(|&p| AtomicU64::new(p)).collect(),
-            ..Default::default()
-        }
+    pub fn new() -> QueryMetrics {
+        QueryMetrics::default()
     }
 
-    /// The next offset the query reads in `partition` (after what it processed).
-    pub fn position(&self, partition: u32) -> Option<u64> {
+    /// The next offset the query reads in `partition` of `topic` (after what it processed and
+    /// committed), if it reads that partition.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
         self.positions
-            .get(partition as usize)
+            .lock()
+            .get(&(topic.to_string(), partition))
             .map(|p| p.load(Ordering::Acquire))
     }
 
-    pub(crate) fn set_position(&self, partition: u32, position: u64) {
-        if let Some(p) = self.positions.get(partition as usize) {
-            p.store(position, Ordering::Release);
-        }
+    /// Every partition the query reads, with its position in it, by topic and partition.
+    pub fn positions(&self) -> Vec<(String, u32, u64)> {
+        self.positions
+            .lock()
+            .iter()
+            .map(|((t, p), at)| (t.clone(), *p, at.load(Ordering::Acquire)))
+            .collect()
+    }
+
+    /// The slot a task keeps its position in `partition` of `topic` in, starting at `at`.
+    pub(crate) fn slot(&self, topic: &str, partition: u32, at: u64) -> Arc<AtomicU64> {
+        self.positions
+            .lock()
+            .entry((topic.to_string(), partition))
+            .or_insert_with(|| Arc::new(AtomicU64::new(at)))
+            .clone()
     }
 }
 

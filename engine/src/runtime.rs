@@ -1,93 +1,321 @@
-//! Running queries continuously.
+//! Stream threads: the pool that runs every query's tasks.
 //!
-//! A [`QueryTask`] owns a [`Pipeline`] and runs it on a blocking task of a tokio runtime (the
-//! log's reads and appends are blocking file I/O): it processes everything readable, then sleeps
-//! until its source topic is appended to, and so on until stopped. Input offsets are committed
-//! by the pipeline after each batch's output is appended, so a stopped or crashed task resumes
-//! where its output ends.
+//! A [`Runtime`] has `n` stream threads (`ksql.streams.num.stream.threads`, by default the
+//! number of cores) and any number of tasks ([`crate::task`]), spread over the threads round
+//! robin in the order they were added, so that the tasks of one sub-topology land on
+//! different threads. A thread runs its tasks in turn: a task runs when it may have input
+//! (its inputs' activity moved since it last found nothing, or it stopped with input left),
+//! for at most [`SLICE`] at a time so that one busy task does not starve the others of its
+//! thread. When none of its tasks had anything to do, the thread sleeps until something is
+//! appended anywhere in the log. So an idle query costs no thread and no CPU, and a busy one
+//! uses as many cores as it has tasks, up to the number of threads.
 //!
-//! Today a task serves all partitions of its source in turn; a task per (query, partition) comes
-//! with the partitioned state stores.
+//! A task's pipeline sits behind a mutex that its thread holds while running it; stopping a
+//! task ([`TaskHandle::stop`]) takes it out of the pool and then waits for that mutex, so it
+//! returns only once the task is not running anywhere. Changing the number of threads, or the
+//! set of tasks, reassigns tasks to threads; a task may then finish its slice on its old
+//! thread while its new one waits for it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use eddy_log::Log;
-use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
+use parking_lot::Mutex;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::pipeline::Pipeline;
 use crate::processing_log::ProcessingLog;
+use crate::task::TaskId;
 
-/// How long an idle task sleeps before looking at its stop flag again.
+/// The longest a task runs before its thread moves on to its next task.
+pub const SLICE: Duration = Duration::from_millis(50);
+/// How long an idle thread sleeps before it looks again anyway (a commit interval may have
+/// passed, or the pool changed).
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// How often a task with no new input runs anyway, in case its progress waits on something no
+/// append announces.
+const RECHECK: Duration = Duration::from_secs(1);
 
-pub struct QueryTask {
-    id: String,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Result<()>>>,
+/// The number of stream threads when none is configured: one per core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-impl QueryTask {
-    pub fn spawn(
-        runtime: &Handle,
-        mut pipeline: Pipeline,
-        log: Log,
-        plog: ProcessingLog,
-    ) -> QueryTask {
-        let stop = Arc::new(AtomicBool::new(false));
-        let id = pipeline.id.clone();
-        let flag = stop.clone();
-        let handle = runtime.spawn_blocking(move || {
-            while !flag.load(Ordering::Acquire) {
-                let seen = pipeline.activity();
-                match pipeline.run_available(&log, &plog) {
-                    Ok(0) => pipeline.wait_for_input(&seen, IDLE_CHECK),
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::error!(query = %pipeline.id, "query stopped: {e}");
-                        return Err(e);
-                    }
-                }
+const RUNNING: u8 = 0;
+const FAILED: u8 = 1;
+const STOPPED: u8 = 2;
+
+/// One task in the pool.
+struct Slot {
+    query: String,
+    id: TaskId,
+    pipeline: Mutex<Option<Pipeline>>,
+    /// The stream thread it is assigned to.
+    thread: AtomicUsize,
+    state: AtomicU8,
+    error: Mutex<Option<String>>,
+    /// Its inputs' activity when it last ran, whether it stopped with input left, and when it
+    /// last ran.
+    seen: Mutex<(Vec<u64>, bool, Instant)>,
+}
+
+impl Slot {
+    /// Runs the task for a slice if it may have something to do; returns whether it consumed
+    /// any input.
+    fn run_slice(&self, log: &Log, plog: &ProcessingLog) -> bool {
+        if self.state.load(Ordering::Acquire) != RUNNING {
+            return false;
+        }
+        let mut guard = self.pipeline.lock();
+        let Some(pipeline) = guard.as_mut() else {
+            return false;
+        };
+        let activity = pipeline.activity();
+        let mut seen = self.seen.lock();
+        let (last, more, at) = &mut *seen;
+        if !*more && *last == activity && at.elapsed() < RECHECK {
+            return false;
+        }
+        (*last, *at) = (activity, Instant::now());
+        match pipeline.run_for(log, plog, Some(SLICE)) {
+            Ok((consumed, drained)) => {
+                *more = !drained;
+                consumed > 0
             }
-            Ok(())
+            Err(e) => {
+                tracing::error!(query = %self.query, task = %self.id, "task stopped: {e}");
+                *self.error.lock() = Some(e.to_string());
+                self.state.store(FAILED, Ordering::Release);
+                false
+            }
+        }
+    }
+}
+
+struct Shared {
+    log: Log,
+    plog: ProcessingLog,
+    /// Every task, in the order added.
+    tasks: Mutex<Vec<Arc<Slot>>>,
+    /// Bumped whenever tasks or threads change: threads then read their tasks again.
+    generation: AtomicU64,
+    /// The stream threads, by index.
+    threads: Mutex<Vec<StreamThread>>,
+}
+
+/// A stream thread: its exit flag and handle.
+struct StreamThread {
+    exit: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Shared {
+    /// Spreads the tasks over `n` threads, round robin in the order they were added.
+    fn assign(&self, n: usize) {
+        for (i, slot) in self.tasks.lock().iter().enumerate() {
+            slot.thread.store(i % n.max(1), Ordering::Release);
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn thread_count(&self) -> usize {
+        self.threads.lock().len()
+    }
+}
+
+/// The stream threads and the tasks they run; see the module docs.
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+impl Runtime {
+    /// A pool of `threads` stream threads (at least one), with no tasks yet.
+    pub fn new(log: Log, plog: ProcessingLog, threads: usize) -> Runtime {
+        let runtime = Runtime {
+            shared: Arc::new(Shared {
+                log,
+                plog,
+                tasks: Mutex::new(Vec::new()),
+                generation: AtomicU64::new(0),
+                threads: Mutex::new(Vec::new()),
+            }),
+        };
+        runtime.set_threads(threads);
+        runtime
+    }
+
+    /// How many stream threads run.
+    pub fn threads(&self) -> usize {
+        self.shared.thread_count()
+    }
+
+    /// Grows or shrinks the pool to `n` threads (at least one); the tasks are spread over
+    /// them again.
+    pub fn set_threads(&self, n: usize) {
+        let n = n.max(1);
+        let mut threads = self.shared.threads.lock();
+        while threads.len() > n {
+            // It notices within IDLE_CHECK, or at the end of its slice, and ends detached.
+            let t = threads.pop().expect("more than n");
+            t.exit.store(true, Ordering::Release);
+        }
+        while threads.len() < n {
+            let index = threads.len();
+            let exit = Arc::new(AtomicBool::new(false));
+            let shared = Arc::downgrade(&self.shared);
+            let flag = exit.clone();
+            let handle = std::thread::Builder::new()
+                .name(thread_name(index))
+                .spawn(move || stream_thread(shared, index, flag))
+                .expect("spawning a stream thread");
+            threads.push(StreamThread {
+                exit,
+                handle: Some(handle),
+            });
+        }
+        drop(threads);
+        self.shared.assign(n);
+    }
+
+    /// Adds a task of `query` to the pool; it starts running at once.
+    pub fn spawn(&self, query: &str, pipeline: Pipeline) -> TaskHandle {
+        let slot = Arc::new(Slot {
+            query: query.to_string(),
+            id: pipeline.task(),
+            pipeline: Mutex::new(Some(pipeline)),
+            thread: AtomicUsize::new(0),
+            state: AtomicU8::new(RUNNING),
+            error: Mutex::new(None),
+            seen: Mutex::new((Vec::new(), true, Instant::now())),
         });
-        QueryTask {
-            id,
-            stop,
-            handle: Some(handle),
+        self.shared.tasks.lock().push(slot.clone());
+        self.shared.assign(self.threads());
+        TaskHandle {
+            slot,
+            shared: self.shared.clone(),
         }
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
+    /// Stops every thread (the tasks stay, stopped where they were: they resume from their
+    /// commits when started again). Returns once no thread runs any task.
+    pub fn shutdown(&self) {
+        let threads: Vec<StreamThread> = std::mem::take(&mut *self.shared.threads.lock());
+        for t in &threads {
+            t.exit.store(true, Ordering::Release);
+        }
+        for t in threads {
+            if let Some(h) = t.handle {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Kafka Streams' thread names, numbered from 1.
+pub fn thread_name(index: usize) -> String {
+    format!("stream-thread-{}", index + 1)
+}
+
+fn stream_thread(shared: std::sync::Weak<Shared>, index: usize, exit: Arc<AtomicBool>) {
+    let mut mine: Vec<Arc<Slot>> = Vec::new();
+    let mut generation = u64::MAX;
+    loop {
+        if exit.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let now = shared.generation.load(Ordering::Acquire);
+        if now != generation {
+            generation = now;
+            mine = shared
+                .tasks
+                .lock()
+                .iter()
+                .filter(|s| s.thread.load(Ordering::Acquire) == index)
+                .cloned()
+                .collect();
+        }
+        // Noted before looking, so that an append made while the tasks run wakes the wait.
+        let seen = shared.log.activity();
+        let mut worked = false;
+        for slot in &mine {
+            if exit.load(Ordering::Acquire) {
+                return;
+            }
+            // A task moved to another thread since: that one runs it now.
+            if slot.thread.load(Ordering::Acquire) != index {
+                continue;
+            }
+            worked |= slot.run_slice(&shared.log, &shared.plog);
+        }
+        if !worked {
+            let log = shared.log.clone();
+            drop(shared);
+            log.wait_for_activity_blocking(seen, IDLE_CHECK);
+        }
+    }
+}
+
+/// A task in the pool, to watch and to stop.
+pub struct TaskHandle {
+    slot: Arc<Slot>,
+    shared: Arc<Shared>,
+}
+
+impl TaskHandle {
+    pub fn id(&self) -> TaskId {
+        self.slot.id
     }
 
-    /// Whether the task ended (it failed, or was stopped).
-    pub fn is_finished(&self) -> bool {
-        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
+    /// The stream thread it is assigned to (`stream-thread-1`, ...).
+    pub fn thread(&self) -> String {
+        thread_name(self.slot.thread.load(Ordering::Acquire))
     }
 
-    /// Stops the task and waits for it; returns the error it stopped with, if any.
+    /// Whether it failed, and why.
+    pub fn error(&self) -> Option<String> {
+        match self.slot.state.load(Ordering::Acquire) {
+            FAILED => self.slot.error.lock().clone(),
+            _ => None,
+        }
+    }
+
+    /// Takes the task out of the pool and waits until no thread runs it; returns the error it
+    /// had stopped with, if any.
     pub fn stop(&mut self) -> Result<()> {
-        self.stop.store(true, Ordering::Release);
-        match self.handle.take() {
-            Some(h) => match futures::executor::block_on(h) {
-                Ok(r) => r,
-                Err(join) => Err(crate::error::EngineError::Plan(format!(
-                    "query {} panicked: {join}",
-                    self.id
-                ))),
-            },
+        let failed = self.error();
+        self.slot.state.store(STOPPED, Ordering::Release);
+        self.shared
+            .tasks
+            .lock()
+            .retain(|s| !Arc::ptr_eq(s, &self.slot));
+        self.shared.assign(self.shared.thread_count());
+        // Waits for a slice in progress; the pipeline (and its stores) go with it.
+        self.slot.pipeline.lock().take();
+        match failed {
+            Some(e) => Err(EngineError::Plan(format!(
+                "task {} of {} had failed: {e}",
+                self.slot.id, self.slot.query
+            ))),
             None => Ok(()),
         }
     }
 }
 
-impl Drop for QueryTask {
+impl Drop for TaskHandle {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        if self.slot.state.load(Ordering::Acquire) != STOPPED {
+            let _ = self.stop();
+        }
     }
 }

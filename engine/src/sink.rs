@@ -91,28 +91,26 @@ pub struct WindowedKey {
     pub session: bool,
 }
 
-/// How [`Sink::write`] appends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppendMode {
-    Acknowledged,
-    Pending,
-}
-
 impl Sink {
-    /// Encodes each row and appends them, each to the partition its key chooses. Rows that do
-    /// not encode go to the processing log. Returns, for each partition appended to, its end
-    /// offset after the append.
-    ///
-    /// `Acknowledged` returns once the records are readable and acknowledged; `Pending` (for
-    /// an exactly-once query) once they are written, invisible to readers until the query's
-    /// commit makes them visible (`eddy_log::Partition::append_pending`).
-    pub fn write(
+    /// Encodes each row and appends them, each to the partition its key chooses, returning
+    /// once they are readable and acknowledged. Rows that do not encode go to the processing
+    /// log. For an at-least-once query; an exactly-once one encodes with [`Sink::encode`] and
+    /// appends in its commit's transactions.
+    pub fn write(&self, batch: &RecordBatch, query: &str, plog: &ProcessingLog) -> Result<()> {
+        for (p, records) in self.encode(batch, query, plog)? {
+            self.topic.partition(p)?.append(&records)?;
+        }
+        Ok(())
+    }
+
+    /// Encodes each row into a record of the partition its key chooses, by partition. Rows
+    /// that do not encode go to the processing log.
+    pub fn encode(
         &self,
         batch: &RecordBatch,
         query: &str,
         plog: &ProcessingLog,
-        mode: AppendMode,
-    ) -> Result<Vec<(u32, u64)>> {
+    ) -> Result<BTreeMap<u32, Vec<Record>>> {
         let mut by_partition: BTreeMap<u32, Vec<Record>> = BTreeMap::new();
         let ts_col = batch.column(self.timestamp_column);
         let null_value = self
@@ -225,16 +223,7 @@ impl Sink {
                     headers,
                 });
         }
-        let mut ends = Vec::with_capacity(by_partition.len());
-        for (p, records) in by_partition {
-            let partition = self.topic.partition(p)?;
-            let info = match mode {
-                AppendMode::Acknowledged => partition.append(&records)?,
-                AppendMode::Pending => partition.append_pending(&records)?,
-            };
-            ends.push((p, info.next_offset()));
-        }
-        Ok(ends)
+        Ok(by_partition)
     }
 
     /// Appends one row given as values for the key and value columns (INSERT INTO ... VALUES).

@@ -60,6 +60,62 @@ pub struct Source {
     schema: SchemaRef,
 }
 
+/// The event time of a source's records, one record at a time: for a join that reads its
+/// inputs in event-time order and needs the time of the next record of each (`turns.rs`).
+/// A record's own timestamp, or its `TIMESTAMP` column's value; `None` for a record that has
+/// no valid one (the query reports it when it reads it).
+#[derive(Clone)]
+pub struct EventClock {
+    topic: Arc<Topic>,
+    key: Codec,
+    value: Codec,
+    event_time: EventTime,
+    window: Option<SourceWindow>,
+}
+
+impl EventClock {
+    pub fn topic(&self) -> &Arc<Topic> {
+        &self.topic
+    }
+
+    /// The event time of `record`.
+    pub fn time_of(&self, record: &StoredRecord) -> Option<i64> {
+        let EventTime::Column { index, format } = &self.event_time else {
+            return Some(record.record.timestamp);
+        };
+        let mut key = record.record.key.as_deref();
+        if let (Some(w), Some(k)) = (self.window, key) {
+            key = Some(w.split(k)?.0);
+        }
+        let cell = match index.checked_sub(self.key.fields.len()) {
+            None => self.key.decode(key).ok()?.swap_remove(*index),
+            Some(i) => self
+                .value
+                .decode(record.record.value.as_deref())
+                .ok()?
+                .swap_remove(i),
+        };
+        match (cell, format) {
+            (ScalarValue::Utf8(Some(text)), Some(f)) => f.parse_millis(&text).ok(),
+            (ScalarValue::Int64(t) | ScalarValue::TimestampMillisecond(t, _), _) => t,
+            _ => None,
+        }
+    }
+
+    /// The event time of the record at `position` of partition `p`, if there is one (and it
+    /// has a valid time).
+    pub fn head(&self, p: u32, position: u64) -> Result<Option<i64>> {
+        let one = eddy_log::ReadLimits {
+            max_records: 1,
+            max_bytes: 1 << 20,
+        };
+        Ok(match self.topic.partition(p)?.read(position, one) {
+            Ok(records) => records.first().and_then(|r| self.time_of(r)),
+            Err(_) => None,
+        })
+    }
+}
+
 /// How a windowed source's keys carry their window, as [`crate::sink::WindowedKey`] writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceWindow {
@@ -108,6 +164,17 @@ impl Source {
             window: None,
             rows: false,
             schema,
+        }
+    }
+
+    /// What tells the event time of this source's records without decoding whole batches.
+    pub fn clock(&self) -> EventClock {
+        EventClock {
+            topic: self.topic.clone(),
+            key: self.key.clone(),
+            value: self.value.clone(),
+            event_time: self.event_time.clone(),
+            window: self.window,
         }
     }
 

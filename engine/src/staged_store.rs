@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use eddy_state::changelog::Changelog;
-use eddy_state::{Commit, Entries, StateDb, Store};
+use eddy_state::{Commit, Entries, StateScope, Store};
 
 use crate::error::Result;
 
@@ -34,12 +34,11 @@ impl StagedStore {
         }
     }
 
-    /// The store `<owner>/<name>` of `db`, with its changelog in `log`, restored from the
+    /// The store `name` of `scope` (a task's), with its changelog, restored from the
     /// changelog first if the local copy is missing or behind.
-    pub fn open(db: &StateDb, log: &eddy_log::Log, owner: &str, name: &str) -> Result<StagedStore> {
-        let store = db.store(&format!("{owner}/{name}"))?;
-        let changelog = Changelog::open(log, owner, store.clone())?;
-        changelog.restore(db)?;
+    pub fn open(scope: &StateScope, name: &str) -> Result<StagedStore> {
+        let (store, changelog) = scope.open(name)?;
+        changelog.restore(scope.db())?;
         Ok(StagedStore {
             backing: Some((store, changelog)),
             pending: BTreeMap::new(),
@@ -258,8 +257,8 @@ mod tests {
     fn reads_merge_pending_writes_over_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let log = eddy_log::Log::open(dir.path().join("log"), Default::default()).unwrap();
-        let db = StateDb::open(dir.path().join("state"), Default::default()).unwrap();
-        let mut s = StagedStore::open(&db, &log, "q", "buf").unwrap();
+        let db = eddy_state::StateDb::open(dir.path().join("state"), Default::default()).unwrap();
+        let mut s = StagedStore::open(&eddy_state::StateScope::new(&db, &log, "q"), "buf").unwrap();
         s.put(b"a".to_vec(), b"1".to_vec());
         s.put(b"c".to_vec(), b"3".to_vec());
         let mut commit = Commit::new();
@@ -280,7 +279,8 @@ mod tests {
         let mut commit = Commit::new();
         s.checkpoint(&mut commit, 0).unwrap();
         db.commit(commit).unwrap();
-        let reopened = StagedStore::open(&db, &log, "q", "buf").unwrap();
+        let reopened =
+            StagedStore::open(&eddy_state::StateScope::new(&db, &log, "q"), "buf").unwrap();
         assert_eq!(
             reopened.range(b"", None).unwrap(),
             vec![(b"b".to_vec(), b"2".to_vec())]
@@ -299,8 +299,8 @@ mod tests {
         ) {
             let dir = tempfile::tempdir().unwrap();
             let log = eddy_log::Log::open(dir.path().join("log"), Default::default()).unwrap();
-            let db = StateDb::open(dir.path().join("state"), Default::default()).unwrap();
-            let mut s = StagedStore::open(&db, &log, "q", "buf").unwrap();
+            let db = eddy_state::StateDb::open(dir.path().join("state"), Default::default()).unwrap();
+            let mut s = StagedStore::open(&eddy_state::StateScope::new(&db, &log, "q"), "buf").unwrap();
             let mut model = BTreeMap::new();
             let mut write = |s: &mut StagedStore, (k, v): (u8, Option<u8>)| {
                 match v {

@@ -1,6 +1,8 @@
-//! A stateful pipeline's output is pending until its commit: readers of the sink never see
-//! what a crash could still cut off, and the commit comes when the pipeline runs out of input
-//! or an operator asks for it (`Operator::wants_commit`).
+//! A stateful pipeline's output is in transactions until its commit: readers of the sink never
+//! see what a crash could still cut off, and the commit comes when the pipeline runs out of
+//! input or an operator asks for it (`Operator::wants_commit`). After a crash, the session
+//! settles the transactions a task left open by what its last commit recorded
+//! (`Pipeline::committed_output`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +12,7 @@ use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use eddy_engine::state::{StateDb, StateOptions};
 use eddy_engine::{
     Codec, EventTime, Format, Operator, OperatorContext, Pipeline, ProcessingLog, Sink, Source,
+    TaskId,
 };
 use eddy_log::{Log, LogOptions, Partition, Record, Topic, TopicConfig};
 
@@ -89,9 +92,13 @@ fn setup() -> Setup {
 }
 
 fn pipeline(s: &Setup, commit_every_batch: bool) -> (Pipeline, Seen) {
+    pipeline_over(s, s.input.clone(), commit_every_batch)
+}
+
+fn pipeline_over(s: &Setup, input: Arc<Topic>, commit_every_batch: bool) -> (Pipeline, Seen) {
     let fields = vec![Field::new("V", DataType::Int64, true)];
     let source = Source::new(
-        s.input.clone(),
+        input,
         Codec::new(Format::None, vec![], false).unwrap(),
         Codec::new(Format::Json, fields.clone(), true).unwrap(),
         vec![],
@@ -169,18 +176,113 @@ fn an_operator_at_its_bound_gets_a_commit_after_each_read() {
 }
 
 #[test]
-fn a_restart_cuts_output_that_was_never_committed() {
+fn a_transaction_a_crash_left_open_is_kept_only_if_its_commit_recorded_its_end() {
     let s = setup();
     let (mut pipeline, _) = pipeline(&s, false);
     pipeline
         .run_available(&s.log, &ProcessingLog::new(s.log.clone()))
         .unwrap();
-    // A crash after appending more output but before committing it.
     let out = s.output.partition(0).unwrap().clone();
-    out.append_pending(&[Record::new(None::<&str>, Some("{\"V\":-1}"), 0)])
+    // The task's last commit recorded where its output ends.
+    assert_eq!(pipeline.committed_output("out", 0).unwrap(), 25_000);
+    // A crash after appending more output but before committing it.
+    let writer = pipeline.writer().unwrap();
+    let mut txn = out.begin(writer);
+    txn.append(&[Record::new(None::<&str>, Some("{\"V\":-1}"), 0)])
         .unwrap();
+    out.flush().unwrap();
+    std::mem::forget(txn);
     drop(pipeline);
-    let (pipeline, _) = self::pipeline(&s, false);
-    assert_eq!(pipeline.discard_uncommitted_output(true).unwrap(), 1);
-    assert_eq!((out.end_offset(), out.written_offset()), (25_000, 25_000));
+    drop(out);
+    let Setup {
+        log, output, _dir, ..
+    } = s;
+    drop(output);
+    drop(log);
+    let log = Log::open(
+        _dir.path().join("log"),
+        LogOptions {
+            background: false,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    let out = log.partition("out", 0).unwrap();
+    let undecided = out.undecided();
+    assert_eq!(undecided.len(), 1);
+    assert_eq!((undecided[0].writer, undecided[0].end), (writer, 25_001));
+    assert_eq!(out.end_offset(), 25_000, "hidden until settled");
+    // The session settles it by the end the task's last commit recorded: aborted, never read.
+    out.resolve(writer, 25_000).unwrap();
+    assert_eq!((out.end_offset(), out.written_offset()), (25_001, 25_001));
+    let read = out.read(24_999, eddy_log::ReadLimits::default()).unwrap();
+    assert_eq!(read.iter().map(|r| r.offset).collect::<Vec<_>>(), [24_999]);
+}
+
+/// Two tasks, one per input partition, writing the same sink partition, taking turns and
+/// committing after every read: each record's output is there once, and only committed
+/// output is ever readable.
+#[test]
+fn tasks_of_one_query_share_a_sink_partition_through_their_transactions() {
+    let s = setup();
+    let input = s
+        .log
+        .create_topic("in2", TopicConfig::with_partitions(2))
+        .unwrap();
+    for p in 0..2u32 {
+        let records: Vec<Record> = (0..15_000)
+            .map(|i| {
+                Record::new(
+                    None::<&str>,
+                    Some(format!("{{\"V\":{}}}", i * 2 + p as i64)),
+                    i,
+                )
+            })
+            .collect();
+        input.partition(p).unwrap().append(&records).unwrap();
+    }
+    let metrics = Arc::new(eddy_engine::metrics::QueryMetrics::new());
+    let mut tasks: Vec<Pipeline> = (0..2)
+        .map(|p| {
+            let (pipeline, _) = pipeline_over(&s, input.clone(), true);
+            pipeline.in_task(TaskId::new(0, Some(p)), metrics.clone())
+        })
+        .collect();
+    let plog = ProcessingLog::new(s.log.clone());
+    loop {
+        let mut progress = 0;
+        for task in &mut tasks {
+            progress += task.run_for(&s.log, &plog, Some(Duration::ZERO)).unwrap().0;
+            let out = s.output.partition(0).unwrap();
+            assert_eq!(
+                out.end_offset(),
+                out.written_offset(),
+                "nothing left pending"
+            );
+        }
+        if progress == 0 {
+            break;
+        }
+    }
+    let out = s.output.partition(0).unwrap();
+    let mut values = Vec::new();
+    let mut at = 0;
+    while let Some(last) = out
+        .read(at, eddy_log::ReadLimits::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            values.push(r.record.value.unwrap());
+            r.offset
+        })
+        .last()
+    {
+        at = last + 1;
+    }
+    assert_eq!(values.len(), 30_000);
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), 30_000, "no record's output twice");
+    assert_eq!(metrics.position("in2", 0), Some(15_000));
+    assert_eq!(metrics.position("in2", 1), Some(15_000));
 }

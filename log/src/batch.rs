@@ -8,11 +8,12 @@
 //! crc          u32   CRC32C of base_offset and the body
 //! body:
 //!   magic        u8    format version, 1
-//!   attributes   u8    reserved, 0
+//!   attributes   u8    bit 0: written in a transaction; other bits reserved, 0
 //!   count        u32   number of records
 //!   last_delta   u32   offset of the last record minus base_offset
 //!   first_ts     i64   timestamp of the first record
 //!   max_ts       i64   largest timestamp in the batch
+//!   writer       u64   the transaction's writer (only with attribute bit 0)
 //!   records...
 //! ```
 //!
@@ -35,6 +36,8 @@ pub const HEADER_LEN: usize = 16;
 /// Bytes of the body's fixed part.
 const BODY_FIXED_LEN: usize = 1 + 1 + 4 + 4 + 8 + 8;
 const MAGIC: u8 = 1;
+/// The attribute bit of a batch written in a transaction (see `transaction.rs`).
+const TRANSACTIONAL: u8 = 0x01;
 /// A batch larger than this is taken to be corruption of the length field.
 pub const MAX_BATCH_LEN: usize = 256 << 20;
 
@@ -48,11 +51,17 @@ pub struct BatchMeta {
     pub last_offset_delta: u32,
     pub first_ts: i64,
     pub max_ts: i64,
+    /// The writer of the transaction the batch was written in, if it was.
+    pub writer: Option<u64>,
 }
 
 impl BatchMeta {
     pub fn total_len(&self) -> usize {
         HEADER_LEN + self.body_len as usize
+    }
+    /// Where the records start, from the batch's first byte.
+    fn records_start(&self) -> usize {
+        HEADER_LEN + BODY_FIXED_LEN + if self.writer.is_some() { 8 } else { 0 }
     }
     pub fn last_offset(&self) -> u64 {
         self.base_offset + u64::from(self.last_offset_delta)
@@ -72,19 +81,22 @@ pub enum BatchError {
     Corrupt(String),
 }
 
-/// Encodes records into one batch appended to `buf`, returning its metadata.
+/// Encodes records into one batch appended to `buf`, returning its metadata; a transaction's
+/// records carry its `writer`.
 ///
 /// `records` yields (offset, record) with strictly increasing offsets. Returns `None` and leaves
 /// `buf` as it was when there are no records.
 pub fn encode<'a>(
     buf: &mut Vec<u8>,
+    writer: Option<u64>,
     records: impl IntoIterator<Item = (u64, &'a Record)>,
 ) -> Option<BatchMeta> {
     let mut records = records.into_iter().peekable();
     let (base_offset, first) = *records.peek()?;
     let first_ts = first.timestamp;
     let start = buf.len();
-    buf.resize(start + HEADER_LEN + BODY_FIXED_LEN, 0);
+    let fixed = BODY_FIXED_LEN + if writer.is_some() { 8 } else { 0 };
+    buf.resize(start + HEADER_LEN + fixed, 0);
     let mut count = 0u32;
     let mut max_ts = i64::MIN;
     let mut last_delta = 0u32;
@@ -113,13 +125,17 @@ pub fn encode<'a>(
         last_offset_delta: last_delta,
         first_ts,
         max_ts,
+        writer,
     };
     let b = &mut buf[start..];
     b[0..8].copy_from_slice(&base_offset.to_le_bytes());
     b[8..12].copy_from_slice(&meta.body_len.to_le_bytes());
     let body = &mut b[HEADER_LEN..];
     body[0] = MAGIC;
-    body[1] = 0;
+    body[1] = if writer.is_some() { TRANSACTIONAL } else { 0 };
+    if let Some(w) = writer {
+        body[BODY_FIXED_LEN..BODY_FIXED_LEN + 8].copy_from_slice(&w.to_le_bytes());
+    }
     body[2..6].copy_from_slice(&count.to_le_bytes());
     body[6..10].copy_from_slice(&last_delta.to_le_bytes());
     body[10..18].copy_from_slice(&first_ts.to_le_bytes());
@@ -167,6 +183,17 @@ pub fn parse(buf: &[u8]) -> Result<BatchMeta, BatchError> {
             body[0]
         )));
     }
+    let writer = match body[1] & TRANSACTIONAL {
+        0 => None,
+        _ => match body.get(BODY_FIXED_LEN..BODY_FIXED_LEN + 8) {
+            Some(w) => Some(u64::from_le_bytes(w.try_into().unwrap())),
+            None => {
+                return Err(BatchError::Corrupt(
+                    "transactional batch without its writer".into(),
+                ))
+            }
+        },
+    };
     Ok(BatchMeta {
         base_offset,
         body_len,
@@ -174,6 +201,7 @@ pub fn parse(buf: &[u8]) -> Result<BatchMeta, BatchError> {
         last_offset_delta: u32::from_le_bytes(body[6..10].try_into().unwrap()),
         first_ts: i64::from_le_bytes(body[10..18].try_into().unwrap()),
         max_ts: i64::from_le_bytes(body[18..26].try_into().unwrap()),
+        writer,
     })
 }
 
@@ -192,7 +220,7 @@ pub fn decode_into(
     min_offset: u64,
     out: &mut Vec<StoredRecord>,
 ) -> Result<(), BatchError> {
-    let mut cur = batch.slice(HEADER_LEN + BODY_FIXED_LEN..meta.total_len());
+    let mut cur = batch.slice(meta.records_start()..meta.total_len());
     for _ in 0..meta.count {
         let delta = get_varint(&mut cur)?;
         let offset = meta.base_offset + delta;
@@ -327,6 +355,7 @@ mod tests {
         fn round_trips_arbitrary_records(
             base in 0u64..u64::MAX / 2,
             records in proptest::collection::vec((1u64..5, arb_record()), 1..40),
+            writer in proptest::option::of(any::<u64>()),
         ) {
             let mut offset = base;
             let with_offsets: Vec<(u64, Record)> = records
@@ -334,8 +363,9 @@ mod tests {
                 .map(|(gap, r)| { offset += gap; (offset, r) })
                 .collect();
             let mut buf = vec![0xAA; 3];
-            let meta = encode(&mut buf, with_offsets.iter().map(|(o, r)| (*o, r))).unwrap();
+            let meta = encode(&mut buf, writer, with_offsets.iter().map(|(o, r)| (*o, r))).unwrap();
             prop_assert_eq!(buf.len(), 3 + meta.total_len());
+            prop_assert_eq!(meta.writer, writer);
             let bytes = Bytes::from(buf).slice(3..);
             prop_assert_eq!(parse(&bytes).unwrap(), meta);
             prop_assert_eq!(meta.last_offset(), with_offsets.last().unwrap().0);
@@ -349,9 +379,9 @@ mod tests {
         }
 
         #[test]
-        fn any_flipped_byte_is_detected(record in arb_record(), flip in any::<prop::sample::Index>(), bit in 0u8..8) {
+        fn any_flipped_byte_is_detected(record in arb_record(), flip in any::<prop::sample::Index>(), bit in 0u8..8, writer in proptest::option::of(any::<u64>())) {
             let mut buf = Vec::new();
-            let meta = encode(&mut buf, [(7u64, &record)]).unwrap();
+            let meta = encode(&mut buf, writer, [(7u64, &record)]).unwrap();
             let i = flip.index(buf.len());
             buf[i] ^= 1 << bit;
             match parse(&buf) {
@@ -363,7 +393,7 @@ mod tests {
         #[test]
         fn every_truncation_is_incomplete(record in arb_record(), cut in any::<prop::sample::Index>()) {
             let mut buf = Vec::new();
-            encode(&mut buf, [(0u64, &record)]).unwrap();
+            encode(&mut buf, None, [(0u64, &record)]).unwrap();
             let cut = cut.index(buf.len());
             let incomplete = matches!(parse(&buf[..cut]), Err(BatchError::Incomplete { .. }));
             prop_assert!(incomplete);
@@ -373,7 +403,7 @@ mod tests {
     #[test]
     fn empty_input_encodes_nothing() {
         let mut buf = Vec::new();
-        assert!(encode(&mut buf, std::iter::empty()).is_none());
+        assert!(encode(&mut buf, None, std::iter::empty()).is_none());
         assert!(buf.is_empty());
     }
 }

@@ -6,8 +6,9 @@
 //! keep their offsets, so consumers' positions stay valid; a segment may become empty but keeps
 //! its place, so the start offset does not move.
 //!
-//! Pending records (past the readable end, see `partition.rs`) take no part: they may yet be
-//! cut off, so they neither shadow older values nor have their segment rewritten.
+//! Records past the readable end (the last stable offset, see `transaction.rs`) take no part:
+//! their transactions may yet abort, so they neither shadow older values nor have their segment
+//! rewritten. Aborted transactions' records take no part either, and a rewrite drops them.
 //!
 //! A pass reads the whole partition, so it runs only once enough is new to pay for it: when at
 //! least half the partition's offsets were appended since the last pass (Kafka's default
@@ -36,6 +37,7 @@ use crate::error::{IoContext, LogError, Result};
 use crate::partition::{sync_dir, Partition};
 use crate::record::StoredRecord;
 use crate::segment::{file_name, Segment};
+use crate::transaction::{is_aborted, Aborted};
 
 /// What one compaction pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,8 +72,9 @@ impl Partition {
         // (foldhash, seeded per process) is several times faster than SipHash on short keys.
         let mut latest: HashMap<Bytes, u64> =
             HashMap::with_capacity(end.saturating_sub(self.start_offset()).min(1 << 20) as usize);
+        let aborted = self.aborted.read().clone();
         for seg in segments.iter() {
-            for_each_record(seg, |r| {
+            for_each_record(seg, &aborted, |r| {
                 if r.offset >= end {
                     return;
                 }
@@ -88,7 +91,7 @@ impl Partition {
             let tombstones_expire = seg.modified()? + tombstone_age <= now;
             let mut kept = Vec::new();
             let mut total = 0u64;
-            for_each_record(seg, |r| {
+            for_each_record(seg, &aborted, |r| {
                 total += 1;
                 let is_latest =
                     r.record.key.as_ref().and_then(|k| latest.get(k)) == Some(&r.offset);
@@ -123,7 +126,7 @@ impl Partition {
         let mut buf = Vec::new();
         for chunk in kept.chunks(4096) {
             buf.clear();
-            let meta = batch::encode(&mut buf, chunk.iter().map(|r| (r.offset, &r.record)))
+            let meta = batch::encode(&mut buf, None, chunk.iter().map(|r| (r.offset, &r.record)))
                 .expect("chunk is not empty");
             fresh.append(&buf, &[meta])?;
         }
@@ -168,10 +171,18 @@ impl Partition {
     }
 }
 
-fn for_each_record(seg: &Segment, mut f: impl FnMut(StoredRecord)) -> Result<()> {
+/// Calls `f` with each record of `seg` but those of aborted transactions, which a pass drops.
+fn for_each_record(
+    seg: &Segment,
+    aborted: &[Aborted],
+    mut f: impl FnMut(StoredRecord),
+) -> Result<()> {
     let mut err: Option<LogError> = None;
     let mut records = Vec::new();
     seg.scan(0, seg.size(), |pos, meta, bytes| {
+        if is_aborted(aborted, &meta) {
+            return ControlFlow::Continue(());
+        }
         records.clear();
         if let Err(e) = batch::decode_into(bytes, &meta, 0, &mut records) {
             err = Some(seg.corrupt(pos, bytes, e));

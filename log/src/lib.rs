@@ -49,6 +49,7 @@ mod retention;
 pub mod segment;
 mod time_index;
 mod topic;
+mod transaction;
 
 pub use assignor::AssignmentStrategy;
 pub use backend::LogBackend;
@@ -63,3 +64,4 @@ pub use partition::{AppendInfo, Partition, ReadLimits, MAX_RECORD_BYTES};
 pub use record::{now_ms, Header, Record, StoredRecord};
 pub use segment::Truncation;
 pub use topic::{validate_topic_name, Topic};
+pub use transaction::{writer_id, Transaction, Undecided};

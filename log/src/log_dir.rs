@@ -20,8 +20,10 @@ use crate::config::{LogOptions, TopicConfig};
 use crate::error::{IoContext, LogError, Result};
 use crate::group_offsets::{self, GroupOffsets, TopicPartition, OFFSETS_TOPIC};
 use crate::membership::{GroupCoordinator, GroupMember};
+use crate::offset_watch::Activity;
 use crate::partition::{sync_dir, Partition};
 use crate::topic::{Topic, CONFIG_FILE};
+use crate::transaction::Undecided;
 
 /// An open data directory. Cheap to clone; all clones share one set of topics.
 #[derive(Clone)]
@@ -37,6 +39,8 @@ pub(crate) struct LogInner {
     offsets: GroupOffsets,
     groups: Arc<GroupCoordinator>,
     background: Option<Background>,
+    /// Counts appends to any topic: what idle stream threads wait on.
+    activity: Arc<Activity>,
     /// Held for the lifetime of the process's use of the directory; dropping it unlocks.
     _lock: File,
 }
@@ -72,6 +76,7 @@ impl Log {
         let topics_dir = dir.join("topics");
         std::fs::create_dir_all(&topics_dir).at(&topics_dir)?;
         let flusher = options.background;
+        let activity = Arc::new(Activity::new());
         let mut topics = BTreeMap::new();
         for entry in std::fs::read_dir(&topics_dir).at(&topics_dir)? {
             let entry = entry.at(&topics_dir)?;
@@ -85,7 +90,7 @@ impl Log {
             if !path.join(CONFIG_FILE).exists() {
                 continue;
             }
-            let topic = Topic::open(path, name.clone(), options.fsync, flusher)?;
+            let topic = Topic::open(path, name.clone(), options.fsync, flusher, activity.clone())?;
             topics.insert(name, Arc::new(topic));
         }
         if !topics.contains_key(OFFSETS_TOPIC) {
@@ -95,6 +100,7 @@ impl Log {
                 group_offsets::offsets_topic_config(),
                 options.fsync,
                 flusher,
+                activity.clone(),
             )?;
             topics.insert(OFFSETS_TOPIC.to_string(), Arc::new(t));
         }
@@ -109,6 +115,7 @@ impl Log {
             topics: RwLock::new(topics),
             offsets,
             groups: Arc::new(GroupCoordinator::default()),
+            activity,
             _lock: lock,
         });
         Ok(Log { inner })
@@ -134,6 +141,7 @@ impl Log {
             config,
             self.inner.options.fsync,
             self.inner.options.background,
+            self.inner.activity.clone(),
         )?);
         topics.insert(name.to_string(), topic.clone());
         Ok(topic)
@@ -151,6 +159,28 @@ impl Log {
     /// All topics, internal ones (named `__...`) included, sorted by name.
     pub fn topics(&self) -> Vec<Arc<Topic>> {
         self.inner.topics.read().values().cloned().collect()
+    }
+
+    /// A counter that grows on every append to any topic, to wait on with
+    /// [`Log::wait_for_activity_blocking`]: note it, look at what you read, wait if nothing
+    /// was there.
+    pub fn activity(&self) -> u64 {
+        self.inner.activity.get()
+    }
+
+    /// Blocks until [`Log::activity`] exceeds `seen` or `timeout` passes.
+    pub fn wait_for_activity_blocking(&self, seen: u64, timeout: std::time::Duration) -> bool {
+        self.inner.activity.wait_blocking(seen, timeout)
+    }
+
+    /// Every transaction left undecided when the last process stopped, with its partition
+    /// (see [`Partition::resolve`]).
+    pub fn undecided(&self) -> Vec<(Arc<Partition>, Undecided)> {
+        self.inner
+            .all_partitions()
+            .into_iter()
+            .flat_map(|p| p.undecided().into_iter().map(move |u| (p.clone(), u)))
+            .collect()
     }
 
     pub fn partition(&self, topic: &str, partition: u32) -> Result<Arc<Partition>> {

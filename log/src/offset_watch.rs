@@ -71,6 +71,43 @@ impl OffsetWatch {
     }
 }
 
+/// A counter that grows on every change of what it watches (appends to a topic, to any topic
+/// of a log), for readers of many partitions to wait on at once: they note the count, look at
+/// their partitions, and wait for it to move only if they found nothing.
+pub(crate) struct Activity {
+    seq: std::sync::atomic::AtomicU64,
+    watch: OffsetWatch,
+}
+
+impl Activity {
+    pub fn new() -> Activity {
+        Activity {
+            seq: std::sync::atomic::AtomicU64::new(0),
+            watch: OffsetWatch::new(0),
+        }
+    }
+
+    pub fn get(&self) -> u64 {
+        self.seq.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Counts one change and wakes every waiter.
+    pub fn bump(&self) {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
+        self.watch.advance(seq);
+    }
+
+    /// Blocks until the count exceeds `seen` or `timeout` passes; returns whether it did.
+    pub fn wait_blocking(&self, seen: u64, timeout: Duration) -> bool {
+        self.watch.wait_blocking(seen + 1, Some(timeout))
+    }
+
+    /// Waits until the count exceeds `seen`.
+    pub async fn wait(&self, seen: u64) {
+        self.watch.wait(seen + 1).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,16 +12,14 @@
 //! acknowledged, as a Kafka consumer of a single broker can. Compaction can leave gaps: a read
 //! returns the next surviving offset at or after the one asked for.
 //!
-//! # Pending records
-//! An exactly-once writer (a stateful query) appends its output *pending*
-//! ([`Partition::append_pending`]): written to the segment, but past the readable `end`, which
-//! moves only when the writer's commit has made the records permanent
-//! ([`Partition::make_visible`]). So no reader ever sees output that recovery may cut off
-//! ([`Partition::truncate_to`]), as a Kafka `read_committed` consumer sees only committed
-//! transactions. The appender's `written` offset is where the next record goes:
-//! `start <= end <= written` and `durable <= written`. An ordinary append makes everything up
-//! to its own records visible, pending ones included: a partition with several writers gets no
-//! exactly-once guarantee.
+//! # Transactions
+//! An exactly-once writer (a stateful query's task) appends its output inside a transaction
+//! (`transaction.rs`): written to the segment, but past the readable `end`, which moves over
+//! the records only when the writer's commit has made them permanent. So no reader ever sees
+//! output that recovery may cut off, as a Kafka `read_committed` consumer sees only committed
+//! transactions. One transaction at a time holds a partition, and ordinary appends wait for
+//! it, so its records are always the tail: `start <= end <= written` and `durable <= written`,
+//! where the appender's `written` offset is where the next record goes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,9 +31,10 @@ use parking_lot::{Mutex, RwLock};
 use crate::batch;
 use crate::config::{FsyncPolicy, TopicConfig};
 use crate::error::{IoContext, LogError, Result};
-use crate::offset_watch::OffsetWatch;
+use crate::offset_watch::{Activity, OffsetWatch};
 use crate::record::{Record, StoredRecord};
 use crate::segment::{self, PartitionId, Segment, Truncation};
+use crate::transaction::{is_aborted, Aborted, TxnState};
 
 /// A batch is closed once its records reach about this many bytes, so one read of a batch stays
 /// small even when a producer appends a million records at once.
@@ -92,10 +91,15 @@ pub struct Partition {
     durable: OffsetWatch,
     dirty: AtomicBool,
     last_flush: Mutex<Instant>,
-    /// Wakes consumers of the whole topic on any append.
-    activity: Arc<OffsetWatch>,
-    activity_seq: Arc<AtomicU64>,
+    /// Wakes consumers of the whole topic on any append, and stream threads waiting on
+    /// the whole log.
+    activity: Arc<Activity>,
+    log_activity: Arc<Activity>,
     truncation: Option<Truncation>,
+    /// The partition's transactions (`transaction.rs`); held by every append.
+    pub(crate) txn: Mutex<TxnState>,
+    /// The ranges of aborted transactions, which readers skip.
+    pub(crate) aborted: RwLock<Arc<Vec<Aborted>>>,
 }
 
 /// The appender's reusable encoding buffer; holding its lock is holding the right to append.
@@ -112,8 +116,8 @@ pub(crate) struct PartitionSetup {
     pub config: TopicConfig,
     pub fsync: FsyncPolicy,
     pub flusher_running: bool,
-    pub activity: Arc<OffsetWatch>,
-    pub activity_seq: Arc<AtomicU64>,
+    pub activity: Arc<Activity>,
+    pub log_activity: Arc<Activity>,
 }
 
 impl Partition {
@@ -127,7 +131,7 @@ impl Partition {
             fsync,
             flusher_running,
             activity,
-            activity_seq,
+            log_activity,
         } = setup;
         std::fs::create_dir_all(&dir).at(&dir)?;
         let id = Arc::new(PartitionId { topic, partition });
@@ -167,13 +171,26 @@ impl Partition {
         }
         let start = segments[0].base_offset;
         let end = segments.last().expect("at least one segment").next_offset();
+        // Transactions open when the last process stopped leave their records unreadable until
+        // they are settled (`Partition::resolve`): find them past the decided offset.
+        let (mut txn, aborted) = TxnState::load(&dir)?;
+        if let Some(from) = txn.scan_from() {
+            for seg in segments.iter().filter(|s| s.next_offset() > from) {
+                seg.scan(seg.position_for(from), seg.size(), |_, meta, _| {
+                    if meta.next_offset() > from {
+                        txn.found(&meta, &aborted);
+                    }
+                    std::ops::ControlFlow::Continue(())
+                })?;
+            }
+        }
+        let visible = txn.stable(end);
         Ok(Partition {
             id,
             dir,
             config,
             fsync,
             flusher_running,
-            // Whatever a crashed writer left pending is readable until its recovery cuts it.
             appender: Mutex::new(AppendBuffer {
                 buf: Vec::new(),
                 written: end,
@@ -181,13 +198,15 @@ impl Partition {
             segments: RwLock::new(Arc::new(segments)),
             start: AtomicU64::new(start),
             compacted: Mutex::new(None),
-            end: OffsetWatch::new(end),
+            end: OffsetWatch::new(visible),
             durable: OffsetWatch::new(end),
             dirty: AtomicBool::new(false),
             last_flush: Mutex::new(Instant::now()),
             activity,
-            activity_seq,
+            log_activity,
             truncation,
+            txn: Mutex::new(txn),
+            aborted: RwLock::new(Arc::new(aborted)),
         })
     }
 
@@ -301,29 +320,29 @@ impl Partition {
     /// Writes records and makes them readable, but returns before a group commit covers them:
     /// for producers that keep several appends in flight and acknowledge later with
     /// [`Partition::wait_durable_blocking`]. Under `always` they are fsynced before returning.
+    /// They are readable once every transaction open before them has decided.
     pub fn append_unacknowledged(&self, records: &[Record]) -> Result<AppendInfo> {
-        self.write(records, true)
+        let mut txn = self.txn.lock();
+        let info = self.write(records, None)?;
+        self.after_plain_append(&mut txn)?;
+        Ok(info)
     }
 
-    /// Writes records that readers cannot see until [`Partition::make_visible`] covers them
-    /// (see the module docs): output of an exactly-once writer whose commit is still to come.
-    /// Like [`Partition::append_unacknowledged`], it returns before a group commit covers them.
-    pub fn append_pending(&self, records: &[Record]) -> Result<AppendInfo> {
-        self.write(records, false)
+    /// Moves the readable end up to `offset`, waking readers.
+    pub(crate) fn advance_end(&self, offset: u64) {
+        self.end.advance(offset);
+        self.wake();
     }
 
-    /// Makes the records below `offset` readable (no further than what was written), waking
-    /// readers; for the writer of pending records once its commit covers them.
-    pub fn make_visible(&self, offset: u64) {
-        let written = self.appender.lock().written;
-        if offset.min(written) > self.end.get() {
-            self.end.advance(offset.min(written));
-            let seq = self.activity_seq.fetch_add(1, Ordering::AcqRel) + 1;
-            self.activity.advance(seq);
-        }
+    /// Tells whoever waits on the topic or on the whole log that something changed.
+    fn wake(&self) {
+        self.activity.bump();
+        self.log_activity.bump();
     }
 
-    fn write(&self, records: &[Record], visible: bool) -> Result<AppendInfo> {
+    /// Writes records (a transaction's, with its `writer`) after the last ones; the caller
+    /// holds the transaction state and makes them readable.
+    pub(crate) fn write(&self, records: &[Record], writer: Option<u64>) -> Result<AppendInfo> {
         for r in records {
             if self.config.compact && r.key.is_none() {
                 return Err(LogError::InvalidRecord {
@@ -360,6 +379,7 @@ impl Partition {
             app.buf.clear();
             let meta = batch::encode(
                 &mut app.buf,
+                writer,
                 chunk.iter().enumerate().map(|(i, r)| (next + i as u64, r)),
             )
             .expect("chunk is not empty");
@@ -380,14 +400,6 @@ impl Partition {
             }
             FsyncPolicy::Never => self.durable.advance(next),
             FsyncPolicy::IntervalMs(_) => self.dirty.store(true, Ordering::Release),
-        }
-        if visible {
-            self.end.advance(next);
-        }
-        drop(app);
-        if visible {
-            let seq = self.activity_seq.fetch_add(1, Ordering::AcqRel) + 1;
-            self.activity.advance(seq);
         }
         Ok(AppendInfo {
             base_offset,
@@ -485,11 +497,14 @@ impl Partition {
         let first = segments
             .partition_point(|s| s.base_offset <= offset)
             .saturating_sub(1);
+        let aborted = self.aborted.read().clone();
+        let skip = |meta: &batch::BatchMeta| is_aborted(&aborted, meta);
         for seg in &segments[first..] {
             seg.read(
                 offset,
                 limits.max_records.max(1),
                 limits.max_bytes,
+                &skip,
                 &mut out,
             )?;
             if !out.is_empty() {

@@ -69,6 +69,7 @@ impl Partition {
         for seg in &removed {
             seg.delete_files()?;
         }
+        self.forget_aborted_below(self.start_offset())?;
         tracing::debug!(
             topic = self.topic(),
             partition = self.id(),

@@ -321,7 +321,7 @@ impl Segment {
     }
 
     /// Byte position to start reading at to find `offset`: a batch boundary at or before it.
-    fn position_for(&self, offset: u64) -> u64 {
+    pub(crate) fn position_for(&self, offset: u64) -> u64 {
         let rel = offset
             .saturating_sub(self.base_offset)
             .min(u64::from(u32::MAX)) as u32;
@@ -446,13 +446,14 @@ impl Segment {
         offset: u64,
         max_records: usize,
         max_bytes: usize,
+        skip: &dyn Fn(&BatchMeta) -> bool,
         out: &mut Vec<StoredRecord>,
     ) -> Result<()> {
         let start = self.position_for(offset);
         let mut bytes_read = 0usize;
         let mut result = Ok(());
         self.scan(start, self.size(), |pos, meta, bytes| {
-            if meta.last_offset() < offset {
+            if meta.last_offset() < offset || skip(&meta) {
                 return ControlFlow::Continue(());
             }
             if let Err(e) = batch::decode_into(bytes, &meta, offset, out) {

@@ -10,13 +10,13 @@
 //! before removing its files.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{FsyncPolicy, TopicConfig};
 use crate::error::{IoContext, LogError, Result};
-use crate::offset_watch::OffsetWatch;
+use crate::offset_watch::Activity;
 use crate::partition::{sync_dir, Partition, PartitionSetup};
 use crate::partitioner::partition_for_key;
 
@@ -28,8 +28,7 @@ pub struct Topic {
     partitions: Vec<Arc<Partition>>,
     /// Counts appends to any partition, so a consumer of several partitions can wait on one
     /// thing.
-    activity: Arc<OffsetWatch>,
-    activity_seq: Arc<AtomicU64>,
+    activity: Arc<Activity>,
     round_robin: AtomicU32,
 }
 
@@ -67,6 +66,7 @@ impl Topic {
         config: TopicConfig,
         default_fsync: FsyncPolicy,
         flusher_running: bool,
+        log_activity: Arc<Activity>,
     ) -> Result<Topic> {
         validate_topic_name(name)?;
         config.validate()?;
@@ -88,7 +88,13 @@ impl Topic {
         sync_dir(&tmp)?;
         std::fs::rename(&tmp, &dir).at(&dir)?;
         sync_dir(topics_dir)?;
-        Topic::open(dir, name.to_string(), default_fsync, flusher_running)
+        Topic::open(
+            dir,
+            name.to_string(),
+            default_fsync,
+            flusher_running,
+            log_activity,
+        )
     }
 
     /// Opens an existing topic directory.
@@ -97,6 +103,7 @@ impl Topic {
         name: String,
         default_fsync: FsyncPolicy,
         flusher_running: bool,
+        log_activity: Arc<Activity>,
     ) -> Result<Topic> {
         let cfg_path = dir.join(CONFIG_FILE);
         let bytes = std::fs::read(&cfg_path).at(&cfg_path)?;
@@ -105,8 +112,7 @@ impl Topic {
                 path: cfg_path.clone(),
                 reason: e.to_string(),
             })?;
-        let activity = Arc::new(OffsetWatch::new(0));
-        let activity_seq = Arc::new(AtomicU64::new(0));
+        let activity = Arc::new(Activity::new());
         let fsync = config.fsync.unwrap_or(default_fsync);
         let partitions = (0..config.partitions)
             .map(|p| {
@@ -118,7 +124,7 @@ impl Topic {
                     fsync,
                     flusher_running,
                     activity: activity.clone(),
-                    activity_seq: activity_seq.clone(),
+                    log_activity: log_activity.clone(),
                 })
                 .map(Arc::new)
             })
@@ -128,7 +134,6 @@ impl Topic {
             config,
             partitions,
             activity,
-            activity_seq,
             round_robin: AtomicU32::new(0),
         })
     }
@@ -179,17 +184,17 @@ impl Topic {
 
     /// A counter that grows on every append to any partition of the topic.
     pub fn activity(&self) -> u64 {
-        self.activity_seq.load(Ordering::Acquire)
+        self.activity.get()
     }
 
     /// Blocks until [`Topic::activity`] exceeds `seen` or `timeout` passes.
     pub fn wait_for_activity_blocking(&self, seen: u64, timeout: Duration) -> bool {
-        self.activity.wait_blocking(seen + 1, Some(timeout))
+        self.activity.wait_blocking(seen, timeout)
     }
 
     /// Waits until [`Topic::activity`] exceeds `seen`.
     pub async fn wait_for_activity(&self, seen: u64) {
-        self.activity.wait(seen + 1).await
+        self.activity.wait(seen).await
     }
 }
 

@@ -49,6 +49,15 @@ struct Cli {
         default_value_t = 256
     )]
     state_memory_mb: usize,
+    /// A property of the SQL session, as ksqlDB's server and CLI take them (repeatable), such
+    /// as `ksql.streams.num.stream.threads=4` (by default one stream thread per core) or
+    /// `commit.interval.ms=100`. `SET` overrides it for the statements after it.
+    #[arg(long = "config", global = true, value_name = "KEY=VALUE", value_parser = property)]
+    config: Vec<(String, String)>,
+    /// A file of such properties, one `key=value` per line (`#` starts a comment), as
+    /// ksqlDB's `ksql-server.properties`; `--config` wins over it.
+    #[arg(long, global = true, env = "EDDY_CONFIG_FILE")]
+    config_file: Option<PathBuf>,
     /// Run the SQL statements in this file, then exit (see --follow).
     #[arg(short = 'f', long = "file", conflicts_with = "execute")]
     file: Option<PathBuf>,
@@ -112,38 +121,25 @@ fn main() -> ExitCode {
         (None, Some(stmts)) => Some(stmts.clone()),
         (None, None) => None,
     };
+    let setup = session_setup(&cli);
     let result = match cli.command {
         None if cli.server.is_some() => {
             let url = cli.server.as_deref().unwrap_or_default();
             run_remote(url, cli.token.clone(), sql.as_deref())
         }
         None if sql.is_some() => open(&cli.data_dir, cli.fsync).and_then(|log| {
-            let state = eddy_engine::state::StateOptions {
-                memory_bytes: cli.state_memory_mb << 20,
-                ..Default::default()
-            };
-            script::run(log, state, sql.as_deref().unwrap_or_default(), cli.follow)
+            script::run(log, setup?, sql.as_deref().unwrap_or_default(), cli.follow)
         }),
-        None => open(&cli.data_dir, cli.fsync).and_then(|log| {
-            let state = eddy_engine::state::StateOptions {
-                memory_bytes: cli.state_memory_mb << 20,
-                ..Default::default()
-            };
-            repl::run(log, state, &cli.data_dir)
-        }),
+        None => {
+            open(&cli.data_dir, cli.fsync).and_then(|log| repl::run(log, setup?, &cli.data_dir))
+        }
         Some(Command::Bench(cmd)) => bench::run(cmd),
         Some(Command::Test(args)) => qtt::run(args),
         Some(cmd) => open(&cli.data_dir, cli.fsync).and_then(|log| match cmd {
             Command::Topic(cmd) => topic::run(&log, cmd),
             Command::Produce(args) => produce::run(&log, args),
             Command::Consume(args) => consume::run(&log, args),
-            Command::Server(args) => {
-                let state = eddy_engine::state::StateOptions {
-                    memory_bytes: cli.state_memory_mb << 20,
-                    ..Default::default()
-                };
-                server::run(log, state, args)
-            }
+            Command::Server(args) => server::run(log, setup?, args),
             Command::Bench(_) | Command::Test(_) => unreachable!("handled above"),
         }),
     };
@@ -177,6 +173,52 @@ fn run_remote(url: &str, token: Option<String>, sql: Option<&str>) -> anyhow::Re
             let banner = format!("eddy {} on {url}", env!("CARGO_PKG_VERSION"));
             repl::interact(&runtime, &mut remote, &banner, &history)
         }
+    }
+}
+
+/// How a SQL session on the data directory is opened: its state stores' memory and its
+/// configured properties.
+pub struct SessionSetup {
+    pub state: eddy_engine::state::StateOptions,
+    pub config: std::collections::BTreeMap<String, String>,
+}
+
+impl SessionSetup {
+    pub fn open(self, log: Log) -> eddy_sql::Result<eddy_sql::Session> {
+        eddy_sql::Session::open_configured(log, self.state, self.config)
+    }
+}
+
+fn session_setup(cli: &Cli) -> anyhow::Result<SessionSetup> {
+    let mut config = std::collections::BTreeMap::new();
+    if let Some(path) = &cli.config_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let (k, v) =
+                property(line).map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), n + 1))?;
+            config.insert(k, v);
+        }
+    }
+    config.extend(cli.config.iter().cloned());
+    Ok(SessionSetup {
+        state: eddy_engine::state::StateOptions {
+            memory_bytes: cli.state_memory_mb << 20,
+            ..Default::default()
+        },
+        config,
+    })
+}
+
+/// `key=value` (or `key: value`, as Java properties allow).
+fn property(text: &str) -> Result<(String, String), String> {
+    match text.split_once(['=', ':']) {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{text}`")),
     }
 }
 

@@ -145,8 +145,9 @@ fn draw_lag(probe: &LagProbe, label: &str, mut done: impl FnMut(u64) -> bool) ->
     }
 }
 
-/// `session.run_until_idle()`, with the lag shrinking on a terminal meanwhile.
-pub fn run_until_idle(session: &mut Session) -> eddy_sql::Result<()> {
+/// `session.run_until_caught_up()` (the queries on all stream threads until none has
+/// anything left to read), with the lag shrinking on a terminal meanwhile.
+pub fn run_until_caught_up(session: &mut Session) -> eddy_sql::Result<()> {
     let _watch = LagWatch::start(session.lag_probe());
-    session.run_until_idle()
+    session.run_until_caught_up()
 }

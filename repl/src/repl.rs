@@ -12,7 +12,6 @@
 use std::path::Path;
 
 use anyhow::Result;
-use eddy_engine::state::StateOptions;
 use eddy_log::Log;
 use eddy_sql::{Outcome, Session};
 use std::ops::ControlFlow;
@@ -55,10 +54,10 @@ impl Backend for Embedded {
     }
 }
 
-pub fn run(log: Log, state: StateOptions, data_dir: &Path) -> Result<()> {
+pub fn run(log: Log, setup: crate::SessionSetup, data_dir: &Path) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let mut session = Session::open_with(log, state)?;
-    session.run_in_background(runtime.handle().clone());
+    let mut session = setup.open(log)?;
+    session.run_in_background()?;
     let banner = format!(
         "eddy {} on {}",
         env!("CARGO_PKG_VERSION"),

@@ -10,15 +10,13 @@ use std::ops::ControlFlow;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{anyhow, Result};
-use eddy_engine::state::StateOptions;
 use eddy_log::Log;
-use eddy_sql::Session;
 
 use crate::output::{error_text, show};
 use crate::progress;
 
-pub fn run(log: Log, state: StateOptions, sql: &str, follow: bool) -> Result<()> {
-    let mut session = Session::open_with(log, state)?;
+pub fn run(log: Log, setup: crate::SessionSetup, sql: &str, follow: bool) -> Result<()> {
+    let mut session = setup.open(log)?;
     // Ctrl-C ends the process here: no push query needs to survive it.
     let never = AtomicBool::new(false);
     let mut failure = None;
@@ -39,12 +37,12 @@ pub fn run(log: Log, state: StateOptions, sql: &str, follow: bool) -> Result<()>
     }
     if follow {
         let runtime = tokio::runtime::Runtime::new()?;
-        session.run_in_background(runtime.handle().clone());
+        session.run_in_background()?;
         eprintln!("Queries are running; press Ctrl-C to stop.");
         runtime.block_on(tokio::signal::ctrl_c())?;
         session.shutdown();
     } else {
-        progress::run_until_idle(&mut session)?;
+        progress::run_until_caught_up(&mut session)?;
     }
     Ok(())
 }

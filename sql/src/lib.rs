@@ -36,5 +36,5 @@ pub use error::{Missing, Result, SqlError};
 pub use parser::{parse_schema, parse_statement, parse_statements, ParseError};
 pub use session::{
     cell_text, format_table, is_internal_topic, result_schema_text, thousands, LagProbe, Outcome,
-    PushQuery, PushRow, QueryInfo, ResultColumn, Session, TopicPrint,
+    PushQuery, PushRow, QueryInfo, ResultColumn, Session, TaskInfo, TopicPrint, STREAM_THREADS,
 };

@@ -16,7 +16,9 @@ fn execute(session: &mut Session, sql: &str) -> Outcome {
     session.execute(&stmt, &text).unwrap()
 }
 
-/// Orders over three partitions: region `r{i % 2}`, amount `i`.
+/// Orders over three partitions, each in the partition its key chooses (as a Kafka producer
+/// puts it, which is what lets a join's task `p` find its matches in partition `p`): region
+/// `r{i % 2}`, amount `i`.
 fn orders(log: &Log) {
     let topic = log
         .create_topic("orders", TopicConfig::with_partitions(3))
@@ -31,7 +33,8 @@ fn orders(log: &Log) {
             timestamp: i64::from(i),
             headers: Vec::new(),
         };
-        topic.partition(i % 3).unwrap().append(&[record]).unwrap();
+        let p = topic.partition_for(record.key.as_deref());
+        topic.partition(p).unwrap().append(&[record]).unwrap();
     }
 }
 
@@ -239,7 +242,8 @@ fn sides_with_different_partition_counts_join_only_through_a_repartition_topic()
     assert_eq!(topic.partition_count(), 2);
 }
 
-/// Appends a change of the order `i` to its partition (`i % 3`, as `orders` placed it).
+/// Appends a change of the order `i` to its partition (the one its key chooses, as `orders`
+/// placed it).
 fn change_order(log: &Log, i: u32, value: Option<&str>) {
     let record = Record {
         key: Some(Bytes::from(format!("order{i}"))),
@@ -247,8 +251,9 @@ fn change_order(log: &Log, i: u32, value: Option<&str>) {
         timestamp: 100,
         headers: Vec::new(),
     };
-    let partition = log.partition("orders", i % 3).unwrap();
-    partition.append(&[record]).unwrap();
+    let topic = log.topic("orders").unwrap();
+    let p = topic.partition_for(record.key.as_deref());
+    topic.partition(p).unwrap().append(&[record]).unwrap();
 }
 
 /// The values a topic holds, over all its partitions.

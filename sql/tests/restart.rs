@@ -62,9 +62,8 @@ fn catalog_and_queries_come_back_after_a_restart() {
 fn queries_run_on_their_own_tasks_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut session = Session::open(log.clone()).unwrap();
-    session.run_in_background(runtime.handle().clone());
+    session.run_in_background().unwrap();
     run(
         &mut session,
         "CREATE STREAM orders (id INT, amount DOUBLE) WITH (kafka_topic='orders', value_format='JSON', partitions=1);
@@ -95,9 +94,8 @@ fn queries_run_on_their_own_tasks_in_the_background() {
 fn an_aggregation_commits_when_it_catches_up_whatever_its_commit_interval() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(dir.path(), LogOptions::default()).unwrap();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut session = Session::open(log.clone()).unwrap();
-    session.run_in_background(runtime.handle().clone());
+    session.run_in_background().unwrap();
     run(
         &mut session,
         "SET 'commit.interval.ms'='3600000';

@@ -6,7 +6,9 @@
 //! or behind its changelog is replayed from the changelog; a clean restart replays nothing.
 //!
 //! The topic is compacted by the log's cleaner, so a restore reads about one record per live
-//! key, not the whole history. Its name is `_eddy-<store name with '/' as '-'>-changelog`.
+//! key, not the whole history. Its name is `_eddy-<owner>-<store>-changelog`, with a partition
+//! per task of the query: the task that reads input partition `p` writes changelog partition
+//! `p`, and only it (see [`crate::StateScope`]).
 
 use std::sync::Arc;
 
@@ -21,29 +23,41 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct Changelog {
     topic: Arc<Topic>,
+    partition: u32,
     owner: String,
     store: Store,
 }
 
-/// The name of the changelog topic of the store `store_name`.
+/// The name of the changelog topic of the store `store_name` (`<owner>/<name>`, whatever
+/// the task).
 pub fn topic_name(store_name: &str) -> String {
     format!("_eddy-{}-changelog", store_name.replace('/', "-"))
 }
 
 impl Changelog {
-    /// The changelog of `store`, which belongs to `owner` (its query); creates the topic.
-    pub fn open(log: &Log, owner: &str, store: Store) -> Result<Changelog> {
-        let name = topic_name(store.name());
-        let topic = match log.topic(&name) {
+    /// Partition `partition` of the changelog topic `name` (of `partitions` partitions,
+    /// created if missing) of `store`, which belongs to `owner` (its query).
+    pub fn open(
+        log: &Log,
+        owner: &str,
+        store: Store,
+        name: &str,
+        partition: u32,
+        partitions: u32,
+    ) -> Result<Changelog> {
+        let topic = match log.topic(name) {
             Ok(t) => t,
             Err(_) => {
-                let mut config = TopicConfig::with_partitions(1);
+                let mut config = TopicConfig::with_partitions(partitions);
                 config.compact = true;
-                log.create_topic(&name, config)?
+                log.create_topic(name, config)?
             }
         };
+        // Fails, naming the topic, if it has fewer partitions than the query has tasks.
+        topic.partition(partition)?;
         Ok(Changelog {
             topic,
+            partition,
             owner: owner.to_string(),
             store,
         })
@@ -76,7 +90,7 @@ impl Changelog {
                 headers: Vec::new(),
             })
             .collect();
-        let partition = self.topic.partition(0)?;
+        let partition = self.topic.partition(self.partition)?;
         let info = partition.append(&records)?;
         for r in &records {
             let k = r.key.as_deref().unwrap_or_default();
@@ -93,7 +107,10 @@ impl Changelog {
     /// for a store that has deleted every key those records could hold (a window buffer that
     /// expires by range, which the changelog does not log). Returns the segments dropped.
     pub fn expire_before(&self, time: i64) -> Result<usize> {
-        Ok(self.topic.partition(0)?.delete_older_than(time)?)
+        Ok(self
+            .topic
+            .partition(self.partition)?
+            .delete_older_than(time)?)
     }
 
     /// Makes the local store and the changelog agree, before the store is used.
@@ -106,7 +123,7 @@ impl Changelog {
     /// before its commit are dropped on restart, not replayed as if the local copy were lost.
     /// Returns how many records were replayed.
     pub fn restore(&self, db: &StateDb) -> Result<u64> {
-        let partition = self.topic.partition(0)?;
+        let partition = self.topic.partition(self.partition)?;
         let end = partition.end_offset();
         if let Some(checkpoint) = db.offset(&self.owner, &self.checkpoint_name())? {
             if end > checkpoint {
@@ -159,7 +176,10 @@ mod tests {
         let log = Log::open(dir.path().join("log"), Default::default()).unwrap();
         let db = StateDb::open(dir.path().join("state"), StateOptions::default()).unwrap();
         let store = db.store("q/groups").unwrap();
-        let changelog = Changelog::open(&log, "q", store.clone()).unwrap();
+        let open = |log: &Log, store: Store| {
+            Changelog::open(log, "q", store, &topic_name("q/groups"), 0, 1).unwrap()
+        };
+        let changelog = open(&log, store.clone());
         assert_eq!(changelog.restore(&db).unwrap(), 0);
         // The first micro-batch appends to the changelog, then dies before its commit.
         let mut never_applied = Commit::new();
@@ -171,7 +191,7 @@ mod tests {
             )
             .unwrap();
         // The restart drops it: the input that made it is read again.
-        let reopened = Changelog::open(&log, "q", db.store("q/groups").unwrap()).unwrap();
+        let reopened = open(&log, db.store("q/groups").unwrap());
         assert_eq!(reopened.restore(&db).unwrap(), 0);
         assert_eq!(store.get(b"k").unwrap(), None);
         assert_eq!(
@@ -190,7 +210,7 @@ mod tests {
             .unwrap();
         db.commit(applied).unwrap();
         let fresh = StateDb::open(dir.path().join("state2"), StateOptions::default()).unwrap();
-        let rebuilt = Changelog::open(&log, "q", fresh.store("q/groups").unwrap()).unwrap();
+        let rebuilt = open(&log, fresh.store("q/groups").unwrap());
         assert_eq!(rebuilt.restore(&fresh).unwrap(), 1);
         assert_eq!(
             fresh.store("q/groups").unwrap().get(b"k").unwrap(),

@@ -193,6 +193,16 @@ impl StateDb {
             .collect())
     }
 
+    /// Whether `owner` has committed any position.
+    pub fn has_owner(&self, owner: &str) -> Result<bool> {
+        let prefix = offset_key(owner, "");
+        let found = self.inner.db.prefix_iterator(&prefix).next();
+        Ok(match found {
+            Some(item) => item?.0.starts_with(&prefix),
+            None => false,
+        })
+    }
+
     /// Removes everything a query kept: its stores and its offsets.
     pub fn drop_owner(&self, owner: &str) -> Result<()> {
         let _allocating = self.inner.registry.lock();

@@ -2,7 +2,8 @@
 //!
 //! Stateful operators (aggregations, windows, joins) keep their state here, in one RocksDB
 //! database per data directory ([`StateDb`], under `<data dir>/state`). Each operator of each
-//! query owns a [`Store`]: a key space inside that database, named `<query>/<operator>`.
+//! task of each query owns a [`Store`]: a key space inside that database, named
+//! `<query>/<partition>/<operator>` ([`StateScope`] names them).
 //!
 //! Writes never go to a store directly. An operator stages its changes in a [`Commit`], and the
 //! query adds its input positions to the same commit; [`StateDb::commit`] then applies it as
@@ -20,9 +21,11 @@ pub mod changelog;
 mod commit;
 mod db;
 mod error;
+mod scope;
 mod store;
 
 pub use commit::Commit;
 pub use db::{StateDb, StateOptions};
 pub use error::{Result, StateError};
+pub use scope::{StateScope, TaskPartition};
 pub use store::{Entries, Store};

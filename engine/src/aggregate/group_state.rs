@@ -15,7 +15,7 @@ use hashbrown::hash_map::EntryRef;
 use hashbrown::HashMap;
 
 use eddy_state::changelog::Changelog;
-use eddy_state::{Commit, StateDb, Store};
+use eddy_state::{Commit, StateDb, StateScope, Store};
 
 use crate::error::{EngineError, Result};
 
@@ -72,17 +72,10 @@ impl<V> GroupState<V> {
         }
     }
 
-    /// State in the store `<owner>/<name>` of `db`, with its changelog topic in `log`.
-    pub fn open(
-        db: &StateDb,
-        log: &eddy_log::Log,
-        owner: &str,
-        name: &str,
-        capacity: usize,
-    ) -> Result<GroupState<V>> {
-        let store = db.store(&format!("{owner}/{name}"))?;
-        let changelog = Changelog::open(log, owner, store.clone())?;
-        Self::persistent(db, Backing { store, changelog }, capacity)
+    /// State in the store `name` of `scope` (a task's), with its changelog.
+    pub fn open(scope: &StateScope, name: &str, capacity: usize) -> Result<GroupState<V>> {
+        let (store, changelog) = scope.open(name)?;
+        Self::persistent(scope.db(), Backing { store, changelog }, capacity)
     }
 
     /// State persisted in `backing`, restored from its changelog first if the local copy is
@@ -331,7 +324,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use eddy_log::{Log, LogOptions};
-    use eddy_state::{Commit, StateDb, StateOptions};
+    use eddy_state::{Commit, StateDb, StateOptions, StateScope};
     use proptest::prelude::*;
 
     use super::GroupState;
@@ -358,7 +351,7 @@ mod tests {
 
     fn open(db: &StateDb, log: &Log) -> GroupState<u64> {
         // A tiny capacity, so that eviction and reads from RocksDB happen all the time.
-        GroupState::open(db, log, "q", "test", 8).unwrap()
+        GroupState::open(&StateScope::new(db, log, "q"), "test", 8).unwrap()
     }
 
     fn decode(b: &[u8]) -> Result<u64, String> {

@@ -7,8 +7,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef
 use datafusion::common::ScalarValue;
 use eddy_state::Commit;
 
-use eddy_log::Log;
-use eddy_state::StateDb;
+use eddy_state::{StateDb, StateScope};
 
 use super::group::{
     decode_group, decode_sessions, encode_group, encode_sessions, sortable_time,
@@ -108,24 +107,22 @@ impl AggregateState {
         }
     }
 
-    /// State in `db`, in stores named `<owner>/<name>-groups` (and `-sessions`, `-rows`),
-    /// each with a changelog topic in `log`, restored from it if the local copy is behind.
-    /// At most `capacity` groups per store stay decoded in memory.
-    pub fn persistent(
-        db: &StateDb,
-        log: &Log,
-        owner: &str,
-        name: &str,
-        capacity: usize,
-    ) -> Result<AggregateState> {
+    /// State in `scope` (a task's), in stores named `<name>-groups` (and `-sessions`,
+    /// `-rows`, ...), each with its changelog, restored from it if the local copy is behind.
+    /// At most `capacity` groups per store stay decoded in memory. Stream time is the task's.
+    pub fn persistent(scope: &StateScope, name: &str, capacity: usize) -> Result<AggregateState> {
         let open = |suffix: &str| format!("{name}-{suffix}");
         Ok(AggregateState {
-            groups: GroupState::open(db, log, owner, &open("groups"), capacity)?,
-            sessions: GroupState::open(db, log, owner, &open("sessions"), capacity)?,
-            table_rows: GroupState::open(db, log, owner, &open("rows"), capacity)?,
-            pending: GroupState::open(db, log, owner, &open("pending"), capacity)?,
-            live: GroupState::open(db, log, owner, &open("windows"), capacity)?,
-            clock: Some((db.clone(), owner.to_string(), format!("{name}/stream-time"))),
+            groups: GroupState::open(scope, &open("groups"), capacity)?,
+            sessions: GroupState::open(scope, &open("sessions"), capacity)?,
+            table_rows: GroupState::open(scope, &open("rows"), capacity)?,
+            pending: GroupState::open(scope, &open("pending"), capacity)?,
+            live: GroupState::open(scope, &open("windows"), capacity)?,
+            clock: Some((
+                scope.db().clone(),
+                scope.owner().to_string(),
+                scope.position_name(&format!("{name}/stream-time")),
+            )),
         })
     }
 }
@@ -369,18 +366,14 @@ impl Aggregate {
         }
     }
 
-    /// The current result of every group (and window) of the aggregate whose state is in `db`
-    /// under `owner` and `name` (as [`AggregateState::persistent`] named it), as of its last
-    /// commit, in the layout of its output batches. This is how a pull query reads an
-    /// aggregation's table: from the state itself, without a second copy.
-    pub fn snapshot(
-        db: &StateDb,
-        owner: &str,
-        name: &str,
-        spec: AggregateSpec,
-    ) -> Result<RecordBatch> {
+    /// The current result of every group (and window) of the aggregate whose state is in the
+    /// stores `name` of `scopes` (its tasks', as [`AggregateState::persistent`] named them),
+    /// as of their last commits, in the layout of its output batches. This is how a pull
+    /// query reads an aggregation's table: from the state itself, without a second copy.
+    pub fn snapshot(scopes: &[StateScope], name: &str, spec: AggregateSpec) -> Result<RecordBatch> {
         let this = Aggregate::new(spec, AggregateState::in_memory())?;
         let calls = &this.spec.calls;
+        let owner = scopes.first().map_or("", |s| s.owner());
         let corrupt = |e: String| EngineError::Plan(format!("reading {owner}'s state: {e}"));
         let mut rows = Vec::new();
         let size = this.spec.window.and_then(|w| w.size());
@@ -394,26 +387,26 @@ impl Aggregate {
             });
             Ok(())
         };
-        for (k, v) in db
-            .store(&format!("{owner}/{name}-groups"))?
-            .scan_prefix(&[])?
-        {
-            let g = decode_group(calls, &v).map_err(corrupt)?;
-            match size {
-                Some(size) if k.len() >= 8 => {
-                    let (start, group) = k.split_at(8);
-                    let start = sortable_time(start);
-                    emit(group, &g, Some((start, start + size)))?;
+        for scope in scopes {
+            let store = |suffix: &str| {
+                let name = scope.store_name(&format!("{name}-{suffix}"));
+                scope.db().store(&name)
+            };
+            for (k, v) in store("groups")?.scan_prefix(&[])? {
+                let g = decode_group(calls, &v).map_err(corrupt)?;
+                match size {
+                    Some(size) if k.len() >= 8 => {
+                        let (start, group) = k.split_at(8);
+                        let start = sortable_time(start);
+                        emit(group, &g, Some((start, start + size)))?;
+                    }
+                    _ => emit(&k, &g, None)?,
                 }
-                _ => emit(&k, &g, None)?,
             }
-        }
-        for (k, v) in db
-            .store(&format!("{owner}/{name}-sessions"))?
-            .scan_prefix(&[])?
-        {
-            for s in decode_sessions(calls, &v).map_err(corrupt)? {
-                emit(&k, &s.group, Some((s.start, s.end)))?;
+            for (k, v) in store("sessions")?.scan_prefix(&[])? {
+                for s in decode_sessions(calls, &v).map_err(corrupt)? {
+                    emit(&k, &s.group, Some((s.start, s.end)))?;
+                }
             }
         }
         let headers = no_headers(rows.len());

@@ -1,35 +1,48 @@
-//! When a stateful query commits, and what a commit holds.
+//! When a stateful task commits, and what a commit holds.
 //!
-//! A stateful query commits not after every read. Its output is appended *pending*, unseen by readers, and a commit
-//! comes when the commit interval has passed since the last one (ksqlDB's
-//! `commit.interval.ms`, 2 s by default), when an operator's uncommitted changes reach the
-//! bound it keeps in memory ([`crate::Operator::wants_commit`]), or when no input is left to read
-//! ([`Pipeline::run_available`] returns). A commit writes each changed key once however often
-//! it changed since the last, so under load, when commits are far apart, a group updated by
-//! many records costs one write to RocksDB and one changelog record. Once idle, every result
-//! is committed and readable at once. Only the commit makes output visible, so a reader
-//! never sees what recovery may cut off, whatever order the replay then reads partitions in.
+//! A stateful task (an exactly-once query's, or one of its stages') appends its output as it
+//! produces it, in one transaction per sink partition (`eddy_log::Transaction`, Kafka's model:
+//! readers see it only once it commits), and commits not after every read: when the commit
+//! interval has passed since the last one (ksqlDB's `commit.interval.ms`, 2 s by default), when
+//! an operator's uncommitted changes reach the bound it keeps in memory
+//! ([`crate::Operator::wants_commit`]), or when no input is left to read
+//! ([`Pipeline::run_for`] returns). A commit writes each changed key once however often it
+//! changed since the last, so under load, when commits are far apart, a group updated by many
+//! records costs one write to RocksDB and one changelog record. Once idle, every result is
+//! committed and readable at once.
+//!
+//! The commit itself: the operators' changes go to their changelogs (the task's partition of
+//! each) and into one RocksDB write batch with the task's input positions and, for each sink
+//! partition, where the task's output ends (`output/<task>/<topic>/<partition>`); once the
+//! output is durable the batch is written (the commit point), and then the transactions
+//! commit, making the output readable. A crash before the batch is written leaves the
+//! transactions undecided and their ends unrecorded: the session's recovery cuts them off
+//! ([`Pipeline::committed_output`] says where the last commit ended), and the input they came
+//! from is read again. A crash after it leaves them undecided with their ends recorded: they
+//! are kept. Only a commit makes output visible, so a reader never sees what recovery may cut
+//! off, whatever order the replay reads partitions in.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use eddy_log::{Log, TopicPartition};
+use eddy_log::{writer_id, Log, Record, TopicPartition, Transaction};
 use eddy_state::Commit;
 
-use super::{input_position, output_end, Pipeline};
+use super::{input_position, Pipeline};
 use crate::error::Result;
 use crate::processing_log::ProcessingLog;
+use crate::task::TaskId;
 
 /// How long a stateful query goes between commits while input keeps coming: ksqlDB's default
 /// `commit.interval.ms`.
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
 
-/// What a stateful query has done since its last commit.
+/// What a stateful task has done since its last commit.
 pub(super) struct Uncommitted {
     /// Input records read.
     pub(super) records: u64,
-    /// Each sink partition's end after the pending appends.
-    pub(super) sink_ends: BTreeMap<u32, u64>,
+    /// The open transaction of each sink partition written to.
+    output: BTreeMap<u32, Transaction>,
     /// The earliest time of the records read, which the pending output is stamped no
     /// earlier than.
     pub(super) min_time: Option<i64>,
@@ -40,15 +53,60 @@ impl Uncommitted {
     pub(super) fn new() -> Uncommitted {
         Uncommitted {
             records: 0,
-            sink_ends: BTreeMap::new(),
+            output: BTreeMap::new(),
             min_time: None,
             since: Instant::now(),
         }
     }
 }
 
+fn task_label(task: TaskId) -> String {
+    match task.partition {
+        Some(p) => p.to_string(),
+        None => "*".into(),
+    }
+}
+
+/// The name under which a task records the end of its output in a sink partition.
+fn output_end(task: &str, topic: &str, partition: u32) -> String {
+    format!("output/{task}/{topic}/{partition}")
+}
 impl Pipeline {
-    /// Whether a stateful query should commit before reading on (see the module docs).
+    /// The id of this task's transactions: what `eddy_log::Partition::undecided` gives back
+    /// after a crash. `None` for a task that writes none (stateless, or without a sink).
+    pub fn writer(&self) -> Option<u64> {
+        (self.state.is_some() && self.sink.is_some() && !self.transient)
+            .then(|| writer_id(&format!("{}/{}", self.id, task_label(self.task))))
+    }
+
+    /// Where this task's last commit recorded that its output ends in `partition` of
+    /// `topic` (0: it recorded none): what of a transaction a crash left undecided to keep.
+    pub fn committed_output(&self, topic: &str, partition: u32) -> Result<u64> {
+        let Some(db) = &self.state else {
+            return Ok(0);
+        };
+        let name = output_end(&task_label(self.task), topic, partition);
+        Ok(db.offset(&self.id, &name)?.unwrap_or(0))
+    }
+
+    /// Appends `records` (by sink partition) to the task's open transactions.
+    pub(super) fn append_output(&mut self, records: BTreeMap<u32, Vec<Record>>) -> Result<()> {
+        let (Some(sink), Some(writer)) = (&self.sink, self.writer()) else {
+            return Ok(());
+        };
+        for (p, records) in records {
+            let txn = match self.uncommitted.output.entry(p) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(sink.topic.partition(p)?.begin(writer))
+                }
+            };
+            txn.append(&records)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a stateful task should commit before reading on (see the module docs).
     pub(super) fn commit_due(&self) -> bool {
         self.uncommitted.since.elapsed() >= self.commit_interval
             || self
@@ -59,12 +117,8 @@ impl Pipeline {
                 .any(|o| o.wants_commit())
     }
 
-    /// Commits a stateful query's work since its last commit, as one RocksDB write batch: the
-    /// operators' changed state, every input position, the sink's ends (once the output is
-    /// acknowledged). Only then does the output become visible and the positions count as
-    /// consumed (lag). The processing log's entries about the records it covers are made
-    /// durable first, so a crash after the commit cannot lose them. Does nothing without state
-    /// or with nothing new.
+    /// Commits a stateful task's work since its last commit (see the module docs). Does
+    /// nothing without state or with nothing new.
     pub(super) fn commit(&mut self, log: &Log, plog: &ProcessingLog) -> Result<()> {
         let Some(db) = &self.state else {
             return Ok(());
@@ -85,40 +139,44 @@ impl Pipeline {
         let mut consumed = Vec::new();
         for input in &self.inputs {
             let topic = input.source.topic.name();
-            for (p, &position) in input.positions.iter().enumerate() {
+            for &p in &input.parts {
+                let position = input.positions[p];
                 commit.set_offset(&self.id, &input_position(topic, p as u32), position);
                 consumed.push((TopicPartition::new(topic, p as u32), position));
             }
         }
-        if let Some(sink) = &self.sink {
-            for (&p, &end) in &uncommitted.sink_ends {
-                sink.topic.partition(p)?.wait_durable_blocking(end)?;
-                commit.set_offset(&self.id, &output_end(sink.topic.name(), p), end);
-            }
+        let label = task_label(self.task);
+        for txn in uncommitted.output.values() {
+            let (partition, Some(end)) = (txn.partition(), txn.end()) else {
+                continue;
+            };
+            partition.wait_durable_blocking(end)?;
+            let name = output_end(&label, partition.topic(), partition.id());
+            commit.set_offset(&self.id, &name, end);
         }
         plog.wait_durable()?;
+        // The commit point: a crash before it cuts the transactions off (dropped here on an
+        // error, they abort), one after it keeps them.
         db.commit(commit)?;
-        if let Some(sink) = &self.sink {
-            for (&p, &end) in &uncommitted.sink_ends {
-                sink.topic.partition(p)?.make_visible(end);
-            }
+        for (_, txn) in uncommitted.output {
+            txn.commit()?;
         }
         log.commit_offsets(&self.id, &consumed)?;
-        // The only reader of its repartition topics: what it committed is consumed for good.
-        for input in self.inputs.iter().filter(|i| i.upstream.is_some()) {
-            for (p, &position) in input.positions.iter().enumerate() {
+        // The only reader of its repartition topics' partitions: what it committed is
+        // consumed for good.
+        for input in self.inputs.iter().filter(|i| i.staged()) {
+            for &p in &input.parts {
                 input
                     .source
                     .topic
                     .partition(p as u32)?
-                    .delete_before(position)?;
+                    .delete_before(input.positions[p])?;
             }
         }
-        if self.inputs[0].upstream.is_none() {
-            for (p, &position) in self.inputs[0].positions.iter().enumerate() {
-                self.metrics.set_position(p as u32, position);
-            }
+        for i in 0..self.inputs.len() {
+            self.publish_committed(i);
         }
+        self.publish_progress();
         Ok(())
     }
 }

@@ -1,35 +1,45 @@
-//! A pipeline: a source topic, a chain of operators and a sink topic, run as one query.
+//! A pipeline: a source topic, a chain of operators and a sink topic, run as one task of a
+//! query (see [`crate::task`]).
 //!
 //! [`Pipeline::run_available`] processes everything readable now, partition by partition, in
-//! offset order, and returns: that is the deterministic step the test driver uses, and the
-//! body of the loop a runtime task runs. Within a partition the output keeps input order. The
-//! input position is committed (as consumer group `<query id>`) only after the output of what
-//! it covers has been appended, so a crash can repeat output but never lose it. A stateful query
-//! instead commits its state, input position and output end together, which makes it exactly
-//! once (ARCHITECTURE.md, "Exactly-once"); when it commits is the subject of `commit.rs`.
-//! Sources and sinks are in [`crate::source`] and [`crate::sink`].
+//! offset order, and returns: that is the deterministic step the test driver uses;
+//! [`Pipeline::run_for`] does the same for a while, which is what a stream thread runs. Within
+//! a partition the output keeps input order. A task reads only its own partition of each
+//! input ([`Pipeline::in_task`]), or every partition for a query that runs as one task.
+//!
+//! A stateless query is at least once: the input position is committed (as consumer group
+//! `<query id>`) only after the output of what it covers has been appended, so a crash can
+//! repeat output but never lose it. A stateful query is exactly once: it appends its output in
+//! a transaction per sink partition, readable once its commit has committed its state, input
+//! positions and output ends together (ARCHITECTURE.md, "Exactly-once"); when it commits is
+//! the subject of `commit.rs`. Sources and sinks are in [`crate::source`] and
+//! [`crate::sink`].
 
 mod commit;
+mod progress;
 mod seed;
 mod turns;
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use eddy_log::{Log, ReadLimits, TopicPartition};
-use eddy_state::{Commit, StateDb};
+use eddy_state::StateDb;
 
 use commit::Uncommitted;
 pub use commit::DEFAULT_COMMIT_INTERVAL;
+pub use progress::StageProgress;
 use turns::earliest;
 
 use crate::error::Result;
 use crate::metrics::QueryMetrics;
 use crate::operator::{Operator, OperatorContext};
 use crate::processing_log::ProcessingLog;
-pub use crate::sink::{AppendMode, Sink, WindowedKey};
-pub use crate::source::{EventTime, HeaderColumn, Source, SourceWindow};
+pub use crate::sink::{Sink, WindowedKey};
+pub use crate::source::{EventClock, EventTime, HeaderColumn, Source, SourceWindow};
+use crate::task::{TaskId, TaskMetrics};
 
 /// The name under which a stateful query's input position is committed with its state.
 fn input_position(topic: &str, partition: u32) -> String {
@@ -60,20 +70,28 @@ fn start_positions(
     Ok(positions)
 }
 
-/// The name under which a stateful query records how far its committed output reaches.
-fn output_end(topic: &str, partition: u32) -> String {
-    format!("output/{topic}/{partition}")
-}
-
 /// One input of a pipeline: a source, the operators its batches go through before the
 /// pipeline's own, and how far each of its partitions has been read.
 struct Input {
     source: Source,
+    /// The event time of the source's records, one at a time.
+    clock: EventClock,
     operators: Vec<Box<dyn Operator>>,
+    /// By partition: where the task has read to. Only `parts` are read and committed.
     positions: Vec<u64>,
-    /// The stage that writes this input's topic (a repartition topic): run first, in the
-    /// same task, each committing on its own. See [`Pipeline::with_upstream`].
+    /// The partitions the task reads.
+    parts: Vec<usize>,
+    /// By partition (of `parts`): where the committed position is published (lag, progress).
+    committed: Vec<Option<Arc<AtomicU64>>>,
+    /// By partition (of `parts`), for a stage that feeds another: where the read position is
+    /// published (see `progress.rs`).
+    read: Vec<Option<Arc<AtomicU64>>>,
+    /// The stage that writes this input's topic (a repartition topic) in the same task: a
+    /// transient query's (see [`Pipeline::with_upstream`]).
     upstream: Option<Box<Pipeline>>,
+    /// The sub-topology that writes this input's topic, as tasks of its own (see
+    /// [`Pipeline::fed_by`]).
+    fed_by: Option<Arc<StageProgress>>,
     /// By partition, where the records that only build the input's operators' state end (see
     /// `seed.rs`); empty for an input without such records.
     seed_until: Vec<u64>,
@@ -82,11 +100,37 @@ struct Input {
     table: bool,
 }
 
-/// A running query: its inputs (one source, or two for a join), operators, sink.
+impl Input {
+    fn new(source: Source, operators: Vec<Box<dyn Operator>>, positions: Vec<u64>) -> Input {
+        let n = positions.len();
+        Input {
+            clock: source.clock(),
+            source,
+            operators,
+            parts: (0..n).collect(),
+            positions,
+            committed: vec![None; n],
+            read: vec![None; n],
+            upstream: None,
+            fed_by: None,
+            seed_until: Vec::new(),
+            table: false,
+        }
+    }
+
+    /// Whether the input's records come from another stage rather than from a source.
+    fn staged(&self) -> bool {
+        self.upstream.is_some() || self.fed_by.is_some()
+    }
+}
+
+/// A running query, or one task of it: its inputs (one source, or two for a join),
+/// operators, sink.
 pub struct Pipeline {
     pub id: String,
+    task: TaskId,
     /// The query whose records this pipeline reports to the processing log: its own id, or
-    /// for an upstream stage the query it serves.
+    /// for a stage the query it serves.
     reports_as: String,
     inputs: Vec<Input>,
     pub operators: Vec<Box<dyn Operator>>,
@@ -101,14 +145,19 @@ pub struct Pipeline {
     /// For a push query: the output batches not yet taken.
     collected: Option<Vec<RecordBatch>>,
     metrics: Arc<QueryMetrics>,
+    task_metrics: Arc<TaskMetrics>,
+    /// For a stage that feeds another sub-topology: where it publishes its progress, and the
+    /// earliest time it holds uncommitted. Its sink is then not the query's output.
+    publishes: Option<(Arc<StageProgress>, Arc<AtomicI64>)>,
     commit_interval: Duration,
     /// A stateful query's work since its last commit.
     uncommitted: Uncommitted,
 }
 
 impl Pipeline {
-    /// A pipeline that starts each partition at the query's committed offset, or else at
-    /// `start` (the start or the end of the log, by `auto.offset.reset`).
+    /// A pipeline, run as one task over every partition (see [`Pipeline::in_task`]), that
+    /// starts each partition at the query's committed offset, or else at `start` (the start or
+    /// the end of the log, by `auto.offset.reset`).
     ///
     /// A stateful query passes its state database: its input positions are then those its
     /// state was last committed with, so that state and input never disagree after a crash.
@@ -122,38 +171,60 @@ impl Pipeline {
         state: Option<StateDb>,
     ) -> Result<Pipeline> {
         let positions = start_positions(log, &id, &source, from_beginning, state.as_ref())?;
-        if let (Some(db), Some(sink)) = (&state, &sink) {
-            // A new stateful query records where its sink ends before it writes anything, so
-            // that recovery knows which records past that are its own.
-            let mut commit = Commit::new();
-            for p in sink.topic.partitions() {
-                let name = output_end(sink.topic.name(), p.id());
-                if db.offset(&id, &name)?.is_none() {
-                    commit.set_offset(&id, &name, p.written_offset());
-                }
-            }
-            db.commit(commit)?;
-        }
-        Ok(Pipeline {
-            metrics: Arc::new(QueryMetrics::starting_at(&positions)),
+        let mut pipeline = Pipeline {
+            metrics: Arc::new(QueryMetrics::new()),
+            task_metrics: Arc::new(TaskMetrics::default()),
             reports_as: id.clone(),
             id,
-            inputs: vec![Input {
-                source,
-                operators: Vec::new(),
-                positions,
-                upstream: None,
-                seed_until: Vec::new(),
-                table: false,
-            }],
+            task: TaskId::SINGLE,
+            inputs: vec![Input::new(source, Vec::new(), positions)],
             operators,
             sink,
             state,
             transient: false,
             collected: None,
+            publishes: None,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             uncommitted: Uncommitted::new(),
-        })
+        };
+        pipeline.attach_metrics();
+        Ok(pipeline)
+    }
+
+    /// Makes this pipeline task `task` of its query: it reads only partition `task.partition`
+    /// of each input (all of them for `None`), and counts into the query's `metrics`, shared
+    /// by its tasks. Call it before adding inputs.
+    pub fn in_task(mut self, task: TaskId, metrics: Arc<QueryMetrics>) -> Pipeline {
+        self.task = task;
+        self.metrics = metrics;
+        for input in &mut self.inputs {
+            restrict(input, task);
+        }
+        self.attach_metrics();
+        self
+    }
+
+    /// Which task of its query this is.
+    pub fn task(&self) -> TaskId {
+        self.task
+    }
+
+    /// (Re)registers where each input partition's committed position is published.
+    fn attach_metrics(&mut self) {
+        self.task_metrics.clear();
+        for input in &mut self.inputs {
+            let topic = input.source.topic.clone();
+            for &p in &input.parts {
+                let slot = self
+                    .metrics
+                    .slot(topic.name(), p as u32, input.positions[p]);
+                slot.store(input.positions[p], Ordering::Release);
+                if let Ok(partition) = topic.partition(p as u32) {
+                    self.task_metrics.track(partition.clone(), slot.clone());
+                }
+                input.committed[p] = Some(slot);
+            }
+        }
     }
 
     /// Adds an input: `source`, whose batches go through `operators` before the pipeline's
@@ -167,14 +238,10 @@ impl Pipeline {
     ) -> Result<Pipeline> {
         let positions =
             start_positions(log, &self.id, &source, from_beginning, self.state.as_ref())?;
-        self.inputs.push(Input {
-            source,
-            operators,
-            positions,
-            upstream: None,
-            seed_until: Vec::new(),
-            table: false,
-        });
+        let mut input = Input::new(source, operators, positions);
+        restrict(&mut input, self.task);
+        self.inputs.push(input);
+        self.attach_metrics();
         Ok(self)
     }
 
@@ -192,12 +259,38 @@ impl Pipeline {
         self
     }
 
-    /// Makes `upstream` the stage that feeds input `i`: a query whose records go through a
-    /// repartition topic, `upstream` writing it keyed by the new key, this pipeline reading
-    /// it. Both are stateful, so each stage is exactly-once and this one only reads what
-    /// `upstream` committed. (Or both are transient: a push query's n-way join steps, which
-    /// [`Pipeline::run_step`] runs in turn.) For the first input, the query's progress (lag) is `upstream`'s
-    /// position in the query's source, counted as consumed once this stage has caught up.
+    /// Makes this task part of a sub-topology that feeds another through its sink (a
+    /// repartition topic): it publishes its progress in `progress` for the tasks that read
+    /// the topic, and its output is not the query's. Call it once its inputs are added.
+    pub fn feeding(mut self, progress: Arc<StageProgress>, reports_as: &str) -> Pipeline {
+        self.reports_as = reports_as.to_string();
+        for input in &mut self.inputs {
+            for &p in &input.parts {
+                let at = Arc::new(AtomicU64::new(input.positions[p]));
+                progress.input(input.clock.clone(), p as u32, at.clone());
+                input.read[p] = Some(at);
+            }
+            if let Some(stage) = &input.fed_by {
+                progress.fed_by(stage.clone());
+            }
+        }
+        let slot = progress.task_slot();
+        self.publishes = Some((progress, slot));
+        self
+    }
+
+    /// Input `i` is written by another sub-topology, whose tasks publish their progress in
+    /// `stage`: its records are a repartition topic's, not the query's records in, and a join
+    /// reading in event time waits for what the stage may still write.
+    pub fn fed_by(mut self, i: usize, stage: Arc<StageProgress>) -> Pipeline {
+        self.inputs[i].fed_by = Some(stage);
+        self
+    }
+
+    /// Makes `upstream` the stage that feeds input `i` in the same task: a transient query's
+    /// n-way join steps, each writing a topic of the query's own that the next reads, which
+    /// [`Pipeline::run_step`] runs in turn. (A persistent query's stages are tasks of their
+    /// own: see [`Pipeline::fed_by`].)
     pub fn with_upstream(mut self, i: usize, mut upstream: Pipeline) -> Pipeline {
         upstream.report_as(&self.reports_as);
         self.inputs[i].upstream = Some(Box::new(upstream));
@@ -217,21 +310,34 @@ impl Pipeline {
         &self.inputs[0].source
     }
 
-    /// How much has been appended to each input, to wait on with [`Pipeline::wait_for_input`].
+    /// How much has been appended to each topic this task's progress depends on: its inputs,
+    /// and for an input another sub-topology feeds, what that one reads. A task whose
+    /// activity has not moved since it last found nothing to read has nothing to read.
     pub fn activity(&self) -> Vec<u64> {
         self.inputs
             .iter()
-            .flat_map(|i| match &i.upstream {
-                Some(upstream) => upstream.activity(),
-                None => vec![i.source.topic.activity()],
+            .flat_map(|i| {
+                let mut seen = match &i.upstream {
+                    Some(upstream) => upstream.activity(),
+                    None => vec![i.source.topic.activity()],
+                };
+                if let Some(stage) = &i.fed_by {
+                    seen.extend(stage.topics().iter().map(|t| t.activity()));
+                }
+                seen
             })
             .collect()
     }
 
     /// Waits until an input is appended to after `seen` (from [`Pipeline::activity`]), or
-    /// `timeout` passes.
-    pub fn wait_for_input(&self, seen: &[u64], timeout: std::time::Duration) {
-        if let [input @ Input { upstream: None, .. }] = self.inputs.as_slice() {
+    /// `timeout` passes: for a caller that polls one pipeline (a push query).
+    pub fn wait_for_input(&self, seen: &[u64], timeout: Duration) {
+        if let [input @ Input {
+            upstream: None,
+            fed_by: None,
+            ..
+        }] = self.inputs.as_slice()
+        {
             input
                 .source
                 .topic
@@ -239,9 +345,9 @@ impl Pipeline {
             return;
         }
         // Several topics: look at each in turn, often enough for a join's latency.
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline && self.activity() == seen {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline && self.activity() == seen {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -287,31 +393,15 @@ impl Pipeline {
             .unwrap_or_default()
     }
 
-    /// The query's counters, shared with whoever shows them.
+    /// The query's counters, shared with whoever shows them (and with the query's other
+    /// tasks).
     pub fn metrics(&self) -> Arc<QueryMetrics> {
         self.metrics.clone()
     }
 
-    /// Exactly-once recovery of a stateful query's output: drops what it appended to its sink
-    /// after its last commit (a crash came between the append and the commit, and the input
-    /// that produced it will be processed again). Only for a query that is its sink's
-    /// `only_writer`: the records past its committed end are then all its own. An upstream
-    /// stage's repartition topic has no other writer and is always cut back. Returns how many
-    /// records were dropped.
-    pub fn discard_uncommitted_output(&self, only_writer: bool) -> Result<u64> {
-        let mut dropped = 0;
-        for upstream in self.inputs.iter().filter_map(|i| i.upstream.as_ref()) {
-            dropped += upstream.discard_uncommitted_output(true)?;
-        }
-        let (Some(db), Some(sink), true) = (&self.state, &self.sink, only_writer) else {
-            return Ok(dropped);
-        };
-        for p in sink.topic.partitions() {
-            if let Some(end) = db.offset(&self.id, &output_end(sink.topic.name(), p.id()))? {
-                dropped += p.truncate_to(end)?;
-            }
-        }
-        Ok(dropped)
+    /// This task's own counters.
+    pub fn task_metrics(&self) -> Arc<TaskMetrics> {
+        self.task_metrics.clone()
     }
 
     /// The operator graph, one line per node from source to sink.
@@ -341,69 +431,92 @@ impl Pipeline {
         lines
     }
 
-    /// Processes every record readable now; returns how many input records were consumed.
+    /// Processes every record readable now and commits; returns how many input records were
+    /// consumed.
+    pub fn run_available(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
+        Ok(self.run_for(log, plog, None)?.0)
+    }
+
+    /// Processes records readable now, for up to `budget` (`None`: until none is left), and
+    /// commits once none is left (or when a commit is due: see `commit.rs`). Returns how many
+    /// input records were consumed, and whether it stopped because none was left.
     ///
     /// With several inputs (a join), the inputs take turns a read at a time, so that a backlog
     /// on one side does not race ahead of the other: a join's stream time, shared by its
     /// inputs, would otherwise expire the other side's records before they are read.
-    pub fn run_available(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
-        let staged = self.inputs.iter().any(|i| i.upstream.is_some());
-        let consumed = if self.inputs.len() == 1 && !staged {
+    pub fn run_for(
+        &mut self,
+        log: &Log,
+        plog: &ProcessingLog,
+        budget: Option<Duration>,
+    ) -> Result<(usize, bool)> {
+        let deadline = budget.map(|b| Instant::now() + b);
+        let out_of_time = || deadline.is_some_and(|d| Instant::now() >= d);
+        let nested = self.inputs.iter().any(|i| i.upstream.is_some());
+        let (mut consumed, mut idle) = (0, false);
+        let drained = loop {
             // A read from each partition in turn, counted as it goes: records in (and so a
             // backlog's progress) move while a large backlog is read, and no partition is
-            // read to its end before the others start.
-            let mut consumed = 0;
-            loop {
-                let (n, sourced) = self.run_reads(log, plog, 1)?;
-                self.metrics.records_in.add(sourced as u64);
-                if n == 0 {
-                    break consumed;
-                }
-                consumed += n;
+            // read to its end before the others start. Nested stages (a push query's) take
+            // their turns first; a turn in which nothing was read may still have committed
+            // a stage, making its output readable: only a second such turn in a row means
+            // all is read.
+            let (n, sourced) = match nested {
+                true => self.run_turn(log, plog)?,
+                false => self.run_reads(log, plog, 1)?,
+            };
+            self.metrics.records_in.add(sourced as u64);
+            self.task_metrics.records_in.add(sourced as u64);
+            consumed += n;
+            if n == 0 && (idle || !nested) {
+                break true;
             }
-        } else {
-            // Inputs take turns, and an upstream stage reads once from each partition per turn,
-            // so that a backlog flows through all stages together. A stage reads the rows of
-            // the one before once that commits them: at its interval, or when it runs dry.
-            // A turn in which nothing was read may still have committed a stage, making its
-            // output readable: only a second such turn in a row means all is read.
-            let (mut consumed, mut idle) = (0, false);
-            loop {
-                let (n, sourced) = self.run_turn(log, plog)?;
-                self.metrics.records_in.add(sourced as u64);
-                if n == 0 && idle {
-                    break consumed;
-                }
-                idle = n == 0;
-                consumed += n;
+            idle = n == 0;
+            if out_of_time() {
+                break false;
             }
         };
-        self.commit(log, plog)?;
-        if self.inputs[0].upstream.is_some() {
-            for (p, &position) in self.source_positions().iter().enumerate() {
-                self.metrics.set_position(p as u32, position);
-            }
+        if drained {
+            self.commit(log, plog)?;
         }
-        Ok(consumed)
+        Ok((consumed, drained))
     }
 
     /// Processes at most one read's worth of records from each stream partition (a table
     /// input is read to its end), so that a caller that shows results as they come (a push
-    /// query) neither waits for a whole backlog nor starves a partition. The stages that feed it step first. Returns how many input
-    /// records were consumed.
+    /// query) neither waits for a whole backlog nor starves a partition. The stages that feed
+    /// it step first. Returns how many input records were consumed.
     pub fn run_step(&mut self, log: &Log, plog: &ProcessingLog) -> Result<usize> {
         let (consumed, sourced) = self.run_turn(log, plog)?;
         self.metrics.records_in.add(sourced as u64);
         Ok(consumed)
     }
 
-    /// The positions in the query's first source: the first input's, or those of the stage
-    /// that feeds it.
-    fn source_positions(&self) -> &[u64] {
-        match &self.inputs[0].upstream {
-            Some(upstream) => upstream.source_positions(),
-            None => &self.inputs[0].positions,
+    /// Publishes the positions of input `i` as committed (for lag and progress).
+    fn publish_committed(&self, i: usize) {
+        let input = &self.inputs[i];
+        for &p in &input.parts {
+            if let Some(slot) = &input.committed[p] {
+                slot.store(input.positions[p], Ordering::Release);
+            }
         }
+    }
+
+    /// For a stage: publishes how far it has read, and the earliest time it holds
+    /// uncommitted.
+    fn publish_progress(&self) {
+        let Some((_, pending)) = &self.publishes else {
+            return;
+        };
+        for input in &self.inputs {
+            for &p in &input.parts {
+                if let Some(slot) = &input.read[p] {
+                    slot.store(input.positions[p], Ordering::Release);
+                }
+            }
+        }
+        let min = self.uncommitted.min_time.unwrap_or(i64::MAX);
+        pending.store(min, Ordering::Release);
     }
 
     /// Reads and processes one batch of input `i`'s partition `p`; `None` at its end.
@@ -453,9 +566,10 @@ impl Pipeline {
             // pipeline still progresses.
             if let Some(next) = self.next_time_elsewhere(i, p)? {
                 let horizon = next.saturating_add(tolerance);
+                let clock = &self.inputs[i].clock;
                 let keep = records
                     .iter()
-                    .take_while(|r| r.record.timestamp <= horizon)
+                    .take_while(|r| clock.time_of(r).is_none_or(|t| t <= horizon))
                     .count();
                 if keep == 0 {
                     return Ok(None);
@@ -476,6 +590,15 @@ impl Pipeline {
         let mut batch = input
             .source
             .decode(p as u32, &records, &self.reports_as, plog)?;
+        // The earliest event time read: what a stage's output is stamped no earlier than
+        // (`progress.rs`). A source's batches carry it as ROWTIME; an internal topic's records
+        // were written with it as their timestamp.
+        let first_time = match batch.column_by_name(crate::schema::ROWTIME) {
+            Some(rowtime) => rowtime
+                .as_primitive_opt::<datafusion::arrow::datatypes::Int64Type>()
+                .and_then(datafusion::arrow::compute::min),
+            None => records.iter().map(|r| r.record.timestamp).min(),
+        };
         for op in input.operators.iter_mut() {
             if batch.num_rows() == 0 {
                 break;
@@ -492,31 +615,21 @@ impl Pipeline {
             }
             batch = op.process(batch, &ctx)?;
         }
-        self.metrics.records_out.add(batch.num_rows() as u64);
-        let mode = match self.state.is_some() {
-            true => AppendMode::Pending,
-            false => AppendMode::Acknowledged,
-        };
-        let ends = match &self.sink {
-            Some(sink) if batch.num_rows() > 0 => {
-                sink.write(&batch, &self.reports_as, plog, mode)?
-            }
-            _ => Vec::new(),
-        };
+        if self.publishes.is_none() {
+            self.metrics.records_out.add(batch.num_rows() as u64);
+            self.task_metrics.records_out.add(batch.num_rows() as u64);
+        }
         input.positions[p] = last + 1;
-        // The metrics' positions (for lag) are the first input's.
-        let track = |metrics: &QueryMetrics| {
-            if i == 0 {
-                metrics.set_position(p as u32, last + 1);
-            }
-        };
         if self.transient {
+            if let Some(sink) = self.sink.as_ref().filter(|_| batch.num_rows() > 0) {
+                sink.write(&batch, &self.reports_as, plog)?;
+            }
             if let Some(out) = &mut self.collected {
                 if batch.num_rows() > 0 {
                     out.push(batch);
                 }
             }
-            track(&self.metrics);
+            self.publish_committed(i);
             // A transient query is its stages' topics' only reader, and commits nothing.
             if self.inputs[i].upstream.is_some() {
                 let partition = self.inputs[i].source.topic.partition(p as u32)?;
@@ -525,22 +638,38 @@ impl Pipeline {
             return Ok(Some(records.len()));
         }
         if self.state.is_some() {
+            if let Some(sink) = self.sink.as_ref().filter(|_| batch.num_rows() > 0) {
+                let encoded = sink.encode(&batch, &self.reports_as, plog)?;
+                self.append_output(encoded)?;
+            }
             self.uncommitted.records += records.len() as u64;
-            let first = records.iter().map(|r| r.record.timestamp).min();
-            self.uncommitted.min_time = earliest(self.uncommitted.min_time, first);
-            self.uncommitted.sink_ends.extend(ends);
+            self.uncommitted.min_time = earliest(self.uncommitted.min_time, first_time);
+            self.publish_progress();
             if self.commit_due() {
                 self.commit(log, plog)?;
             }
             return Ok(Some(records.len()));
         }
+        if let Some(sink) = self.sink.as_ref().filter(|_| batch.num_rows() > 0) {
+            sink.write(&batch, &self.reports_as, plog)?;
+        }
         log.commit_offsets(
             &self.id,
             &[(TopicPartition::new(&topic, p as u32), last + 1)],
         )?;
-        // Only now is what was read reflected in the output and the state (a caller that
-        // waits for lag 0 may then read either).
-        track(&self.metrics);
+        // Only now is what was read reflected in the output (a caller that waits for lag 0
+        // may then read it).
+        self.publish_committed(i);
+        self.publish_progress();
         Ok(Some(records.len()))
+    }
+}
+
+/// Restricts `input` to the partition `task` reads.
+fn restrict(input: &mut Input, task: TaskId) {
+    if let Some(p) = task.partition {
+        input.parts = (0..input.positions.len())
+            .filter(|&q| q == p as usize)
+            .collect();
     }
 }

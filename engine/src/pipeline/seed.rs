@@ -39,7 +39,8 @@ impl Pipeline {
             input.table = true;
             let topic = input.source.topic.clone();
             input.seed_until = vec![0; input.positions.len()];
-            for (p, position) in input.positions.iter_mut().enumerate() {
+            for &p in &input.parts {
+                let position = &mut input.positions[p];
                 let id = p as u32;
                 let name = seed_end(topic.name(), id);
                 let (seeded, resumed) = match &self.state {
@@ -60,9 +61,6 @@ impl Pipeline {
                             commit.set_offset(&self.id, &name, until);
                         }
                         *position = topic.partition(id)?.start_offset();
-                        if i == 0 {
-                            self.metrics.set_position(id, *position);
-                        }
                         until
                     }
                 };
@@ -71,17 +69,19 @@ impl Pipeline {
         if let Some(db) = &self.state {
             db.commit(commit)?;
         }
+        self.attach_metrics();
         Ok(self)
     }
 
     /// Whether any input partition is still seeding.
     pub(super) fn any_seeding(&self) -> bool {
         self.inputs.iter().any(|input| {
-            input
-                .seed_until
-                .iter()
-                .zip(&input.positions)
-                .any(|(until, position)| position < until)
+            input.parts.iter().any(|&p| {
+                input
+                    .seed_until
+                    .get(p)
+                    .is_some_and(|&until| input.positions[p] < until)
+            })
         })
     }
 

@@ -9,7 +9,7 @@
 //! a stage feeds may yet give what the stage has read but not committed, or not read yet
 //! (`next_output_bound`).
 
-use eddy_log::{Log, ReadLimits};
+use eddy_log::Log;
 
 use super::{Input, Pipeline};
 use crate::error::Result;
@@ -28,17 +28,9 @@ pub(super) fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 }
 
 impl Input {
-    /// The time of the next unread record of partition `q`, if it has one.
+    /// The event time of the next unread record of partition `q`, if it has one.
     fn head_time(&self, q: usize) -> Result<Option<i64>> {
-        let one = ReadLimits {
-            max_records: 1,
-            max_bytes: 1 << 20,
-        };
-        let partition = self.source.topic.partition(q as u32)?;
-        Ok(match partition.read(self.positions[q], one) {
-            Ok(records) => records.first().map(|r| r.record.timestamp),
-            Err(_) => None,
-        })
+        self.clock.head(q as u32, self.positions[q])
     }
 }
 
@@ -80,13 +72,14 @@ impl Pipeline {
                 true => TABLE_READS_PER_TURN,
                 false => reads,
             };
-            for p in 0..self.inputs[i].positions.len() {
+            for k in 0..self.inputs[i].parts.len() {
+                let p = self.inputs[i].parts[k];
                 for _ in 0..reads {
                     let Some(n) = self.step(log, plog, i, p)? else {
                         break;
                     };
                     consumed += n;
-                    if self.inputs[i].upstream.is_none() {
+                    if !self.inputs[i].staged() {
                         sourced += n;
                     }
                 }
@@ -111,13 +104,16 @@ impl Pipeline {
     pub(super) fn next_time_elsewhere(&self, i: usize, p: usize) -> Result<Option<i64>> {
         let mut next: Option<i64> = None;
         for (j, input) in self.inputs.iter().enumerate() {
-            for q in 0..input.positions.len() {
+            for &q in &input.parts {
                 if (j, q) != (i, p) {
                     next = earliest(next, input.head_time(q)?);
                 }
             }
             if let Some(stage) = &input.upstream {
                 next = earliest(next, stage.next_output_bound()?);
+            }
+            if let Some(stage) = &input.fed_by {
+                next = earliest(next, stage.bound()?);
             }
         }
         Ok(next)
@@ -131,7 +127,7 @@ impl Pipeline {
     fn next_output_bound(&self) -> Result<Option<i64>> {
         let mut next = self.uncommitted.min_time;
         for input in &self.inputs {
-            for q in 0..input.positions.len() {
+            for &q in &input.parts {
                 next = earliest(next, input.head_time(q)?);
             }
             if let Some(stage) = &input.upstream {

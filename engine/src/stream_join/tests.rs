@@ -204,9 +204,11 @@ fn a_buffer_changelog_drops_expired_records_and_still_restores() {
     log.create_topic(&changelog, config).unwrap();
     let windows = JoinWindows::new(1_000, 1_000, Some(0));
     let stores = |db: &eddy_state::StateDb| JoinStores {
-        left: StagedStore::open(db, &log, "q", "join-left").unwrap(),
-        right: StagedStore::open(db, &log, "q", "join-right").unwrap(),
-        waiting: StagedStore::open(db, &log, "q", "join-waiting").unwrap(),
+        left: StagedStore::open(&eddy_state::StateScope::new(db, &log, "q"), "join-left").unwrap(),
+        right: StagedStore::open(&eddy_state::StateScope::new(db, &log, "q"), "join-right")
+            .unwrap(),
+        waiting: StagedStore::open(&eddy_state::StateScope::new(db, &log, "q"), "join-waiting")
+            .unwrap(),
     };
     let options = eddy_state::StateOptions::default;
     let db = eddy_state::StateDb::open(dir.path().join("state"), options()).unwrap();

@@ -1,5 +1,6 @@
 //! `eddy bench aggregate`: a tumbling-window COUNT and SUM by key, end to end from the input
-//! topic to the output topic, on one core (one query task), with its state in RocksDB.
+//! topic to the output topic, a task per input partition on `--threads` stream threads, with
+//! its state in RocksDB.
 //!
 //! Records have a STRING key drawn from `--keys` distinct values and a JSON value `{"V":n}`;
 //! event time advances 10 records per millisecond, so a one-minute window holds 600k records.
@@ -22,7 +23,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use clap::Args;
 use eddy_log::{Log, Record};
-use eddy_sql::{parse_statements, Session};
+use eddy_sql::parse_statements;
 
 use crate::progress;
 
@@ -40,6 +41,8 @@ pub struct AggregateBenchArgs {
     /// Group by a value column, through a repartition topic.
     #[arg(long)]
     repartition: bool,
+    #[command(flatten)]
+    parallelism: super::Parallelism,
 }
 
 pub fn run(args: AggregateBenchArgs) -> Result<()> {
@@ -47,9 +50,8 @@ pub fn run(args: AggregateBenchArgs) -> Result<()> {
 }
 
 fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
-    let partition = super::input_partition(&log)?;
+    let mut input = super::Appender::new(super::input_topic(&log, "INPUT", &args.parallelism)?);
     let start = Instant::now();
-    let mut batch = Vec::with_capacity(10_000);
     for i in 0..args.records {
         let group = format!("user{}", (i * 7919) % args.keys);
         let (key, value) = match args.repartition {
@@ -59,18 +61,14 @@ fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
                 format!("{{\"G\":\"{group}\",\"V\":{}}}", i % 1000),
             ),
         };
-        batch.push(Record {
+        input.push(Record {
             key: Some(Bytes::from(key)),
             value: Some(Bytes::from(value)),
             timestamp: (i / 10) as i64,
             headers: Vec::new(),
-        });
-        if batch.len() == batch.capacity() {
-            partition.append_unacknowledged(&batch)?;
-            batch.clear();
-        }
+        })?;
     }
-    partition.append_unacknowledged(&batch)?;
+    input.flush()?;
     println!(
         "wrote {} records over {} keys in {:.1} s",
         args.records,
@@ -78,10 +76,7 @@ fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
 
-    let mut session = Session::new(log.clone());
-    session
-        .properties
-        .insert("auto.offset.reset".into(), "earliest".into());
+    let mut session = args.parallelism.session(&log);
     let script = match args.repartition {
         false => "CREATE STREAM INPUT (K STRING KEY, V BIGINT) WITH (kafka_topic='INPUT', value_format='JSON');
                   CREATE TABLE OUTPUT AS SELECT K, COUNT(*) AS N, SUM(V) AS TOTAL FROM INPUT WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY K;",
@@ -92,7 +87,7 @@ fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
         session.execute(&stmt, &text)?;
     }
     let start = Instant::now();
-    progress::run_until_idle(&mut session)?;
+    progress::run_until_caught_up(&mut session)?;
     let secs = start.elapsed().as_secs_f64();
     let out: u64 = log
         .topic("OUTPUT")?
@@ -109,9 +104,10 @@ fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
         .map(|p| p.size_bytes())
         .sum();
     println!(
-        "aggregate: {} records in {secs:.2} s = {:.0} records/s on one core, {out} updates written",
+        "aggregate: {} records in {secs:.2} s = {:.0} records/s {}, {out} updates written",
         args.records,
         args.records as f64 / secs,
+        args.parallelism.describe(),
     );
     println!(
         "state: {:.1} bytes per record committed to RocksDB, {:.1} bytes per record to changelogs",

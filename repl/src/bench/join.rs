@@ -1,5 +1,5 @@
-//! `eddy bench join`: joins end to end from the input topics to the output topic, on one core
-//! (one query, driven on this thread), with their state in RocksDB.
+//! `eddy bench join`: joins end to end from the input topics to the output topic, a task per
+//! input partition on `--threads` stream threads, with their state in RocksDB.
 //!
 //! `--kind stream-table` (the default): `--records` stream records, each looking up one of
 //! `--table-rows` table rows (read into the join's copy of the table before the clock starts):
@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
-use eddy_log::{Log, Record, TopicConfig};
+use eddy_log::{Log, Record};
 use eddy_sql::{parse_statements, Session};
 
 use crate::progress;
@@ -53,6 +53,8 @@ pub struct JoinBenchArgs {
     /// Distinct keys (stream-stream).
     #[arg(long, default_value_t = 1_000_000)]
     keys: u64,
+    #[command(flatten)]
+    parallelism: super::Parallelism,
 }
 
 pub fn run(args: JoinBenchArgs) -> Result<()> {
@@ -60,17 +62,6 @@ pub fn run(args: JoinBenchArgs) -> Result<()> {
         Kind::StreamTable => stream_table(&args, log),
         Kind::StreamStream => stream_stream(&args, log),
     })
-}
-
-fn topic(log: &Log, name: &str) -> Result<std::sync::Arc<eddy_log::Partition>> {
-    let t = log.create_topic(
-        name,
-        TopicConfig {
-            segment_bytes: 1 << 30,
-            ..TopicConfig::default()
-        },
-    )?;
-    Ok(t.partition(0)?.clone())
 }
 
 fn record(key: String, value: String, timestamp: i64) -> Record {
@@ -82,11 +73,8 @@ fn record(key: String, value: String, timestamp: i64) -> Record {
     }
 }
 
-fn session(log: &Log, script: &str) -> Result<Session> {
-    let mut session = Session::new(log.clone());
-    session
-        .properties
-        .insert("auto.offset.reset".into(), "earliest".into());
+fn session(log: &Log, parallelism: &super::Parallelism, script: &str) -> Result<Session> {
+    let mut session = parallelism.session(log);
     for (stmt, text) in parse_statements(script)? {
         session.execute(&stmt, &text)?;
     }
@@ -103,16 +91,19 @@ fn output_records(log: &Log) -> Result<u64> {
 }
 
 fn stream_table(args: &JoinBenchArgs, log: Log) -> Result<()> {
-    let users = topic(&log, "USERS")?;
-    let clicks = topic(&log, "CLICKS")?;
-    let rows: Vec<Record> = (0..args.table_rows)
-        .map(|i| record(format!("user{i}"), format!("{{\"NAME\":\"name {i}\"}}"), 0))
-        .collect();
-    for chunk in rows.chunks(10_000) {
-        users.append_unacknowledged(chunk)?;
+    let mut users = super::Appender::new(super::input_topic(&log, "USERS", &args.parallelism)?);
+    let mut clicks = super::Appender::new(super::input_topic(&log, "CLICKS", &args.parallelism)?);
+    for i in 0..args.table_rows {
+        users.push(record(
+            format!("user{i}"),
+            format!("{{\"NAME\":\"name {i}\"}}"),
+            0,
+        ))?;
     }
+    users.flush()?;
     let mut session = session(
         &log,
+        &args.parallelism,
         "CREATE TABLE USERS (K STRING PRIMARY KEY, NAME STRING) WITH (kafka_topic='USERS', value_format='JSON');
          CREATE STREAM CLICKS (K STRING KEY, V BIGINT) WITH (kafka_topic='CLICKS', value_format='JSON');",
     )?;
@@ -122,39 +113,36 @@ fn stream_table(args: &JoinBenchArgs, log: Log) -> Result<()> {
     )? {
         session.execute(&stmt, &text)?;
     }
-    session.run_until_idle()?;
-    let mut batch = Vec::with_capacity(10_000);
+    session.run_until_caught_up()?;
     for i in 0..args.records {
         let key = format!("user{}", (i * 7919) % args.table_rows);
-        batch.push(record(
+        clicks.push(record(
             key,
             format!("{{\"V\":{}}}", i % 1000),
             (i / 10) as i64,
-        ));
-        if batch.len() == batch.capacity() {
-            clicks.append_unacknowledged(&batch)?;
-            batch.clear();
-        }
+        ))?;
     }
-    clicks.append_unacknowledged(&batch)?;
+    clicks.flush()?;
     let start = Instant::now();
-    progress::run_until_idle(&mut session)?;
+    progress::run_until_caught_up(&mut session)?;
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "stream-table join: {} records against {} table rows in {secs:.2} s = {:.0} records/s on one core, {} joined",
+        "stream-table join: {} records against {} table rows in {secs:.2} s = {:.0} records/s {}, {} joined",
         args.records,
         args.table_rows,
         args.records as f64 / secs,
+        args.parallelism.describe(),
         output_records(&log)?
     );
     Ok(())
 }
 
 fn stream_stream(args: &JoinBenchArgs, log: Log) -> Result<()> {
-    let left = topic(&log, "LEFT_S")?;
-    let right = topic(&log, "RIGHT_S")?;
+    let mut left = super::Appender::new(super::input_topic(&log, "LEFT_S", &args.parallelism)?);
+    let mut right = super::Appender::new(super::input_topic(&log, "RIGHT_S", &args.parallelism)?);
     let mut session = session(
         &log,
+        &args.parallelism,
         "CREATE STREAM LEFT_S (K STRING KEY, V BIGINT) WITH (kafka_topic='LEFT_S', value_format='JSON');
          CREATE STREAM RIGHT_S (K STRING KEY, V BIGINT) WITH (kafka_topic='RIGHT_S', value_format='JSON');
          CREATE STREAM OUTPUT AS SELECT l.K, l.V AS LV, r.V AS RV
@@ -167,29 +155,30 @@ fn stream_stream(args: &JoinBenchArgs, log: Log) -> Result<()> {
     let mut i = 0;
     while i < per_side {
         let end = (i + chunk).min(per_side);
-        let side = |offset: u64| -> Vec<Record> {
-            (i..end)
-                .map(|j| {
-                    record(
-                        format!("k{}", j % args.keys),
-                        format!("{{\"V\":{}}}", j + offset),
-                        (j / 10) as i64,
-                    )
-                })
-                .collect()
-        };
-        left.append_unacknowledged(&side(0))?;
-        right.append_unacknowledged(&side(1))?;
+        for j in i..end {
+            let side = |offset: u64| {
+                record(
+                    format!("k{}", j % args.keys),
+                    format!("{{\"V\":{}}}", j + offset),
+                    (j / 10) as i64,
+                )
+            };
+            left.push(side(0))?;
+            right.push(side(1))?;
+        }
+        left.flush()?;
+        right.flush()?;
         let start = Instant::now();
-        session.run_until_idle()?;
+        session.run_until_caught_up()?;
         busy += start.elapsed();
         i = end;
     }
     let secs = busy.as_secs_f64();
     println!(
-        "stream-stream join: {} records ({per_side} a side) in {secs:.2} s = {:.0} records/s on one core, {} joined",
+        "stream-stream join: {} records ({per_side} a side) in {secs:.2} s = {:.0} records/s {}, {} joined",
         per_side * 2,
         (per_side * 2) as f64 / secs,
+        args.parallelism.describe(),
         output_records(&log)?
     );
     let state_bytes = session.state_bytes_committed();

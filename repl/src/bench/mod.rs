@@ -6,7 +6,7 @@ mod log;
 mod query;
 
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -53,14 +53,112 @@ fn in_scratch_dir(
     result
 }
 
-/// Partition 0 of a new one-partition topic `INPUT` with large segments.
-fn input_partition(log: &eddy_log::Log) -> Result<std::sync::Arc<eddy_log::Partition>> {
-    let input = log.create_topic(
-        "INPUT",
+/// How a benchmark's query runs: on how many stream threads, over how many partitions (a
+/// task per partition).
+#[derive(Args, Clone, Copy)]
+pub struct Parallelism {
+    /// Stream threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Partitions of the input topics: the query runs as a task per partition.
+    #[arg(long, default_value_t = 4)]
+    partitions: u32,
+}
+
+impl Parallelism {
+    pub fn threads(&self) -> usize {
+        self.threads
+            .unwrap_or_else(eddy_engine::runtime::default_threads)
+    }
+
+    /// A session on `log` that reads from the earliest offsets and runs its queries on this
+    /// many threads.
+    pub fn session(&self, log: &eddy_log::Log) -> eddy_sql::Session {
+        let mut session = eddy_sql::Session::new(log.clone());
+        session
+            .properties
+            .insert("auto.offset.reset".into(), "earliest".into());
+        session
+            .properties
+            .insert(eddy_sql::STREAM_THREADS.into(), self.threads().to_string());
+        session
+    }
+
+    /// How the figures were made, for the result line.
+    pub fn describe(&self) -> String {
+        let threads = self.threads();
+        let plural = if threads == 1 { "" } else { "s" };
+        format!(
+            "on {threads} thread{plural}, {} partitions",
+            self.partitions
+        )
+    }
+}
+
+/// A new topic with large segments, as many partitions as `parallelism` says.
+fn input_topic(
+    log: &eddy_log::Log,
+    name: &str,
+    parallelism: &Parallelism,
+) -> Result<std::sync::Arc<eddy_log::Topic>> {
+    Ok(log.create_topic(
+        name,
         eddy_log::TopicConfig {
             segment_bytes: 1 << 30,
-            ..eddy_log::TopicConfig::default()
+            ..eddy_log::TopicConfig::with_partitions(parallelism.partitions)
         },
-    )?;
-    Ok(input.partition(0)?.clone())
+    )?)
+}
+
+/// Appends records to a topic's partitions in batches: keyed records where their key goes,
+/// others round robin.
+struct Appender {
+    topic: std::sync::Arc<eddy_log::Topic>,
+    batches: Vec<Vec<eddy_log::Record>>,
+    next: usize,
+}
+
+impl Appender {
+    const BATCH: usize = 10_000;
+
+    fn new(topic: std::sync::Arc<eddy_log::Topic>) -> Appender {
+        let n = topic.partition_count() as usize;
+        Appender {
+            topic,
+            batches: vec![Vec::with_capacity(Self::BATCH); n],
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, record: eddy_log::Record) -> Result<()> {
+        let p = match &record.key {
+            Some(k) => self.topic.partition_for(Some(k)) as usize,
+            None => {
+                self.next = (self.next + 1) % self.batches.len();
+                self.next
+            }
+        };
+        self.batches[p].push(record);
+        if self.batches[p].len() >= Self::BATCH {
+            self.flush_partition(p)?;
+        }
+        Ok(())
+    }
+
+    fn flush_partition(&mut self, p: usize) -> Result<()> {
+        if !self.batches[p].is_empty() {
+            self.topic
+                .partition(p as u32)?
+                .append_unacknowledged(&self.batches[p])?;
+            self.batches[p].clear();
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        for p in 0..self.batches.len() {
+            self.flush_partition(p)?;
+        }
+        Ok(())
+    }
 }

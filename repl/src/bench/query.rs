@@ -1,5 +1,6 @@
 //! `eddy bench query`: a filter and projection over JSON records already in the log, end to end
-//! from the input topic to the output topic, on one core (one query task).
+//! from the input topic to the output topic, a task per input partition on `--threads`
+//! stream threads.
 //!
 //! Records look like
 //! `{"ID":123,"NAME":"user_123","AMOUNT":61.5,"COUNTRY":"GB","NOTE":"order placed via web shop"}`
@@ -16,7 +17,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use clap::Args;
 use eddy_log::{Log, Record};
-use eddy_sql::{parse_statements, Session};
+use eddy_sql::parse_statements;
 
 use crate::progress;
 
@@ -28,6 +29,8 @@ pub struct QueryBenchArgs {
     /// Input records.
     #[arg(long, default_value_t = 10_000_000)]
     records: u64,
+    #[command(flatten)]
+    parallelism: super::Parallelism,
 }
 
 const COUNTRIES: [&str; 8] = ["GB", "DE", "FR", "US", "JP", "BR", "IN", "NG"];
@@ -37,10 +40,9 @@ pub fn run(args: QueryBenchArgs) -> Result<()> {
 }
 
 fn measure(args: &QueryBenchArgs, log: Log) -> Result<()> {
-    let partition = super::input_partition(&log)?;
+    let mut input = super::Appender::new(super::input_topic(&log, "INPUT", &args.parallelism)?);
     let start = Instant::now();
     let mut bytes = 0u64;
-    let mut batch = Vec::with_capacity(10_000);
     for i in 0..args.records {
         let value = format!(
             r#"{{"ID":{i},"NAME":"user_{}","AMOUNT":{}.5,"COUNTRY":"{}","NOTE":"order placed via web shop"}}"#,
@@ -49,18 +51,14 @@ fn measure(args: &QueryBenchArgs, log: Log) -> Result<()> {
             COUNTRIES[(i % 8) as usize]
         );
         bytes += value.len() as u64;
-        batch.push(Record {
+        input.push(Record {
             key: None,
             value: Some(Bytes::from(value)),
             timestamp: i as i64,
             headers: Vec::new(),
-        });
-        if batch.len() == batch.capacity() {
-            partition.append_unacknowledged(&batch)?;
-            batch.clear();
-        }
+        })?;
     }
-    partition.append_unacknowledged(&batch)?;
+    input.flush()?;
     println!(
         "wrote {} records ({:.1} bytes each) in {:.1} s",
         args.records,
@@ -68,17 +66,14 @@ fn measure(args: &QueryBenchArgs, log: Log) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
 
-    let mut session = Session::new(log.clone());
-    session
-        .properties
-        .insert("auto.offset.reset".into(), "earliest".into());
+    let mut session = args.parallelism.session(&log);
     let script = "CREATE STREAM INPUT (ID BIGINT, NAME STRING, AMOUNT DOUBLE, COUNTRY STRING, NOTE STRING) WITH (kafka_topic='INPUT', value_format='JSON');
                   CREATE STREAM OUTPUT AS SELECT ID, NAME, AMOUNT * 2 AS DOUBLED FROM INPUT WHERE AMOUNT > 50;";
     for (stmt, text) in parse_statements(script)? {
         session.execute(&stmt, &text)?;
     }
     let start = Instant::now();
-    progress::run_until_idle(&mut session)?;
+    progress::run_until_caught_up(&mut session)?;
     let secs = start.elapsed().as_secs_f64();
     let out: u64 = log
         .topic("OUTPUT")?
@@ -87,9 +82,10 @@ fn measure(args: &QueryBenchArgs, log: Log) -> Result<()> {
         .map(|p| p.end_offset())
         .sum();
     println!(
-        "query: {} records in {secs:.2} s = {:.0} records/s on one core ({:.1} MB/s of input), {out} written",
+        "query: {} records in {secs:.2} s = {:.0} records/s {} ({:.1} MB/s of input), {out} written",
         args.records,
         args.records as f64 / secs,
+        args.parallelism.describe(),
         bytes as f64 / secs / 1e6
     );
     Ok(())

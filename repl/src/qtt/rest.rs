@@ -50,7 +50,9 @@ pub fn run(case: &Case, rest: &Rest) -> Verdict {
     let result = scratch_log(dir.path()).and_then(|log| {
         create_topics(case, &log)?;
         let mut session = Session::new(log.clone());
-        session.run_in_background(runtime.handle().clone());
+        session
+            .run_in_background()
+            .map_err(|e| format!("cannot start the stream threads: {e}"))?;
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("an address");
         let server = runtime
             .block_on(Server::start(session, listen, ServeOptions::default()))

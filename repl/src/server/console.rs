@@ -124,8 +124,14 @@ fn snapshot(session: &Session) -> Value {
                 "status": q.status,
                 "sink": q.sink,
                 "sources": q.sources,
-                // One task runs a whole query today (see ARCHITECTURE.md, "Runtime").
-                "tasks": 1,
+                "tasks": q.tasks.iter().map(|t| json!({
+                    "id": t.id,
+                    "thread": t.thread,
+                    "recordsIn": t.records_in,
+                    "recordsOut": t.records_out,
+                    "lag": t.lag,
+                    "error": t.error,
+                })).collect::<Vec<_>>(),
                 "recordsIn": m.records_in.total(),
                 "recordsOut": m.records_out.total(),
                 "recordsInPerSecond": m.records_in.per_second(),

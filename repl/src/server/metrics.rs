@@ -81,6 +81,40 @@ fn render(shared: &Shared) -> Result<String, eddy_sql::SqlError> {
         "Entries a query wrote to the processing log since the server started.",
         per_query(&|q| session.processing_errors(&q.id).to_string()),
     );
+    let per_task = |f: &dyn Fn(&eddy_sql::TaskInfo) -> u64| -> Vec<(String, String)> {
+        queries
+            .iter()
+            .flat_map(|q| {
+                q.tasks.iter().map(|t| {
+                    let labels = format!(
+                        "query=\"{}\",task=\"{}\",thread=\"{}\"",
+                        label(&q.id),
+                        label(&t.id),
+                        label(&t.thread)
+                    );
+                    (labels, f(t).to_string())
+                })
+            })
+            .collect()
+    };
+    family(
+        "eddy_task_records_in_total",
+        "counter",
+        "Records a task of a persistent query read since the server started.",
+        per_task(&|t| t.records_in),
+    );
+    family(
+        "eddy_task_records_out_total",
+        "counter",
+        "Records a task wrote to its query's sink (or repartition topic) since the server started.",
+        per_task(&|t| t.records_out),
+    );
+    family(
+        "eddy_task_lag_records",
+        "gauge",
+        "Records in a task's input partitions that it has not processed and committed yet.",
+        per_task(&|t| t.lag),
+    );
     let lag = session
         .lag()
         .into_iter()

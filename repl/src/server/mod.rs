@@ -38,7 +38,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
-use eddy_engine::state::StateOptions;
 use eddy_log::Log;
 use eddy_sql::Session;
 use serde_json::{json, Value};
@@ -86,10 +85,10 @@ impl Shared {
     }
 }
 
-pub fn run(log: Log, state: StateOptions, args: ServerArgs) -> Result<()> {
+pub fn run(log: Log, setup: crate::SessionSetup, args: ServerArgs) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let mut session = Session::open_with(log, state)?;
-    session.run_in_background(runtime.handle().clone());
+    let mut session = setup.open(log)?;
+    session.run_in_background()?;
     if let Some(path) = &args.queries_file {
         let sql = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;

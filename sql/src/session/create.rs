@@ -333,8 +333,9 @@ impl Session {
         if c.query.from.joins.len() > 1 {
             return self.create_n_way(c, text);
         }
-        let state = self.df.state();
-        let planned = plan_select(&state, &self.catalog, &c.query, &c.name, &self.properties)?;
+        let plan =
+            |s: &Session| plan_select(&s.df.state(), &s.catalog, &c.query, &c.name, &s.properties);
+        let planned = plan(self)?;
         self.check_copartitioned(&c.query, &planned)?;
         if planned.result_kind != c.kind {
             let (produces, use_) = match planned.result_kind {
@@ -366,7 +367,7 @@ impl Session {
             c.name,
             self.next_query
         );
-        self.start_query(id.clone(), planned, &def, text)?;
+        self.start_query(id.clone(), planned, &plan, &def, text)?;
         // A hidden n-way join step is read by the next step only, never pulled from.
         let materialize = c.query.group_by.is_empty() && !crate::join::is_join_step(&c.name);
         self.register(def, materialize)?;

@@ -1,7 +1,7 @@
 //! DROP STREAM and DROP TABLE, and what a dropped source or a terminated query leaves to
 //! clean up: catalog entry, materialization, topic (with DELETE TOPIC) and query state.
 
-use super::{kind_name, Outcome, QueryRun, RunningQuery, Session};
+use super::{kind_name, Outcome, RunningQuery, Session};
 use crate::ast::SourceKind;
 use crate::catalog::SourceDef;
 use crate::error::{invalid, Result};
@@ -26,12 +26,8 @@ impl Session {
 
     /// Stops queries taken out of `self.queries` and drops their state.
     pub(super) fn stop_queries(&mut self, stopped: Vec<RunningQuery>) -> Result<()> {
-        for q in stopped {
-            if let QueryRun::Background(mut task) = q.run {
-                if let Err(e) = task.stop() {
-                    tracing::warn!(query = %q.id, "the query had failed: {e}");
-                }
-            }
+        for mut q in stopped {
+            super::tasks::stop_all(&q.id, &mut q.tasks);
             self.drop_state_of(&q.id)?;
         }
         Ok(())

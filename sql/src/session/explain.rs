@@ -4,7 +4,7 @@
 
 use eddy_engine::Pipeline;
 
-use super::{Outcome, QueryRun, RunningQuery, Session};
+use super::{Outcome, RunningQuery, Session};
 use crate::ast::{Select, Statement};
 use crate::error::{invalid, Result};
 
@@ -41,25 +41,32 @@ fn without_explain(text: &str) -> &str {
 
 impl RunningQuery {
     pub(super) fn status(&self) -> &'static str {
-        match &self.run {
-            QueryRun::Driven(_) => "RUNNING",
-            QueryRun::Background(t) if t.is_finished() => "ERROR",
-            QueryRun::Background(_) => "RUNNING",
-            QueryRun::Stopped => "STOPPED",
+        match self.tasks.iter().any(|t| t.error().is_some()) {
+            true => "ERROR",
+            false => "RUNNING",
         }
     }
 }
 
+/// A plan as arrows from node to node; a sub-topology's heading starts a new chain.
 fn plan_lines(plan: &[String]) -> String {
+    let mut first = true;
     plan.iter()
-        .enumerate()
-        .map(|(i, line)| {
-            let arrow = if i == 0 { "  " } else { "  -> " };
+        .map(|line| {
+            if line.starts_with(SUBTOPOLOGY) {
+                first = true;
+                return line.clone();
+            }
+            let arrow = if first { "  " } else { "  -> " };
+            first = false;
             format!("{arrow}{line}")
         })
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// How a sub-topology's heading in a plan starts.
+pub(super) const SUBTOPOLOGY: &str = "Sub-topology ";
 
 impl Session {
     pub(super) fn explain_query(&self, id: &str) -> Result<Outcome> {
@@ -68,7 +75,7 @@ impl Session {
         };
         let m = &q.metrics;
         Ok(Outcome::Message(format!(
-            "ID                   : {}\nQuery Type           : PERSISTENT\nSQL                  : {}\nStatus               : {}\nSources              : {}\nSink                 : {}\nRecords in           : {} ({})\nRecords out          : {} ({})\nProcessing-log errors: {}\n\nExecution plan:\n{}",
+            "ID                   : {}\nQuery Type           : PERSISTENT\nSQL                  : {}\nStatus               : {}\nSources              : {}\nSink                 : {}\nRecords in           : {} ({})\nRecords out          : {} ({})\nProcessing-log errors: {}\n\nExecution plan:\n{}\n\nTasks:\n{}",
             q.id,
             q.text.trim(),
             q.status(),
@@ -80,6 +87,11 @@ impl Session {
             rate_text(m.records_out.per_second()),
             self.plog.count_of(&q.id),
             plan_lines(&q.plan),
+            super::show::task_lines(q)
+                .iter()
+                .map(|l| format!("  {l}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
         )))
     }
 
@@ -93,11 +105,11 @@ impl Session {
         };
         let name = &select.from.source.name;
         let mut planned = self.plan_for_reading(select)?;
-        let operators = self.operators_of(&mut planned, "explain", None)?;
+        let operators = self.operators_of(&mut planned, None)?;
         let source = self.source_of(&planned)?;
         // A transient pipeline commits nothing: building one to describe it leaves no trace.
         let pipeline = Pipeline::transient(&self.log, "explain".into(), source, operators, false)?;
-        let joined = self.join_inputs(&planned, "transient", None, false)?;
+        let joined = self.join_inputs(&planned, "transient", None, false, None)?;
         let pipeline = self.with_join(pipeline, joined, false)?;
         let mut plan = pipeline.describe();
         let query_type = match sink {

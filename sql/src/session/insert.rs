@@ -45,8 +45,9 @@ impl Session {
                 "Cannot insert into {target} because it has header columns"
             ));
         }
-        let state = self.df.state();
-        let planned = plan_select(&state, &self.catalog, query, target, &self.properties)?;
+        let plan =
+            |s: &Session| plan_select(&s.df.state(), &s.catalog, query, target, &s.properties);
+        let planned = plan(self)?;
         let same = |a: &[Column], b: &[Column]| {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.ty == y.ty)
         };
@@ -60,7 +61,7 @@ impl Session {
             ));
         }
         let id = format!("INSERTQUERY_{}", self.next_query);
-        self.start_query(id.clone(), planned, &def, text)?;
+        self.start_query(id.clone(), planned, &plan, &def, text)?;
         Ok(Outcome::QueryStarted {
             message: format!("Created query with ID {id}"),
             id,

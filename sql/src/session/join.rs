@@ -1,16 +1,19 @@
 //! The engine side of a planned join (see [`crate::join`]): the operators that make the
 //! combined rows, each join keeping its own copy of the tables it reads.
 
+use std::sync::Arc;
+
 use eddy_engine::fk_join::{FkTables, ForeignKeyJoin};
 use eddy_engine::lookup_join::StreamTableJoin;
 use eddy_engine::staged_store::StagedStore;
-use eddy_engine::state::StateDb;
+use eddy_engine::state::{StateDb, StateScope};
 use eddy_engine::stream_join::{JoinSide, JoinStores, StreamJoinState, StreamStreamJoin};
 use eddy_engine::table_join::TableTableJoin;
 use eddy_engine::table_rows::{TableRows, TableSide};
-use eddy_engine::{Operator, Pipeline, Source};
+use eddy_engine::{Operator, Pipeline, Source, StageProgress};
 
 use super::repartition::keyed_by;
+use super::start::TaskBuild;
 use super::Session;
 use crate::ast::SourceKind;
 use crate::catalog::{Column, SourceDef};
@@ -20,53 +23,73 @@ use crate::planner::PlannedSelect;
 
 /// What a join adds to a query's pipeline: operators for its first input (the left side) and,
 /// for a table-table join, a second input (the right side's changes). A stream side whose
-/// join expressions are not its key is read from a repartition topic, written by a stage of
-/// its own (`upstreams`, by input; see [`super::repartition`]).
+/// join expressions are not its key is read from a repartition topic, written by a
+/// sub-topology of its own (see [`super::repartition`]), whose task for this partition, if it
+/// has one, is in `stages`.
 #[derive(Default)]
 pub(super) struct JoinInputs {
     first: Vec<Box<dyn Operator>>,
     second: Option<(Source, Vec<Box<dyn Operator>>)>,
-    /// For the first input: the repartition topic's source and the stage that writes it.
-    pub(super) first_upstream: Option<(Source, Pipeline)>,
-    second_upstream: Option<Pipeline>,
+    /// For the first input: the repartition topic's source and the progress of the
+    /// sub-topology that writes it.
+    pub(super) first_upstream: Option<(Source, Arc<StageProgress>)>,
+    second_upstream: Option<Arc<StageProgress>>,
+    /// The tasks of the rekeyed sides' sub-topologies for this partition.
+    pub(super) stages: Vec<Pipeline>,
     /// The inputs that are tables a join keeps its own copy of, read from their start.
     tables: Vec<usize>,
+}
+
+/// A join side read through a repartition topic: the topic's source, the task of the
+/// sub-topology that writes it for this partition (if it has one), and its progress.
+struct Rekeyed {
+    rows: Source,
+    stage: Option<Pipeline>,
+    progress: Arc<StageProgress>,
 }
 
 fn arrow_types(columns: &[Column]) -> Vec<datafusion::arrow::datatypes::DataType> {
     columns.iter().map(|c| c.ty.to_arrow()).collect()
 }
 
-/// A table join's copy of a table's rows: in `db` under the query's `id`, or in memory without
-/// one (a push query).
-fn table_copy(
-    log: &eddy_log::Log,
-    db: Option<&StateDb>,
-    id: &str,
-    name: &str,
-    table: &SourceDef,
-) -> Result<TableRows> {
-    let store = match db {
-        Some(db) => StagedStore::open(db, log, id, name)?,
+/// A table join's copy of a table's rows: in the task's `scope`, or in memory without one (a
+/// push query).
+fn table_copy(scope: Option<&StateScope>, name: &str, table: &SourceDef) -> Result<TableRows> {
+    let store = match scope {
+        Some(scope) => StagedStore::open(scope, name)?,
         None => StagedStore::in_memory(),
     };
     Ok(TableRows::new(store, &arrow_types(&table.value_columns)))
 }
 
 impl Session {
-    /// The operators and inputs a planned query's join needs (none without a join). A
-    /// stream-stream join keeps its buffers in `db` under the query's `id`, or in memory
-    /// without one (a push query).
+    /// The operators and inputs a planned query's join needs (none without a join), for the
+    /// task `build` makes. A stream-stream join keeps its buffers in `db` under the query's
+    /// `id`, in the task's scope, or in memory without `db` (a push query, built as one task).
     pub(super) fn join_inputs(
         &mut self,
         planned: &PlannedSelect,
         id: &str,
         db: Option<&StateDb>,
         from_beginning: bool,
+        build: Option<&TaskBuild<'_>>,
     ) -> Result<JoinInputs> {
         let Some(join) = &planned.join else {
             return Ok(JoinInputs::default());
         };
+        // The sub-topology with the join: the one before an aggregation's repartition topic,
+        // or the query's own.
+        let join_tasks = build.map_or(1, |b| {
+            b.layout
+                .stage("Aggregate-GroupBy")
+                .map_or(b.layout.own.1, |s| s.tasks)
+        });
+        let scope = match (db, build) {
+            (Some(db), Some(build)) => Some(build.scope(db, &self.log, id, join_tasks)),
+            _ => None,
+        };
+        let scope = scope.as_ref();
+        let mut stages = Vec::new();
         let PlannedJoin {
             left,
             right,
@@ -104,19 +127,38 @@ impl Session {
                 columns,
             } => {
                 let keys = std::slice::from_ref(stream_key.as_ref());
-                let first_upstream = match db {
-                    Some(db) if !keyed_by(left, keys) => Some(self.repartition_join_side(
-                        id,
-                        ("Join-left", self.log.topic(&right.topic)?.partition_count()),
-                        (left, self.source_for(left)?),
-                        keys,
-                        db.clone(),
-                        from_beginning,
-                    )?),
+                let first_upstream = match (db, build) {
+                    (Some(db), Some(build)) if !keyed_by(left, keys) => {
+                        let (rows, stage) = self.repartition_join_side(
+                            id,
+                            ("Join-left", self.log.topic(&right.topic)?.partition_count()),
+                            (left, self.source_for(left)?),
+                            keys,
+                            db.clone(),
+                            from_beginning,
+                            build,
+                        )?;
+                        stages.extend(stage);
+                        Some((
+                            rows,
+                            build
+                                .layout
+                                .stage("Join-left")
+                                .expect("laid out")
+                                .progress
+                                .clone(),
+                        ))
+                    }
                     _ => None,
                 };
+                if build.is_some_and(|b| !b.builds(join_tasks)) {
+                    return Ok(JoinInputs {
+                        stages,
+                        ..JoinInputs::default()
+                    });
+                }
                 let key = self.stream_key_expr(left, stream_key)?;
-                let table = table_copy(&self.log, db, id, "join-table-rows", right)?;
+                let table = table_copy(scope, "join-table-rows", right)?;
                 let op = StreamTableJoin::new(
                     key,
                     right.key_columns[0].ty.to_arrow(),
@@ -137,6 +179,7 @@ impl Session {
                     first: vec![Box::new(op)],
                     second: Some((table_source, vec![Box::new(table_side)])),
                     first_upstream,
+                    stages,
                     tables: vec![1],
                     ..JoinInputs::default()
                 })
@@ -166,30 +209,56 @@ impl Session {
                     ("Join-left", partitions(right)?),
                     ("Join-right", right_partitions),
                 ];
-                let rekey = |side: &SourceDef, step, keys: &[sqlparser::ast::Expr], source| match db
-                {
-                    Some(db) if !keyed_by(side, keys) => self
-                        .repartition_join_side(
-                            id,
-                            step,
-                            (side, source),
-                            keys,
-                            db.clone(),
-                            from_beginning,
-                        )
-                        .map(Some),
-                    _ => Ok(None),
+                let rekey = |side: &SourceDef,
+                             step: (&'static str, u32),
+                             keys: &[sqlparser::ast::Expr],
+                             source|
+                 -> Result<Option<Rekeyed>> {
+                    match (db, build) {
+                        (Some(db), Some(build)) if !keyed_by(side, keys) => {
+                            let (rows, stage) = self.repartition_join_side(
+                                id,
+                                step,
+                                (side, source),
+                                keys,
+                                db.clone(),
+                                from_beginning,
+                                build,
+                            )?;
+                            let progress = build
+                                .layout
+                                .stage(step.0)
+                                .expect("laid out")
+                                .progress
+                                .clone();
+                            Ok(Some(Rekeyed {
+                                rows,
+                                stage,
+                                progress,
+                            }))
+                        }
+                        _ => Ok(None),
+                    }
                 };
-                let first_upstream = rekey(left, sides[0], left_key, self.source_for(left)?)?;
-                let mut second_upstream = None;
-                if let Some((rows, stage)) =
-                    rekey(right, sides[1], right_key, self.source_for(right)?)?
-                {
-                    (right_source, second_upstream) = (rows, Some(stage));
+                let mut first_upstream = None;
+                if let Some(side) = rekey(left, sides[0], left_key, self.source_for(left)?)? {
+                    stages.extend(side.stage);
+                    first_upstream = Some((side.rows, side.progress));
                 }
-                let stores = match db {
-                    Some(db) => {
-                        let open = |name: &str| StagedStore::open(db, &self.log, id, name);
+                let mut second_upstream = None;
+                if let Some(side) = rekey(right, sides[1], right_key, self.source_for(right)?)? {
+                    stages.extend(side.stage);
+                    (right_source, second_upstream) = (side.rows, Some(side.progress));
+                }
+                if build.is_some_and(|b| !b.builds(join_tasks)) {
+                    return Ok(JoinInputs {
+                        stages,
+                        ..JoinInputs::default()
+                    });
+                }
+                let stores = match scope {
+                    Some(scope) => {
+                        let open = |name: &str| StagedStore::open(scope, name);
                         JoinStores {
                             left: open("join-left")?,
                             right: open("join-right")?,
@@ -239,6 +308,7 @@ impl Session {
                     second: Some((right_source, vec![Box::new(right_op)])),
                     first_upstream,
                     second_upstream,
+                    stages,
                     tables: Vec::new(),
                 })
             }
@@ -248,15 +318,18 @@ impl Session {
             } => {
                 let right_source = self.source_for(right)?;
                 let right_schema = right_source.schema();
-                let index = match db {
-                    Some(db) => StagedStore::open(db, &self.log, id, "fk-index")?,
+                if build.is_some_and(|b| !b.builds(join_tasks)) {
+                    return Ok(JoinInputs::default());
+                }
+                let index = match scope {
+                    Some(scope) => StagedStore::open(scope, "fk-index")?,
                     None => StagedStore::in_memory(),
                 };
                 let tables = std::sync::Arc::new(FkTables {
-                    left: table_copy(&self.log, db, id, "fk-left", left)?,
+                    left: table_copy(scope, "fk-left", left)?,
                     left_key_types: arrow_types(&left.key_columns),
                     left_value_types: arrow_types(&left.value_columns),
-                    right: table_copy(&self.log, db, id, "fk-right", right)?,
+                    right: table_copy(scope, "fk-right", right)?,
                     right_key_type: right.key_columns[0].ty.to_arrow(),
                     right_value_types: arrow_types(&right.value_columns),
                     index: std::sync::Arc::new(std::sync::Mutex::new(index)),
@@ -288,8 +361,11 @@ impl Session {
                 // A primary-key join: each side's key is its first column after the
                 // pseudo-columns.
                 let key = eddy_engine::schema::PSEUDO_COLUMNS;
-                let left_rows = table_copy(&self.log, db, id, "join-left-rows", left)?;
-                let right_rows = table_copy(&self.log, db, id, "join-right-rows", right)?;
+                if build.is_some_and(|b| !b.builds(join_tasks)) {
+                    return Ok(JoinInputs::default());
+                }
+                let left_rows = table_copy(scope, "join-left-rows", left)?;
+                let right_rows = table_copy(scope, "join-right-rows", right)?;
                 let left_op = TableTableJoin::new(
                     true,
                     *keep,
@@ -363,7 +439,7 @@ impl Session {
             pipeline = pipeline.with_input(&self.log, source, operators, from_beginning)?;
         }
         if let Some(stage) = inputs.second_upstream {
-            pipeline = pipeline.with_upstream(1, stage);
+            pipeline = pipeline.fed_by(1, stage);
         }
         if !inputs.tables.is_empty() {
             pipeline = pipeline.with_table_inputs(&inputs.tables)?;

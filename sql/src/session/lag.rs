@@ -1,5 +1,7 @@
-//! Lag: how far each persistent query is behind the end of its source, per partition, from
-//! the positions it has committed (so the output and state reflect everything before them).
+//! Lag: how far each persistent query is behind the end of what it reads, per partition, from
+//! the positions its tasks have committed (so the output and state reflect everything before
+//! them): its sources, the tables its joins copy, and its own repartition topics, so that a
+//! query with a lag of 0 has carried every record through all its sub-topologies.
 
 use std::sync::Arc;
 
@@ -8,8 +10,8 @@ use eddy_log::Partition;
 
 use super::Session;
 
-/// The partitions of the queries' sources and the queries' metrics, read anew on each call:
-/// cheap to keep, and `Send`, so a thread other than the one driving the queries can watch.
+/// The partitions the queries read and the queries' metrics, read anew on each call: cheap to
+/// keep, and `Send`, so a thread other than the one driving the queries can watch.
 pub struct LagProbe {
     parts: Vec<LagPart>,
 }
@@ -22,8 +24,9 @@ struct LagPart {
 
 impl LagPart {
     fn lag(&self) -> u64 {
-        let position = self.metrics.position(self.partition.id()).unwrap_or(0);
-        self.partition.end_offset().saturating_sub(position)
+        let p = &self.partition;
+        let position = self.metrics.position(p.topic(), p.id()).unwrap_or(0);
+        p.end_offset().saturating_sub(position)
     }
 }
 
@@ -42,17 +45,17 @@ impl LagProbe {
 
 impl Session {
     /// How far each persistent query (and each table's materialization) is behind the end of
-    /// its source: `(query, topic, partition, records not yet processed)`.
+    /// each partition it reads: `(query, topic, partition, records not yet processed)`.
     pub fn lag(&self) -> Vec<(String, String, u32, u64)> {
         self.lag_probe()
             .parts
             .iter()
             .map(|part| {
-                let p = part.partition.id();
+                let p = &part.partition;
                 (
                     part.query.clone(),
-                    part.partition.topic().to_string(),
-                    p,
+                    p.topic().to_string(),
+                    p.id(),
                     part.lag(),
                 )
             })
@@ -65,24 +68,17 @@ impl Session {
         let queries = self
             .queries
             .iter()
-            .map(|q| (&q.id, q.sources.first(), &q.metrics))
-            .chain(
-                self.materialized
-                    .iter()
-                    .map(|(table, (id, _, metrics))| (id, Some(table), metrics)),
-            );
+            .map(|q| (&q.id, &q.metrics))
+            .chain(self.materialized.values().map(|m| (&m.id, &m.metrics)));
         let mut parts = Vec::new();
-        for (id, source, metrics) in queries {
-            let Some(def) = source.and_then(|s| self.catalog.source(s)) else {
-                continue;
-            };
-            let Ok(topic) = self.log.topic(&def.topic) else {
-                continue;
-            };
-            for partition in topic.partitions() {
+        for (id, metrics) in queries {
+            for (topic, p, _) in metrics.positions() {
+                let Ok(partition) = self.log.partition(&topic, p) else {
+                    continue;
+                };
                 parts.push(LagPart {
                     query: id.clone(),
-                    partition: partition.clone(),
+                    partition,
                     metrics: metrics.clone(),
                 });
             }

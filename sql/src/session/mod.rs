@@ -1,10 +1,12 @@
 //! A session: executes statements against a data directory, keeping the catalog and the
 //! persistent queries it started.
 //!
-//! [`Session::run_until_idle`] is the deterministic driver: it runs each query, in the order
-//! they were created, over everything readable, and repeats until none has anything left. A
-//! query that reads another's output therefore sees it after the upstream query consumed its
-//! input, as ksqlDB's test runner specifies.
+//! Each persistent query runs as tasks (`start.rs`, `tasks.rs`). [`Session::run_until_idle`]
+//! is the driver: it runs each query's tasks, in the order the queries were created, over
+//! everything readable, and repeats until none has anything left; with one stream thread it
+//! is deterministic, and a query that reads another's output sees it after the upstream
+//! query consumed its input, as ksqlDB's test runner specifies.
+//! [`Session::run_in_background`] moves them to stream threads instead.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use datafusion::execution::context::SessionContext;
 use eddy_engine::metrics::QueryMetrics;
 use eddy_engine::state::{StateDb, StateOptions};
 use eddy_engine::{
-    EngineError, EventTime, HeaderColumn, Pipeline, ProcessingLog, QueryTask, Source, SourceWindow,
+    EngineError, EventTime, HeaderColumn, ProcessingLog, Runtime, Source, SourceWindow,
     TimestampFormat,
 };
 use eddy_log::Log;
@@ -81,11 +83,28 @@ pub struct QueryInfo {
     /// Its operator graph, one line per node from source to sink (EXPLAIN's plan).
     pub plan: Vec<String>,
     pub metrics: Arc<QueryMetrics>,
+    /// Its tasks.
+    pub tasks: Vec<TaskInfo>,
+}
+
+/// One task of a persistent query, as `/metrics` and the console show it.
+#[derive(Debug, Clone)]
+pub struct TaskInfo {
+    /// Kafka Streams' task name: `<sub-topology>_<partition>`.
+    pub id: String,
+    /// The stream thread that runs it (`driven` while the session drives it).
+    pub thread: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub lag: u64,
+    /// Why it stopped, if it failed.
+    pub error: Option<String>,
 }
 
 struct RunningQuery {
     id: String,
-    run: QueryRun,
+    /// Its tasks, by sub-topology and partition.
+    tasks: Vec<TaskRun>,
     sink: String,
     sources: Vec<String>,
     /// A GROUP BY query: its state is its table's materialization.
@@ -97,12 +116,11 @@ struct RunningQuery {
     metrics: Arc<QueryMetrics>,
 }
 
-/// How a persistent query runs: driven by [`Session::run_until_idle`], or on its own task.
-enum QueryRun {
-    Driven(Box<Pipeline>),
-    Background(QueryTask),
-    /// Only while a query moves to the background.
-    Stopped,
+/// A table's materialization (see `pull.rs`): an internal query with tasks of its own.
+struct Materialization {
+    id: String,
+    tasks: Vec<TaskRun>,
+    metrics: Arc<QueryMetrics>,
 }
 
 pub struct Session {
@@ -120,14 +138,16 @@ pub struct Session {
     next_transient: usize,
     /// Where statements are recorded for replay; `None` for an ephemeral session.
     commands: Option<CommandLog>,
-    /// Set by [`Session::run_in_background`]: queries run on tasks of this runtime.
-    background: Option<tokio::runtime::Handle>,
+    /// Set by [`Session::run_in_background`]: the stream threads the queries' tasks run on.
+    runtime: Option<Runtime>,
+    /// Properties the session was configured with (a server's or REPL's configuration):
+    /// defaults for those `SET` does not set.
+    config: BTreeMap<String, String>,
     /// The state stores of stateful queries, opened with the first one.
     state: Option<StateDb>,
     state_options: StateOptions,
-    /// Each table's materialization, by table name, for pull queries: its id, how it runs,
-    /// its metrics.
-    materialized: BTreeMap<String, (String, QueryRun, Arc<QueryMetrics>)>,
+    /// Each table's materialization, by table name, for pull queries.
+    materialized: BTreeMap<String, Materialization>,
     /// The schemas the schema-registry formats frame records with.
     pub schema_registry: crate::schema_registry::SchemaRegistry,
 }
@@ -150,6 +170,7 @@ mod push;
 mod repartition;
 mod show;
 mod start;
+mod tasks;
 
 pub use explain::thousands;
 pub use lag::LagProbe;
@@ -158,6 +179,8 @@ pub use pull::cell_text;
 pub use push::{PushQuery, PushRow};
 
 pub use show::{format_table, is_internal_topic};
+use tasks::TaskRun;
+pub use tasks::STREAM_THREADS;
 
 impl Session {
     pub fn new(log: Log) -> Session {
@@ -172,7 +195,8 @@ impl Session {
             next_transient: 0,
             variables: BTreeMap::new(),
             commands: None,
-            background: None,
+            runtime: None,
+            config: BTreeMap::new(),
             state: None,
             state_options: StateOptions::default(),
             materialized: BTreeMap::new(),
@@ -189,8 +213,19 @@ impl Session {
 
     /// [`Session::open`], with the state stores' memory budget and durability given.
     pub fn open_with(log: Log, state: StateOptions) -> Result<Session> {
+        Self::open_configured(log, state, BTreeMap::new())
+    }
+
+    /// [`Session::open_with`], with `config`: properties that hold for the whole session
+    /// unless a statement `SET`s them (such as [`STREAM_THREADS`]).
+    pub fn open_configured(
+        log: Log,
+        state: StateOptions,
+        config: BTreeMap<String, String>,
+    ) -> Result<Session> {
         let mut session = Session::new(log);
         session.state_options = state;
+        session.config = config;
         let commands = CommandLog::open(&session.log)?;
         for command in commands.read_all()? {
             session.properties = command.properties;
@@ -208,29 +243,48 @@ impl Session {
         }
         session.properties = BTreeMap::new();
         session.commands = Some(commands);
-        session.discard_uncommitted_output()?;
+        session.settle_transactions()?;
         session.delete_push_step_topics()?;
         session.drop_stale_materializations()?;
         Ok(session)
     }
 
-    /// Exactly-once recovery after a restart: each stateful query that is the only writer of
-    /// its sink drops the output it appended after its last commit (see
-    /// [`Pipeline::discard_uncommitted_output`]). A sink that several queries write to keeps
-    /// such records: for it, a crash means at-least-once.
-    fn discard_uncommitted_output(&mut self) -> Result<()> {
-        let sinks: Vec<String> = self.queries.iter().map(|q| q.sink.clone()).collect();
-        for q in &self.queries {
-            let QueryRun::Driven(p) = &q.run else {
-                continue;
+    /// Exactly-once recovery after a restart: the output transactions that tasks had open
+    /// when the last process stopped are kept as far as the task's last commit recorded their
+    /// end, and cut off past it (the input they came from is read again); a writer no task
+    /// owns any longer has its undecided records cut off.
+    fn settle_transactions(&mut self) -> Result<()> {
+        let undecided = self.log.undecided();
+        if undecided.is_empty() {
+            return Ok(());
+        }
+        for (partition, u) in undecided {
+            let owner = self
+                .queries
+                .iter()
+                .flat_map(|q| q.tasks.iter())
+                .filter_map(TaskRun::pipeline)
+                .find(|p| p.writer() == Some(u.writer));
+            let committed_end = match owner {
+                Some(task) => task.committed_output(partition.topic(), partition.id())?,
+                None => 0,
             };
-            let only_writer = sinks.iter().filter(|s| **s == q.sink).count() == 1;
-            let dropped = p.discard_uncommitted_output(only_writer)?;
-            if dropped > 0 {
-                tracing::info!(query = %q.id, dropped, "dropped uncommitted output");
+            partition.resolve(u.writer, committed_end)?;
+            if committed_end < u.end {
+                tracing::info!(
+                    topic = partition.topic(),
+                    partition = partition.id(),
+                    dropped = u.end - committed_end.max(u.start),
+                    "dropped uncommitted output"
+                );
             }
         }
         Ok(())
+    }
+
+    /// A property as `SET` (or else the session's configuration) has it.
+    pub(super) fn property(&self, name: &str) -> Option<&String> {
+        self.properties.get(name).or_else(|| self.config.get(name))
     }
 
     /// What each persistent query is and does, in the order they started.
@@ -245,6 +299,18 @@ impl Session {
                 status: q.status().to_string(),
                 plan: q.plan.clone(),
                 metrics: q.metrics.clone(),
+                tasks: q
+                    .tasks
+                    .iter()
+                    .map(|t| TaskInfo {
+                        id: t.id.to_string(),
+                        thread: t.thread(),
+                        records_in: t.metrics.records_in.total(),
+                        records_out: t.metrics.records_out.total(),
+                        lag: t.metrics.lag(),
+                        error: t.error(),
+                    })
+                    .collect(),
             })
             .collect()
     }
@@ -267,50 +333,6 @@ impl Session {
         self.queries
             .iter()
             .map(|q| (q.id.as_str(), q.sink.as_str()))
-    }
-
-    /// From now on, persistent queries run continuously on blocking tasks of `runtime`, each
-    /// woken by appends to its source; the queries already started move there too.
-    pub fn run_in_background(&mut self, runtime: tokio::runtime::Handle) {
-        let (log, plog) = (self.log.clone(), self.plog.clone());
-        let spawn = |run: &mut QueryRun| {
-            let placeholder = QueryRun::Stopped;
-            *run = match std::mem::replace(run, placeholder) {
-                QueryRun::Driven(p) => {
-                    QueryRun::Background(QueryTask::spawn(&runtime, *p, log.clone(), plog.clone()))
-                }
-                running => running,
-            };
-        };
-        for q in &mut self.queries {
-            spawn(&mut q.run);
-        }
-        for (_, run, _) in self.materialized.values_mut() {
-            spawn(run);
-        }
-        self.background = Some(runtime);
-    }
-
-    /// Stops the background query tasks (they resume from their committed offsets when the
-    /// session is opened again). Call it before dropping the runtime they run on, which waits
-    /// for its blocking tasks.
-    pub fn shutdown(&mut self) {
-        let runs = self
-            .queries
-            .iter_mut()
-            .map(|q| (q.id.as_str(), &mut q.run))
-            .chain(
-                self.materialized
-                    .values_mut()
-                    .map(|(id, run, _)| (id.as_str(), run)),
-            );
-        for (id, run) in runs {
-            if let QueryRun::Background(task) = run {
-                if let Err(e) = task.stop() {
-                    tracing::warn!(query = %id, "the query had failed: {e}");
-                }
-            }
-        }
     }
 
     pub fn log(&self) -> &Log {
@@ -354,13 +376,25 @@ impl Session {
                 delete_topic,
             } => self.drop_source(*kind, *if_exists, name, *delete_topic),
             Statement::Set { name, value } => {
-                self.properties.insert(name.clone(), value.clone());
+                let old = self.properties.insert(name.clone(), value.clone());
+                if name == STREAM_THREADS {
+                    if let Err(e) = self.resize_stream_threads() {
+                        match old {
+                            Some(v) => self.properties.insert(name.clone(), v),
+                            None => self.properties.remove(name),
+                        };
+                        return Err(e);
+                    }
+                }
                 Ok(Outcome::Message(format!(
                     "Successfully changed local property '{name}' to '{value}'."
                 )))
             }
             Statement::Unset(name) => {
                 self.properties.remove(name);
+                if name == STREAM_THREADS {
+                    self.resize_stream_threads()?;
+                }
                 Ok(Outcome::Message(format!(
                     "Successfully unset local property '{name}'."
                 )))
@@ -427,26 +461,6 @@ impl Session {
                 None => Ok(Outcome::Message(format!("Variable '{name}' is undefined"))),
             },
             Statement::Describe { name, extended } => self.describe(name, *extended),
-        }
-    }
-
-    /// Runs every driven persistent query until none has anything left to read.
-    pub fn run_until_idle(&mut self) -> Result<()> {
-        loop {
-            let mut progress = 0;
-            let runs = self
-                .queries
-                .iter_mut()
-                .map(|q| &mut q.run)
-                .chain(self.materialized.values_mut().map(|(_, run, _)| run));
-            for run in runs {
-                if let QueryRun::Driven(p) = run {
-                    progress += p.run_available(&self.log, &self.plog)?;
-                }
-            }
-            if progress == 0 {
-                return Ok(());
-            }
         }
     }
 

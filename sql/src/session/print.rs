@@ -168,7 +168,7 @@ impl TopicPrint {
 
 impl Session {
     pub(super) fn print_topic(&mut self, print: &Print) -> Result<Outcome> {
-        if self.background.is_none() {
+        if self.runtime.is_none() {
             self.run_until_idle()?;
         }
         // ksqlDB takes the name as written, then as a source's name.

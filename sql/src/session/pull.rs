@@ -19,10 +19,13 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use eddy_engine::aggregate::{Aggregate, GroupState};
 use eddy_engine::materialize::{read_rows, Materialize};
+use eddy_engine::metrics::QueryMetrics;
 use eddy_engine::schema::{headers_type, PSEUDO_COLUMNS};
-use eddy_engine::{EngineError, OperatorContext, Pipeline};
+use eddy_engine::state::StateScope;
+use eddy_engine::{EngineError, OperatorContext, Pipeline, TaskId};
 
-use super::{Outcome, QueryRun, ResultColumn, Session};
+use super::tasks::TaskRun;
+use super::{Materialization, Outcome, ResultColumn, Session};
 use crate::ast::{Select, SourceKind};
 use crate::catalog::SourceDef;
 use crate::error::{invalid, Result};
@@ -43,44 +46,72 @@ impl Session {
         }
         let id = materializer_id(&def.name);
         let db = self.state_db()?;
-        let source = self.source_for(def)?;
-        let keys = PSEUDO_COLUMNS..PSEUDO_COLUMNS + def.key_columns.len();
-        let values = keys.end..keys.end + def.value_columns.len();
-        let rows = GroupState::open(&db, &self.log, &id, "rows", super::CACHE_ENTRIES)?;
-        let op = Materialize::new(source.schema(), keys.collect(), values.collect(), rows)?;
-        let pipeline = Pipeline::new(
-            &self.log,
-            id.clone(),
-            source,
-            vec![Box::new(op)],
-            None,
-            true,
-            Some(db),
-        )?;
-        let metrics = pipeline.metrics();
-        let run = match &self.background {
-            Some(rt) => QueryRun::Background(eddy_engine::QueryTask::spawn(
-                rt,
-                pipeline,
-                self.log.clone(),
-                self.plog.clone(),
-            )),
-            None => QueryRun::Driven(Box::new(pipeline)),
+        let partitions = self.log.topic(&def.topic)?.partition_count();
+        let tasks: Vec<Option<u32>> = match self.is_legacy(&id)? {
+            true => vec![None],
+            false => {
+                self.mark_layout(&id)?;
+                (0..partitions).map(Some).collect()
+            }
         };
-        self.materialized
-            .insert(def.name.clone(), (id, run, metrics));
+        let metrics = Arc::new(QueryMetrics::new());
+        let mut runs = Vec::new();
+        for partition in tasks {
+            let source = self.source_for(def)?;
+            let keys = PSEUDO_COLUMNS..PSEUDO_COLUMNS + def.key_columns.len();
+            let values = keys.end..keys.end + def.value_columns.len();
+            let scope = StateScope::new(&db, &self.log, &id);
+            let scope = match partition {
+                Some(p) => scope.for_task(p, partitions),
+                None => scope,
+            };
+            let rows = GroupState::open(&scope, "rows", super::CACHE_ENTRIES)?;
+            let op = Materialize::new(source.schema(), keys.collect(), values.collect(), rows)?;
+            let pipeline = Pipeline::new(
+                &self.log,
+                id.clone(),
+                source,
+                vec![Box::new(op)],
+                None,
+                true,
+                Some(db.clone()),
+            )?
+            .in_task(TaskId::new(0, partition), metrics.clone());
+            runs.push(TaskRun::new(&id, pipeline, self.runtime.as_ref()));
+        }
+        self.materialized.insert(
+            def.name.clone(),
+            Materialization {
+                id,
+                tasks: runs,
+                metrics,
+            },
+        );
         Ok(())
+    }
+
+    /// The stores of the tasks of query `id` (a materialization, or an aggregation's own
+    /// sub-topology) whose tasks are `tasks`.
+    fn task_scopes(&mut self, id: &str, tasks: &[TaskId]) -> Result<Vec<StateScope>> {
+        let db = self.state_db()?;
+        let n = tasks.len() as u32;
+        Ok(tasks
+            .iter()
+            .map(|t| {
+                let scope = StateScope::new(&db, &self.log, id);
+                match t.partition {
+                    Some(p) => scope.for_task(p, n),
+                    None => scope,
+                }
+            })
+            .collect())
     }
 
     /// Stops materializing a dropped table and removes what it kept.
     pub(super) fn dematerialize(&mut self, table: &str) -> Result<()> {
-        if let Some((id, run, _)) = self.materialized.remove(table) {
-            if let QueryRun::Background(mut task) = run {
-                if let Err(e) = task.stop() {
-                    tracing::warn!(query = %id, "the materialization had failed: {e}");
-                }
-            }
-            self.drop_state_of(&id)?;
+        if let Some(mut m) = self.materialized.remove(table) {
+            super::tasks::stop_all(&m.id, &mut m.tasks);
+            self.drop_state_of(&m.id)?;
         }
         Ok(())
     }
@@ -92,14 +123,16 @@ impl Session {
             return Ok(());
         }
         let db = self.state_db()?;
-        let live: Vec<&String> = self.materialized.values().map(|(id, _, _)| id).collect();
-        let stale: Vec<String> = db
+        let live: Vec<&String> = self.materialized.values().map(|m| &m.id).collect();
+        let mut stale: Vec<String> = db
             .store_sizes()
             .map_err(EngineError::from)?
             .into_iter()
-            .filter_map(|(store, _)| Some(store.strip_suffix("/rows")?.to_string()))
+            .filter(|(store, _)| store.ends_with("/rows"))
+            .filter_map(|(store, _)| Some(store.split('/').next()?.to_string()))
             .filter(|owner| owner.starts_with(MATERIALIZER_PREFIX) && !live.contains(&owner))
             .collect();
+        stale.dedup();
         for id in stale {
             tracing::info!(query = %id, "dropping the materialization of a table that no longer has one");
             self.drop_state_of(&id)?;
@@ -142,15 +175,16 @@ impl Session {
         if let Some(batch) = self.aggregate_rows(def)? {
             return Ok(batch);
         }
-        let Some(id) = self
-            .materialized
-            .get(&def.name)
-            .map(|(id, _, _)| id.clone())
-        else {
+        let Some((id, tasks)) = self.materialized.get(&def.name).map(|m| {
+            (
+                m.id.clone(),
+                m.tasks.iter().map(|t| t.id).collect::<Vec<_>>(),
+            )
+        }) else {
             let name = &def.name;
             return invalid(format!("The `{name}` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_{name} AS SELECT * FROM {name}'. See https://cnfl.io/queries for more info."));
         };
-        let db = self.state_db()?;
+        let scopes = self.task_scopes(&id, &tasks)?;
         let mut key_types: Vec<DataType> =
             def.key_columns.iter().map(|c| c.ty.to_arrow()).collect();
         if def.window.is_some() {
@@ -158,7 +192,10 @@ impl Session {
         }
         let value_types: Vec<DataType> =
             def.value_columns.iter().map(|c| c.ty.to_arrow()).collect();
-        let rows = read_rows(&db, &format!("{id}/rows"), &key_types, &value_types)?;
+        let mut rows = Vec::new();
+        for scope in &scopes {
+            rows.extend(read_rows(scope, "rows", &key_types, &value_types)?);
+        }
         let n = rows.len();
         let column = |values: Vec<ScalarValue>, t: &DataType| -> Result<ArrayRef> {
             Ok(if values.is_empty() {
@@ -210,6 +247,14 @@ impl Session {
             return Ok(None);
         };
         let id = query.id.clone();
+        // The aggregation is in the query's own (last) sub-topology.
+        let own = query.tasks.last().map_or(0, |t| t.id.subtopology);
+        let tasks: Vec<TaskId> = query
+            .tasks
+            .iter()
+            .map(|t| t.id)
+            .filter(|t| t.subtopology == own)
+            .collect();
         let Ok(mut statements) = crate::parser::parse_statements(&def.sql) else {
             return Ok(None);
         };
@@ -223,8 +268,8 @@ impl Session {
         let Some(agg) = planned.aggregate.take() else {
             return Ok(None);
         };
-        let db = self.state_db()?;
-        let mut batch = Aggregate::snapshot(&db, &id, "aggregate", agg.spec)?;
+        let scopes = self.task_scopes(&id, &tasks)?;
+        let mut batch = Aggregate::snapshot(&scopes, "aggregate", agg.spec)?;
         if let Some((predicate, _, _)) = &agg.having {
             let mask = predicate
                 .evaluate(&batch)
@@ -273,12 +318,12 @@ impl Session {
     /// A pull query over a stream: its records from the start of the topic to its end as of
     /// now, filtered and projected (a transient pipeline run to the end, then dropped).
     fn pull_from_stream(&mut self, select: &Select, mut planned: PlannedSelect) -> Result<Outcome> {
-        let operators = self.operators_of(&mut planned, "pull", None)?;
+        let operators = self.operators_of(&mut planned, None)?;
         let source = self.source_of(&planned)?;
         let (shown, schema) = shown_columns(&planned, true);
         let deleted = planned.null_value_index;
         let pipeline = Pipeline::transient(&self.log, "pull".into(), source, operators, true)?;
-        let joined = self.join_inputs(&planned, "transient", None, false)?;
+        let joined = self.join_inputs(&planned, "transient", None, false, None)?;
         let mut pipeline = self.with_join(pipeline, joined, true)?;
         let limit = select.limit.map_or(usize::MAX, |l| l as usize);
         // The end of each partition now: records appended meanwhile are not part of the answer.
@@ -290,10 +335,13 @@ impl Session {
             .map(|p| p.end_offset())
             .collect();
         let metrics = pipeline.metrics();
+        let topic = pipeline.source().topic.name().to_string();
         let done = || {
-            ends.iter()
-                .enumerate()
-                .all(|(p, end)| metrics.position(p as u32).is_some_and(|at| at >= *end))
+            ends.iter().enumerate().all(|(p, end)| {
+                metrics
+                    .position(&topic, p as u32)
+                    .is_some_and(|at| at >= *end)
+            })
         };
         let mut rows = Vec::new();
         while rows.len() < limit && !done() && pipeline.run_step(&self.log, &self.plog)? > 0 {
@@ -368,7 +416,7 @@ impl Session {
             }
         }
         // Driven queries catch up first, so that the answer reflects what was written.
-        if self.background.is_none() {
+        if self.runtime.is_none() {
             self.run_until_idle()?;
         }
         let mut planned = self.plan_for_reading(select)?;

@@ -127,7 +127,7 @@ impl Session {
     pub(super) fn push_query(&mut self, select: &Select) -> Result<Outcome> {
         let name = &select.from.source.name;
         // Driven queries (a script's) catch up first: nothing else would feed this one's source.
-        if self.background.is_none() {
+        if self.runtime.is_none() {
             self.run_until_idle()?;
         }
         self.next_transient += 1;
@@ -148,12 +148,12 @@ impl Session {
         step_topics: Vec<String>,
     ) -> Result<Outcome> {
         let mut planned = self.plan_for_reading(select)?;
-        let operators = self.operators_of(&mut planned, &id, None)?;
+        let operators = self.operators_of(&mut planned, None)?;
         let source = self.source_of(&planned)?;
         let from_beginning = self.reads_from_beginning();
         let pipeline =
             Pipeline::transient(&self.log, id.clone(), source, operators, from_beginning)?;
-        let joined = self.join_inputs(&planned, "transient", None, false)?;
+        let joined = self.join_inputs(&planned, "transient", None, false, None)?;
         let mut pipeline = self.with_join(pipeline, joined, from_beginning)?;
         if let Some(stage) = upstream {
             pipeline = pipeline.with_upstream(0, stage);
@@ -230,7 +230,7 @@ impl Session {
         steps.topics.push(def.topic.clone());
         // A step that is a table is read whole by the next step's copy of it (see `n_way.rs`).
         let from_beginning = step.kind == SourceKind::Table || self.reads_from_beginning();
-        let operators = self.operators_of(&mut planned, &step.name, None)?;
+        let operators = self.operators_of(&mut planned, None)?;
         let sink = self.sink_for(&planned, &def)?;
         let source = self.source_of(&planned)?;
         let stage = Pipeline::transient_stage(
@@ -241,7 +241,7 @@ impl Session {
             sink,
             from_beginning,
         )?;
-        let joined = self.join_inputs(&planned, "transient", None, false)?;
+        let joined = self.join_inputs(&planned, "transient", None, false, None)?;
         let mut stage = self.with_join(stage, joined, from_beginning)?;
         if let Some(before) = steps.last.take() {
             stage = stage.with_upstream(0, before);

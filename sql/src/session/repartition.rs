@@ -4,15 +4,14 @@
 //! `eddy_engine::aggregate::Regroup`), every aggregation after a join (the join in the first
 //! stage), and a join side whose join expressions are not its key columns.
 //!
-//! Such a query runs its repartitioned input as two stages on one task
-//! ([`Pipeline::with_upstream`]): the first reads the source (for an aggregation, also filters
-//! and pre-projects it) and writes each row whole ([`Format::Rows`]) to
-//! `_eddy-<query>-<step>-repartition` (as many partitions as the source, the partition chosen
-//! from the new key's bytes); the second reads that topic back into the same rows. Both stages
-//! are exactly-once (the first commits its positions and the topic's ends under the owner
-//! `<query>-<step>-repartition`), the second reads only committed rows, and it drops the
-//! topic's segments once it has committed past them. The topics and the first stages' state go
-//! with the query.
+//! Such a query is two sub-topologies, each run as tasks of its own (`start.rs`): the first
+//! reads the source (for an aggregation, also filters and pre-projects it) and writes each row
+//! whole ([`Format::Rows`]) to `_eddy-<query>-<step>-repartition` (as many partitions as the
+//! source, the partition chosen from the new key's bytes); the second reads that topic back
+//! into the same rows, its task `p` partition `p`. Both are exactly-once (the first commits its
+//! positions and its output's ends under the owner `<query>-<step>-repartition`), the second
+//! reads only committed rows, and it drops the topic's segments once it has committed past
+//! them. The topics and the first stages' state go with the query.
 
 use std::sync::Arc;
 
@@ -24,6 +23,7 @@ use eddy_engine::{Codec, Format, Operator, Pipeline, Project, Sink, Source};
 use eddy_log::TopicConfig;
 use sqlparser::ast::Expr;
 
+use super::start::TaskBuild;
 use super::Session;
 use crate::ast::{Relation, Select};
 use crate::catalog::SourceDef;
@@ -72,6 +72,20 @@ pub(super) fn rekeyed_sides(join: &PlannedJoin) -> (bool, bool) {
     }
 }
 
+/// Whether two key codecs write equal keys as equal bytes, so that Kafka's partitioner puts
+/// them in partitions of the same number: what makes two topics co-partitioned (task `p` of a
+/// join then finds every match of its records in partition `p` of the other side).
+pub(super) fn same_key_bytes(a: &Codec, b: &Codec) -> bool {
+    a.format == b.format
+        && a.wrap_single == b.wrap_single
+        && a.schema_id == b.schema_id
+        && a.fields.len() == b.fields.len()
+        && a.fields
+            .iter()
+            .zip(&b.fields)
+            .all(|(x, y)| x.data_type() == y.data_type())
+}
+
 /// Repartition topics are read as soon as they are written and purged once read: segments
 /// small enough that what was consumed goes soon.
 const SEGMENT_BYTES: u64 = 64 << 20;
@@ -88,14 +102,16 @@ pub(super) struct Rekey {
     pub keys: Vec<usize>,
     pub values: Vec<usize>,
     pub rowtime: usize,
+    /// How the new key is written: like the other side's key, for a join side that must be
+    /// co-partitioned with it (`None`: whole rows, read by this query alone).
+    pub key_codec: Option<Codec>,
 }
 
 impl Session {
     /// ksqlDB's co-partitioning rule for joins with a stream side: both sides must have as
     /// many partitions, unless a side goes through a repartition topic, which then takes the
-    /// other side's count. Eddy's single task per query would not need it, but a query must
-    /// not start that could not be spread over tasks by partition later. Table-table joins
-    /// are not checked: ksqlDB's own suite joins tables of 4 and 1 partitions (`joins.json`,
+    /// other side's count, so that task `p` of the join reads partition `p` of each side.
+    /// Table-table joins are not checked: ksqlDB's own suite joins tables of 4 and 1 partitions (`joins.json`,
     /// "table join pipeline"), its test driver never enforcing co-partitioning.
     pub(super) fn check_copartitioned(
         &self,
@@ -126,8 +142,9 @@ impl Session {
         invalid(format!("Can't join `{l}` with `{r}` since the number of partitions don't match. `{l}` partitions = {lp}; `{r}` partitions = {rp}. Please repartition either one so that the number of partitions match."))
     }
 
-    /// The stage that writes query `id`'s repartition topic for `rekey.step` from `source`,
-    /// and the source the rest of the query then reads.
+    /// The source the rest of query `id` reads its repartition topic for `rekey.step` with,
+    /// and the task for `build`'s partition of the sub-topology that writes it from `source`
+    /// (if it has one for that partition).
     pub(super) fn repartition(
         &self,
         id: &str,
@@ -135,7 +152,8 @@ impl Session {
         rekey: Rekey,
         db: StateDb,
         from_beginning: bool,
-    ) -> Result<(Source, Pipeline)> {
+        build: &TaskBuild<'_>,
+    ) -> Result<(Source, Option<Pipeline>)> {
         let schema = match rekey.operators.last() {
             Some(op) => op.output_schema(),
             None => source.schema(),
@@ -155,9 +173,13 @@ impl Session {
                 },
             )?,
         };
+        let key = match rekey.key_codec {
+            Some(codec) => codec,
+            None => Codec::new(Format::Rows, key_fields, false)?,
+        };
         let sink = Sink {
             topic: topic.clone(),
-            key: Codec::new(Format::Rows, key_fields, false)?,
+            key,
             value: Codec::new(Format::Rows, value_fields.clone(), false)?,
             key_columns: rekey.keys,
             value_columns: rekey.values,
@@ -168,6 +190,11 @@ impl Session {
             headers_column: None,
             window: None,
         };
+        let rows = Source::rows(topic, Arc::new(Schema::new(value_fields)))?;
+        let stage = build.layout.stage(rekey.step).expect("laid out");
+        if !build.builds(stage.tasks) {
+            return Ok((rows, None));
+        }
         let upstream = Pipeline::new(
             &self.log,
             repartition_owner(id, rekey.step),
@@ -177,13 +204,27 @@ impl Session {
             from_beginning,
             Some(db),
         )?
+        .in_task(build.task(stage.subtopology), build.metrics.clone())
         .with_commit_interval(self.commit_interval()?);
-        let rows = Source::rows(topic, Arc::new(Schema::new(value_fields)))?;
-        Ok((rows, upstream))
+        Ok((rows, Some(upstream)))
+    }
+
+    /// The types of `keys`, expressions over `side`'s columns.
+    pub(super) fn key_types(
+        &self,
+        side: &SourceDef,
+        keys: &[Expr],
+    ) -> Result<Vec<datafusion::arrow::datatypes::DataType>> {
+        let schema = self.source_for(side)?.schema();
+        keys.iter()
+            .map(|k| Ok(self.stream_key_expr(side, k)?.data_type(&schema)?))
+            .collect()
     }
 
     /// The first stage for a join side `side` (read by `source`) whose join expressions
-    /// `keys` are not its key: it writes the side's rows as they are, keyed by `keys`.
+    /// `keys` are not its key: it writes the side's rows as they are, keyed by `keys`. Its
+    /// task for `build`'s partition, if it has one, comes ready to run.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn repartition_join_side(
         &self,
         id: &str,
@@ -192,7 +233,8 @@ impl Session {
         keys: &[Expr],
         db: StateDb,
         from_beginning: bool,
-    ) -> Result<(Source, Pipeline)> {
+        build: &TaskBuild<'_>,
+    ) -> Result<(Source, Option<Pipeline>)> {
         let schema = source.schema();
         let n = schema.fields().len();
         let mut exprs: Vec<Arc<dyn PhysicalExpr>> = (0..n)
@@ -214,7 +256,10 @@ impl Session {
             keys: (n..n + keys.len()).collect(),
             values: (0..n).collect(),
             rowtime,
+            key_codec: build.layout.rekey_codec(step).cloned(),
         };
-        self.repartition(id, source, rekey, db, from_beginning)
+        let (rows, task) = self.repartition(id, source, rekey, db, from_beginning, build)?;
+        let progress = build.layout.stage(step).expect("laid out").progress.clone();
+        Ok((rows, task.map(|t| t.feeding(progress, id))))
     }
 }

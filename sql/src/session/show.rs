@@ -151,11 +151,16 @@ impl Session {
                 .filter(|q| pick(q))
                 .map(|q| {
                     format!(
-                        "{} ({}) : {}\n  lag per partition: {}",
+                        "{} ({}) : {}\n  lag per partition: {}\n  tasks:\n{}",
                         q.id,
                         q.status(),
                         q.text.trim(),
-                        lag_text(&lag, &q.id)
+                        lag_text(&lag, &q.id),
+                        task_lines(q)
+                            .iter()
+                            .map(|l| format!("    {l}"))
+                            .collect::<Vec<_>>()
+                            .join("\n")
                     )
                 })
                 .collect();
@@ -200,22 +205,50 @@ impl Session {
 }
 
 /// A query's lag as "total (partition: lag, ...)", from [`Session::lag`]'s rows: how many
-/// records its source's partitions hold beyond what the query has committed.
+/// records what it reads holds beyond what its tasks have committed. The total counts its
+/// repartition topics too; the partitions listed are its sources' (named `topic/partition`
+/// when it reads several).
 fn lag_text(lag: &[(String, String, u32, u64)], query: &str) -> String {
-    let parts: Vec<(u32, u64)> = lag
-        .iter()
-        .filter(|(q, ..)| q == query)
-        .map(|&(_, _, p, l)| (p, l))
-        .collect();
-    if parts.is_empty() {
+    let mine: Vec<&(String, String, u32, u64)> = lag.iter().filter(|(q, ..)| q == query).collect();
+    if mine.is_empty() {
         return "-".into();
     }
-    let total: u64 = parts.iter().map(|(_, l)| l).sum();
-    let each: Vec<String> = parts
+    let total: u64 = mine.iter().map(|(.., l)| l).sum();
+    let sources: Vec<&&(String, String, u32, u64)> = mine
         .iter()
-        .map(|(p, l)| format!("{p}: {}", thousands(*l)))
+        .filter(|(_, t, ..)| !is_internal_topic(t))
+        .collect();
+    let several = sources.iter().any(|(_, t, ..)| *t != sources[0].1);
+    let each: Vec<String> = sources
+        .iter()
+        .map(|(_, t, p, l)| match several {
+            true => format!("{t}/{p}: {}", thousands(*l)),
+            false => format!("{p}: {}", thousands(*l)),
+        })
         .collect();
     format!("{} ({})", thousands(total), each.join(", "))
+}
+
+/// A query's tasks, one per line: `0_1 on stream-thread-2: 1,234 in, 1,200 out, lag 0`.
+pub(super) fn task_lines(q: &super::RunningQuery) -> Vec<String> {
+    q.tasks
+        .iter()
+        .map(|t| {
+            let m = &t.metrics;
+            let failed = t
+                .error()
+                .map(|e| format!(", failed: {e}"))
+                .unwrap_or_default();
+            format!(
+                "{} on {}: {} in, {} out, lag {}{failed}",
+                t.id,
+                t.thread(),
+                thousands(m.records_in.total()),
+                thousands(m.records_out.total()),
+                thousands(m.lag()),
+            )
+        })
+        .collect()
 }
 
 /// Rows as an aligned text table with a header line, as the ksql CLI prints them.

@@ -375,7 +375,10 @@
     r.badge.className = `badge ${String(q.status || '').toUpperCase()}`;
     r.sink.textContent = q.sink || '–';
     r.sources.textContent = (q.sources || []).join(', ') || '–';
-    r.tasks.textContent = fmtInt(q.tasks);
+    const tasks = q.tasks || [];
+    const threads = new Set(tasks.map((t) => t.thread));
+    r.tasks.textContent = `${fmtInt(tasks.length)} on ${fmtInt(threads.size)} thread${threads.size === 1 ? '' : 's'}`;
+    r.tasks.title = tasks.map((t) => `${t.id} on ${t.thread}: ${t.recordsIn} in, ${t.recordsOut} out, lag ${t.lag}`).join('\n');
     r.lag.textContent = fmtInt(totalLag(q));
     r.in.textContent = `${fmtInt(q.recordsIn)} (${fmtRate(q.recordsInPerSecond)}/s)`;
     r.out.textContent = `${fmtInt(q.recordsOut)} (${fmtRate(q.recordsOutPerSecond)}/s)`;
