@@ -106,6 +106,13 @@ fn queries_deploy_insert_push_pull_and_survive_a_restart() {
         ),
         "{metrics}"
     );
+    // Per task, with the stream thread that runs it.
+    assert!(
+        metrics.contains(
+            "eddy_task_records_in_total{query=\"CTAS_TOTALS_0\",task=\"0_1\",thread=\"stream-thread-"
+        ),
+        "{metrics}"
+    );
 
     // TERMINATE removes a query for good.
     let terminated = ksql(&url, "TERMINATE CTAS_TOTALS_0;");

@@ -164,6 +164,7 @@ mod insert;
 mod join;
 mod lag;
 mod n_way;
+mod owner;
 mod print;
 mod pull;
 mod push;

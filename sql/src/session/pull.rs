@@ -24,6 +24,7 @@ use eddy_engine::schema::{headers_type, PSEUDO_COLUMNS};
 use eddy_engine::state::StateScope;
 use eddy_engine::{EngineError, OperatorContext, Pipeline, TaskId};
 
+use super::owner::{has_key, KeyRoute};
 use super::tasks::TaskRun;
 use super::{Materialization, Outcome, ResultColumn, Session};
 use crate::ast::{Select, SourceKind};
@@ -169,10 +170,10 @@ impl Session {
 
     /// The current rows of a table, laid out as its source batches are (pseudo-columns, keys,
     /// values, window bounds, hidden columns): from the table's aggregation's state if it has
-    /// one, else from its materialization.
-    fn table_batch(&mut self, def: &SourceDef) -> Result<RecordBatch> {
-        let schema = self.source_for(def)?.schema();
-        if let Some(batch) = self.aggregate_rows(def)? {
+    /// one, else from its materialization. With `key`, from the task that owns it (see
+    /// `owner.rs`), else from every task.
+    fn table_batch(&mut self, def: &SourceDef, key: Option<&[ScalarValue]>) -> Result<RecordBatch> {
+        if let Some(batch) = self.aggregate_rows(def, key)? {
             return Ok(batch);
         }
         let Some((id, tasks)) = self.materialized.get(&def.name).map(|m| {
@@ -184,7 +185,25 @@ impl Session {
             let name = &def.name;
             return invalid(format!("The `{name}` table isn't queryable. To derive a queryable table, you can do 'CREATE TABLE QUERYABLE_{name} AS SELECT * FROM {name}'. See https://cnfl.io/queries for more info."));
         };
-        let scopes = self.task_scopes(&id, &tasks)?;
+        let owner = key.and_then(|k| self.source_route(def)?.owner(k, &tasks));
+        if let (Some(owner), Some(key)) = (owner, key) {
+            let batch = self.materialized_rows(def, &id, &[owner])?;
+            if has_key(&batch, key) {
+                return Ok(batch);
+            }
+        }
+        self.materialized_rows(def, &id, &tasks)
+    }
+
+    /// The rows a materialization's `tasks` keep, laid out as the table's source batches are.
+    fn materialized_rows(
+        &mut self,
+        def: &SourceDef,
+        id: &str,
+        tasks: &[TaskId],
+    ) -> Result<RecordBatch> {
+        let schema = self.source_for(def)?.schema();
+        let scopes = self.task_scopes(id, tasks)?;
         let mut key_types: Vec<DataType> =
             def.key_columns.iter().map(|c| c.ty.to_arrow()).collect();
         if def.window.is_some() {
@@ -237,8 +256,13 @@ impl Session {
     }
 
     /// The rows of a table made by an aggregation, read from the aggregation's own state: its
-    /// groups' current results, through its HAVING and projection. `None` for other tables.
-    fn aggregate_rows(&mut self, def: &SourceDef) -> Result<Option<RecordBatch>> {
+    /// groups' current results, through its HAVING and projection; with `key`, from the task
+    /// that owns it. `None` for other tables.
+    fn aggregate_rows(
+        &mut self,
+        def: &SourceDef,
+        key: Option<&[ScalarValue]>,
+    ) -> Result<Option<RecordBatch>> {
         let Some(query) = self
             .queries
             .iter()
@@ -255,6 +279,32 @@ impl Session {
             .map(|t| t.id)
             .filter(|t| t.subtopology == own)
             .collect();
+        // Its input: the repartition topic when it has one (it is then the second
+        // sub-topology), else its source.
+        let route = match own {
+            0 => query
+                .sources
+                .first()
+                .and_then(|s| self.catalog.source(s))
+                .and_then(|s| self.source_route(s)),
+            _ => KeyRoute::rows(def, tasks.len() as u32),
+        };
+        if let (Some(key), Some(owner)) = (key, key.and_then(|k| route?.owner(k, &tasks))) {
+            let batch = self.aggregate_batch(def, &id, &[owner])?;
+            if batch.as_ref().is_some_and(|b| has_key(b, key)) {
+                return Ok(batch);
+            }
+        }
+        self.aggregate_batch(def, &id, &tasks)
+    }
+
+    /// The rows of the aggregation `id` that writes `def`, as its `tasks` keep them.
+    fn aggregate_batch(
+        &mut self,
+        def: &SourceDef,
+        id: &str,
+        tasks: &[TaskId],
+    ) -> Result<Option<RecordBatch>> {
         let Ok(mut statements) = crate::parser::parse_statements(&def.sql) else {
             return Ok(None);
         };
@@ -268,7 +318,7 @@ impl Session {
         let Some(agg) = planned.aggregate.take() else {
             return Ok(None);
         };
-        let scopes = self.task_scopes(&id, &tasks)?;
+        let scopes = self.task_scopes(id, tasks)?;
         let mut batch = Aggregate::snapshot(&scopes, "aggregate", agg.spec)?;
         if let Some((predicate, _, _)) = &agg.having {
             let mask = predicate
@@ -286,7 +336,7 @@ impl Session {
                 .map_err(EngineError::from)?;
         }
         let ctx = OperatorContext {
-            query_id: &id,
+            query_id: id,
             source_topic: &def.topic,
             processing_log: &self.plog,
         };
@@ -423,7 +473,8 @@ impl Session {
         if def.kind == SourceKind::Stream {
             return self.pull_from_stream(select, planned);
         }
-        let mut batch = self.table_batch(&def)?;
+        let key = super::owner::pinned_key(select, &def);
+        let mut batch = self.table_batch(&def, key.as_deref())?;
         let ctx = OperatorContext {
             query_id: "pull",
             source_topic: &def.topic,
