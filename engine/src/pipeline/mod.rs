@@ -16,11 +16,12 @@
 //! [`crate::sink`].
 
 mod commit;
+mod input;
 mod progress;
 mod seed;
 mod turns;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,7 @@ use eddy_state::StateDb;
 
 use commit::Uncommitted;
 pub use commit::DEFAULT_COMMIT_INTERVAL;
+use input::{input_position, restrict, start_positions, Input};
 pub use progress::StageProgress;
 use turns::earliest;
 
@@ -40,89 +42,6 @@ use crate::processing_log::ProcessingLog;
 pub use crate::sink::{Sink, WindowedKey};
 pub use crate::source::{EventClock, EventTime, HeaderColumn, Source, SourceWindow};
 use crate::task::{TaskId, TaskMetrics};
-
-/// The name under which a stateful query's input position is committed with its state.
-fn input_position(topic: &str, partition: u32) -> String {
-    format!("input/{topic}/{partition}")
-}
-
-/// Where a query starts reading each partition of `source`: its committed position (with its
-/// state for a stateful query, else its consumer group's), or else the start or the end.
-fn start_positions(
-    log: &Log,
-    id: &str,
-    source: &Source,
-    from_beginning: bool,
-    state: Option<&StateDb>,
-) -> Result<Vec<u64>> {
-    let mut positions = Vec::new();
-    for p in source.topic.partitions() {
-        let stored = match state {
-            Some(db) => db.offset(id, &input_position(source.topic.name(), p.id()))?,
-            None => log.committed_offset(id, &TopicPartition::new(source.topic.name(), p.id())),
-        };
-        positions.push(stored.unwrap_or(if from_beginning {
-            p.start_offset()
-        } else {
-            p.end_offset()
-        }));
-    }
-    Ok(positions)
-}
-
-/// One input of a pipeline: a source, the operators its batches go through before the
-/// pipeline's own, and how far each of its partitions has been read.
-struct Input {
-    source: Source,
-    /// The event time of the source's records, one at a time.
-    clock: EventClock,
-    operators: Vec<Box<dyn Operator>>,
-    /// By partition: where the task has read to. Only `parts` are read and committed.
-    positions: Vec<u64>,
-    /// The partitions the task reads.
-    parts: Vec<usize>,
-    /// By partition (of `parts`): where the committed position is published (lag, progress).
-    committed: Vec<Option<Arc<AtomicU64>>>,
-    /// By partition (of `parts`), for a stage that feeds another: where the read position is
-    /// published (see `progress.rs`).
-    read: Vec<Option<Arc<AtomicU64>>>,
-    /// The stage that writes this input's topic (a repartition topic) in the same task: a
-    /// transient query's (see [`Pipeline::with_upstream`]).
-    upstream: Option<Box<Pipeline>>,
-    /// The sub-topology that writes this input's topic, as tasks of its own (see
-    /// [`Pipeline::fed_by`]).
-    fed_by: Option<Arc<StageProgress>>,
-    /// By partition, where the records that only build the input's operators' state end (see
-    /// `seed.rs`); empty for an input without such records.
-    seed_until: Vec<u64>,
-    /// A table the input's operators keep a copy of (`seed.rs`): read to its end first in each
-    /// turn.
-    table: bool,
-}
-
-impl Input {
-    fn new(source: Source, operators: Vec<Box<dyn Operator>>, positions: Vec<u64>) -> Input {
-        let n = positions.len();
-        Input {
-            clock: source.clock(),
-            source,
-            operators,
-            parts: (0..n).collect(),
-            positions,
-            committed: vec![None; n],
-            read: vec![None; n],
-            upstream: None,
-            fed_by: None,
-            seed_until: Vec::new(),
-            table: false,
-        }
-    }
-
-    /// Whether the input's records come from another stage rather than from a source.
-    fn staged(&self) -> bool {
-        self.upstream.is_some() || self.fed_by.is_some()
-    }
-}
 
 /// A running query, or one task of it: its inputs (one source, or two for a join),
 /// operators, sink.
@@ -209,24 +128,6 @@ impl Pipeline {
         self.task
     }
 
-    /// (Re)registers where each input partition's committed position is published.
-    fn attach_metrics(&mut self) {
-        self.task_metrics.clear();
-        for input in &mut self.inputs {
-            let topic = input.source.topic.clone();
-            for &p in &input.parts {
-                let slot = self
-                    .metrics
-                    .slot(topic.name(), p as u32, input.positions[p]);
-                slot.store(input.positions[p], Ordering::Release);
-                if let Ok(partition) = topic.partition(p as u32) {
-                    self.task_metrics.track(partition.clone(), slot.clone());
-                }
-                input.committed[p] = Some(slot);
-            }
-        }
-    }
-
     /// Adds an input: `source`, whose batches go through `operators` before the pipeline's
     /// own (the other side of a table-table join). It starts as the first input did.
     pub fn with_input(
@@ -256,34 +157,6 @@ impl Pipeline {
     /// module docs).
     pub fn with_commit_interval(mut self, interval: Duration) -> Pipeline {
         self.commit_interval = interval;
-        self
-    }
-
-    /// Makes this task part of a sub-topology that feeds another through its sink (a
-    /// repartition topic): it publishes its progress in `progress` for the tasks that read
-    /// the topic, and its output is not the query's. Call it once its inputs are added.
-    pub fn feeding(mut self, progress: Arc<StageProgress>, reports_as: &str) -> Pipeline {
-        self.reports_as = reports_as.to_string();
-        for input in &mut self.inputs {
-            for &p in &input.parts {
-                let at = Arc::new(AtomicU64::new(input.positions[p]));
-                progress.input(input.clock.clone(), p as u32, at.clone());
-                input.read[p] = Some(at);
-            }
-            if let Some(stage) = &input.fed_by {
-                progress.fed_by(stage.clone());
-            }
-        }
-        let slot = progress.task_slot();
-        self.publishes = Some((progress, slot));
-        self
-    }
-
-    /// Input `i` is written by another sub-topology, whose tasks publish their progress in
-    /// `stage`: its records are a repartition topic's, not the query's records in, and a join
-    /// reading in event time waits for what the stage may still write.
-    pub fn fed_by(mut self, i: usize, stage: Arc<StageProgress>) -> Pipeline {
-        self.inputs[i].fed_by = Some(stage);
         self
     }
 
@@ -492,33 +365,6 @@ impl Pipeline {
         Ok(consumed)
     }
 
-    /// Publishes the positions of input `i` as committed (for lag and progress).
-    fn publish_committed(&self, i: usize) {
-        let input = &self.inputs[i];
-        for &p in &input.parts {
-            if let Some(slot) = &input.committed[p] {
-                slot.store(input.positions[p], Ordering::Release);
-            }
-        }
-    }
-
-    /// For a stage: publishes how far it has read, and the earliest time it holds
-    /// uncommitted.
-    fn publish_progress(&self) {
-        let Some((_, pending)) = &self.publishes else {
-            return;
-        };
-        for input in &self.inputs {
-            for &p in &input.parts {
-                if let Some(slot) = &input.read[p] {
-                    slot.store(input.positions[p], Ordering::Release);
-                }
-            }
-        }
-        let min = self.uncommitted.min_time.unwrap_or(i64::MAX);
-        pending.store(min, Ordering::Release);
-    }
-
     /// Reads and processes one batch of input `i`'s partition `p`; `None` at its end.
     fn step(
         &mut self,
@@ -662,14 +508,5 @@ impl Pipeline {
         self.publish_committed(i);
         self.publish_progress();
         Ok(Some(records.len()))
-    }
-}
-
-/// Restricts `input` to the partition `task` reads.
-fn restrict(input: &mut Input, task: TaskId) {
-    if let Some(p) = task.partition {
-        input.parts = (0..input.positions.len())
-            .filter(|&q| q == p as usize)
-            .collect();
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use eddy_log::Topic;
 use parking_lot::Mutex;
 
+use super::Pipeline;
 use crate::error::Result;
 use crate::source::EventClock;
 
@@ -96,5 +97,52 @@ impl StageProgress {
             }
         }
         topics
+    }
+}
+
+impl Pipeline {
+    /// Makes this task part of a sub-topology that feeds another through its sink (a
+    /// repartition topic): it publishes its progress in `progress` for the tasks that read
+    /// the topic, and its output is not the query's. Call it once its inputs are added.
+    pub fn feeding(mut self, progress: Arc<StageProgress>, reports_as: &str) -> Pipeline {
+        self.reports_as = reports_as.to_string();
+        for input in &mut self.inputs {
+            for &p in &input.parts {
+                let at = Arc::new(AtomicU64::new(input.positions[p]));
+                progress.input(input.clock.clone(), p as u32, at.clone());
+                input.read[p] = Some(at);
+            }
+            if let Some(stage) = &input.fed_by {
+                progress.fed_by(stage.clone());
+            }
+        }
+        let slot = progress.task_slot();
+        self.publishes = Some((progress, slot));
+        self
+    }
+
+    /// Input `i` is written by another sub-topology, whose tasks publish their progress in
+    /// `stage`: its records are a repartition topic's, not the query's records in, and a join
+    /// reading in event time waits for what the stage may still write.
+    pub fn fed_by(mut self, i: usize, stage: Arc<StageProgress>) -> Pipeline {
+        self.inputs[i].fed_by = Some(stage);
+        self
+    }
+
+    /// For a stage: publishes how far it has read, and the earliest time it holds
+    /// uncommitted.
+    pub(super) fn publish_progress(&self) {
+        let Some((_, pending)) = &self.publishes else {
+            return;
+        };
+        for input in &self.inputs {
+            for &p in &input.parts {
+                if let Some(slot) = &input.read[p] {
+                    slot.store(input.positions[p], Ordering::Release);
+                }
+            }
+        }
+        let min = self.uncommitted.min_time.unwrap_or(i64::MAX);
+        pending.store(min, Ordering::Release);
     }
 }
