@@ -23,7 +23,7 @@ use eddy_engine::{
 use super::repartition::{keyed_by, rekeyed_sides, same_key_bytes, Rekey};
 use super::{RunningQuery, Session, TaskRun, CACHE_ENTRIES};
 use crate::catalog::SourceDef;
-use crate::error::{Result, SqlError};
+use crate::error::{invalid, Result, SqlError};
 use crate::join::JoinShape;
 use crate::planner::PlannedSelect;
 use crate::with_clause::codecs;
@@ -96,8 +96,8 @@ impl TaskBuild<'_> {
     }
 }
 
-/// How ksqlDB's state layout marker names it: queries created since tasks keep their state
-/// per task; one from before (without the marker) keeps running as the single task it was.
+/// The position under which a query records that it keeps its state per task: one from before
+/// tasks (without it) keeps running as the single task it was.
 const LAYOUT: &str = "layout/tasks";
 
 impl Session {
@@ -295,6 +295,12 @@ impl Session {
             stage("Aggregate-GroupBy", first);
             first = source_parts;
         }
+        // A query whose state is per task must find it where it left it.
+        if single && stateful && self.has_layout_marker(id)? {
+            return invalid(format!(
+                "Query {id} keeps its state per partition, but its sources can no longer be split by partition (their partitions or key formats changed): terminate it and create it again"
+            ));
+        }
         let own = (stages.len() as u32, first);
         Ok(QueryLayout {
             single,
@@ -311,6 +317,15 @@ impl Session {
         marker.set_offset(id, LAYOUT, 2);
         db.commit(marker).map_err(eddy_engine::EngineError::from)?;
         Ok(())
+    }
+
+    /// Whether query `id` recorded that it keeps its state per task.
+    fn has_layout_marker(&mut self, id: &str) -> Result<bool> {
+        let db = self.state_db()?;
+        let marked = db
+            .offset(id, LAYOUT)
+            .map_err(eddy_engine::EngineError::from)?;
+        Ok(marked.is_some())
     }
 
     /// Whether query `id` has state from before tasks (committed positions, no layout
