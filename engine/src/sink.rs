@@ -103,6 +103,23 @@ impl Sink {
         Ok(())
     }
 
+    /// [`Sink::write`], returning before the records are acknowledged: for a caller that waits
+    /// once for many appends (`eddy_log::Partition::wait_durable_blocking`). Returns each
+    /// partition appended to with its end after the append.
+    pub fn write_unacknowledged(
+        &self,
+        batch: &RecordBatch,
+        query: &str,
+        plog: &ProcessingLog,
+    ) -> Result<Vec<(u32, u64)>> {
+        let mut ends = Vec::new();
+        for (p, records) in self.encode(batch, query, plog)? {
+            let info = self.topic.partition(p)?.append_unacknowledged(&records)?;
+            ends.push((p, info.next_offset()));
+        }
+        Ok(ends)
+    }
+
     /// Encodes each row into a record of the partition its key chooses, by partition. Rows
     /// that do not encode go to the processing log.
     pub fn encode(

@@ -7,8 +7,9 @@
 //!   than `gap` before it or starts no more than `gap` after it; a session runs from its first to
 //!   its last record's time, both inclusive.
 //!
-//! Windows close on **stream time**, the largest timestamp the query has seen (including the
-//! record being processed): a window whose `end + grace <= stream time` takes no more records.
+//! Windows close on **stream time**, the largest timestamp the query's task has seen (of its own
+//! partition, including the record being processed; see `crate::task`): a window whose
+//! `end + grace <= stream time` takes no more records.
 //! A time window's end is exclusive; a session's end is its last record's time.
 
 /// Kafka Streams' grace period when a query gives none: 24 hours.

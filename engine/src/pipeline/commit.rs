@@ -43,6 +43,9 @@ pub(super) struct Uncommitted {
     pub(super) records: u64,
     /// The open transaction of each sink partition written to.
     output: BTreeMap<u32, Transaction>,
+    /// For a stateless task: each sink partition's end after its last append, which must be
+    /// acknowledged before the input positions are committed.
+    appended: BTreeMap<u32, u64>,
     /// The earliest time of the records read, which the pending output is stamped no
     /// earlier than.
     pub(super) min_time: Option<i64>,
@@ -54,9 +57,17 @@ impl Uncommitted {
         Uncommitted {
             records: 0,
             output: BTreeMap::new(),
+            appended: BTreeMap::new(),
             min_time: None,
             since: Instant::now(),
         }
+    }
+}
+
+impl Uncommitted {
+    /// A stateless task appended up to these ends (by sink partition).
+    pub(super) fn appended(&mut self, ends: Vec<(u32, u64)>) {
+        self.appended.extend(ends);
     }
 }
 
@@ -72,6 +83,31 @@ fn output_end(task: &str, topic: &str, partition: u32) -> String {
     format!("output/{task}/{topic}/{partition}")
 }
 impl Pipeline {
+    /// A stateless task's commit, at least once: once the output it appended is acknowledged,
+    /// its input positions (as its consumer group's offsets).
+    fn commit_positions(&mut self, log: &Log) -> Result<()> {
+        let uncommitted = std::mem::replace(&mut self.uncommitted, Uncommitted::new());
+        if let Some(sink) = &self.sink {
+            for (&p, &end) in &uncommitted.appended {
+                sink.topic.partition(p)?.wait_durable_blocking(end)?;
+            }
+        }
+        let mut consumed = Vec::new();
+        for input in &self.inputs {
+            for &p in &input.parts {
+                let tp = TopicPartition::new(input.source.topic.name(), p as u32);
+                consumed.push((tp, input.positions[p]));
+            }
+        }
+        log.commit_offsets(&self.id, &consumed)?;
+        // Only now is what was read reflected in the committed output (a caller that waits
+        // for lag 0 may then read it).
+        for i in 0..self.inputs.len() {
+            self.publish_committed(i);
+        }
+        Ok(())
+    }
+
     /// The id of this task's transactions: what `eddy_log::Partition::undecided` gives back
     /// after a crash. `None` for a task that writes none (stateless, or without a sink).
     pub fn writer(&self) -> Option<u64> {
@@ -117,15 +153,15 @@ impl Pipeline {
                 .any(|o| o.wants_commit())
     }
 
-    /// Commits a stateful task's work since its last commit (see the module docs). Does
-    /// nothing without state or with nothing new.
+    /// Commits a task's work since its last commit (see the module docs). Does nothing with
+    /// nothing new, nor for a transient query.
     pub(super) fn commit(&mut self, log: &Log, plog: &ProcessingLog) -> Result<()> {
-        let Some(db) = &self.state else {
-            return Ok(());
-        };
-        if self.uncommitted.records == 0 {
+        if self.uncommitted.records == 0 || self.transient {
             return Ok(());
         }
+        let Some(db) = &self.state else {
+            return self.commit_positions(log);
+        };
         let uncommitted = std::mem::replace(&mut self.uncommitted, Uncommitted::new());
         let mut commit = Commit::new();
         for input in &mut self.inputs {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use eddy_log::{Log, ReadLimits, TopicPartition};
+use eddy_log::{Log, ReadLimits};
 use eddy_state::StateDb;
 
 use commit::Uncommitted;
@@ -496,17 +496,18 @@ impl Pipeline {
             }
             return Ok(Some(records.len()));
         }
+        // At least once: the output is readable at once, and the input position is committed
+        // (`commit.rs`) once the output it covers is acknowledged, a group commit for many
+        // batches rather than one each.
         if let Some(sink) = self.sink.as_ref().filter(|_| batch.num_rows() > 0) {
-            sink.write(&batch, &self.reports_as, plog)?;
+            let ends = sink.write_unacknowledged(&batch, &self.reports_as, plog)?;
+            self.uncommitted.appended(ends);
         }
-        log.commit_offsets(
-            &self.id,
-            &[(TopicPartition::new(&topic, p as u32), last + 1)],
-        )?;
-        // Only now is what was read reflected in the output (a caller that waits for lag 0
-        // may then read it).
-        self.publish_committed(i);
+        self.uncommitted.records += records.len() as u64;
         self.publish_progress();
+        if self.commit_due() {
+            self.commit(log, plog)?;
+        }
         Ok(Some(records.len()))
     }
 }

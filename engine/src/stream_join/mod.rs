@@ -24,10 +24,10 @@
 //! - Records without a value, or whose join key is null, take no part (an outer side's record
 //!   with a null key is emitted null-padded at once, as Kafka Streams does).
 //!
-//! Both sides' operators share one [`StreamJoinState`]: the pipeline runs them one after the
-//! other on one thread, so the lock is never contended. Buffers are [`StagedStore`]s, written
-//! to RocksDB with the query's commit: buffered records, their expiry and the stream time all
-//! survive a crash exactly as committed.
+//! Both sides' operators share one [`StreamJoinState`] per task: the task runs them one after
+//! the other on one thread, so the lock is never contended. Buffers are [`StagedStore`]s,
+//! written to RocksDB with the task's commit: buffered records, their expiry and the stream
+//! time (the task's, of its partition of both sides) all survive a crash exactly as committed.
 //!
 //! Buffer keys are `[segment][key length][key][time][partition][offset]`: the segment (time /
 //! segment length) lets expired records go as one range deletion, and the key-then-time order
