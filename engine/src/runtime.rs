@@ -181,13 +181,14 @@ impl Runtime {
 
     /// Adds a task of `query` to the pool; it starts running at once.
     pub fn spawn(&self, query: &str, pipeline: Pipeline) -> TaskHandle {
+        let failure = pipeline.failure().map(str::to_string);
         let slot = Arc::new(Slot {
             query: query.to_string(),
             id: pipeline.task(),
             pipeline: Mutex::new(Some(pipeline)),
             thread: AtomicUsize::new(0),
-            state: AtomicU8::new(RUNNING),
-            error: Mutex::new(None),
+            state: AtomicU8::new(if failure.is_some() { FAILED } else { RUNNING }),
+            error: Mutex::new(failure),
             seen: Mutex::new((Vec::new(), true, Instant::now())),
         });
         self.shared.tasks.lock().push(slot.clone());
@@ -273,10 +274,6 @@ pub struct TaskHandle {
 }
 
 impl TaskHandle {
-    pub fn id(&self) -> TaskId {
-        self.slot.id
-    }
-
     /// The stream thread it is assigned to (`stream-thread-1`, ...).
     pub fn thread(&self) -> String {
         thread_name(self.slot.thread.load(Ordering::Acquire))
@@ -300,8 +297,15 @@ impl TaskHandle {
             .lock()
             .retain(|s| !Arc::ptr_eq(s, &self.slot));
         self.shared.assign(self.shared.thread_count());
-        // Waits for a slice in progress; the pipeline (and its stores) go with it.
-        self.slot.pipeline.lock().take();
+        // Waits for a slice in progress; the pipeline (and its stores) go with it, once what
+        // it did is committed.
+        if let Some(mut pipeline) = self.slot.pipeline.lock().take() {
+            if failed.is_none() {
+                if let Err(e) = pipeline.commit_now(&self.shared.log, &self.shared.plog) {
+                    tracing::warn!(query = %self.slot.query, task = %self.slot.id, "the last commit failed: {e}");
+                }
+            }
+        }
         match failed {
             Some(e) => Err(EngineError::Plan(format!(
                 "task {} of {} had failed: {e}",

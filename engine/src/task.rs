@@ -9,11 +9,12 @@
 //! records *it* has read. So a window closes when the records of its own partition say so,
 //! never because another partition of the same query ran ahead, as in Kafka Streams.
 //!
-//! A few queries run as a single task over every partition of their inputs: a foreign-key join
-//! (its two tables are not co-partitioned: a left row's foreign key may point into any right
-//! partition), a table-table join of tables with different partition counts, and a query whose
-//! state was written by an Eddy from before tasks (it keeps the layout it has; see
-//! `ARCHITECTURE.md`).
+//! A few queries run as a single task over every partition of their inputs: a join whose sides
+//! are not co-partitioned (a foreign-key join, whose foreign keys may point into any partition;
+//! sides with different partition counts, or whose keys are written differently, so that equal
+//! keys may sit in partitions of different numbers; windowed sides; a rekeyed side whose join
+//! expressions' types differ from the other side's key), and a query whose state was written
+//! by an Eddy from before tasks (it keeps the layout it has; see `ARCHITECTURE.md`).
 //!
 //! Tasks run on the stream threads of [`crate::runtime`], or in turn under a deterministic
 //! driver (the SQL session's `run_until_idle`).

@@ -2,13 +2,14 @@
 //! see what a crash could still cut off, and the commit comes when the pipeline runs out of
 //! input or an operator asks for it (`Operator::wants_commit`). After a crash, the session
 //! settles the transactions a task left open by what its last commit recorded
-//! (`Pipeline::committed_output`).
+//! (`pipeline::committed_outputs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use eddy_engine::pipeline::committed_outputs;
 use eddy_engine::state::{StateDb, StateOptions};
 use eddy_engine::{
     Codec, EventTime, Format, Operator, OperatorContext, Pipeline, ProcessingLog, Sink, Source,
@@ -26,6 +27,8 @@ struct Probe {
     sink: Arc<Partition>,
     seen: Seen,
     commit_every_batch: bool,
+    /// Fails on this batch (counted from 0), as a query whose expression throws would.
+    fail_on: Option<usize>,
 }
 
 impl Operator for Probe {
@@ -41,7 +44,11 @@ impl Operator for Probe {
         _: &OperatorContext<'_>,
     ) -> eddy_engine::Result<RecordBatch> {
         let seen = (self.sink.end_offset(), self.sink.written_offset());
-        self.seen.lock().unwrap().push(seen);
+        let mut all = self.seen.lock().unwrap();
+        if self.fail_on == Some(all.len()) {
+            return Err(eddy_engine::EngineError::Plan("the probe failed".into()));
+        }
+        all.push(seen);
         Ok(batch)
     }
     fn wants_commit(&self) -> bool {
@@ -96,6 +103,15 @@ fn pipeline(s: &Setup, commit_every_batch: bool) -> (Pipeline, Seen) {
 }
 
 fn pipeline_over(s: &Setup, input: Arc<Topic>, commit_every_batch: bool) -> (Pipeline, Seen) {
+    pipeline_with(s, input, commit_every_batch, None)
+}
+
+fn pipeline_with(
+    s: &Setup,
+    input: Arc<Topic>,
+    commit_every_batch: bool,
+    fail_on: Option<usize>,
+) -> (Pipeline, Seen) {
     let fields = vec![Field::new("V", DataType::Int64, true)];
     let source = Source::new(
         input,
@@ -125,6 +141,7 @@ fn pipeline_over(s: &Setup, input: Arc<Topic>, commit_every_batch: bool) -> (Pip
         sink: s.output.partition(0).unwrap().clone(),
         seen: seen.clone(),
         commit_every_batch,
+        fail_on,
     };
     let pipeline = Pipeline::new(
         &s.log,
@@ -184,9 +201,10 @@ fn a_transaction_a_crash_left_open_is_kept_only_if_its_commit_recorded_its_end()
         .unwrap();
     let out = s.output.partition(0).unwrap().clone();
     // The task's last commit recorded where its output ends.
-    assert_eq!(pipeline.committed_output("out", 0).unwrap(), 25_000);
-    // A crash after appending more output but before committing it.
     let writer = pipeline.writer().unwrap();
+    let ends = committed_outputs(&s.db).unwrap();
+    assert_eq!(ends.get(&(writer, "out".to_string(), 0)), Some(&25_000));
+    // A crash after appending more output but before committing it.
     let mut txn = out.begin(writer);
     txn.append(&[Record::new(None::<&str>, Some("{\"V\":-1}"), 0)])
         .unwrap();
@@ -285,4 +303,30 @@ fn tasks_of_one_query_share_a_sink_partition_through_their_transactions() {
     assert_eq!(values.len(), 30_000, "no record's output twice");
     assert_eq!(metrics.position("in2", 0), Some(15_000));
     assert_eq!(metrics.position("in2", 1), Some(15_000));
+}
+
+/// A task that fails gives up what it has not committed: its transactions abort, so they hold
+/// no reader of its sink back, and it runs no more.
+#[test]
+fn a_failed_task_aborts_its_open_transactions() {
+    let s = setup();
+    let (mut pipeline, _) = pipeline_with(&s, s.input.clone(), false, Some(2));
+    let plog = ProcessingLog::new(s.log.clone());
+    assert!(pipeline.run_available(&s.log, &plog).is_err());
+    assert_eq!(pipeline.failure(), Some("the probe failed"));
+    let out = s.output.partition(0).unwrap();
+    // Two batches' output was written in its transaction, and aborted: nothing is held back.
+    assert_eq!((out.end_offset(), out.written_offset()), (20_000, 20_000));
+    assert!(out
+        .read(0, eddy_log::ReadLimits::default())
+        .unwrap()
+        .is_empty());
+    out.append(&[Record::new(None::<&str>, Some("{\"V\":-1}"), 0)])
+        .unwrap();
+    assert_eq!(
+        out.read(0, eddy_log::ReadLimits::default()).unwrap().len(),
+        1
+    );
+    // It runs no more.
+    assert_eq!(pipeline.run_available(&s.log, &plog).unwrap(), 0);
 }

@@ -17,8 +17,7 @@ use crate::error::{LogError, Result};
 use crate::group_offsets::TopicPartition;
 use crate::log_dir::Log;
 use crate::membership::GroupMember;
-use crate::partition::ReadLimits;
-use crate::record::StoredRecord;
+use crate::partition::{Read, ReadLimits};
 use crate::topic::Topic;
 
 /// Where to start a partition that has no committed offset (or whose offset fell out of range).
@@ -181,9 +180,10 @@ impl Consumer {
                 let i = self.next % self.assigned.len();
                 self.next = i + 1;
                 let tp = self.assigned[i].clone();
-                let records = self.read(&tp)?;
-                if let Some(last) = records.last() {
-                    self.positions.insert(tp.clone(), last.offset + 1);
+                let read = self.read(&tp)?;
+                self.positions.insert(tp.clone(), read.next);
+                let records = read.records;
+                if !records.is_empty() {
                     let topic: Arc<str> = Arc::from(tp.topic.as_str());
                     return Ok(records
                         .into_iter()
@@ -211,14 +211,14 @@ impl Consumer {
         }
     }
 
-    fn read(&mut self, tp: &TopicPartition) -> Result<Vec<StoredRecord>> {
+    fn read(&mut self, tp: &TopicPartition) -> Result<Read> {
         let offset = self.position(tp)?;
         let partition = self.log.partition(&tp.topic, tp.partition)?;
-        match partition.read(offset, self.limits) {
+        match partition.read_on(offset, self.limits) {
             Err(LogError::OffsetOutOfRange { .. }) => {
                 let reset = self.reset_position(tp)?;
                 self.positions.insert(tp.clone(), reset);
-                partition.read(reset, self.limits)
+                partition.read_on(reset, self.limits)
             }
             other => other,
         }

@@ -60,7 +60,7 @@ pub use error::{LogError, Result};
 pub use group_offsets::{TopicPartition, OFFSETS_TOPIC};
 pub use log_dir::Log;
 pub use membership::{GroupAssignment, GroupMember};
-pub use partition::{AppendInfo, Partition, ReadLimits, MAX_RECORD_BYTES};
+pub use partition::{AppendInfo, Partition, Read, ReadLimits, MAX_RECORD_BYTES};
 pub use record::{now_ms, Header, Record, StoredRecord};
 pub use segment::Truncation;
 pub use topic::{validate_topic_name, Topic};

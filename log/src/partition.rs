@@ -14,12 +14,12 @@
 //!
 //! # Transactions
 //! An exactly-once writer (a stateful query's task) appends its output inside a transaction
-//! (`transaction.rs`): written to the segment, but past the readable `end`, which moves over
-//! the records only when the writer's commit has made them permanent. So no reader ever sees
-//! output that recovery may cut off, as a Kafka `read_committed` consumer sees only committed
-//! transactions. One transaction at a time holds a partition, and ordinary appends wait for
-//! it, so its records are always the tail: `start <= end <= written` and `durable <= written`,
-//! where the appender's `written` offset is where the next record goes.
+//! (`transaction.rs`), as Kafka's do: written to the segment among everyone else's records,
+//! but readable only below `end`, the last stable offset (the first offset of any transaction
+//! still open), and skipped by readers if it aborts. So no reader ever sees output that
+//! recovery may take back, as a Kafka `read_committed` consumer sees only committed
+//! transactions. `start <= end <= written` and `durable <= written`, where the appender's
+//! `written` offset is where the next record goes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,6 +56,13 @@ impl AppendInfo {
     pub fn next_offset(&self) -> u64 {
         self.base_offset + self.count
     }
+}
+
+/// What a read found, and where the next read starts.
+#[derive(Debug)]
+pub struct Read {
+    pub records: Vec<StoredRecord>,
+    pub next: u64,
 }
 
 /// Bounds on one read. A read returns at least one record if any is available, even when that
@@ -105,7 +112,7 @@ pub struct Partition {
 /// The appender's reusable encoding buffer; holding its lock is holding the right to append.
 pub(crate) struct AppendBuffer {
     buf: Vec<u8>,
-    /// The offset the next appended record gets (`end` plus the pending records).
+    /// The offset the next appended record gets (past `end` while a transaction is open).
     written: u64,
 }
 
@@ -173,7 +180,7 @@ impl Partition {
         let end = segments.last().expect("at least one segment").next_offset();
         // Transactions open when the last process stopped leave their records unreadable until
         // they are settled (`Partition::resolve`): find them past the decided offset.
-        let (mut txn, aborted) = TxnState::load(&dir)?;
+        let (mut txn, aborted) = TxnState::load(&dir, end)?;
         if let Some(from) = txn.scan_from() {
             for seg in segments.iter().filter(|s| s.next_offset() > from) {
                 seg.scan(seg.position_for(from), seg.size(), |_, meta, _| {
@@ -211,8 +218,9 @@ impl Partition {
     }
 
     /// Removes every record at or after `offset` (a batch boundary: the end of an earlier
-    /// append). Exactly-once recovery uses it to drop output a crashed query appended but never
-    /// committed; it is not for general use, as readers may have seen the records it removes.
+    /// append). A store's recovery uses it to drop changelog records a crashed task appended
+    /// but never committed (the changelog partition is that task's alone); it is not for
+    /// general use, as readers may have seen the records it removes.
     pub fn truncate_to(&self, offset: u64) -> Result<u64> {
         let mut app = self.appender.lock();
         let end = app.written;
@@ -260,13 +268,13 @@ impl Partition {
         self.start.load(Ordering::Acquire)
     }
 
-    /// One past the last readable offset: the offset the next appended record will get, unless
-    /// records are pending.
+    /// One past the last readable offset (the last stable offset): the offset the next appended
+    /// record will get, unless a transaction is open.
     pub fn end_offset(&self) -> u64 {
         self.end.get()
     }
 
-    /// The offset the next appended record will get, pending records included.
+    /// The offset the next appended record will get, open transactions' records included.
     pub fn written_offset(&self) -> u64 {
         self.appender.lock().written
     }
@@ -476,8 +484,16 @@ impl Partition {
     }
 
     /// Reads records at or after `offset`. An offset equal to the end offset returns nothing;
-    /// one below the start or above the end is out of range.
+    /// one below the start or above the end is out of range. Aborted transactions' records are
+    /// skipped; see [`Partition::read_on`] for where to read next when nothing but them was left.
     pub fn read(&self, offset: u64, limits: ReadLimits) -> Result<Vec<StoredRecord>> {
+        Ok(self.read_on(offset, limits)?.records)
+    }
+
+    /// [`Partition::read`], with the offset to read from next: after the last record read, or,
+    /// when nothing readable was left but aborted records, the end offset, so that a reader
+    /// that tracks its position moves past them.
+    pub fn read_on(&self, offset: u64, limits: ReadLimits) -> Result<Read> {
         let segments = self.segments.read().clone();
         let end = self.end.get();
         let start = self.start_offset();
@@ -492,7 +508,10 @@ impl Partition {
         }
         let mut out = Vec::new();
         if offset == end {
-            return Ok(out);
+            return Ok(Read {
+                records: out,
+                next: end,
+            });
         }
         let first = segments
             .partition_point(|s| s.base_offset <= offset)
@@ -515,7 +534,9 @@ impl Partition {
         while out.last().is_some_and(|r| r.offset >= end) {
             out.pop();
         }
-        Ok(out)
+        // Nothing left before `end` but what was skipped.
+        let next = out.last().map_or(end, |r| r.offset + 1);
+        Ok(Read { records: out, next })
     }
 
     /// The first offset whose record's timestamp is at or after `timestamp`, or `None` if every

@@ -191,11 +191,6 @@ impl Topic {
     pub fn wait_for_activity_blocking(&self, seen: u64, timeout: Duration) -> bool {
         self.activity.wait_blocking(seen, timeout)
     }
-
-    /// Waits until [`Topic::activity`] exceeds `seen`.
-    pub async fn wait_for_activity(&self, seen: u64) {
-        self.activity.wait(seen).await
-    }
 }
 
 #[cfg(test)]

@@ -163,10 +163,21 @@ fn decode_aborted(bytes: &[u8]) -> Option<Vec<Aborted>> {
     )
 }
 
+/// Writes the aborted list of the partition in `dir` whole, fsynced, by rename.
+fn save_aborted_in(dir: &Path, list: &[Aborted]) -> Result<()> {
+    let path = dir.join(ABORTED_FILE);
+    let tmp = dir.join(".aborted.tmp");
+    std::fs::write(&tmp, encode_aborted(list)).at(&tmp)?;
+    File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
+    std::fs::rename(&tmp, &path).at(&path)?;
+    sync_dir(dir)
+}
+
 impl TxnState {
-    /// The recorded state of the partition in `dir`: its decided offset and aborted list
-    /// (`None` for a partition that never had a transaction).
-    pub(crate) fn load(dir: &Path) -> Result<(TxnState, Vec<Aborted>)> {
+    /// The recorded state of the partition in `dir`, whose records end at `end`: its decided
+    /// offset and aborted list. Aborted ranges at or past `end` are dropped: a power loss cut
+    /// off their records, and their offsets will be given again.
+    pub(crate) fn load(dir: &Path, end: u64) -> Result<(TxnState, Vec<Aborted>)> {
         let read = |name: &str| -> Result<Option<Vec<u8>>> {
             let path = dir.join(name);
             match std::fs::read(&path) {
@@ -178,20 +189,22 @@ impl TxnState {
         let decided_bytes = read(DECIDED_FILE)?;
         let aborted_bytes = read(ABORTED_FILE)?;
         let used = decided_bytes.is_some() || aborted_bytes.is_some();
-        let (decided, committed) = match decided_bytes {
-            None => (0, BTreeMap::new()),
-            Some(b) => decode_decided(&b).ok_or_else(|| LogError::Metadata {
-                path: dir.join(DECIDED_FILE),
-                reason: "the record of decided transactions is damaged".into(),
-            })?,
-        };
-        let aborted = match aborted_bytes {
+        // Not fsynced, so a power loss may leave it empty: then the open scan starts from the
+        // beginning, and what it finds is settled as any undecided record is.
+        let (decided, committed) = decided_bytes
+            .and_then(|b| decode_decided(&b))
+            .unwrap_or_default();
+        let mut aborted = match aborted_bytes {
             None => Vec::new(),
             Some(b) => decode_aborted(&b).ok_or_else(|| LogError::Metadata {
                 path: dir.join(ABORTED_FILE),
                 reason: "the list of aborted transactions is damaged".into(),
             })?,
         };
+        if aborted.iter().any(|a| a.first >= end) {
+            aborted.retain(|a| a.first < end);
+            save_aborted_in(dir, &aborted)?;
+        }
         let state = TxnState {
             dir: dir.to_path_buf(),
             used,
@@ -306,34 +319,30 @@ impl Partition {
         Ok(())
     }
 
-    /// Adds `range` to the aborted list, durably, before it takes effect.
-    fn add_aborted(&self, range: Aborted) -> Result<()> {
-        let mut list: Vec<Aborted> = self.aborted.read().as_ref().clone();
-        list.push(range);
-        list.sort_by_key(|a| a.first);
-        let path = self.dir.join(ABORTED_FILE);
-        let tmp = self.dir.join(".aborted.tmp");
-        std::fs::write(&tmp, encode_aborted(&list)).at(&tmp)?;
-        File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
-        std::fs::rename(&tmp, &path).at(&path)?;
-        sync_dir(&self.dir)?;
+    /// Replaces the aborted list with `list`, durably, before it takes effect. Called with the
+    /// transaction state locked, which keeps changes to the list in order.
+    fn save_aborted(&self, list: Vec<Aborted>) -> Result<()> {
+        save_aborted_in(&self.dir, &list)?;
         *self.aborted.write() = Arc::new(list);
         Ok(())
     }
 
+    /// Adds `range` to the aborted list.
+    fn add_aborted(&self, range: Aborted) -> Result<()> {
+        let mut list: Vec<Aborted> = self.aborted.read().as_ref().clone();
+        list.push(range);
+        list.sort_by_key(|a| a.first);
+        self.save_aborted(list)
+    }
+
     /// Drops the aborted ranges wholly below `start` (retention took their records).
     pub(crate) fn forget_aborted_below(&self, start: u64) -> Result<()> {
+        let _txn = self.txn.lock();
         let list = self.aborted.read().clone();
         if !list.iter().any(|a| a.last < start) {
             return Ok(());
         }
-        let kept: Vec<Aborted> = list.iter().filter(|a| a.last >= start).copied().collect();
-        let path = self.dir.join(ABORTED_FILE);
-        let tmp = self.dir.join(".aborted.tmp");
-        std::fs::write(&tmp, encode_aborted(&kept)).at(&tmp)?;
-        std::fs::rename(&tmp, &path).at(&path)?;
-        *self.aborted.write() = Arc::new(kept);
-        Ok(())
+        self.save_aborted(list.iter().filter(|a| a.last >= start).copied().collect())
     }
 
     /// A transaction of `writer` (see [`writer_id`]) on this partition. Nothing is recorded
@@ -397,12 +406,27 @@ impl Transaction {
         let mut txn = p.txn.lock();
         let written = p.written_offset();
         txn.start_using(written)?;
+        // Open before the write: what a write that fails half-way leaves stays hidden.
         txn.open.entry(self.writer).or_insert(written);
-        let info = p.write(records, Some(self.writer))?;
-        if info.count > 0 {
-            self.end = Some(info.next_offset());
+        match p.write(records, Some(self.writer)) {
+            Ok(info) => {
+                if info.count > 0 {
+                    self.end = Some(info.next_offset());
+                }
+                Ok(info)
+            }
+            Err(e) => {
+                // The transaction lock keeps other writers out: what was written is its own.
+                let now = p.written_offset();
+                if now > written {
+                    self.end = Some(now);
+                } else if self.end.is_none() {
+                    txn.open.remove(&self.writer);
+                    p.publish_stable(&txn);
+                }
+                Err(e)
+            }
         }
-        Ok(info)
     }
 
     /// One past the transaction's last record, if it wrote any.
@@ -425,21 +449,28 @@ impl Transaction {
     }
 
     fn close(&mut self, abort: bool) -> Result<()> {
-        let Some(end) = self.end.take() else {
-            return Ok(());
-        };
         let p = &self.partition;
         let mut txn = p.txn.lock();
-        let Some(first) = txn.open.remove(&self.writer) else {
+        let Some(&first) = txn.open.get(&self.writer) else {
+            self.end = None;
+            return Ok(());
+        };
+        let Some(end) = self.end else {
+            txn.open.remove(&self.writer);
+            p.publish_stable(&txn);
             return Ok(());
         };
         if abort {
+            // Listed before it stops holding the stable offset back: if listing fails, its
+            // records stay hidden (and a restart settles them).
             p.add_aborted(Aborted {
                 writer: self.writer,
                 first,
                 last: end - 1,
             })?;
         }
+        txn.open.remove(&self.writer);
+        self.end = None;
         let stable = txn.stable(p.written_offset());
         txn.record(stable, (!abort).then_some((self.writer, end)))?;
         p.publish_stable(&txn);

@@ -338,3 +338,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_failed_first_append_holds_nothing_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let t = log.create_topic("t", TopicConfig::default()).unwrap();
+    let p = t.partition(0).unwrap().clone();
+    let mut txn = p.begin(writer_id("w"));
+    let huge = "x".repeat(eddy_log::MAX_RECORD_BYTES + 1);
+    assert!(txn.append(&[rec(None, Some(&huge), 1)]).is_err());
+    p.append(&[rec(None, Some("plain"), 2)]).unwrap();
+    assert_eq!(
+        texts(&p),
+        ["plain"],
+        "the failed transaction holds no offset back"
+    );
+    drop(txn);
+    assert_eq!(texts(&p), ["plain"]);
+}
+
+#[test]
+fn a_reader_moves_past_aborted_records_at_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let t = log.create_topic("t", TopicConfig::default()).unwrap();
+    let p = t.partition(0).unwrap().clone();
+    p.append(&[rec(None, Some("a"), 1)]).unwrap();
+    let mut txn = p.begin(writer_id("w"));
+    txn.append(&[rec(None, Some("x"), 2), rec(None, Some("y"), 3)])
+        .unwrap();
+    txn.abort().unwrap();
+    let read = p.read_on(1, eddy_log::ReadLimits::default()).unwrap();
+    assert!(read.records.is_empty());
+    assert_eq!(read.next, 3, "past the aborted records, to the end");
+    // A consumer's position moves past them too: it is caught up.
+    let mut consumer =
+        eddy_log::Consumer::new(&log, &["t"], eddy_log::OffsetReset::Earliest).unwrap();
+    let got = consumer.poll(Duration::from_millis(10)).unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(consumer.poll(Duration::from_millis(10)).unwrap().is_empty());
+    let tp = eddy_log::TopicPartition::new("t", 0);
+    assert_eq!(consumer.position(&tp).unwrap(), 3);
+}

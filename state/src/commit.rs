@@ -51,6 +51,11 @@ impl Commit {
             .put(offset_key(owner, name), offset.to_be_bytes());
     }
 
+    /// Forgets a position of `owner`'s.
+    pub fn delete_offset(&mut self, owner: &str, name: &str) {
+        self.batch.delete(offset_key(owner, name));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.batch.is_empty()
     }

@@ -210,6 +210,31 @@ impl StateDb {
         })
     }
 
+    /// Every position whose name starts with `prefix`, of every owner: `(owner, name, offset)`.
+    pub fn positions_named(&self, prefix: &str) -> Result<Vec<(String, String, u64)>> {
+        let all = b"o\0".to_vec();
+        let mut out = Vec::new();
+        for item in self.inner.db.prefix_iterator(&all) {
+            let (k, v) = item?;
+            if !k.starts_with(&all) {
+                break;
+            }
+            let rest = &k[all.len()..];
+            let Some(split) = rest.iter().position(|&b| b == 0) else {
+                continue;
+            };
+            let name = String::from_utf8_lossy(&rest[split + 1..]);
+            if !name.starts_with(prefix) {
+                continue;
+            }
+            if let Ok(offset) = <[u8; 8]>::try_from(v.as_ref()) {
+                let owner = String::from_utf8_lossy(&rest[..split]).into_owned();
+                out.push((owner, name.into_owned(), u64::from_be_bytes(offset)));
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes everything a query kept: its stores and its offsets.
     pub fn drop_owner(&self, owner: &str) -> Result<()> {
         let _allocating = self.inner.registry.lock();

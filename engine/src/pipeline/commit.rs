@@ -1,8 +1,10 @@
-//! When a stateful task commits, and what a commit holds.
+//! When a task commits, and what a commit holds.
 //!
-//! A stateful task (an exactly-once query's, or one of its stages') appends its output as it
-//! produces it, in one transaction per sink partition (`eddy_log::Transaction`, Kafka's model:
-//! readers see it only once it commits), and commits not after every read: when the commit
+//! A stateless task commits at least once: its consumer group's offsets, once the output they
+//! cover is acknowledged (`commit_positions`). A stateful task (an exactly-once query's, or one
+//! of its stages') appends its output as it produces it, in one transaction per sink partition
+//! (`eddy_log::Transaction`, Kafka's model: readers see it only once it commits). Either
+//! commits not after every read: when the commit
 //! interval has passed since the last one (ksqlDB's `commit.interval.ms`, 2 s by default), when
 //! an operator's uncommitted changes reach the bound it keeps in memory
 //! ([`crate::Operator::wants_commit`]), or when no input is left to read
@@ -22,11 +24,11 @@
 //! are kept. Only a commit makes output visible, so a reader never sees what recovery may cut
 //! off, whatever order the replay reads partitions in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use eddy_log::{writer_id, Log, Record, TopicPartition, Transaction};
-use eddy_state::Commit;
+use eddy_state::{Commit, StateDb};
 
 use super::{input_position, Pipeline};
 use crate::error::Result;
@@ -41,6 +43,9 @@ pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_secs(2);
 pub(super) struct Uncommitted {
     /// Input records read.
     pub(super) records: u64,
+    /// Whether a position moved over offsets without records (aborted, compacted away,
+    /// retained no longer): committed too, though nothing was read.
+    pub(super) moved: bool,
     /// The open transaction of each sink partition written to.
     output: BTreeMap<u32, Transaction>,
     /// For a stateless task: each sink partition's end after its last append, which must be
@@ -56,6 +61,7 @@ impl Uncommitted {
     pub(super) fn new() -> Uncommitted {
         Uncommitted {
             records: 0,
+            moved: false,
             output: BTreeMap::new(),
             appended: BTreeMap::new(),
             min_time: None,
@@ -81,6 +87,27 @@ fn task_label(task: TaskId) -> String {
 /// The name under which a task records the end of its output in a sink partition.
 fn output_end(task: &str, topic: &str, partition: u32) -> String {
     format!("output/{task}/{topic}/{partition}")
+}
+
+/// Where each task's last commit recorded that its output ends in each sink partition, by
+/// (writer, topic, partition): what of a transaction a crash left undecided to keep (see
+/// `eddy_log::Partition::resolve`). Read from the commits themselves, so it covers the tasks
+/// of every query with state, running or not.
+pub fn committed_outputs(db: &StateDb) -> Result<HashMap<(u64, String, u32), u64>> {
+    let mut ends = HashMap::new();
+    for (owner, name, end) in db.positions_named("output/")? {
+        let mut parts = name["output/".len()..].splitn(3, '/');
+        let (Some(task), Some(topic), Some(partition)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Ok(partition) = partition.parse::<u32>() else {
+            continue;
+        };
+        let writer = writer_id(&format!("{owner}/{task}"));
+        ends.insert((writer, topic.to_string(), partition), end);
+    }
+    Ok(ends)
 }
 impl Pipeline {
     /// A stateless task's commit, at least once: once the output it appended is acknowledged,
@@ -115,16 +142,6 @@ impl Pipeline {
             .then(|| writer_id(&format!("{}/{}", self.id, task_label(self.task))))
     }
 
-    /// Where this task's last commit recorded that its output ends in `partition` of
-    /// `topic` (0: it recorded none): what of a transaction a crash left undecided to keep.
-    pub fn committed_output(&self, topic: &str, partition: u32) -> Result<u64> {
-        let Some(db) = &self.state else {
-            return Ok(0);
-        };
-        let name = output_end(&task_label(self.task), topic, partition);
-        Ok(db.offset(&self.id, &name)?.unwrap_or(0))
-    }
-
     /// Appends `records` (by sink partition) to the task's open transactions.
     pub(super) fn append_output(&mut self, records: BTreeMap<u32, Vec<Record>>) -> Result<()> {
         let (Some(sink), Some(writer)) = (&self.sink, self.writer()) else {
@@ -156,7 +173,7 @@ impl Pipeline {
     /// Commits a task's work since its last commit (see the module docs). Does nothing with
     /// nothing new, nor for a transient query.
     pub(super) fn commit(&mut self, log: &Log, plog: &ProcessingLog) -> Result<()> {
-        if self.uncommitted.records == 0 || self.transient {
+        if (self.uncommitted.records == 0 && !self.uncommitted.moved) || self.transient {
             return Ok(());
         }
         let Some(db) = &self.state else {
@@ -194,8 +211,22 @@ impl Pipeline {
         // The commit point: a crash before it cuts the transactions off (dropped here on an
         // error, they abort), one after it keeps them.
         db.commit(commit)?;
-        for (_, txn) in uncommitted.output {
-            txn.commit()?;
+        let mut output = uncommitted.output.into_values();
+        while let Some(txn) = output.next() {
+            let (partition, end) = (txn.partition().clone(), txn.end());
+            if let Err(e) = txn.commit() {
+                // Committed in the state: what is left must not abort. Left undecided, a
+                // restart keeps it (its end is recorded).
+                output.for_each(std::mem::forget);
+                return Err(e.into());
+            }
+            // Committed, but readable only once every transaction before it has decided: a
+            // stage still holds the bound of the sub-topology it feeds until then.
+            if let (Some(end), Some(t)) = (end, uncommitted.min_time) {
+                if self.publishes.is_some() && partition.end_offset() < end {
+                    self.hidden.push((partition, end, t));
+                }
+            }
         }
         log.commit_offsets(&self.id, &consumed)?;
         // The only reader of its repartition topics' partitions: what it committed is

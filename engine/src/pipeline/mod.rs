@@ -30,7 +30,7 @@ use eddy_log::{Log, ReadLimits};
 use eddy_state::StateDb;
 
 use commit::Uncommitted;
-pub use commit::DEFAULT_COMMIT_INTERVAL;
+pub use commit::{committed_outputs, DEFAULT_COMMIT_INTERVAL};
 use input::{input_position, restrict, start_positions, Input};
 pub use progress::StageProgress;
 use turns::earliest;
@@ -71,6 +71,11 @@ pub struct Pipeline {
     commit_interval: Duration,
     /// A stateful query's work since its last commit.
     uncommitted: Uncommitted,
+    /// Why it failed, if it did.
+    failure: Option<String>,
+    /// For a stage: its committed output not readable yet (behind another writer's open
+    /// transaction), with the earliest time it may hold (see `progress.rs`).
+    hidden: Vec<(Arc<eddy_log::Partition>, u64, i64)>,
 }
 
 impl Pipeline {
@@ -105,6 +110,8 @@ impl Pipeline {
             publishes: None,
             commit_interval: DEFAULT_COMMIT_INTERVAL,
             uncommitted: Uncommitted::new(),
+            failure: None,
+            hidden: Vec::new(),
         };
         pipeline.attach_metrics();
         Ok(pipeline)
@@ -323,6 +330,42 @@ impl Pipeline {
         plog: &ProcessingLog,
         budget: Option<Duration>,
     ) -> Result<(usize, bool)> {
+        if self.failure.is_some() {
+            return Ok((0, true));
+        }
+        let result = self.run_until(log, plog, budget);
+        if let Err(e) = &result {
+            self.failure = Some(e.to_string());
+            self.abandon();
+        }
+        result
+    }
+
+    /// Why the task stopped, if it failed: it runs no more (a restart resumes it from its
+    /// last commit).
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    /// A task that failed gives up its uncommitted work: its open transactions abort (readers
+    /// of its sink partitions are not held back by them), and as a stage it no longer holds
+    /// the bound of the sub-topology it feeds. A restart reads that input again.
+    fn abandon(&mut self) {
+        self.uncommitted = Uncommitted::new();
+        self.publish_progress();
+    }
+
+    /// Commits what the task has done, if anything: before it stops running.
+    pub fn commit_now(&mut self, log: &Log, plog: &ProcessingLog) -> Result<()> {
+        self.commit(log, plog)
+    }
+
+    fn run_until(
+        &mut self,
+        log: &Log,
+        plog: &ProcessingLog,
+        budget: Option<Duration>,
+    ) -> Result<(usize, bool)> {
         let deadline = budget.map(|b| Instant::now() + b);
         let out_of_time = || deadline.is_some_and(|d| Instant::now() >= d);
         let nested = self.inputs.iter().any(|i| i.upstream.is_some());
@@ -339,7 +382,7 @@ impl Pipeline {
                 false => self.run_reads(log, plog, 1)?,
             };
             self.metrics.records_in.add(sourced as u64);
-            self.task_metrics.records_in.add(sourced as u64);
+            self.task_metrics.records_in.add(n as u64);
             consumed += n;
             if n == 0 && (idle || !nested) {
                 break true;
@@ -352,6 +395,8 @@ impl Pipeline {
         if drained {
             self.commit(log, plog)?;
         }
+        // What it holds hidden may have become readable meanwhile.
+        self.publish_progress();
         Ok((consumed, drained))
     }
 
@@ -375,18 +420,25 @@ impl Pipeline {
     ) -> Result<Option<usize>> {
         let input = &mut self.inputs[i];
         let partition = input.source.topic.partition(p as u32)?.clone();
-        let records = match partition.read(input.positions[p], ReadLimits::default()) {
+        let read = match partition.read_on(input.positions[p], ReadLimits::default()) {
             Ok(r) => r,
             Err(eddy_log::LogError::OffsetOutOfRange { start, .. })
                 if input.positions[p] < start =>
             {
                 input.positions[p] = start;
+                self.uncommitted.moved = true;
                 return Ok(Some(0));
             }
             Err(e) => return Err(e.into()),
         };
-        let mut records = records;
+        let mut records = read.records;
         if records.is_empty() {
+            // Nothing but aborted transactions' records: read on past them.
+            if read.next > input.positions[p] {
+                input.positions[p] = read.next;
+                self.uncommitted.moved = true;
+                return Ok(Some(0));
+            }
             return Ok(None);
         }
         let seed = self.seeding(i, p);
@@ -396,6 +448,7 @@ impl Pipeline {
                 if records.is_empty() {
                     // The seed ends in a gap of offsets (a compacted table).
                     self.inputs[i].positions[p] = until;
+                    self.uncommitted.moved = true;
                     return Ok(Some(0));
                 }
             }
@@ -461,9 +514,10 @@ impl Pipeline {
             }
             batch = op.process(batch, &ctx)?;
         }
+        // A stage's output is a repartition topic's: its task's, not the query's.
+        self.task_metrics.records_out.add(batch.num_rows() as u64);
         if self.publishes.is_none() {
             self.metrics.records_out.add(batch.num_rows() as u64);
-            self.task_metrics.records_out.add(batch.num_rows() as u64);
         }
         input.positions[p] = last + 1;
         if self.transient {

@@ -131,10 +131,12 @@ impl Pipeline {
 
     /// For a stage: publishes how far it has read, and the earliest time it holds
     /// uncommitted.
-    pub(super) fn publish_progress(&self) {
+    pub(super) fn publish_progress(&mut self) {
         let Some((_, pending)) = &self.publishes else {
             return;
         };
+        // Committed output that another writer's open transaction still hides.
+        self.hidden.retain(|(p, end, _)| p.end_offset() < *end);
         for input in &self.inputs {
             for &p in &input.parts {
                 if let Some(slot) = &input.read[p] {
@@ -142,7 +144,8 @@ impl Pipeline {
                 }
             }
         }
-        let min = self.uncommitted.min_time.unwrap_or(i64::MAX);
+        let hidden = self.hidden.iter().map(|(_, _, t)| *t).min();
+        let min = super::turns::earliest(self.uncommitted.min_time, hidden).unwrap_or(i64::MAX);
         pending.store(min, Ordering::Release);
     }
 }

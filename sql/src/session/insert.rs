@@ -48,6 +48,7 @@ impl Session {
         let plan =
             |s: &Session| plan_select(&s.df.state(), &s.catalog, query, target, &s.properties);
         let planned = plan(self)?;
+        self.check_copartitioned(query, &planned)?;
         let same = |a: &[Column], b: &[Column]| {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.ty == y.ty)
         };

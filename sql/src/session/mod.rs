@@ -244,6 +244,7 @@ impl Session {
         }
         session.properties = BTreeMap::new();
         session.commands = Some(commands);
+        session.cut_back_legacy_output()?;
         session.settle_transactions()?;
         session.delete_push_step_topics()?;
         session.drop_stale_materializations()?;
@@ -252,24 +253,19 @@ impl Session {
 
     /// Exactly-once recovery after a restart: the output transactions that tasks had open
     /// when the last process stopped are kept as far as the task's last commit recorded their
-    /// end, and cut off past it (the input they came from is read again); a writer no task
-    /// owns any longer has its undecided records cut off.
+    /// end, and aborted past it (the input they came from is read again).
     fn settle_transactions(&mut self) -> Result<()> {
         let undecided = self.log.undecided();
         if undecided.is_empty() {
             return Ok(());
         }
+        let ends = match self.log.dir().join("state").exists() {
+            true => eddy_engine::pipeline::committed_outputs(&self.state_db()?)?,
+            false => Default::default(),
+        };
         for (partition, u) in undecided {
-            let owner = self
-                .queries
-                .iter()
-                .flat_map(|q| q.tasks.iter())
-                .filter_map(TaskRun::pipeline)
-                .find(|p| p.writer() == Some(u.writer));
-            let committed_end = match owner {
-                Some(task) => task.committed_output(partition.topic(), partition.id())?,
-                None => 0,
-            };
+            let key = (u.writer, partition.topic().to_string(), partition.id());
+            let committed_end = ends.get(&key).copied().unwrap_or(0);
             partition.resolve(u.writer, committed_end)?;
             if committed_end < u.end {
                 tracing::info!(
@@ -280,6 +276,58 @@ impl Session {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// Recovery once for a data directory from before tasks: a query that crashed there
+    /// between appending its output and committing it left that output pending, in no
+    /// transaction, so this version would show it; that version cut each sink a query wrote
+    /// alone back to the end its last commit recorded (`output/<topic>/<p>`), and so does this,
+    /// before forgetting those records (its commits now record ends per task).
+    fn cut_back_legacy_output(&mut self) -> Result<()> {
+        if !self.log.dir().join("state").exists() {
+            return Ok(());
+        }
+        let db = self.state_db()?;
+        let legacy: Vec<(String, String, u64)> = db
+            .positions_named("output/")
+            .map_err(EngineError::from)?
+            .into_iter()
+            .filter(|(_, name, _)| name.matches('/').count() == 2)
+            .collect();
+        if legacy.is_empty() {
+            return Ok(());
+        }
+        let mut forget = eddy_engine::state::Commit::new();
+        for (owner, name, end) in &legacy {
+            forget.delete_offset(owner, name);
+            let Some((topic, p)) = name["output/".len()..].rsplit_once('/') else {
+                continue;
+            };
+            let writers = legacy.iter().filter(|(_, n, _)| n == name).count()
+                + self
+                    .queries
+                    .iter()
+                    .filter(|q| {
+                        self.catalog
+                            .source(&q.sink)
+                            .is_some_and(|d| d.topic == topic)
+                    })
+                    .count()
+                    .saturating_sub(1);
+            let Ok(partition) = p
+                .parse::<u32>()
+                .map_err(|_| ())
+                .and_then(|p| self.log.partition(topic, p).map_err(|_| ()))
+            else {
+                continue;
+            };
+            if writers == 1 && partition.written_offset() > *end {
+                let dropped = partition.truncate_to(*end)?;
+                tracing::info!(query = %owner, topic, dropped, "dropped output the last process never committed");
+            }
+        }
+        db.commit(forget).map_err(EngineError::from)?;
         Ok(())
     }
 

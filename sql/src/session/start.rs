@@ -268,7 +268,7 @@ impl Session {
                         std::slice::from_ref(stream_key.as_ref()),
                         &right_codec,
                     )?,
-                    false => alike,
+                    false => left == right && alike,
                 },
                 JoinShape::StreamStream {
                     left_key,
@@ -286,7 +286,7 @@ impl Session {
                         right_topic == first
                             && rekey_as("Join-right", &join.right, right_key, &left_codec)?
                     }
-                    (false, false) => alike,
+                    (false, false) => left == right && alike,
                 },
             };
             single |= !co_partitioned;

@@ -61,7 +61,8 @@ impl TaskRun {
     pub(super) fn error(&self) -> Option<String> {
         match &self.run {
             TaskExec::Background(handle) => handle.error(),
-            _ => None,
+            TaskExec::Driven(p) => p.failure().map(str::to_string),
+            TaskExec::Moving => None,
         }
     }
 
@@ -70,14 +71,6 @@ impl TaskRun {
         match &self.run {
             TaskExec::Background(handle) => handle.thread(),
             _ => "driven".into(),
-        }
-    }
-
-    /// The task's pipeline while the session drives it.
-    pub(super) fn pipeline(&self) -> Option<&Pipeline> {
-        match &self.run {
-            TaskExec::Driven(p) => Some(p),
-            _ => None,
         }
     }
 
