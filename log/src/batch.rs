@@ -8,7 +8,9 @@
 //! crc          u32   CRC32C of base_offset and the body
 //! body:
 //!   magic        u8    format version, 1
-//!   attributes   u8    bit 0: written in a transaction; other bits reserved, 0
+//!   attributes   u8    bit 0: written in a transaction; bits 1-3: the codec a Kafka producer
+//!                      compressed the batch with; bit 4: timestamps set by the log at append
+//!                      (see [`BatchFormat`]); other bits reserved, 0
 //!   count        u32   number of records
 //!   last_delta   u32   offset of the last record minus base_offset
 //!   first_ts     i64   timestamp of the first record
@@ -38,6 +40,81 @@ const BODY_FIXED_LEN: usize = 1 + 1 + 4 + 4 + 8 + 8;
 const MAGIC: u8 = 1;
 /// The attribute bit of a batch written in a transaction (see `transaction.rs`).
 const TRANSACTIONAL: u8 = 0x01;
+/// Where the producer's codec sits in the attributes.
+const CODEC_SHIFT: u8 = 1;
+const CODEC_MASK: u8 = 0x07 << CODEC_SHIFT;
+/// The attribute bit of a batch whose timestamps the log stamped at append.
+const LOG_APPEND_TIME: u8 = 0x10;
+
+/// The compression codec a Kafka producer used for a batch, numbered as in Kafka's batch
+/// attributes. The log stores records uncompressed (its readers decode them in place); it keeps
+/// the codec so that the Kafka listener can serve a batch compressed as it came in.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Codec {
+    #[default]
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Codec {
+    /// Kafka's number for the codec.
+    pub fn id(self) -> u8 {
+        match self {
+            Codec::None => 0,
+            Codec::Gzip => 1,
+            Codec::Snappy => 2,
+            Codec::Lz4 => 3,
+            Codec::Zstd => 4,
+        }
+    }
+
+    /// The codec Kafka numbers `id`, if there is one.
+    pub fn from_id(id: u8) -> Option<Codec> {
+        Some(match id {
+            0 => Codec::None,
+            1 => Codec::Gzip,
+            2 => Codec::Snappy,
+            3 => Codec::Lz4,
+            4 => Codec::Zstd,
+            _ => return None,
+        })
+    }
+}
+
+/// How a batch came to the log, beyond its records: kept per batch, as Kafka keeps them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BatchFormat {
+    /// The codec the producer compressed the batch with (none for Eddy's own writers).
+    pub codec: Codec,
+    /// The log set every timestamp to the time of the append (a topic whose
+    /// `message.timestamp.type` is `LogAppendTime`), as opposed to the producer's event time.
+    pub log_append_time: bool,
+}
+
+impl BatchFormat {
+    fn attributes(self) -> u8 {
+        (self.codec.id() << CODEC_SHIFT)
+            | if self.log_append_time {
+                LOG_APPEND_TIME
+            } else {
+                0
+            }
+    }
+
+    fn from_attributes(attributes: u8) -> BatchFormat {
+        BatchFormat {
+            // An unknown codec number reads as none: the records are stored uncompressed anyway.
+            codec: Codec::from_id((attributes & CODEC_MASK) >> CODEC_SHIFT).unwrap_or_default(),
+            log_append_time: attributes & LOG_APPEND_TIME != 0,
+        }
+    }
+}
 /// A batch larger than this is taken to be corruption of the length field.
 pub const MAX_BATCH_LEN: usize = 256 << 20;
 
@@ -53,6 +130,7 @@ pub struct BatchMeta {
     pub max_ts: i64,
     /// The writer of the transaction the batch was written in, if it was.
     pub writer: Option<u64>,
+    pub format: BatchFormat,
 }
 
 impl BatchMeta {
@@ -72,6 +150,17 @@ impl BatchMeta {
     }
 }
 
+/// A batch read back whole, as the Kafka listener serves it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub base_offset: u64,
+    /// The batch's last offset; its last record's, unless compaction removed that record.
+    pub last_offset: u64,
+    pub max_timestamp: i64,
+    pub format: BatchFormat,
+    pub records: Vec<StoredRecord>,
+}
+
 /// Why bytes are not a valid batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchError {
@@ -82,18 +171,28 @@ pub enum BatchError {
 }
 
 /// Encodes records into one batch appended to `buf`, returning its metadata; a transaction's
-/// records carry its `writer`.
+/// records carry its `writer`. With `format.log_append_time`, `stamp` replaces every record's
+/// timestamp.
 ///
 /// `records` yields (offset, record) with strictly increasing offsets. Returns `None` and leaves
 /// `buf` as it was when there are no records.
 pub fn encode<'a>(
     buf: &mut Vec<u8>,
     writer: Option<u64>,
+    format: BatchFormat,
+    stamp: i64,
     records: impl IntoIterator<Item = (u64, &'a Record)>,
 ) -> Option<BatchMeta> {
+    let timestamp = |r: &Record| {
+        if format.log_append_time {
+            stamp
+        } else {
+            r.timestamp
+        }
+    };
     let mut records = records.into_iter().peekable();
     let (base_offset, first) = *records.peek()?;
-    let first_ts = first.timestamp;
+    let first_ts = timestamp(first);
     let start = buf.len();
     let fixed = BODY_FIXED_LEN + if writer.is_some() { 8 } else { 0 };
     buf.resize(start + HEADER_LEN + fixed, 0);
@@ -105,9 +204,9 @@ pub fn encode<'a>(
             u32::try_from(offset - base_offset).expect("a batch spans less than 4G offsets");
         last_delta = delta;
         count += 1;
-        max_ts = max_ts.max(record.timestamp);
+        max_ts = max_ts.max(timestamp(record));
         put_varint(buf, u64::from(delta));
-        put_zigzag(buf, record.timestamp.wrapping_sub(first_ts));
+        put_zigzag(buf, timestamp(record).wrapping_sub(first_ts));
         put_bytes(buf, record.key.as_deref());
         put_bytes(buf, record.value.as_deref());
         put_varint(buf, record.headers.len() as u64);
@@ -126,13 +225,14 @@ pub fn encode<'a>(
         first_ts,
         max_ts,
         writer,
+        format,
     };
     let b = &mut buf[start..];
     b[0..8].copy_from_slice(&base_offset.to_le_bytes());
     b[8..12].copy_from_slice(&meta.body_len.to_le_bytes());
     let body = &mut b[HEADER_LEN..];
     body[0] = MAGIC;
-    body[1] = if writer.is_some() { TRANSACTIONAL } else { 0 };
+    body[1] = format.attributes() | if writer.is_some() { TRANSACTIONAL } else { 0 };
     if let Some(w) = writer {
         body[BODY_FIXED_LEN..BODY_FIXED_LEN + 8].copy_from_slice(&w.to_le_bytes());
     }
@@ -202,6 +302,7 @@ pub fn parse(buf: &[u8]) -> Result<BatchMeta, BatchError> {
         first_ts: i64::from_le_bytes(body[10..18].try_into().unwrap()),
         max_ts: i64::from_le_bytes(body[18..26].try_into().unwrap()),
         writer,
+        format: BatchFormat::from_attributes(body[1]),
     })
 }
 
@@ -356,16 +457,24 @@ mod tests {
             base in 0u64..u64::MAX / 2,
             records in proptest::collection::vec((1u64..5, arb_record()), 1..40),
             writer in proptest::option::of(any::<u64>()),
+            codec in 0u8..5,
+            log_append_time in any::<bool>(),
         ) {
+            let format = BatchFormat { codec: Codec::from_id(codec).unwrap(), log_append_time };
             let mut offset = base;
             let with_offsets: Vec<(u64, Record)> = records
                 .into_iter()
                 .map(|(gap, r)| { offset += gap; (offset, r) })
                 .collect();
             let mut buf = vec![0xAA; 3];
-            let meta = encode(&mut buf, writer, with_offsets.iter().map(|(o, r)| (*o, r))).unwrap();
+            let with_offsets: Vec<(u64, Record)> = with_offsets
+                .into_iter()
+                .map(|(o, mut r)| { if log_append_time { r.timestamp = 42; } (o, r) })
+                .collect();
+            let meta = encode(&mut buf, writer, format, 42, with_offsets.iter().map(|(o, r)| (*o, r))).unwrap();
             prop_assert_eq!(buf.len(), 3 + meta.total_len());
             prop_assert_eq!(meta.writer, writer);
+            prop_assert_eq!(meta.format, format);
             let bytes = Bytes::from(buf).slice(3..);
             prop_assert_eq!(parse(&bytes).unwrap(), meta);
             prop_assert_eq!(meta.last_offset(), with_offsets.last().unwrap().0);
@@ -381,7 +490,7 @@ mod tests {
         #[test]
         fn any_flipped_byte_is_detected(record in arb_record(), flip in any::<prop::sample::Index>(), bit in 0u8..8, writer in proptest::option::of(any::<u64>())) {
             let mut buf = Vec::new();
-            let meta = encode(&mut buf, writer, [(7u64, &record)]).unwrap();
+            let meta = encode(&mut buf, writer, BatchFormat::default(), 0, [(7u64, &record)]).unwrap();
             let i = flip.index(buf.len());
             buf[i] ^= 1 << bit;
             match parse(&buf) {
@@ -393,7 +502,7 @@ mod tests {
         #[test]
         fn every_truncation_is_incomplete(record in arb_record(), cut in any::<prop::sample::Index>()) {
             let mut buf = Vec::new();
-            encode(&mut buf, None, [(0u64, &record)]).unwrap();
+            encode(&mut buf, None, BatchFormat::default(), 0, [(0u64, &record)]).unwrap();
             let cut = cut.index(buf.len());
             let incomplete = matches!(parse(&buf[..cut]), Err(BatchError::Incomplete { .. }));
             prop_assert!(incomplete);
@@ -403,7 +512,14 @@ mod tests {
     #[test]
     fn empty_input_encodes_nothing() {
         let mut buf = Vec::new();
-        assert!(encode(&mut buf, None, std::iter::empty()).is_none());
+        assert!(encode(
+            &mut buf,
+            None,
+            BatchFormat::default(),
+            0,
+            std::iter::empty()
+        )
+        .is_none());
         assert!(buf.is_empty());
     }
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use hashbrown::HashMap;
 
-use crate::batch;
+use crate::batch::{self, BatchFormat, Codec};
 use crate::error::{IoContext, LogError, Result};
 use crate::partition::{sync_dir, Partition};
 use crate::record::StoredRecord;
@@ -126,8 +126,19 @@ impl Partition {
         let mut buf = Vec::new();
         for chunk in kept.chunks(4096) {
             buf.clear();
-            let meta = batch::encode(&mut buf, None, chunk.iter().map(|r| (r.offset, &r.record)))
-                .expect("chunk is not empty");
+            // Records of several batches merge here; their producers' codecs are not kept.
+            let format = BatchFormat {
+                codec: Codec::None,
+                log_append_time: self.config.log_append_time,
+            };
+            let meta = batch::encode(
+                &mut buf,
+                None,
+                format,
+                0,
+                chunk.iter().map(|r| (r.offset, &r.record)),
+            )
+            .expect("chunk is not empty");
             fresh.append(&buf, &[meta])?;
         }
         fresh.seal()?;

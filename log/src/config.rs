@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::batch::Codec;
 use crate::error::LogError;
 
 /// When appended data is forced to disk, and so when an append is acknowledged.
@@ -84,7 +85,18 @@ pub struct TopicConfig {
     pub index_interval_bytes: u64,
     /// Overrides the data directory's policy.
     pub fsync: Option<FsyncPolicy>,
+    /// Kafka's `message.timestamp.type=LogAppendTime`: the log gives every record the time of
+    /// its append, whatever timestamp its producer chose (Kafka's `CreateTime` when false).
+    pub log_append_time: bool,
+    /// Kafka's `compression.type`: the codec the Kafka listener serves this topic's batches
+    /// with. `None` (Kafka's `producer`) serves each batch compressed as its producer sent it.
+    pub compression: Option<Codec>,
+    /// Kafka's `max.message.bytes`: the largest record batch a Kafka producer may send.
+    pub max_message_bytes: u64,
 }
+
+/// Kafka's default `max.message.bytes`: 1 MiB plus a batch header's worth.
+pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = (1 << 20) + 12;
 
 impl Default for TopicConfig {
     fn default() -> Self {
@@ -98,6 +110,9 @@ impl Default for TopicConfig {
             delete_retention_ms: 24 * 3600 * 1000,
             index_interval_bytes: 4096,
             fsync: None,
+            log_append_time: false,
+            compression: None,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }

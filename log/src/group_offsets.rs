@@ -2,7 +2,8 @@
 //!
 //! Commits are records in the internal compacted topic `__consumer_offsets` (as in Kafka): the
 //! key names (group, topic, partition), the value is the next offset to read as 8 big-endian
-//! bytes, and a tombstone forgets a commit. One commit call is one append, hence one batch:
+//! bytes followed by the committer's metadata string (Kafka's `OffsetCommit` carries one; it
+//! reads back as committed), and a tombstone forgets a commit. One commit call is one append, hence one batch:
 //! several partitions' offsets commit atomically. The topic is fsynced on every append, and
 //! read back whole on open to rebuild the in-memory map, which compaction keeps small.
 
@@ -38,9 +39,25 @@ impl TopicPartition {
 
 type Key = (String, TopicPartition);
 
+/// A committed position: the next offset to read, and what the committer attached to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OffsetAndMetadata {
+    pub offset: u64,
+    pub metadata: String,
+}
+
+impl OffsetAndMetadata {
+    pub fn new(offset: u64) -> Self {
+        OffsetAndMetadata {
+            offset,
+            metadata: String::new(),
+        }
+    }
+}
+
 pub(crate) struct GroupOffsets {
     topic: Arc<Topic>,
-    committed: Mutex<HashMap<Key, u64>>,
+    committed: Mutex<HashMap<Key, OffsetAndMetadata>>,
 }
 
 pub(crate) fn offsets_topic_config() -> TopicConfig {
@@ -61,6 +78,14 @@ fn encode_key(group: &str, tp: &TopicPartition) -> Bytes {
     k.push(0);
     k.extend_from_slice(&tp.partition.to_be_bytes());
     Bytes::from(k)
+}
+
+fn decode_value(v: &[u8]) -> Option<OffsetAndMetadata> {
+    let (offset, metadata) = v.split_first_chunk::<8>()?;
+    Some(OffsetAndMetadata {
+        offset: u64::from_be_bytes(*offset),
+        metadata: String::from_utf8_lossy(metadata).into_owned(),
+    })
 }
 
 fn decode_key(k: &[u8]) -> Option<Key> {
@@ -87,11 +112,11 @@ impl GroupOffsets {
                 let Some(key) = r.record.key.as_deref().and_then(decode_key) else {
                     continue;
                 };
-                match r.record.value.as_deref().map(<[u8; 8]>::try_from) {
-                    Some(Ok(v)) => {
-                        committed.insert(key, u64::from_be_bytes(v));
+                match r.record.value.as_deref().and_then(decode_value) {
+                    Some(v) => {
+                        committed.insert(key, v);
                     }
-                    _ => {
+                    None => {
                         committed.remove(&key);
                     }
                 }
@@ -104,29 +129,64 @@ impl GroupOffsets {
     }
 
     /// Durably commits `offsets` for `group` (all or none), then makes them visible.
-    pub fn commit(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+    pub fn commit(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
+    ) -> Result<()> {
         let records: Vec<Record> = offsets
             .iter()
-            .map(|(tp, offset)| Record {
-                key: Some(encode_key(group, tp)),
-                value: Some(Bytes::copy_from_slice(&offset.to_be_bytes())),
-                timestamp: now_ms(),
-                headers: Vec::new(),
+            .map(|(tp, committed)| {
+                let mut value = Vec::with_capacity(8 + committed.metadata.len());
+                value.extend_from_slice(&committed.offset.to_be_bytes());
+                value.extend_from_slice(committed.metadata.as_bytes());
+                Record {
+                    key: Some(encode_key(group, tp)),
+                    value: Some(Bytes::from(value)),
+                    timestamp: now_ms(),
+                    headers: Vec::new(),
+                }
             })
             .collect();
         self.topic.partition(0)?.append(&records)?;
         let mut map = self.committed.lock();
-        for (tp, offset) in offsets {
-            map.insert((group.to_string(), tp.clone()), *offset);
+        for (tp, committed) in offsets {
+            map.insert((group.to_string(), tp.clone()), committed.clone());
         }
         Ok(())
     }
 
-    pub fn committed(&self, group: &str, tp: &TopicPartition) -> Option<u64> {
+    pub fn committed(&self, group: &str, tp: &TopicPartition) -> Option<OffsetAndMetadata> {
         self.committed
             .lock()
             .get(&(group.to_string(), tp.clone()))
-            .copied()
+            .cloned()
+    }
+
+    /// Everything `group` committed, by partition.
+    pub fn of_group(&self, group: &str) -> Vec<(TopicPartition, OffsetAndMetadata)> {
+        let mut all: Vec<_> = self
+            .committed
+            .lock()
+            .iter()
+            .filter(|((g, _), _)| g == group)
+            .map(|((_, tp), c)| (tp.clone(), c.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// The groups that committed anything.
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .committed
+            .lock()
+            .keys()
+            .map(|(g, _)| g.clone())
+            .collect();
+        groups.sort();
+        groups.dedup();
+        groups
     }
 
     /// Forgets every group's commits on `topic` (it was deleted).

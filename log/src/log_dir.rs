@@ -18,7 +18,7 @@ use crate::background::Background;
 use crate::compaction::CompactionStats;
 use crate::config::{LogOptions, TopicConfig};
 use crate::error::{IoContext, LogError, Result};
-use crate::group_offsets::{self, GroupOffsets, TopicPartition, OFFSETS_TOPIC};
+use crate::group_offsets::{self, GroupOffsets, OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 use crate::membership::{GroupCoordinator, GroupMember};
 use crate::offset_watch::Activity;
 use crate::partition::{sync_dir, Partition};
@@ -173,6 +173,11 @@ impl Log {
         self.inner.activity.wait_blocking(seen, timeout)
     }
 
+    /// Waits, without blocking a thread, until [`Log::activity`] exceeds `seen`.
+    pub async fn activity_after(&self, seen: u64) {
+        self.inner.activity.wait(seen).await
+    }
+
     /// Every transaction left undecided when the last process stopped, with its partition
     /// (see [`Partition::resolve`]).
     pub fn undecided(&self) -> Vec<(Arc<Partition>, Undecided)> {
@@ -216,14 +221,68 @@ impl Log {
         self.inner.offsets.forget_topic(name)
     }
 
+    /// Grows a topic to `count` partitions (never fewer: records keep their partitions). Who
+    /// holds the topic from before keeps seeing its old partitions; [`Log::topic`] returns the
+    /// grown one.
+    pub fn add_partitions(&self, name: &str, count: u32) -> Result<Arc<Topic>> {
+        let mut topics = self.inner.topics.write();
+        let old = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
+        if count <= old.partition_count() {
+            return Err(LogError::InvalidConfig(format!(
+                "topic {name} has {} partitions; it can only grow",
+                old.partition_count()
+            )));
+        }
+        let grown = Arc::new(old.with_partitions(
+            &self.inner.topics_dir.join(name),
+            count,
+            self.inner.options.fsync,
+            self.inner.options.background,
+            self.inner.activity.clone(),
+        )?);
+        topics.insert(name.to_string(), grown.clone());
+        Ok(grown)
+    }
+
     /// Durably commits the next offsets to read for `group`, all or none.
     pub fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+        let offsets: Vec<_> = offsets
+            .iter()
+            .map(|(tp, o)| (tp.clone(), OffsetAndMetadata::new(*o)))
+            .collect();
+        self.inner.offsets.commit(group, &offsets)
+    }
+
+    /// [`Log::commit_offsets`] with each committer's metadata string, as Kafka commits them.
+    pub fn commit_offsets_with_metadata(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, OffsetAndMetadata)],
+    ) -> Result<()> {
         self.inner.offsets.commit(group, offsets)
     }
 
     /// The next offset `group` committed for a partition, if it ever did.
     pub fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Option<u64> {
+        self.inner.offsets.committed(group, tp).map(|c| c.offset)
+    }
+
+    /// What `group` committed for a partition, metadata included.
+    pub fn committed(&self, group: &str, tp: &TopicPartition) -> Option<OffsetAndMetadata> {
         self.inner.offsets.committed(group, tp)
+    }
+
+    /// Everything `group` committed, by partition.
+    pub fn group_offsets(&self, group: &str) -> Vec<(TopicPartition, OffsetAndMetadata)> {
+        self.inner.offsets.of_group(group)
+    }
+
+    /// The groups that ever committed an offset (and have not lost them all to topic deletes).
+    pub fn offset_groups(&self) -> Vec<String> {
+        self.inner.offsets.groups()
     }
 
     /// Joins `group` to read `topics`; the member's partitions follow from the group's strategy

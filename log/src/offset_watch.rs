@@ -101,6 +101,11 @@ impl Activity {
     pub fn wait_blocking(&self, seen: u64, timeout: Duration) -> bool {
         self.watch.wait_blocking(seen + 1, Some(timeout))
     }
+
+    /// Waits until the count exceeds `seen`.
+    pub async fn wait(&self, seen: u64) {
+        self.watch.wait(seen + 1).await
+    }
 }
 
 #[cfg(test)]

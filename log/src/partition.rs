@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::batch;
+use crate::batch::{self, BatchFormat, Codec, StoredBatch};
 use crate::config::{FsyncPolicy, TopicConfig};
 use crate::error::{IoContext, LogError, Result};
 use crate::offset_watch::{Activity, OffsetWatch};
@@ -49,6 +49,8 @@ pub struct AppendInfo {
     pub base_offset: u64,
     /// Number of records appended; they have offsets `base_offset..base_offset + count`.
     pub count: u64,
+    /// The timestamp every record got, in a topic with log-append time.
+    pub log_append_time: Option<i64>,
 }
 
 impl AppendInfo {
@@ -62,6 +64,13 @@ impl AppendInfo {
 #[derive(Debug)]
 pub struct Read {
     pub records: Vec<StoredRecord>,
+    pub next: u64,
+}
+
+/// Whole batches a read found, and where the next read starts.
+#[derive(Debug)]
+pub struct BatchRead {
+    pub batches: Vec<StoredBatch>,
     pub next: u64,
 }
 
@@ -317,11 +326,7 @@ impl Partition {
     /// Like [`Partition::append`], but awaits the group commit instead of blocking a thread.
     pub async fn append_async(&self, records: &[Record]) -> Result<AppendInfo> {
         let info = self.append_unacknowledged(records)?;
-        if self.flusher_running {
-            self.durable.wait(info.next_offset()).await;
-        } else {
-            self.wait_durable_blocking(info.next_offset())?;
-        }
+        self.wait_durable(info.next_offset()).await?;
         Ok(info)
     }
 
@@ -330,10 +335,31 @@ impl Partition {
     /// [`Partition::wait_durable_blocking`]. Under `always` they are fsynced before returning.
     /// They are readable once every transaction open before them has decided.
     pub fn append_unacknowledged(&self, records: &[Record]) -> Result<AppendInfo> {
+        self.append_compressed_unacknowledged(records, Codec::None)
+    }
+
+    /// [`Partition::append_unacknowledged`] for records a Kafka producer sent compressed with
+    /// `codec`: they are stored uncompressed, in one batch where they fit, with the codec noted
+    /// so that they can be served as they came.
+    pub fn append_compressed_unacknowledged(
+        &self,
+        records: &[Record],
+        codec: Codec,
+    ) -> Result<AppendInfo> {
         let mut txn = self.txn.lock();
-        let info = self.write(records, None)?;
+        let info = self.write(records, None, codec)?;
         self.after_plain_append(&mut txn)?;
         Ok(info)
+    }
+
+    /// Waits, without blocking a thread, until offsets below `next_offset` are acknowledged.
+    pub async fn wait_durable(&self, next_offset: u64) -> Result<()> {
+        if self.flusher_running {
+            self.durable.wait(next_offset).await;
+            Ok(())
+        } else {
+            self.wait_durable_blocking(next_offset)
+        }
     }
 
     /// Moves the readable end up to `offset`, waking readers.
@@ -349,8 +375,14 @@ impl Partition {
     }
 
     /// Writes records (a transaction's, with its `writer`) after the last ones; the caller
-    /// holds the transaction state and makes them readable.
-    pub(crate) fn write(&self, records: &[Record], writer: Option<u64>) -> Result<AppendInfo> {
+    /// holds the transaction state and makes them readable. A topic with log-append time gets
+    /// the clock's time on every record instead of the producer's.
+    pub(crate) fn write(
+        &self,
+        records: &[Record],
+        writer: Option<u64>,
+        codec: Codec,
+    ) -> Result<AppendInfo> {
         for r in records {
             if self.config.compact && r.key.is_none() {
                 return Err(LogError::InvalidRecord {
@@ -368,6 +400,11 @@ impl Partition {
                 });
             }
         }
+        let format = BatchFormat {
+            codec,
+            log_append_time: self.config.log_append_time,
+        };
+        let stamp = crate::record::now_ms();
         let mut app = self.appender.lock();
         let base_offset = app.written;
         let mut next = base_offset;
@@ -388,6 +425,8 @@ impl Partition {
             let meta = batch::encode(
                 &mut app.buf,
                 writer,
+                format,
+                stamp,
                 chunk.iter().enumerate().map(|(i, r)| (next + i as u64, r)),
             )
             .expect("chunk is not empty");
@@ -399,6 +438,7 @@ impl Partition {
             return Ok(AppendInfo {
                 base_offset,
                 count: 0,
+                log_append_time: None,
             });
         }
         match self.fsync {
@@ -412,6 +452,7 @@ impl Partition {
         Ok(AppendInfo {
             base_offset,
             count: next - base_offset,
+            log_append_time: format.log_append_time.then_some(stamp),
         })
     }
 
@@ -496,16 +537,7 @@ impl Partition {
     pub fn read_on(&self, offset: u64, limits: ReadLimits) -> Result<Read> {
         let segments = self.segments.read().clone();
         let end = self.end.get();
-        let start = self.start_offset();
-        if offset < start || offset > end {
-            return Err(LogError::OffsetOutOfRange {
-                topic: self.id.topic.clone(),
-                partition: self.id.partition,
-                offset,
-                start,
-                end,
-            });
-        }
+        self.check_range(offset, end)?;
         let mut out = Vec::new();
         if offset == end {
             return Ok(Read {
@@ -539,6 +571,49 @@ impl Partition {
         Ok(Read { records: out, next })
     }
 
+    /// Reads whole batches, from the one holding `offset` (so its first records may lie below
+    /// `offset`, as a Kafka broker's fetch returns them) until about `max_bytes` (at least one
+    /// batch). Ranges and aborted transactions as for [`Partition::read_on`].
+    pub fn read_batches(&self, offset: u64, max_bytes: usize) -> Result<BatchRead> {
+        let segments = self.segments.read().clone();
+        let end = self.end.get();
+        self.check_range(offset, end)?;
+        let mut batches = Vec::new();
+        if offset < end {
+            let first = segments
+                .partition_point(|s| s.base_offset <= offset)
+                .saturating_sub(1);
+            let aborted = self.aborted.read().clone();
+            let skip = |meta: &batch::BatchMeta| is_aborted(&aborted, meta);
+            for seg in &segments[first..] {
+                seg.read_batches(offset, max_bytes, &skip, &mut batches)?;
+                if !batches.is_empty() {
+                    break;
+                }
+            }
+        }
+        // Batches are written whole before `end` passes them, so none straddles it.
+        while batches.last().is_some_and(|b| b.base_offset >= end) {
+            batches.pop();
+        }
+        let next = batches.last().map_or(end, |b| b.last_offset + 1);
+        Ok(BatchRead { batches, next })
+    }
+
+    fn check_range(&self, offset: u64, end: u64) -> Result<()> {
+        let start = self.start_offset();
+        if offset < start || offset > end {
+            return Err(LogError::OffsetOutOfRange {
+                topic: self.id.topic.clone(),
+                partition: self.id.partition,
+                offset,
+                start,
+                end,
+            });
+        }
+        Ok(())
+    }
+
     /// The first offset whose record's timestamp is at or after `timestamp`, or `None` if every
     /// record is older.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>> {
@@ -549,6 +624,16 @@ impl Partition {
             }
         }
         Ok(None)
+    }
+
+    /// The largest record timestamp in the partition, if it holds any record.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        let segments = self.segments.read().clone();
+        segments
+            .iter()
+            .filter(|s| s.size() > 0)
+            .map(|s| s.max_timestamp())
+            .max()
     }
 
     /// Blocks until the end offset passes `offset` (a record at `offset` exists) or `timeout`.

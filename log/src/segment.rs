@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 
-use crate::batch::{self, BatchError, BatchMeta, HEADER_LEN};
+use crate::batch::{self, BatchError, BatchMeta, StoredBatch, HEADER_LEN};
 use crate::error::{IoContext, LogError, Result};
 use crate::index_file::IndexFile;
 use crate::offset_index::OffsetEntry;
@@ -468,6 +468,44 @@ impl Segment {
             }
         })?;
         out.truncate(max_records.max(1));
+        result
+    }
+
+    /// Reads whole batches, from the one holding `offset` on, until `max_bytes` (at least one
+    /// batch) or the segment's end.
+    pub fn read_batches(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        skip: &dyn Fn(&BatchMeta) -> bool,
+        out: &mut Vec<StoredBatch>,
+    ) -> Result<()> {
+        let start = self.position_for(offset);
+        let mut bytes_read = 0usize;
+        let mut result = Ok(());
+        self.scan(start, self.size(), |pos, meta, bytes| {
+            if meta.last_offset() < offset || skip(&meta) {
+                return ControlFlow::Continue(());
+            }
+            let mut records = Vec::with_capacity(meta.count as usize);
+            if let Err(e) = batch::decode_into(bytes, &meta, 0, &mut records) {
+                result = Err(self.corrupt(pos, bytes, e));
+                return ControlFlow::Break(());
+            }
+            out.push(StoredBatch {
+                base_offset: meta.base_offset,
+                last_offset: meta.last_offset(),
+                max_timestamp: meta.max_ts,
+                format: meta.format,
+                records,
+            });
+            bytes_read += meta.total_len();
+            if bytes_read >= max_bytes {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })?;
         result
     }
 

@@ -138,6 +138,52 @@ impl Topic {
         })
     }
 
+    /// The same topic with `count` partitions: its own, and new empty ones after them. The new
+    /// count is on disk before the topic is returned; a crash before that leaves the extra
+    /// directories unused (and empty) until the next time partitions are added.
+    pub(crate) fn with_partitions(
+        &self,
+        dir: &Path,
+        count: u32,
+        default_fsync: FsyncPolicy,
+        flusher_running: bool,
+        log_activity: Arc<Activity>,
+    ) -> Result<Topic> {
+        let mut config = self.config.clone();
+        config.partitions = count;
+        config.validate()?;
+        let fsync = config.fsync.unwrap_or(default_fsync);
+        let mut partitions = self.partitions.clone();
+        for p in self.partition_count()..count {
+            partitions.push(Arc::new(Partition::open(PartitionSetup {
+                topic: self.name.clone(),
+                partition: p,
+                dir: dir.join(p.to_string()),
+                config: config.clone(),
+                fsync,
+                flusher_running,
+                activity: self.activity.clone(),
+                log_activity: log_activity.clone(),
+            })?));
+        }
+        sync_dir(dir)?;
+        let json = serde_json::to_vec_pretty(&config).expect("config serializes");
+        let tmp = dir.join(format!("{CONFIG_FILE}.tmp"));
+        std::fs::write(&tmp, json).at(&tmp)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .at(&tmp)?;
+        std::fs::rename(&tmp, dir.join(CONFIG_FILE)).at(dir)?;
+        sync_dir(dir)?;
+        Ok(Topic {
+            name: self.name.clone(),
+            config,
+            partitions,
+            activity: self.activity.clone(),
+            round_robin: AtomicU32::new(0),
+        })
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

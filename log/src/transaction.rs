@@ -42,7 +42,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::batch::BatchMeta;
+use crate::batch::{BatchMeta, Codec};
 use crate::error::{IoContext, LogError, Result};
 use crate::partition::{sync_dir, AppendInfo, Partition};
 use crate::record::Record;
@@ -408,7 +408,7 @@ impl Transaction {
         txn.start_using(written)?;
         // Open before the write: what a write that fails half-way leaves stays hidden.
         txn.open.entry(self.writer).or_insert(written);
-        match p.write(records, Some(self.writer)) {
+        match p.write(records, Some(self.writer), Codec::None) {
             Ok(info) => {
                 if info.count > 0 {
                     self.end = Some(info.next_offset());

@@ -1,8 +1,10 @@
 //! `eddy`: the one binary. With no command it is the interactive REPL; it also runs SQL scripts
 //! (`-f`, `-e`), manages the embedded log (topics, produce, consume), runs ksqlDB conformance
-//! files (`test`) and benchmarks; the server comes next.
+//! files (`test`) and benchmarks, and serves ksqlDB's REST API (`server`) and Kafka's wire
+//! protocol (`broker`, or `server --kafka-listen`).
 
 mod bench;
+mod broker;
 mod consume;
 mod output;
 mod produce;
@@ -94,8 +96,11 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Run ksqlDB query validation tests (QTT files) against Eddy.
     Test(qtt::TestArgs),
-    /// Serve ksqlDB's REST API over the data directory.
+    /// Serve ksqlDB's REST API over the data directory (and, with --kafka-listen, Kafka's
+    /// wire protocol).
     Server(server::ServerArgs),
+    /// Serve the data directory's topics over Kafka's wire protocol, for any Kafka client.
+    Broker(broker::BrokerArgs),
     /// Measure Eddy's throughput.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
             Command::Produce(args) => produce::run(&log, args),
             Command::Consume(args) => consume::run(&log, args),
             Command::Server(args) => server::run(log, setup?, args),
+            Command::Broker(args) => broker::run(log, args),
             Command::Bench(_) | Command::Test(_) => unreachable!("handled above"),
         }),
     };

@@ -55,6 +55,12 @@ pub struct ServerArgs {
     /// console's static files (the console asks for the token, or takes it from `/#token=...`).
     #[arg(long, env = "EDDY_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
+    /// Also serve Kafka's wire protocol on this address, over the same topics: Kafka clients
+    /// produce to the streams the queries read and consume what they write.
+    #[arg(long, value_name = "HOST:PORT")]
+    kafka_listen: Option<SocketAddr>,
+    #[command(flatten)]
+    kafka: crate::broker::KafkaOptions,
 }
 
 /// The largest request body accepted (an `/inserts-stream` body is read as it streams and is
@@ -109,11 +115,23 @@ pub fn run(log: Log, setup: crate::SessionSetup, args: ServerArgs) -> Result<()>
         headless: args.queries_file.is_some(),
         token: args.auth_token.filter(|t| !t.is_empty()),
     };
+    let log = session.log().clone();
     let server = runtime.block_on(Server::start(session, args.listen, options))?;
     // Scripts and tests read the address from this line (with --listen ...:0).
     println!("eddy server listening on http://{}", server.addr);
+    let kafka = match args.kafka_listen {
+        Some(addr) => {
+            let listener = runtime.block_on(crate::broker::start(log, addr, &args.kafka))?;
+            println!("eddy kafka listener on {}", listener.addr);
+            Some(listener)
+        }
+        None => None,
+    };
     let served = runtime.block_on(async {
         shutdown_signal().await;
+        if let Some(k) = kafka {
+            k.stop().await;
+        }
         server.stop().await
     });
     served
@@ -187,7 +205,7 @@ impl Server {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {
