@@ -13,6 +13,10 @@ use serde_json::{json, Value};
 pub struct Server {
     pub child: Child,
     pub url: String,
+    /// The Kafka listener's address, with `--kafka-listen`.
+    pub kafka: Option<String>,
+    /// Kept open: the server writes to it after its first lines.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Server {
@@ -27,15 +31,27 @@ impl Server {
             .spawn()
             .expect("eddy server starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
         let url = line
             .trim()
             .strip_prefix("eddy server listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_string();
-        Server { child, url }
+        let kafka = extra.contains(&"--kafka-listen").then(|| {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("eddy kafka listener on ")
+                .unwrap_or_else(|| panic!("unexpected second line: {line}"))
+                .to_string()
+        });
+        Server {
+            child,
+            url,
+            kafka,
+            _stdout: stdout,
+        }
     }
 
     /// Stops the server as a service manager does (SIGTERM), and waits for it.

@@ -1,0 +1,552 @@
+//! The broker at the wire: requests encoded by the `kafka-protocol` crate's client side and
+//! record batches by its encoder (not Eddy's), over a real socket.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::TestBroker;
+use eddy_log::{Record, TopicConfig};
+use kafka_protocol::indexmap::IndexMap;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record as KRecord, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType,
+};
+use kafka_protocol::ResponseError;
+
+struct Conn {
+    stream: TcpStream,
+    correlation: i32,
+}
+
+impl Conn {
+    fn connect(b: &TestBroker) -> Conn {
+        let stream = TcpStream::connect(b.addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Conn {
+            stream,
+            correlation: 0,
+        }
+    }
+
+    fn send<R: Encodable>(&mut self, key: ApiKey, version: i16, req: &R) -> i32 {
+        self.correlation += 1;
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str("protocol-test")))
+            .encode(&mut buf, key.request_header_version(version))
+            .unwrap();
+        req.encode(&mut buf, version).unwrap();
+        self.send_raw(&buf);
+        self.correlation
+    }
+
+    fn send_raw(&mut self, frame: &[u8]) {
+        let mut out = Vec::with_capacity(frame.len() + 4);
+        out.extend_from_slice(&(frame.len() as i32).to_be_bytes());
+        out.extend_from_slice(frame);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// The next response frame, or `None` once the broker has closed the connection.
+    fn read_frame(&mut self) -> Option<Bytes> {
+        let mut size = [0u8; 4];
+        if self.stream.read_exact(&mut size).is_err() {
+            return None;
+        }
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        self.stream.read_exact(&mut body).ok()?;
+        Some(Bytes::from(body))
+    }
+
+    fn receive<R: Decodable>(&mut self, key: ApiKey, version: i16, correlation: i32) -> R {
+        let mut frame = self.read_frame().expect("a response");
+        let header =
+            ResponseHeader::decode(&mut frame, key.response_header_version(version)).unwrap();
+        assert_eq!(header.correlation_id, correlation);
+        R::decode(&mut frame, version).unwrap()
+    }
+
+    fn call<Q: Encodable, R: Decodable>(&mut self, key: ApiKey, version: i16, req: &Q) -> R {
+        let c = self.send(key, version, req);
+        self.receive(key, version, c)
+    }
+
+    fn is_closed(&mut self) -> bool {
+        self.read_frame().is_none()
+    }
+}
+
+fn str(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn record(offset: i64, key: &str, value: &str, ts: i64) -> KRecord {
+    KRecord {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset,
+        sequence: -1 + offset as i32,
+        timestamp: ts,
+        key: Some(Bytes::from(key.to_string())),
+        value: Some(Bytes::from(value.to_string())),
+        headers: IndexMap::new(),
+    }
+}
+
+/// One batch of `n` records, as a producer (`producer` id, epoch 0, first sequence `seq`).
+fn batch(n: usize, producer: Option<(i64, i32)>, compression: Compression) -> Bytes {
+    let records: Vec<KRecord> = (0..n)
+        .map(|i| {
+            let mut r = record(
+                i as i64,
+                &format!("k{i}"),
+                &format!("value-{i}"),
+                1_000 + i as i64,
+            );
+            if let Some((id, seq)) = producer {
+                r.producer_id = id;
+                r.producer_epoch = 0;
+                r.sequence = seq + i as i32;
+            }
+            r
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(str(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
+}
+
+/// Produces and returns (error code, base offset).
+fn produce(c: &mut Conn, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+    let r: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request(topic, partition, records, -1),
+    );
+    let p = &r.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+fn fetch_request(topic: &str, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(str(topic)))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])])
+}
+
+/// Fetches partition 0 from `offset`: (error, high watermark, records decoded).
+fn fetch(c: &mut Conn, topic: &str, offset: i64, max_wait_ms: i32) -> (i16, i64, Vec<KRecord>) {
+    let r: FetchResponse = c.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_request(topic, offset, max_wait_ms),
+    );
+    let p = &r.responses[0].partitions[0];
+    let mut records = Vec::new();
+    if let Some(mut bytes) = p.records.clone() {
+        for set in RecordBatchDecoder::decode_all(&mut bytes).unwrap() {
+            records.extend(set.records);
+        }
+    }
+    (p.error_code, p.high_watermark, records)
+}
+
+fn create(b: &TestBroker, name: &str, configure: impl FnOnce(&mut TopicConfig)) {
+    let mut config = TopicConfig::with_partitions(1);
+    configure(&mut config);
+    b.log.create_topic(name, config).unwrap();
+}
+
+#[test]
+fn a_newer_api_versions_request_gets_the_v0_error_reply() {
+    let b = TestBroker::start();
+    let mut c = Conn::connect(&b);
+    // Version 9, which no Kafka has yet: the header says 9, the body is a v3 body (the crate
+    // cannot encode a version it does not know; the broker must not read the body anyway).
+    c.correlation += 1;
+    let correlation = c.correlation;
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::ApiVersions as i16)
+        .with_request_api_version(9)
+        .with_correlation_id(correlation)
+        .encode(&mut buf, ApiKey::ApiVersions.request_header_version(3))
+        .unwrap();
+    ApiVersionsRequest::default().encode(&mut buf, 3).unwrap();
+    c.send_raw(&buf);
+    let mut frame = c.read_frame().unwrap();
+    assert_eq!(
+        frame.get_i32(),
+        correlation,
+        "a v0 header: just the correlation id"
+    );
+    let body = ApiVersionsResponse::decode(&mut frame, 0).unwrap();
+    assert_eq!(body.error_code, ResponseError::UnsupportedVersion.code());
+    let produce = body
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .unwrap();
+    assert_eq!((produce.min_version, produce.max_version), (3, 9));
+    // The connection stays usable: the client retries with a version from the list.
+    let ok: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(ok.error_code, 0);
+}
+
+#[test]
+fn broken_frames_close_their_connection_and_nothing_else() {
+    let b = TestBroker::start();
+    let mut other = Conn::connect(&b);
+    // A size prefix past socket.request.max.bytes.
+    let mut c = Conn::connect(&b);
+    c.stream.write_all(&(200i32 << 20).to_be_bytes()).unwrap();
+    assert!(c.is_closed());
+    // A negative size.
+    let mut c = Conn::connect(&b);
+    c.stream.write_all(&(-5i32).to_be_bytes()).unwrap();
+    assert!(c.is_closed());
+    // An API key Kafka does not have.
+    let mut c = Conn::connect(&b);
+    let mut frame = BytesMut::new();
+    frame.put_i16(999);
+    frame.put_i16(0);
+    frame.put_i32(1);
+    frame.put_i16(-1);
+    c.send_raw(&frame);
+    assert!(c.is_closed());
+    // A request cut short.
+    let mut c = Conn::connect(&b);
+    let mut frame = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Metadata as i16)
+        .with_request_api_version(1)
+        .with_correlation_id(1)
+        .encode(&mut frame, 1)
+        .unwrap();
+    frame.put_i32(3); // three topics promised, none follow
+    c.send_raw(&frame);
+    assert!(c.is_closed());
+    // A version of Produce that is not served.
+    let mut c = Conn::connect(&b);
+    let mut buf = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Produce as i16)
+        .with_request_api_version(2)
+        .with_correlation_id(1)
+        .encode(&mut buf, 1)
+        .unwrap();
+    produce_request("t", 0, Bytes::new(), 1)
+        .encode(&mut buf, 3)
+        .unwrap();
+    c.send_raw(&buf);
+    assert!(c.is_closed());
+    // The first connection never noticed.
+    let r: MetadataResponse = other.call(ApiKey::Metadata, 9, &MetadataRequest::default());
+    assert_eq!(r.brokers.len(), 1);
+}
+
+#[test]
+fn a_damaged_batch_is_refused_and_nothing_of_it_is_written() {
+    let b = TestBroker::start();
+    create(&b, "t", |_| {});
+    let mut c = Conn::connect(&b);
+    let good = batch(3, None, Compression::None);
+    let mut bad = BytesMut::from(&good[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+    assert_eq!(
+        produce(&mut c, "t", 0, bad.freeze()).0,
+        ResponseError::CorruptMessage.code()
+    );
+    // Truncated: the length says more than there is.
+    let cut = good.slice(..good.len() - 5);
+    assert_eq!(
+        produce(&mut c, "t", 0, cut).0,
+        ResponseError::CorruptMessage.code()
+    );
+    assert_eq!(b.log.partition("t", 0).unwrap().end_offset(), 0);
+    assert_eq!(produce(&mut c, "t", 0, good), (0, 0));
+    assert_eq!(b.log.partition("t", 0).unwrap().end_offset(), 3);
+}
+
+#[test]
+fn produce_errors_name_the_problem() {
+    let b = TestBroker::start();
+    create(&b, "small", |c| c.max_message_bytes = 200);
+    create(&b, "compacted", |c| c.compact = true);
+    let mut c = Conn::connect(&b);
+    let unknown = ResponseError::UnknownTopicOrPartition.code();
+    assert_eq!(
+        produce(&mut c, "nope", 0, batch(1, None, Compression::None)).0,
+        unknown
+    );
+    assert_eq!(
+        produce(&mut c, "small", 7, batch(1, None, Compression::None)).0,
+        unknown
+    );
+    assert_eq!(
+        produce(&mut c, "small", 0, batch(20, None, Compression::None)).0,
+        ResponseError::MessageTooLarge.code()
+    );
+    let mut keyless = record(0, "", "v", 1);
+    keyless.key = None;
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, [&keyless], &options).unwrap();
+    assert_eq!(
+        produce(&mut c, "compacted", 0, buf.freeze()).0,
+        ResponseError::InvalidRecord.code()
+    );
+    let r: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("small", 0, batch(1, None, Compression::None), 3),
+    );
+    assert_eq!(
+        r.responses[0].partition_responses[0].error_code,
+        ResponseError::InvalidRequiredAcks.code()
+    );
+}
+
+#[test]
+fn idempotent_producers_are_deduplicated_and_kept_in_order() {
+    let b = TestBroker::start();
+    create(&b, "t", |_| {});
+    let mut c = Conn::connect(&b);
+    let init: InitProducerIdResponse = c.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(-1),
+    );
+    assert_eq!(init.error_code, 0);
+    let id = init.producer_id.0;
+    assert!(id >= 0);
+    assert_eq!(
+        produce(&mut c, "t", 0, batch(5, Some((id, 0)), Compression::None)),
+        (0, 0)
+    );
+    // The same batch again (a retry after a lost response): the first offset, no copy.
+    assert_eq!(
+        produce(&mut c, "t", 0, batch(5, Some((id, 0)), Compression::None)),
+        (0, 0)
+    );
+    assert_eq!(b.log.partition("t", 0).unwrap().end_offset(), 5);
+    // A gap in the sequence (a batch was lost in between) is refused.
+    assert_eq!(
+        produce(&mut c, "t", 0, batch(5, Some((id, 7)), Compression::None)).0,
+        ResponseError::OutOfOrderSequenceNumber.code()
+    );
+    assert_eq!(
+        produce(&mut c, "t", 0, batch(2, Some((id, 5)), Compression::Lz4)),
+        (0, 5)
+    );
+    assert_eq!(b.log.partition("t", 0).unwrap().end_offset(), 7);
+}
+
+#[test]
+fn every_codec_round_trips_and_is_served_as_produced() {
+    let b = TestBroker::start();
+    let mut c = Conn::connect(&b);
+    for (i, codec) in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let topic = format!("codec-{i}");
+        create(&b, &topic, |_| {});
+        assert_eq!(produce(&mut c, &topic, 0, batch(50, None, codec)).0, 0);
+        let r: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request(&topic, 0, 0));
+        let mut bytes = r.responses[0].partitions[0].records.clone().unwrap();
+        let sets = RecordBatchDecoder::decode_all(&mut bytes).unwrap();
+        assert_eq!(sets.len(), 1, "one stored batch, served whole");
+        assert_eq!(sets[0].compression, codec);
+        let records = &sets[0].records;
+        assert_eq!(records.len(), 50);
+        assert_eq!(records[49].offset, 49);
+        assert_eq!(records[49].key.as_deref(), Some(&b"k49"[..]));
+        assert_eq!(records[49].value.as_deref(), Some(&b"value-49"[..]));
+        assert_eq!(records[49].timestamp, 1_049);
+    }
+}
+
+#[test]
+fn a_log_append_time_topic_stamps_and_says_so() {
+    let b = TestBroker::start();
+    create(&b, "stamped", |c| c.log_append_time = true);
+    let mut c = Conn::connect(&b);
+    let before = eddy_log::now_ms();
+    let r: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("stamped", 0, batch(3, None, Compression::None), 1),
+    );
+    let stamp = r.responses[0].partition_responses[0].log_append_time_ms;
+    assert!(stamp >= before, "the append time, not the producer's 1000");
+    let (_, _, records) = fetch(&mut c, "stamped", 0, 0);
+    assert_eq!(records.len(), 3);
+    assert!(records
+        .iter()
+        .all(|r| r.timestamp_type == TimestampType::LogAppend && r.timestamp == stamp));
+}
+
+#[test]
+fn fetch_waits_up_to_max_wait_and_answers_when_data_comes() {
+    let b = TestBroker::start();
+    create(&b, "t", |_| {});
+    let mut c = Conn::connect(&b);
+    let started = Instant::now();
+    let (error, hw, records) = fetch(&mut c, "t", 0, 300);
+    assert_eq!((error, hw, records.len()), (0, 0, 0));
+    assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
+    let partition = b.log.partition("t", 0).unwrap();
+    let appender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        partition
+            .append(&[Record::new(Some("k"), Some("v"), 5)])
+            .unwrap();
+    });
+    let started = Instant::now();
+    let (_, hw, records) = fetch(&mut c, "t", 0, 20_000);
+    assert_eq!((hw, records.len()), (1, 1));
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "answered when the record came, not at max_wait_ms"
+    );
+    appender.join().unwrap();
+    // Past the end: out of range, at once.
+    assert_eq!(
+        fetch(&mut c, "t", 5, 20_000).0,
+        ResponseError::OffsetOutOfRange.code()
+    );
+}
+
+#[test]
+fn fetch_serves_only_what_eddy_transactions_committed() {
+    let b = TestBroker::start();
+    create(&b, "out", |_| {});
+    let partition = b.log.partition("out", 0).unwrap();
+    partition
+        .append(&[Record::new(Some("a"), Some("1"), 1)])
+        .unwrap();
+    let mut open = partition.begin(eddy_log::writer_id("query-1"));
+    open.append(&[Record::new(Some("b"), Some("2"), 2)])
+        .unwrap();
+    let mut c = Conn::connect(&b);
+    let (_, hw, records) = fetch(&mut c, "out", 0, 0);
+    assert_eq!(
+        (hw, records.len()),
+        (1, 1),
+        "the open transaction is not served"
+    );
+    open.commit().unwrap();
+    let (_, hw, records) = fetch(&mut c, "out", 1, 0);
+    assert_eq!((hw, records.len()), (2, 1));
+    assert_eq!(records[0].value.as_deref(), Some(&b"2"[..]));
+    // An aborted transaction's records are never served; a consumer at their start gets an
+    // abort marker that moves it past them.
+    let mut aborted = partition.begin(eddy_log::writer_id("query-1"));
+    aborted
+        .append(&[
+            Record::new(Some("c"), Some("3"), 3),
+            Record::new(Some("d"), Some("4"), 4),
+        ])
+        .unwrap();
+    aborted.abort().unwrap();
+    let (_, hw, records) = fetch(&mut c, "out", 2, 0);
+    assert_eq!(hw, 4);
+    assert_eq!(records.len(), 1);
+    assert!(records[0].control, "only the marker");
+    assert_eq!(records[0].offset, 3);
+    partition
+        .append(&[Record::new(Some("e"), Some("5"), 5)])
+        .unwrap();
+    let (_, _, records) = fetch(&mut c, "out", 4, 0);
+    assert_eq!(records[0].value.as_deref(), Some(&b"5"[..]));
+}
+
+#[test]
+fn list_offsets_by_time_and_at_the_ends() {
+    let b = TestBroker::start();
+    create(&b, "t", |_| {});
+    let partition = b.log.partition("t", 0).unwrap();
+    for ts in [100, 200, 300] {
+        partition
+            .append(&[Record::new(Some("k"), Some("v"), ts)])
+            .unwrap();
+    }
+    let mut c = Conn::connect(&b);
+    let mut ask = |ts: i64| -> (i64, i64) {
+        let req = ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![ListOffsetsTopic::default()
+                .with_name(TopicName(str("t")))
+                .with_partitions(vec![ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(ts)])]);
+        let r: ListOffsetsResponse = c.call(ApiKey::ListOffsets, 7, &req);
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        (p.offset, p.timestamp)
+    };
+    assert_eq!(ask(-2).0, 0);
+    assert_eq!(ask(-1).0, 3);
+    assert_eq!(ask(150), (1, 200));
+    assert_eq!(ask(300), (2, 300));
+    assert_eq!(ask(301), (-1, -1));
+    assert_eq!(ask(-3), (2, 300), "the record with the largest timestamp");
+}
