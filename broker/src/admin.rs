@@ -143,11 +143,33 @@ pub(crate) fn create_topics(b: &Arc<Broker>, req: CreateTopicsRequest) -> Create
                     .with_error_code(code)
                     .with_error_message(Some(str(message)))
             };
-            if !t.assignments.is_empty() {
-                return fail(
-                    ResponseError::InvalidReplicaAssignment.code(),
-                    "this broker places partitions itself".into(),
-                );
+            // Explicit replica assignments (Kafka wants them instead of a count and a factor)
+            // can only name this broker, once per partition, for partitions 0..n.
+            let assigned = t.assignments.len() as i32;
+            if assigned > 0 {
+                if t.num_partitions != -1 || t.replication_factor != -1 {
+                    return fail(
+                        ResponseError::InvalidRequest.code(),
+                        "both numPartitions or replicationFactor and replicasAssignments were set"
+                            .into(),
+                    );
+                }
+                let mut indexes: Vec<i32> =
+                    t.assignments.iter().map(|a| a.partition_index).collect();
+                indexes.sort_unstable();
+                let only_here = t
+                    .assignments
+                    .iter()
+                    .all(|a| a.broker_ids.len() == 1 && a.broker_ids[0] == BrokerId(NODE_ID));
+                if !only_here || indexes != (0..assigned).collect::<Vec<_>>() {
+                    return fail(
+                        ResponseError::InvalidReplicaAssignment.code(),
+                        format!(
+                            "partitions must be 0 to {} with broker {NODE_ID} as the one replica",
+                            assigned - 1
+                        ),
+                    );
+                }
             }
             // -1: the broker's defaults (KIP-464).
             if !(t.replication_factor == -1 || t.replication_factor == 1) {
@@ -160,6 +182,7 @@ pub(crate) fn create_topics(b: &Arc<Broker>, req: CreateTopicsRequest) -> Create
                 );
             }
             let partitions = match t.num_partitions {
+                -1 if assigned > 0 => assigned as u32,
                 -1 => b.config.default_partitions,
                 n if n > 0 => n as u32,
                 n => {
@@ -275,10 +298,6 @@ pub(crate) fn create_partitions(
             let name = t.name.as_str();
             let outcome = match b.log.topic(name) {
                 Err(e) => Err((error_code(&e), e.to_string())),
-                Ok(_) if t.assignments.is_some() => Err((
-                    ResponseError::InvalidReplicaAssignment.code(),
-                    "this broker places partitions itself".into(),
-                )),
                 Ok(topic) if t.count <= topic.partition_count() as i32 => Err((
                     ResponseError::InvalidPartitions.code(),
                     format!(
@@ -286,6 +305,21 @@ pub(crate) fn create_partitions(
                         topic.partition_count()
                     ),
                 )),
+                // Assignments, if given, place each new partition: here, on this broker alone.
+                Ok(topic)
+                    if t.assignments.as_ref().is_some_and(|a| {
+                        a.len() as i32 != t.count - topic.partition_count() as i32
+                            || a.iter().any(|p| p.broker_ids != [BrokerId(NODE_ID)])
+                    }) =>
+                {
+                    Err((
+                        ResponseError::InvalidReplicaAssignment.code(),
+                        format!(
+                            "each of the {} new partitions must have broker {NODE_ID} as its one replica",
+                            t.count - topic.partition_count() as i32
+                        ),
+                    ))
+                }
                 Ok(_) if req.validate_only => Ok(()),
                 Ok(_) => b
                     .log

@@ -7,10 +7,11 @@
 //! never stuck. A batch is compressed as the topic's `compression.type` says, which by default
 //! is as its producer sent it.
 //!
-//! What is served ends at the log's end offset, which is the last stable offset: records of an
-//! Eddy query's transaction are served once it commits, never if it aborts. So
-//! `read_committed` and `read_uncommitted` consumers see the same records, and the high
-//! watermark reported is that end too. Where only aborted records lie between a consumer's
+//! What is served ends at the partition's acknowledged end: records the fsync policy has made
+//! durable (so nothing a consumer has seen can vanish in a crash), up to the log's end offset,
+//! which is the last stable offset: records of an Eddy query's transaction are served once it
+//! commits, never if it aborts. So `read_committed` and `read_uncommitted` consumers see the
+//! same records, and the high watermark and last stable offset reported are that end. Where only aborted records lie between a consumer's
 //! position and the end, it gets an abort marker (a control batch) at the last of them, which
 //! it skips, moving its position past them.
 //!
@@ -42,20 +43,39 @@ pub(crate) async fn fetch(b: Arc<Broker>, req: FetchRequest) -> FetchResponse {
     let min_bytes = req.min_bytes.max(0) as usize;
     loop {
         let seen = b.log.activity();
-        let (response, bytes, failed) = read(&b, &req);
+        let (response, bytes, failed, unacknowledged) = read(&b, &req);
         if bytes >= min_bytes.max(1) || failed || Instant::now() >= deadline {
             return response;
         }
+        // New records wake the fetch; so does the acknowledgement of records already written
+        // (a group commit's fsync), which appends nothing.
+        let acknowledged = async {
+            match unacknowledged {
+                Some((partition, end)) => partition.wait_durable(end).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = b.log.activity_after(seen) => {}
+            _ = acknowledged => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
 }
 
-/// One pass over the requested partitions: the response, its record bytes, and whether a
-/// partition failed (which answers at once).
-fn read(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+/// One pass over the requested partitions: the response, its record bytes, whether a partition
+/// failed (which answers at once), and a partition with records written but not yet
+/// acknowledged, with its end (to wait on).
+fn read(
+    b: &Broker,
+    req: &FetchRequest,
+) -> (
+    FetchResponse,
+    usize,
+    bool,
+    Option<(Arc<eddy_log::Partition>, u64)>,
+) {
+    let mut unacknowledged = None;
     let mut left = if req.max_bytes <= 0 {
         usize::MAX
     } else {
@@ -86,7 +106,10 @@ fn read(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
                             .with_high_watermark(-1);
                     };
                     let codec = topic.as_ref().ok().and_then(|t| t.config().compression);
-                    let end = partition.end_offset();
+                    let end = partition.acknowledged_end();
+                    if unacknowledged.is_none() && partition.end_offset() > end {
+                        unacknowledged = Some((partition.clone(), partition.end_offset()));
+                    }
                     let data = data
                         .with_high_watermark(end as i64)
                         .with_last_stable_offset(end as i64)
@@ -98,8 +121,11 @@ fn read(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
                             return data.with_error_code(ResponseError::OffsetOutOfRange.code());
                         }
                     };
-                    // After the first data, a partition gets only what the request has left.
-                    if offset == end || (left == 0 && total > 0) {
+                    // Nothing to serve yet (past the acknowledged end but within the written
+                    // end is no error: the records are on their way to the disk). After the
+                    // first data, a partition gets only what the request has left.
+                    if (end..=partition.end_offset()).contains(&offset) || (left == 0 && total > 0)
+                    {
                         return data;
                     }
                     let limit = (p.partition_max_bytes.max(1) as usize).min(left.max(1));
@@ -135,6 +161,7 @@ fn read(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
         FetchResponse::default().with_responses(topics),
         total,
         failed,
+        unacknowledged,
     )
 }
 
@@ -165,7 +192,7 @@ pub(crate) fn list_offsets(b: &Arc<Broker>, req: ListOffsetsRequest) -> ListOffs
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code());
                     };
                     let found = match p.timestamp {
-                        LATEST => Ok(Some((-1, partition.end_offset()))),
+                        LATEST => Ok(Some((-1, partition.acknowledged_end()))),
                         EARLIEST => Ok(Some((-1, partition.start_offset()))),
                         MAX_TIMESTAMP => match partition.max_timestamp() {
                             Some(ts) => at_or_after(&partition, ts),

@@ -13,7 +13,7 @@
 //!   still open or aborted are never served, whatever the isolation level asked for.
 //! - **topics** (`admin.rs`): Metadata (with auto-creation, as Kafka's default), CreateTopics,
 //!   DeleteTopics, CreatePartitions, DescribeConfigs under Kafka's config names.
-//! - **groups** (`groups.rs`, `offsets.rs`): the classic group protocol (JoinGroup, SyncGroup,
+//! - **groups** (`groups/`, `offsets.rs`): the classic group protocol (JoinGroup, SyncGroup,
 //!   Heartbeat, LeaveGroup, DescribeGroups, ListGroups) with its coordinator in memory, and
 //!   committed offsets in the log's own offsets topic, shared with Eddy's consumers.
 //!

@@ -291,6 +291,66 @@ fn broken_frames_close_their_connection_and_nothing_else() {
 }
 
 #[test]
+fn a_client_that_stops_reading_is_no_longer_read() {
+    let b = TestBroker::start();
+    create(&b, "big", |_| {});
+    let partition = b.log.partition("big", 0).unwrap();
+    let value = Bytes::from(vec![7u8; 256 << 10]);
+    for _ in 0..4 {
+        partition
+            .append(&[Record::new(None::<Bytes>, Some(value.clone()), 1)])
+            .unwrap();
+    }
+    // Fetches of 1 MiB each, sent without ever reading a response.
+    let mut frame = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::Fetch as i16)
+        .with_request_api_version(12)
+        .with_correlation_id(1)
+        .encode(&mut frame, ApiKey::Fetch.request_header_version(12))
+        .unwrap();
+    fetch_request("big", 0, 0).encode(&mut frame, 12).unwrap();
+    let mut one = (frame.len() as i32).to_be_bytes().to_vec();
+    one.extend_from_slice(&frame);
+    let mut c = Conn::connect(&b);
+    c.stream.set_nonblocking(true).unwrap();
+    let (mut sent, mut at) = (0usize, 0usize);
+    let started = Instant::now();
+    // The server has stopped reading once the socket stays full for a while: were it reading
+    // on, buffering a megabyte per request, it would drain it again.
+    'full: loop {
+        loop {
+            match c.stream.write(&one[at..]) {
+                Ok(n) => {
+                    at += n;
+                    if at == one.len() {
+                        (sent, at) = (sent + 1, 0);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        match c.stream.write(&one[at..]) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break 'full,
+            Ok(n) => at += n,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the server kept reading: {sent} requests"
+        );
+    }
+    // What it holds is bounded by its queue of replies and the sockets' buffers, not by what
+    // the client sent; everyone else is served as before.
+    assert!(sent < 200_000, "{sent} requests read");
+    let mut other = Conn::connect(&b);
+    let (error, hw, records) = fetch(&mut other, "big", 0, 0);
+    assert_eq!((error, hw, records.len()), (0, 4, 4));
+}
+
+#[test]
 fn a_damaged_batch_is_refused_and_nothing_of_it_is_written() {
     let b = TestBroker::start();
     create(&b, "t", |_| {});
@@ -493,6 +553,10 @@ fn fetch_serves_only_what_eddy_transactions_committed() {
         (1, 1),
         "the open transaction is not served"
     );
+    // As a query's task does: its output durable, then the commit.
+    partition
+        .wait_durable_blocking(partition.written_offset())
+        .unwrap();
     open.commit().unwrap();
     let (_, hw, records) = fetch(&mut c, "out", 1, 0);
     assert_eq!((hw, records.len()), (2, 1));
@@ -505,6 +569,9 @@ fn fetch_serves_only_what_eddy_transactions_committed() {
             Record::new(Some("c"), Some("3"), 3),
             Record::new(Some("d"), Some("4"), 4),
         ])
+        .unwrap();
+    partition
+        .wait_durable_blocking(partition.written_offset())
         .unwrap();
     aborted.abort().unwrap();
     let (_, hw, records) = fetch(&mut c, "out", 2, 0);

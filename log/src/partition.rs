@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::batch::{self, BatchFormat, Codec, StoredBatch};
+use crate::batch::{self, BatchFormat, Codec};
 use crate::config::{FsyncPolicy, TopicConfig};
 use crate::error::{IoContext, LogError, Result};
 use crate::offset_watch::{Activity, OffsetWatch};
@@ -64,13 +64,6 @@ impl AppendInfo {
 #[derive(Debug)]
 pub struct Read {
     pub records: Vec<StoredRecord>,
-    pub next: u64,
-}
-
-/// Whole batches a read found, and where the next read starts.
-#[derive(Debug)]
-pub struct BatchRead {
-    pub batches: Vec<StoredBatch>,
     pub next: u64,
 }
 
@@ -571,36 +564,7 @@ impl Partition {
         Ok(Read { records: out, next })
     }
 
-    /// Reads whole batches, from the one holding `offset` (so its first records may lie below
-    /// `offset`, as a Kafka broker's fetch returns them) until about `max_bytes` (at least one
-    /// batch). Ranges and aborted transactions as for [`Partition::read_on`].
-    pub fn read_batches(&self, offset: u64, max_bytes: usize) -> Result<BatchRead> {
-        let segments = self.segments.read().clone();
-        let end = self.end.get();
-        self.check_range(offset, end)?;
-        let mut batches = Vec::new();
-        if offset < end {
-            let first = segments
-                .partition_point(|s| s.base_offset <= offset)
-                .saturating_sub(1);
-            let aborted = self.aborted.read().clone();
-            let skip = |meta: &batch::BatchMeta| is_aborted(&aborted, meta);
-            for seg in &segments[first..] {
-                seg.read_batches(offset, max_bytes, &skip, &mut batches)?;
-                if !batches.is_empty() {
-                    break;
-                }
-            }
-        }
-        // Batches are written whole before `end` passes them, so none straddles it.
-        while batches.last().is_some_and(|b| b.base_offset >= end) {
-            batches.pop();
-        }
-        let next = batches.last().map_or(end, |b| b.last_offset + 1);
-        Ok(BatchRead { batches, next })
-    }
-
-    fn check_range(&self, offset: u64, end: u64) -> Result<()> {
+    pub(crate) fn check_range(&self, offset: u64, end: u64) -> Result<()> {
         let start = self.start_offset();
         if offset < start || offset > end {
             return Err(LogError::OffsetOutOfRange {

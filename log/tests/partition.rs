@@ -322,6 +322,38 @@ fn group_commit_acknowledges_concurrent_appenders() {
     }
 }
 
+#[test]
+fn whole_batches_are_served_only_once_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    // No flusher: acknowledgement waits for an explicit group commit.
+    let log = open(dir.path());
+    let t = log
+        .create_topic(
+            "acked",
+            TopicConfig {
+                fsync: Some(FsyncPolicy::IntervalMs(60_000)),
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    let p = t.partition(0).unwrap();
+    let recs: Vec<Record> = (0..3).map(|i| rec(None, Some(&i.to_string()), i)).collect();
+    p.append_unacknowledged(&recs).unwrap();
+    // Readable (queries see it), but not yet served as a Kafka broker serves: a crash could
+    // still take it back.
+    assert_eq!(p.end_offset(), 3);
+    assert_eq!(p.acknowledged_end(), 0);
+    let read = p.read_batches(0, 1 << 20).unwrap();
+    assert!(read.batches.is_empty());
+    assert_eq!(read.next, 0);
+    p.flush().unwrap();
+    assert_eq!(p.acknowledged_end(), 3);
+    let read = p.read_batches(1, 1 << 20).unwrap();
+    assert_eq!(read.batches.len(), 1);
+    assert_eq!(read.batches[0].base_offset, 0);
+    assert_eq!(read.next, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_tokio_producers_and_a_waiting_consumer() {
     let dir = tempfile::tempdir().unwrap();

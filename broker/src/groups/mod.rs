@@ -31,19 +31,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
-use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::admin::{str, NODE_ID};
+use crate::admin::str;
 use crate::connection::{Head, Reply};
 use crate::Broker;
+
+mod group;
+mod listing;
+
+use group::{Group, Joined, Member, State, Synced};
+pub(crate) use listing::{describe_groups, find_coordinator, list_groups};
 
 /// How often sessions and rebalance timeouts are checked.
 pub(crate) const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
@@ -54,255 +57,9 @@ const MAX_SESSION: Duration = Duration::from_secs(1800);
 /// How long an id handed out with MEMBER_ID_REQUIRED waits for its member to join with it.
 const PENDING_ID_TTL: Duration = Duration::from_secs(300);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Empty,
-    PreparingRebalance,
-    CompletingRebalance,
-    Stable,
-}
-
-impl State {
-    fn name(self) -> &'static str {
-        match self {
-            State::Empty => "Empty",
-            State::PreparingRebalance => "PreparingRebalance",
-            State::CompletingRebalance => "CompletingRebalance",
-            State::Stable => "Stable",
-        }
-    }
-}
-
-/// A JoinGroup answer.
-#[derive(Default)]
-struct Joined {
-    error: i16,
-    generation: i32,
-    protocol_type: Option<String>,
-    protocol: Option<String>,
-    leader: String,
-    member_id: String,
-    /// Every member's id, instance id and subscription: for the leader only.
-    members: Vec<(String, Option<String>, Bytes)>,
-}
-
-/// A SyncGroup answer.
-#[derive(Default)]
-struct Synced {
-    error: i16,
-    assignment: Bytes,
-    protocol_type: Option<String>,
-    protocol: Option<String>,
-}
-
-struct Member {
-    id: String,
-    instance_id: Option<String>,
-    client_id: String,
-    client_host: String,
-    session_timeout: Duration,
-    rebalance_timeout: Duration,
-    protocols: Vec<(String, Bytes)>,
-    assignment: Bytes,
-    last_seen: Instant,
-    /// Joined the rebalance under way.
-    joined: bool,
-    join: Option<oneshot::Sender<Joined>>,
-    sync: Option<oneshot::Sender<Synced>>,
-}
-
-struct Group {
-    state: State,
-    generation: i32,
-    protocol_type: Option<String>,
-    protocol: Option<String>,
-    leader: Option<String>,
-    /// In the order they joined.
-    members: Vec<Member>,
-    /// Ids handed out with MEMBER_ID_REQUIRED, and when.
-    pending: HashMap<String, Instant>,
-    rebalance_deadline: Option<Instant>,
-}
-
 pub(crate) struct Groups {
     groups: Mutex<HashMap<String, Group>>,
     next_member: AtomicU64,
-}
-
-impl Group {
-    fn new() -> Group {
-        Group {
-            state: State::Empty,
-            generation: 0,
-            protocol_type: None,
-            protocol: None,
-            leader: None,
-            members: Vec::new(),
-            pending: HashMap::new(),
-            rebalance_deadline: None,
-        }
-    }
-
-    fn has_member(&self, id: &str) -> bool {
-        self.members.iter().any(|m| m.id == id)
-    }
-
-    fn member(&mut self, id: &str) -> Option<&mut Member> {
-        self.members.iter_mut().find(|m| m.id == id)
-    }
-
-    fn prepare_rebalance(&mut self, now: Instant) {
-        if self.state == State::CompletingRebalance {
-            for m in &mut self.members {
-                if let Some(tx) = m.sync.take() {
-                    let _ = tx.send(Synced {
-                        error: ResponseError::RebalanceInProgress.code(),
-                        ..Synced::default()
-                    });
-                }
-            }
-        }
-        if self.state != State::PreparingRebalance {
-            for m in &mut self.members {
-                m.joined = false;
-            }
-        }
-        self.state = State::PreparingRebalance;
-        let timeout = self
-            .members
-            .iter()
-            .map(|m| m.rebalance_timeout)
-            .max()
-            .unwrap_or_default();
-        self.rebalance_deadline = Some(now + timeout);
-    }
-
-    /// Ends the join phase if every member has joined (or `force`, at the rebalance timeout,
-    /// dropping those that have not).
-    fn try_complete_join(&mut self, force: bool, now: Instant) {
-        if self.state != State::PreparingRebalance {
-            return;
-        }
-        if !force && !self.members.iter().all(|m| m.joined) {
-            return;
-        }
-        self.members.retain(|m| m.joined);
-        self.generation += 1;
-        self.rebalance_deadline = None;
-        if self.members.is_empty() {
-            self.state = State::Empty;
-            self.protocol = None;
-            self.leader = None;
-            return;
-        }
-        self.protocol = self.choose_protocol();
-        if !self
-            .leader
-            .as_ref()
-            .is_some_and(|l| self.members.iter().any(|m| &m.id == l))
-        {
-            self.leader = Some(self.members[0].id.clone());
-        }
-        self.state = State::CompletingRebalance;
-        let protocol = self.protocol.clone().unwrap_or_default();
-        let leader = self.leader.clone().unwrap_or_default();
-        let subscriptions: Vec<(String, Option<String>, Bytes)> = self
-            .members
-            .iter()
-            .map(|m| {
-                let metadata = m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| *n == protocol)
-                    .map(|(_, md)| md.clone())
-                    .unwrap_or_default();
-                (m.id.clone(), m.instance_id.clone(), metadata)
-            })
-            .collect();
-        for m in &mut self.members {
-            m.joined = false;
-            m.last_seen = now;
-            if let Some(tx) = m.join.take() {
-                let _ = tx.send(Joined {
-                    error: 0,
-                    generation: self.generation,
-                    protocol_type: self.protocol_type.clone(),
-                    protocol: Some(protocol.clone()),
-                    leader: leader.clone(),
-                    member_id: m.id.clone(),
-                    members: if m.id == leader {
-                        subscriptions.clone()
-                    } else {
-                        Vec::new()
-                    },
-                });
-            }
-        }
-    }
-
-    /// Kafka's choice: of the protocols all members support, the one most members prefer.
-    fn choose_protocol(&self) -> Option<String> {
-        let first = self.members.first()?;
-        let candidates: Vec<&String> = first
-            .protocols
-            .iter()
-            .map(|(n, _)| n)
-            .filter(|n| {
-                self.members
-                    .iter()
-                    .all(|m| m.protocols.iter().any(|(p, _)| p == *n))
-            })
-            .collect();
-        candidates
-            .iter()
-            .max_by_key(|c| {
-                let votes = self
-                    .members
-                    .iter()
-                    .filter(|m| {
-                        m.protocols
-                            .iter()
-                            .map(|(n, _)| n)
-                            .find(|n| candidates.contains(n))
-                            == Some(**c)
-                    })
-                    .count();
-                // Ties go to the first member's earlier preference.
-                (
-                    votes,
-                    std::cmp::Reverse(candidates.iter().position(|x| x == *c)),
-                )
-            })
-            .map(|c| (*c).clone())
-    }
-
-    /// Drops a member: its waiting requests are answered, and the others rebalance.
-    fn remove(&mut self, id: &str, now: Instant) {
-        let Some(i) = self.members.iter().position(|m| m.id == id) else {
-            return;
-        };
-        let m = self.members.remove(i);
-        if let Some(tx) = m.join {
-            let _ = tx.send(Joined {
-                error: ResponseError::UnknownMemberId.code(),
-                ..Joined::default()
-            });
-        }
-        if let Some(tx) = m.sync {
-            let _ = tx.send(Synced {
-                error: ResponseError::UnknownMemberId.code(),
-                ..Synced::default()
-            });
-        }
-        match self.state {
-            State::Stable | State::CompletingRebalance => {
-                self.prepare_rebalance(now);
-                self.try_complete_join(self.members.is_empty(), now);
-            }
-            State::PreparingRebalance => self.try_complete_join(self.members.is_empty(), now),
-            State::Empty => {}
-        }
-    }
 }
 
 impl Groups {
@@ -374,48 +131,6 @@ impl Groups {
             .map(|(n, g)| (n.clone(), g.state, g.protocol_type.clone()))
             .collect()
     }
-}
-
-pub(crate) fn find_coordinator(
-    b: &Arc<Broker>,
-    req: FindCoordinatorRequest,
-    version: i16,
-) -> FindCoordinatorResponse {
-    // Key type 1 is a transactional id: transactions are not served.
-    let error = if req.key_type == 1 {
-        ResponseError::CoordinatorNotAvailable.code()
-    } else {
-        0
-    };
-    let (host, port) = (
-        str(b.config.advertised_host.clone()),
-        i32::from(b.config.advertised_port),
-    );
-    if version >= 4 {
-        let coordinators = req
-            .coordinator_keys
-            .into_iter()
-            .map(|key| {
-                Coordinator::default()
-                    .with_key(key)
-                    .with_node_id(BrokerId(if error == 0 { NODE_ID } else { -1 }))
-                    .with_host(if error == 0 { host.clone() } else { str("") })
-                    .with_port(if error == 0 { port } else { -1 })
-                    .with_error_code(error)
-            })
-            .collect();
-        return FindCoordinatorResponse::default().with_coordinators(coordinators);
-    }
-    if error != 0 {
-        return FindCoordinatorResponse::default()
-            .with_error_code(error)
-            .with_node_id(BrokerId(-1))
-            .with_port(-1);
-    }
-    FindCoordinatorResponse::default()
-        .with_node_id(BrokerId(NODE_ID))
-        .with_host(host)
-        .with_port(port)
 }
 
 pub(crate) fn join_group(b: &Arc<Broker>, head: &Head, req: JoinGroupRequest) -> Reply {
@@ -693,83 +408,4 @@ pub(crate) fn leave_group(b: &Arc<Broker>, req: LeaveGroupRequest) -> LeaveGroup
         })
         .collect();
     LeaveGroupResponse::default().with_members(members)
-}
-
-pub(crate) fn describe_groups(
-    b: &Arc<Broker>,
-    req: DescribeGroupsRequest,
-) -> DescribeGroupsResponse {
-    let committed = b.log.offset_groups();
-    let mut groups = b.groups.groups.lock();
-    let described = req
-        .groups
-        .into_iter()
-        .map(|id| {
-            let name = id.as_str().to_string();
-            let d = DescribedGroup::default().with_group_id(id);
-            match groups.get_mut(&name) {
-                Some(g) => {
-                    let protocol = g.protocol.clone().unwrap_or_default();
-                    let members = g
-                        .members
-                        .iter()
-                        .map(|m| {
-                            DescribedGroupMember::default()
-                                .with_member_id(str(m.id.clone()))
-                                .with_group_instance_id(m.instance_id.clone().map(str))
-                                .with_client_id(str(m.client_id.clone()))
-                                .with_client_host(str(format!("/{}", m.client_host)))
-                                .with_member_metadata(
-                                    m.protocols
-                                        .iter()
-                                        .find(|(n, _)| *n == protocol)
-                                        .map(|(_, md)| md.clone())
-                                        .unwrap_or_default(),
-                                )
-                                .with_member_assignment(m.assignment.clone())
-                        })
-                        .collect();
-                    d.with_group_state(str(g.state.name()))
-                        .with_protocol_type(str(g.protocol_type.clone().unwrap_or_default()))
-                        .with_protocol_data(str(protocol))
-                        .with_members(members)
-                }
-                // A group known only by its committed offsets is empty; any other is dead.
-                None if committed.contains(&name) => d
-                    .with_group_state(str("Empty"))
-                    .with_protocol_type(str("consumer")),
-                None => d.with_group_state(str("Dead")),
-            }
-        })
-        .collect();
-    DescribeGroupsResponse::default().with_groups(described)
-}
-
-pub(crate) fn list_groups(b: &Arc<Broker>, req: ListGroupsRequest) -> ListGroupsResponse {
-    let mut all: Vec<(String, &'static str, String)> = b
-        .groups
-        .names()
-        .into_iter()
-        .map(|(n, s, t)| (n, s.name(), t.unwrap_or_else(|| "consumer".into())))
-        .collect();
-    for g in b.log.offset_groups() {
-        if !all.iter().any(|(n, _, _)| *n == g) {
-            all.push((g, State::Empty.name(), "consumer".into()));
-        }
-    }
-    all.sort();
-    let filter = &req.states_filter;
-    let groups = all
-        .into_iter()
-        .filter(|(_, state, _)| {
-            filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(state))
-        })
-        .map(|(name, state, protocol_type)| {
-            ListedGroup::default()
-                .with_group_id(GroupId(str(name)))
-                .with_protocol_type(str(protocol_type))
-                .with_group_state(str(state))
-        })
-        .collect();
-    ListGroupsResponse::default().with_groups(groups)
 }
