@@ -114,14 +114,14 @@ fn what_a_producer_had_acknowledged_survives_kill_9() {
     };
     let (mut broker, addr, _out) = start();
     // A producer writes on while the broker is killed; every key it saw acknowledged counts.
-    let producer = Command::new("python3")
+    let mut producer = Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/acked.py"))
         .args(["produce", &addr, "events", "20000"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut acked = Vec::new();
-    let mut lines = BufReader::new(producer.stdout.unwrap()).lines();
+    let mut lines = BufReader::new(producer.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         acked.push(line.unwrap().parse::<u32>().unwrap());
         if acked.len() == 3000 {
@@ -129,6 +129,7 @@ fn what_a_producer_had_acknowledged_survives_kill_9() {
             broker.wait().unwrap();
         }
     }
+    producer.wait().unwrap();
     assert!(
         acked.len() >= 3000,
         "acknowledged before the kill: {}",
