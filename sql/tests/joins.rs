@@ -220,6 +220,32 @@ fn a_table_table_join_follows_changes_on_both_sides() {
     );
 }
 
+/// A table's header column in a table-table join comes with its row: the header of the record
+/// that last wrote it, whichever side's change the join is processing.
+#[test]
+fn a_table_table_join_carries_each_rows_header_column() {
+    let (_dir, log, mut session) = with_statements(
+        "SET 'auto.offset.reset'='earliest';
+         CREATE TABLE users (id STRING PRIMARY KEY, name STRING, src BYTES HEADER('src')) WITH (kafka_topic='users', partitions=1, value_format='JSON');
+         CREATE TABLE tiers (id STRING PRIMARY KEY, tier INT) WITH (kafka_topic='tiers', partitions=1, value_format='JSON');
+         CREATE TABLE joined AS SELECT u.id, name, src, tier FROM users u JOIN tiers t ON u.id = t.id;",
+    );
+    let mut user = eddy_log::Record::new(Some("ada"), Some(r#"{"NAME":"Ada"}"#), 1);
+    user.headers.push(eddy_log::Header {
+        name: "src".into(),
+        value: Some(bytes::Bytes::from_static(b"!")),
+    });
+    log.partition("users", 0).unwrap().append(&[user]).unwrap();
+    session.run_until_idle().unwrap();
+    // The change on the side without the header column finds it in the stored user row.
+    keyed(&log, "tiers", "ada", r#"{"TIER":1}"#);
+    session.run_until_idle().unwrap();
+    assert_eq!(
+        values_or_null(&log, "JOINED"),
+        [r#"{"NAME":"Ada","SRC":"IQ==","TIER":1}"#]
+    );
+}
+
 /// The join keeps its own copy of both tables: changes meet each other in the order the join
 /// reads them, whenever the tables' materializations get to them, and a query started at the
 /// tables' end (`latest`) still knows the rows from before it.

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use eddy_engine::fk_join::{FkTables, ForeignKeyJoin};
 use eddy_engine::lookup_join::StreamTableJoin;
 use eddy_engine::staged_store::StagedStore;
@@ -48,18 +49,35 @@ struct Rekeyed {
     progress: Arc<StageProgress>,
 }
 
-fn arrow_types(columns: &[Column]) -> Vec<datafusion::arrow::datatypes::DataType> {
+fn arrow_types(columns: &[Column]) -> Vec<DataType> {
     columns.iter().map(|c| c.ty.to_arrow()).collect()
 }
 
 /// A table join's copy of a table's rows: in the task's `scope`, or in memory without one (a
 /// push query).
 fn table_copy(scope: Option<&StateScope>, name: &str, table: &SourceDef) -> Result<TableRows> {
+    rows_copy(scope, name, &arrow_types(&table.value_columns))
+}
+
+fn rows_copy(scope: Option<&StateScope>, name: &str, types: &[DataType]) -> Result<TableRows> {
     let store = match scope {
         Some(scope) => StagedStore::open(scope, name)?,
         None => StagedStore::in_memory(),
     };
-    Ok(TableRows::new(store, &arrow_types(&table.value_columns)))
+    Ok(TableRows::new(store, types))
+}
+
+/// The columns a table-table join keeps of each row of `table`: its values, then its header
+/// columns (a row's header columns are those of the record that last wrote it, and the join's
+/// output may select them). They follow one another in the source's batches too.
+fn values_and_headers(table: &SourceDef) -> Vec<DataType> {
+    let headers = table.header_columns.iter().map(|(c, _)| c);
+    table
+        .value_columns
+        .iter()
+        .chain(headers)
+        .map(|c| c.ty.to_arrow())
+        .collect()
 }
 
 impl Session {
@@ -364,15 +382,17 @@ impl Session {
                 if build.is_some_and(|b| !b.builds(join_tasks)) {
                     return Ok(JoinInputs::default());
                 }
-                let left_rows = table_copy(scope, "join-left-rows", left)?;
-                let right_rows = table_copy(scope, "join-right-rows", right)?;
+                let (left_types, right_types) =
+                    (values_and_headers(left), values_and_headers(right));
+                let left_rows = rows_copy(scope, "join-left-rows", &left_types)?;
+                let right_rows = rows_copy(scope, "join-right-rows", &right_types)?;
                 let left_op = TableTableJoin::new(
                     true,
                     *keep,
                     key,
                     right.key_columns[0].ty.to_arrow(),
-                    (left_rows.clone(), left.value_columns.len()),
-                    (right_rows.clone(), arrow_types(&right.value_columns)),
+                    (left_rows.clone(), left_types.len()),
+                    (right_rows.clone(), right_types.clone()),
                     left_columns.clone(),
                     &left_schema,
                     schema.clone(),
@@ -382,8 +402,8 @@ impl Session {
                     *keep,
                     key,
                     left.key_columns[0].ty.to_arrow(),
-                    (right_rows, right.value_columns.len()),
-                    (left_rows, arrow_types(&left.value_columns)),
+                    (right_rows, right_types.len()),
+                    (left_rows, left_types),
                     right_columns.clone(),
                     &right_schema,
                     schema,
