@@ -15,6 +15,9 @@ pub enum EngineError {
     State(#[from] eddy_state::StateError),
     #[error("{0}")]
     Plan(String),
+    /// A bug: an operator panicked. The task fails with it, as with any other error.
+    #[error("internal error: {0}")]
+    Panic(String),
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

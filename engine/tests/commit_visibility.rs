@@ -29,6 +29,8 @@ struct Probe {
     commit_every_batch: bool,
     /// Fails on this batch (counted from 0), as a query whose expression throws would.
     fail_on: Option<usize>,
+    /// Panics instead of failing, as a bug would.
+    panic: bool,
 }
 
 impl Operator for Probe {
@@ -46,6 +48,7 @@ impl Operator for Probe {
         let seen = (self.sink.end_offset(), self.sink.written_offset());
         let mut all = self.seen.lock().unwrap();
         if self.fail_on == Some(all.len()) {
+            assert!(!self.panic, "the probe panicked");
             return Err(eddy_engine::EngineError::Plan("the probe failed".into()));
         }
         all.push(seen);
@@ -112,6 +115,16 @@ fn pipeline_with(
     commit_every_batch: bool,
     fail_on: Option<usize>,
 ) -> (Pipeline, Seen) {
+    pipeline_failing(s, input, commit_every_batch, fail_on, false)
+}
+
+fn pipeline_failing(
+    s: &Setup,
+    input: Arc<Topic>,
+    commit_every_batch: bool,
+    fail_on: Option<usize>,
+    panic: bool,
+) -> (Pipeline, Seen) {
     let fields = vec![Field::new("V", DataType::Int64, true)];
     let source = Source::new(
         input,
@@ -142,6 +155,7 @@ fn pipeline_with(
         seen: seen.clone(),
         commit_every_batch,
         fail_on,
+        panic,
     };
     let pipeline = Pipeline::new(
         &s.log,
@@ -328,5 +342,22 @@ fn a_failed_task_aborts_its_open_transactions() {
         1
     );
     // It runs no more.
+    assert_eq!(pipeline.run_available(&s.log, &plog).unwrap(), 0);
+}
+
+#[test]
+fn an_operator_that_panics_fails_its_task_as_an_error_would() {
+    let s = setup();
+    let (mut pipeline, _) = pipeline_failing(&s, s.input.clone(), false, Some(2), true);
+    let plog = ProcessingLog::new(s.log.clone());
+    let err = pipeline.run_available(&s.log, &plog).unwrap_err();
+    assert_eq!(err.to_string(), "internal error: the probe panicked");
+    assert_eq!(
+        pipeline.failure(),
+        Some("internal error: the probe panicked")
+    );
+    // Its open transaction aborted, as for an error: nothing holds readers back.
+    let out = s.output.partition(0).unwrap();
+    assert_eq!((out.end_offset(), out.written_offset()), (20_000, 20_000));
     assert_eq!(pipeline.run_available(&s.log, &plog).unwrap(), 0);
 }

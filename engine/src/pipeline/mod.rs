@@ -35,7 +35,7 @@ use input::{input_position, restrict, start_positions, Input};
 pub use progress::StageProgress;
 use turns::earliest;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::metrics::QueryMetrics;
 use crate::operator::{Operator, OperatorContext};
 use crate::processing_log::ProcessingLog;
@@ -333,7 +333,20 @@ impl Pipeline {
         if self.failure.is_some() {
             return Ok((0, true));
         }
-        let result = self.run_until(log, plog, budget);
+        // A bug that panics in an operator fails the task as an error would: its open
+        // transactions abort and the query shows as failed with the reason, rather than the
+        // panic taking the stream thread (and every task on it) down.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.run_until(log, plog, budget)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            Err(EngineError::Panic(what))
+        });
         if let Err(e) = &result {
             self.failure = Some(e.to_string());
             self.abandon();
