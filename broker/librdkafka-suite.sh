@@ -29,11 +29,9 @@ eddy="$(cd "$(dirname "$eddy")" && pwd)/$(basename "$eddy")"
 # What Eddy does not serve (see the README's "Kafka clients" section), and tests of librdkafka
 # alone that need a tool beside the broker.
 declare -A SKIP=(
-  [0011]="its last subtest sets cleanup.policy with IncrementalAlterConfigs, not served"
   [0052]="msg_timestamps: creates its topics with Kafka's kafka-topics.sh (KAFKA_PATH)"
   [0077]="compaction: drives Kafka's own kafka-topics.sh (KAFKA_PATH)"
   [0081]="admin: its CreateTopics, DeleteTopics and CreatePartitions subtests pass, then CreateAcls (ACLs not served)"
-  [0092]="mixed_msgver: sets message.format.version with AlterConfigs, not served"
   [0109]="auto_create_topics: drives Kafka's kafka-configs.sh (KAFKA_PATH)"
   [0079]="fork: tests librdkafka in a forked child, needs KAFKA_PATH"
   [0066]="plugins: needs librdkafka's test plugin library"

@@ -1,4 +1,5 @@
-//! Topics: Metadata, CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs.
+//! Topics: Metadata, CreateTopics, DeleteTopics, CreatePartitions (their settings:
+//! `configs.rs`).
 //!
 //! There is one broker (node 0) and it leads every partition, with itself as the only replica.
 //! A topic's id is derived from its name: stable across restarts, though a topic deleted and
@@ -12,9 +13,6 @@ use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -22,18 +20,11 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use crate::configs::{SOURCE_DEFAULT, SOURCE_TOPIC};
 use crate::{error_code, Broker};
 
 /// The broker's node id; it leads every partition.
 pub(crate) const NODE_ID: i32 = 0;
-/// DescribeConfigs resource types.
-const TOPIC_RESOURCE: i8 = 2;
-const BROKER_RESOURCE: i8 = 4;
-/// DescribeConfigs config sources.
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_DEFAULT: i8 = 5;
-/// DescribeConfigs config type STRING (v3+).
-const TYPE_STRING: i8 = 2;
 
 pub(crate) fn str(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
@@ -336,73 +327,4 @@ pub(crate) fn create_partitions(
         })
         .collect();
     CreatePartitionsResponse::default().with_results(results)
-}
-
-pub(crate) fn describe_configs(
-    b: &Arc<Broker>,
-    req: DescribeConfigsRequest,
-) -> DescribeConfigsResponse {
-    let results = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let result = DescribeConfigsResult::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            let wanted = |name: &str| {
-                r.configuration_keys
-                    .as_ref()
-                    .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
-            };
-            match r.resource_type {
-                TOPIC_RESOURCE => match b.log.topic(r.resource_name.as_str()) {
-                    Ok(t) => result.with_configs(
-                        t.config()
-                            .kafka_entries()
-                            .into_iter()
-                            .filter(|e| wanted(e.name))
-                            .map(|e| config_entry(e.name, e.value, e.is_default))
-                            .collect(),
-                    ),
-                    Err(e) => result
-                        .with_error_code(error_code(&e))
-                        .with_error_message(Some(str(e.to_string()))),
-                },
-                // Tools ask for the broker's settings too; these are the ones clients read.
-                BROKER_RESOURCE => result.with_configs(
-                    [
-                        (
-                            "auto.create.topics.enable",
-                            b.config.auto_create_topics.to_string(),
-                        ),
-                        ("num.partitions", b.config.default_partitions.to_string()),
-                        (
-                            "socket.request.max.bytes",
-                            b.config.max_request_bytes.to_string(),
-                        ),
-                    ]
-                    .into_iter()
-                    .filter(|(n, _)| wanted(n))
-                    .map(|(n, v)| config_entry(n, v, true))
-                    .collect(),
-                ),
-                _ => result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(str("only topic and broker configs are described"))),
-            }
-        })
-        .collect();
-    DescribeConfigsResponse::default().with_results(results)
-}
-
-fn config_entry(name: &str, value: String, is_default: bool) -> DescribeConfigsResourceResult {
-    DescribeConfigsResourceResult::default()
-        .with_name(str(name))
-        .with_value(Some(str(value)))
-        .with_config_source(if is_default {
-            SOURCE_DEFAULT
-        } else {
-            SOURCE_TOPIC
-        })
-        .with_config_type(TYPE_STRING)
 }

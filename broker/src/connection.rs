@@ -27,7 +27,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::BrokerError;
-use crate::{admin, fetch, groups, offsets, produce, versions, Broker};
+use crate::{admin, configs, fetch, groups, offsets, produce, versions, Broker};
 
 /// Replies queued behind the one being sent, per connection.
 const MAX_QUEUED_REPLIES: usize = 16;
@@ -208,8 +208,13 @@ fn dispatch(
             Reply::now(&head, admin::create_partitions(b, decode(&head, frame)?))
         }
         ApiKey::DescribeConfigs => {
-            Reply::now(&head, admin::describe_configs(b, decode(&head, frame)?))
+            Reply::now(&head, configs::describe_configs(b, decode(&head, frame)?))
         }
+        ApiKey::AlterConfigs => Reply::now(&head, configs::alter_configs(b, decode(&head, frame)?)),
+        ApiKey::IncrementalAlterConfigs => Reply::now(
+            &head,
+            configs::incremental_alter_configs(b, decode(&head, frame)?),
+        ),
         ApiKey::Produce => produce::produce(b, &head, decode(&head, frame)?),
         ApiKey::InitProducerId => {
             Reply::now(&head, produce::init_producer_id(b, decode(&head, frame)?))
@@ -308,6 +313,8 @@ pub(crate) fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteTopics => "DeleteTopics",
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::CreatePartitions => "CreatePartitions",
         _ => "an API this broker does not serve",
     }

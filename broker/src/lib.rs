@@ -9,10 +9,12 @@
 //!   durable, `acks=0` never answers. Idempotent producers get ids from `InitProducerId` and
 //!   their sequence numbers are checked per partition (`producers.rs`).
 //! - **fetch** (`fetch.rs`): whole stored batches from the one holding the fetch offset, up to
-//!   the log's end, which is its last stable offset: transactions of Eddy's queries that are
-//!   still open or aborted are never served, whatever the isolation level asked for.
+//!   what is both acknowledged (durable by the fsync policy) and stable: transactions of Eddy's
+//!   queries that are still open or aborted are never served, whatever the isolation level
+//!   asked for.
 //! - **topics** (`admin.rs`): Metadata (with auto-creation, as Kafka's default), CreateTopics,
-//!   DeleteTopics, CreatePartitions, DescribeConfigs under Kafka's config names.
+//!   DeleteTopics, CreatePartitions; DescribeConfigs, AlterConfigs and IncrementalAlterConfigs
+//!   under Kafka's config names (`configs.rs`).
 //! - **groups** (`groups/`, `offsets.rs`): the classic group protocol (JoinGroup, SyncGroup,
 //!   Heartbeat, LeaveGroup, DescribeGroups, ListGroups) with its coordinator in memory, and
 //!   committed offsets in the log's own offsets topic, shared with Eddy's consumers.
@@ -24,6 +26,7 @@
 //! reading the next requests, up to a bound.
 
 mod admin;
+mod configs;
 mod connection;
 mod error;
 mod fetch;

@@ -29,6 +29,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
 ];
 
@@ -116,6 +118,13 @@ mod tests {
                 ApiKey::CreatePartitions => {
                     check::<CreatePartitionsRequest, CreatePartitionsResponse>(key, min, max)
                 }
+                ApiKey::AlterConfigs => {
+                    check::<AlterConfigsRequest, AlterConfigsResponse>(key, min, max)
+                }
+                ApiKey::IncrementalAlterConfigs => check::<
+                    IncrementalAlterConfigsRequest,
+                    IncrementalAlterConfigsResponse,
+                >(key, min, max),
                 other => panic!("{other:?} is advertised but not dispatched"),
             }
         }

@@ -51,7 +51,7 @@ impl Partition {
     /// not compacted.
     pub fn compact(&self, now: SystemTime) -> Result<CompactionStats> {
         let mut stats = CompactionStats::default();
-        if !self.config.compact {
+        if !self.config().compact {
             return Ok(stats);
         }
         let segments = self.segments.read().clone();
@@ -59,7 +59,7 @@ impl Partition {
             return Ok(stats);
         }
         let end = self.end_offset();
-        let tombstone_age = Duration::from_millis(self.config.delete_retention_ms);
+        let tombstone_age = Duration::from_millis(self.config().delete_retention_ms);
         if let Some((reached, at)) = *self.compacted.lock() {
             let start = self.start_offset();
             let dirty = end.saturating_sub(reached.max(start));
@@ -121,7 +121,7 @@ impl Partition {
             std::fs::remove_dir_all(&work).at(&work)?;
         }
         std::fs::create_dir(&work).at(&work)?;
-        let interval = self.config.index_interval_bytes;
+        let interval = self.config().index_interval_bytes;
         let fresh = Segment::create(self.id.clone(), &work, base, interval)?;
         let mut buf = Vec::new();
         for chunk in kept.chunks(4096) {
@@ -129,7 +129,7 @@ impl Partition {
             // Records of several batches merge here; their producers' codecs are not kept.
             let format = BatchFormat {
                 codec: Codec::None,
-                log_append_time: self.config.log_append_time,
+                log_append_time: self.config().log_append_time,
             };
             let meta = batch::encode(
                 &mut buf,

@@ -2,7 +2,8 @@
 //! tools can create and describe Eddy's topics in their own words.
 //!
 //! Each name maps to a field of [`TopicConfig`]. Settings about replicas (`min.insync.replicas`
-//! and the like) are accepted and have no effect: the log is one node and keeps one copy.
+//! and the like) and `message.format.version` are accepted and have no effect: the log is one
+//! node, keeps one copy and has one batch format.
 //! Any other name is refused, as Kafka refuses names it does not know.
 
 use crate::batch::Codec;
@@ -18,8 +19,11 @@ pub struct ConfigEntry {
     pub is_default: bool,
 }
 
-/// Names accepted and ignored: they are about replicas, and the log keeps one copy.
-const REPLICA_SETTINGS: &[&str] = &[
+/// Names accepted and ignored: most are about replicas, and the log keeps one copy;
+/// `message.format.version` is about record formats older than the one batch format the log
+/// serves (Kafka 3 ignores it too).
+const IGNORED_SETTINGS: &[&str] = &[
+    "message.format.version",
     "min.insync.replicas",
     "unclean.leader.election.enable",
     "leader.replication.throttled.replicas",
@@ -113,7 +117,33 @@ impl TopicConfig {
                 Some(n) if n > 0 => self.fsync = Some(FsyncPolicy::IntervalMs(n as u64)),
                 _ => return bad("expected a positive number of milliseconds"),
             },
-            _ if REPLICA_SETTINGS.contains(&name) => {}
+            _ if IGNORED_SETTINGS.contains(&name) => {}
+            _ => {
+                return Err(LogError::InvalidConfig(format!(
+                    "unknown or unsupported topic configuration {name}"
+                )))
+            }
+        }
+        self.validate()
+    }
+
+    /// Puts one setting, by its Kafka name, back to its default (AlterConfigs' DELETE).
+    pub fn reset_kafka(&mut self, name: &str) -> Result<(), LogError> {
+        let d = TopicConfig::default();
+        match name {
+            "cleanup.policy" => self.compact = d.compact,
+            "retention.ms" => self.retention_ms = d.retention_ms,
+            "retention.bytes" => self.retention_bytes = d.retention_bytes,
+            "segment.bytes" => self.segment_bytes = d.segment_bytes,
+            "segment.ms" => self.segment_ms = d.segment_ms,
+            "delete.retention.ms" => self.delete_retention_ms = d.delete_retention_ms,
+            "index.interval.bytes" => self.index_interval_bytes = d.index_interval_bytes,
+            "max.message.bytes" => self.max_message_bytes = d.max_message_bytes,
+            "message.timestamp.type" => self.log_append_time = d.log_append_time,
+            "compression.type" => self.compression = d.compression,
+            // Back to the log's default policy.
+            "flush.messages" | "flush.ms" => self.fsync = None,
+            _ if IGNORED_SETTINGS.contains(&name) => {}
             _ => {
                 return Err(LogError::InvalidConfig(format!(
                     "unknown or unsupported topic configuration {name}"

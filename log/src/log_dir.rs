@@ -247,6 +247,31 @@ impl Log {
         Ok(grown)
     }
 
+    /// Changes a topic's settings (not its partition count: [`Log::add_partitions`]) with
+    /// `change`, as Kafka's AlterConfigs does: durably, and in effect from each partition's next
+    /// append, segment roll or cleaner pass. Whoever holds the topic from before keeps its old
+    /// [`Topic::config`]; [`Log::topic`] returns the changed one.
+    pub fn alter_topic_config(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut TopicConfig) -> Result<()>,
+    ) -> Result<Arc<Topic>> {
+        let mut topics = self.inner.topics.write();
+        let old = topics
+            .get(name)
+            .cloned()
+            .ok_or_else(|| LogError::UnknownTopic(name.to_string()))?;
+        let mut config = old.config().clone();
+        change(&mut config)?;
+        let changed = Arc::new(old.with_config(
+            &self.inner.topics_dir.join(name),
+            config,
+            self.inner.options.fsync,
+        )?);
+        topics.insert(name.to_string(), changed.clone());
+        Ok(changed)
+    }
+
     /// Durably commits the next offsets to read for `group`, all or none.
     pub fn commit_offsets(&self, group: &str, offsets: &[(TopicPartition, u64)]) -> Result<()> {
         let offsets: Vec<_> = offsets

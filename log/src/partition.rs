@@ -87,8 +87,10 @@ impl Default for ReadLimits {
 pub struct Partition {
     pub(crate) id: Arc<PartitionId>,
     pub(crate) dir: PathBuf,
-    pub(crate) config: TopicConfig,
-    fsync: FsyncPolicy,
+    /// The topic's settings, which may change while the partition is open
+    /// ([`crate::Log::alter_topic_config`]); readers take a snapshot.
+    config: RwLock<Arc<TopicConfig>>,
+    fsync: RwLock<FsyncPolicy>,
     /// Whether a background flusher serves group commits; without one, appends flush inline.
     flusher_running: bool,
     pub(crate) appender: Mutex<AppendBuffer>,
@@ -197,8 +199,8 @@ impl Partition {
         Ok(Partition {
             id,
             dir,
-            config,
-            fsync,
+            config: RwLock::new(Arc::new(config)),
+            fsync: RwLock::new(fsync),
             flusher_running,
             appender: Mutex::new(AppendBuffer {
                 buf: Vec::new(),
@@ -245,7 +247,7 @@ impl Partition {
             self.id.clone(),
             &self.dir,
             keep.base_offset,
-            self.config.index_interval_bytes,
+            self.config().index_interval_bytes,
         )?;
         let mut list: Vec<Arc<Segment>> = segments[..idx].to_vec();
         list.push(Arc::new(reopened));
@@ -301,7 +303,18 @@ impl Partition {
     }
 
     pub fn fsync_policy(&self) -> FsyncPolicy {
-        self.fsync
+        *self.fsync.read()
+    }
+
+    /// A snapshot of the topic's settings as this partition applies them.
+    pub(crate) fn config(&self) -> Arc<TopicConfig> {
+        self.config.read().clone()
+    }
+
+    /// Applies changed settings from the next append, roll or cleaner pass on.
+    pub(crate) fn reconfigure(&self, config: Arc<TopicConfig>, fsync: FsyncPolicy) {
+        *self.config.write() = config;
+        *self.fsync.write() = fsync;
     }
 
     pub(crate) fn active(&self) -> Arc<Segment> {
@@ -376,8 +389,9 @@ impl Partition {
         writer: Option<u64>,
         codec: Codec,
     ) -> Result<AppendInfo> {
+        let config = self.config();
         for r in records {
-            if self.config.compact && r.key.is_none() {
+            if config.compact && r.key.is_none() {
                 return Err(LogError::InvalidRecord {
                     topic: self.id.topic.clone(),
                     reason: "a compacted topic needs a key on every record".into(),
@@ -395,7 +409,7 @@ impl Partition {
         }
         let format = BatchFormat {
             codec,
-            log_append_time: self.config.log_append_time,
+            log_append_time: config.log_append_time,
         };
         let stamp = crate::record::now_ms();
         let mut app = self.appender.lock();
@@ -434,7 +448,7 @@ impl Partition {
                 log_append_time: None,
             });
         }
-        match self.fsync {
+        match self.fsync_policy() {
             FsyncPolicy::Always => {
                 self.active().sync()?;
                 self.durable.advance(next);
@@ -462,9 +476,9 @@ impl Partition {
     /// Called with the appender lock held.
     fn roll_if_needed(&self, incoming: usize) -> Result<Arc<Segment>> {
         let active = self.active();
-        let full = active.size() + incoming as u64 > self.config.segment_bytes;
-        let old = self
-            .config
+        let config = self.config();
+        let full = active.size() + incoming as u64 > config.segment_bytes;
+        let old = config
             .segment_ms
             .is_some_and(|ms| active.age() >= Duration::from_millis(ms));
         if active.size() == 0 || !(full || old) {
@@ -475,7 +489,7 @@ impl Partition {
             self.id.clone(),
             &self.dir,
             active.next_offset(),
-            self.config.index_interval_bytes,
+            self.config().index_interval_bytes,
         )?;
         sync_dir(&self.dir)?;
         let next = Arc::new(next);
@@ -488,7 +502,7 @@ impl Partition {
 
     /// Runs the group commit if this partition's interval has passed since the last one.
     pub(crate) fn flush_if_due(&self) -> Result<()> {
-        let FsyncPolicy::IntervalMs(ms) = self.fsync else {
+        let FsyncPolicy::IntervalMs(ms) = self.fsync_policy() else {
             return Ok(());
         };
         {

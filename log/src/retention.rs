@@ -16,7 +16,7 @@ use crate::segment::Segment;
 impl Partition {
     /// Applies the topic's retention at wall-clock time `now_ms`; returns the segments deleted.
     pub fn apply_retention(&self, now_ms: i64) -> Result<usize> {
-        let (by_time, by_bytes) = (self.config.retention_ms, self.config.retention_bytes);
+        let (by_time, by_bytes) = (self.config().retention_ms, self.config().retention_bytes);
         if by_time.is_none() && by_bytes.is_none() {
             return Ok(0);
         }

@@ -167,18 +167,42 @@ impl Topic {
             })?));
         }
         sync_dir(dir)?;
-        let json = serde_json::to_vec_pretty(&config).expect("config serializes");
-        let tmp = dir.join(format!("{CONFIG_FILE}.tmp"));
-        std::fs::write(&tmp, json).at(&tmp)?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .at(&tmp)?;
-        std::fs::rename(&tmp, dir.join(CONFIG_FILE)).at(dir)?;
-        sync_dir(dir)?;
+        write_config(dir, &config)?;
         Ok(Topic {
             name: self.name.clone(),
             config,
             partitions,
+            activity: self.activity.clone(),
+            round_robin: AtomicU32::new(0),
+        })
+    }
+
+    /// The same topic with other settings (its partition count unchanged): on disk first, then
+    /// applied by each open partition from its next append, roll or cleaner pass. A crash in
+    /// between leaves the old settings or the new, whole.
+    pub(crate) fn with_config(
+        &self,
+        dir: &Path,
+        config: TopicConfig,
+        default_fsync: FsyncPolicy,
+    ) -> Result<Topic> {
+        config.validate()?;
+        if config.partitions != self.config.partitions {
+            return Err(LogError::InvalidConfig(format!(
+                "topic {} has {} partitions; change them by adding partitions",
+                self.name, self.config.partitions
+            )));
+        }
+        write_config(dir, &config)?;
+        let fsync = config.fsync.unwrap_or(default_fsync);
+        let shared = Arc::new(config.clone());
+        for p in &self.partitions {
+            p.reconfigure(shared.clone(), fsync);
+        }
+        Ok(Topic {
+            name: self.name.clone(),
+            config,
+            partitions: self.partitions.clone(),
             activity: self.activity.clone(),
             round_robin: AtomicU32::new(0),
         })
@@ -237,6 +261,18 @@ impl Topic {
     pub fn wait_for_activity_blocking(&self, seen: u64, timeout: Duration) -> bool {
         self.activity.wait_blocking(seen, timeout)
     }
+}
+
+/// Replaces the topic's `topic.json` in `dir` whole: written beside it, fsynced, renamed over.
+fn write_config(dir: &Path, config: &TopicConfig) -> Result<()> {
+    let json = serde_json::to_vec_pretty(config).expect("config serializes");
+    let tmp = dir.join(format!("{CONFIG_FILE}.tmp"));
+    std::fs::write(&tmp, json).at(&tmp)?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .at(&tmp)?;
+    std::fs::rename(&tmp, dir.join(CONFIG_FILE)).at(dir)?;
+    sync_dir(dir)
 }
 
 #[cfg(test)]

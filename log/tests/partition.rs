@@ -323,6 +323,45 @@ fn group_commit_acknowledges_concurrent_appenders() {
 }
 
 #[test]
+fn topic_settings_change_live_and_durably() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let t = log.create_topic("t", TopicConfig::default()).unwrap();
+    let p = t.partition(0).unwrap().clone();
+    p.append(&[rec(None, Some("keyless"), 1)]).unwrap();
+    let changed = log
+        .alter_topic_config("t", |c| {
+            c.set_kafka("cleanup.policy", "compact")?;
+            c.set_kafka("flush.messages", "1")
+        })
+        .unwrap();
+    assert!(changed.config().compact);
+    // The partition a writer already held applies the new settings from its next append.
+    assert!(matches!(
+        p.append(&[rec(None, Some("keyless"), 2)]),
+        Err(LogError::InvalidRecord { .. })
+    ));
+    assert_eq!(p.fsync_policy(), FsyncPolicy::Always);
+    // The partition count is not a setting to alter.
+    assert!(log
+        .alter_topic_config("t", |c| {
+            c.partitions = 3;
+            Ok(())
+        })
+        .is_err());
+    drop((t, p, changed));
+    drop(log);
+    let log = open(dir.path());
+    let t = log.topic("t").unwrap();
+    assert!(t.config().compact);
+    assert_eq!(t.config().fsync, Some(FsyncPolicy::Always));
+    assert_eq!(t.partition_count(), 1);
+    log.alter_topic_config("t", |c| c.reset_kafka("cleanup.policy"))
+        .unwrap();
+    assert!(!log.topic("t").unwrap().config().compact);
+}
+
+#[test]
 fn whole_batches_are_served_only_once_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     // No flusher: acknowledgement waits for an explicit group commit.

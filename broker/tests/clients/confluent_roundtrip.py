@@ -3,7 +3,8 @@ plain, and consume back byte for byte. Usage: confluent_roundtrip.py BOOTSTRAP""
 import sys
 
 from confluent_kafka import Consumer, Producer, TopicPartition, TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                  NewPartitions, NewTopic)
 
 bs = sys.argv[1]
 admin = AdminClient({"bootstrap.servers": bs})
@@ -39,6 +40,13 @@ for f in configs.values():
     described = {k: v.value for k, v in f.result().items()}
 check(described["retention.ms"] == "3600000", f"retention.ms described: {described}")
 check(described["cleanup.policy"] == "delete", "cleanup.policy")
+change = ConfigResource("topic", "rt", incremental_configs=[
+    ConfigEntry("retention.ms", "7200000", incremental_operation=AlterConfigOpType.SET)])
+for f in admin.incremental_alter_configs([change]).values():
+    f.result()
+for f in admin.describe_configs([ConfigResource("topic", "rt")]).values():
+    altered = {k: v.value for k, v in f.result().items()}
+check(altered["retention.ms"] == "7200000", f"retention.ms altered: {altered}")
 admin.create_partitions([NewPartitions("doomed", 2)])["doomed"].result()
 check(len(admin.list_topics(timeout=10).topics["doomed"].partitions) == 2, "grown to 2 partitions")
 admin.delete_topics(["doomed"])["doomed"].result()
