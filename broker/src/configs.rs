@@ -5,9 +5,8 @@
 //! A change is durable before it is answered and applies from each partition's next append,
 //! segment roll or cleaner pass. AlterConfigs replaces a topic's whole set, as Kafka's does:
 //! what it does not name goes back to its default. IncrementalAlterConfigs sets or deletes
-//! (resets) one setting at a time; APPEND and SUBTRACT, which Kafka allows on list settings,
-//! are refused (the only list setting here, `cleanup.policy`, is set whole). The broker's own
-//! settings are its command line's and are only described.
+//! (resets) one setting at a time, and appends to or subtracts from a list setting (here only
+//! `cleanup.policy`). The broker's own settings are its command line's and are only described.
 
 use std::sync::Arc;
 
@@ -32,6 +31,10 @@ const TYPE_STRING: i8 = 2;
 /// IncrementalAlterConfigs operations.
 const SET: i8 = 0;
 const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
+/// Settings whose value is a comma-separated list, which APPEND and SUBTRACT change.
+const LIST_SETTINGS: &[&str] = &["cleanup.policy"];
 
 pub(crate) fn describe_configs(
     b: &Arc<Broker>,
@@ -199,6 +202,10 @@ pub(crate) fn incremental_alter_configs(
                     match (c.config_operation, &c.value) {
                         (SET, Some(v)) => config.set_kafka(name, v.as_str())?,
                         (SET, None) | (DELETE, _) => config.reset_kafka(name)?,
+                        (APPEND | SUBTRACT, Some(v)) if LIST_SETTINGS.contains(&name) => {
+                            let list = changed_list(config, name, c.config_operation, v.as_str())?;
+                            config.set_kafka(name, &list)?
+                        }
                         (op, _) => {
                             return Err(LogError::InvalidConfig(format!(
                                 "operation {op} on {name} is not supported: set the whole value"
@@ -223,4 +230,37 @@ pub(crate) fn incremental_alter_configs(
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// The list setting `name` with the items of `value` appended (once each) or subtracted.
+fn changed_list(
+    config: &TopicConfig,
+    name: &str,
+    operation: i8,
+    value: &str,
+) -> Result<String, LogError> {
+    let current = config
+        .kafka_entries()
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| e.value)
+        .unwrap_or_default();
+    let mut items: Vec<&str> = current
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .collect();
+    for item in value.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if operation == APPEND {
+            if !items.contains(&item) {
+                items.push(item);
+            }
+        } else {
+            items.retain(|i| *i != item);
+        }
+    }
+    if items.is_empty() {
+        return Err(LogError::InvalidConfig(format!("{name} cannot be empty")));
+    }
+    Ok(items.join(","))
 }

@@ -479,19 +479,56 @@ fn topic_settings_are_altered_as_kafka_alters_them() {
         invalid
     );
     assert_eq!(
-        incremental(
-            &mut c,
-            "t",
-            &[("cleanup.policy", 2, Some("compact"))],
-            false
-        )
-        .0,
-        invalid
+        incremental(&mut c, "t", &[("retention.ms", 2, Some("5"))], false).0,
+        invalid,
+        "APPEND is for list settings"
     );
+    // A list setting grows and shrinks by item.
+    let policy = |c: &mut Conn, op: i8, item: &str| {
+        incremental(c, "t", &[("cleanup.policy", op, Some(item))], false).0
+    };
+    assert_eq!(policy(&mut c, 2, "compact"), 0);
+    assert!(b.log.topic("t").unwrap().config().compact);
+    assert_eq!(
+        policy(&mut c, 3, "compact"),
+        invalid,
+        "nothing would be left"
+    );
+    assert_eq!(policy(&mut c, 2, "delete"), 0);
+    assert!(b.log.topic("t").unwrap().config().compact, "compact,delete");
+    assert_eq!(policy(&mut c, 0, "delete"), 0);
+    assert!(!b.log.topic("t").unwrap().config().compact);
     assert_eq!(
         incremental(&mut c, "nope", &[("retention.ms", 0, Some("1"))], false).0,
         ResponseError::UnknownTopicOrPartition.code()
     );
+    // Writing back what was described changes nothing (the fsync policy stays the log's).
+    let before = b.log.topic("t").unwrap().config().clone();
+    let all: Vec<(String, String)> = before
+        .kafka_entries()
+        .into_iter()
+        .map(|e| (e.name.to_string(), e.value))
+        .collect();
+    let r: AlterConfigsResponse = c.call(
+        ApiKey::AlterConfigs,
+        2,
+        &AlterConfigsRequest::default().with_resources(vec![
+            alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(str("t"))
+                .with_configs(
+                    all.iter()
+                        .map(|(n, v)| {
+                            alter_configs_request::AlterableConfig::default()
+                                .with_name(str(n))
+                                .with_value(Some(str(v)))
+                        })
+                        .collect(),
+                ),
+        ]),
+    );
+    assert_eq!(r.responses[0].error_code, 0);
+    assert_eq!(*b.log.topic("t").unwrap().config(), before);
     // AlterConfigs replaces the whole set: what it does not name goes back to its default.
     incremental(&mut c, "t", &[("retention.ms", 0, Some("60000"))], false);
     let r: AlterConfigsResponse = c.call(

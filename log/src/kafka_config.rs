@@ -106,14 +106,27 @@ impl TopicConfig {
                     _ => return bad("expected producer, uncompressed, gzip, snappy, lz4 or zstd"),
                 }
             }
-            // Kafka's flush settings are the fsync policy: every message, or every N ms.
+            // Kafka's flush settings are the fsync policy: every message, or every N ms. Kafka's
+            // default for either (Long.MAX_VALUE, "not by this") is how a topic on the log's
+            // default policy describes itself, so it means that default here: a tool that
+            // writes back what it described (AlterConfigs replaces the whole set) changes
+            // nothing. It clears only what its own name would set.
             "flush.messages" => match positive() {
                 Some(1) => self.fsync = Some(FsyncPolicy::Always),
+                Some(n) if n == i64::MAX as u64 => {
+                    if self.fsync == Some(FsyncPolicy::Always) {
+                        self.fsync = None;
+                    }
+                }
                 Some(_) => return bad("only 1 (fsync every append) is supported; see flush.ms"),
                 None => return bad("expected a positive number"),
             },
             "flush.ms" => match number() {
-                Some(i64::MAX) => self.fsync = Some(FsyncPolicy::Never),
+                Some(i64::MAX) => {
+                    if self.fsync != Some(FsyncPolicy::Always) {
+                        self.fsync = None;
+                    }
+                }
                 Some(n) if n > 0 => self.fsync = Some(FsyncPolicy::IntervalMs(n as u64)),
                 _ => return bad("expected a positive number of milliseconds"),
             },
@@ -176,6 +189,7 @@ impl TopicConfig {
         let (flush_ms, flush_messages) = match self.fsync {
             Some(FsyncPolicy::Always) => (None, Some(1)),
             Some(FsyncPolicy::IntervalMs(ms)) => (Some(ms as i64), None),
+            // No fsync by time: Kafka's default, which is what `never` is.
             Some(FsyncPolicy::Never) => (Some(i64::MAX), None),
             None => (None, None),
         };
