@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use eddy_log::{Partition, OFFSETS_TOPIC};
+use eddy_log::{Partition, TopicConfig, OFFSETS_TOPIC};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
@@ -23,7 +23,7 @@ use crate::admin::str;
 use crate::connection::{Head, Reply};
 use crate::error::BrokerError;
 use crate::producers::{BatchSeq, Sequenced};
-use crate::records::{decode_batches, BatchError};
+use crate::records::{decode_batches, BatchError, ProducedBatch};
 use crate::{error_code, Broker};
 
 /// One partition's outcome, and the offset its acknowledgement waits for.
@@ -86,7 +86,7 @@ pub(crate) fn produce(
                     None => {
                         Appended::error(p.index, ResponseError::UnknownTopicOrPartition.code(), "")
                     }
-                    Some(partition) => append(b, partition, topic.config().max_message_bytes, p),
+                    Some(partition) => append(b, partition, topic.config(), p),
                 },
             })
             .collect();
@@ -141,7 +141,7 @@ fn failed(index: i32, code: i16, message: Option<String>) -> PartitionProduceRes
 fn append(
     b: &Broker,
     partition: &Arc<Partition>,
-    max_batch: u64,
+    config: &TopicConfig,
     data: produce_request::PartitionProduceData,
 ) -> Appended {
     let index = data.index;
@@ -161,34 +161,17 @@ fn append(
     };
     let topic = partition.topic();
     let p = partition.id();
+    // Every batch is checked before any is appended, as Kafka validates a partition's records
+    // whole: a request refused leaves nothing of itself in the log.
+    for batch in &batches {
+        if let Some(refused) = check(config, topic, index, batch) {
+            return refused;
+        }
+    }
     let mut base = None;
     let mut next = 0;
     let mut log_append_time = None;
     for batch in batches {
-        let problem = if batch.size as u64 > max_batch {
-            Some((
-                ResponseError::MessageTooLarge.code(),
-                format!(
-                    "batch of {} bytes exceeds max.message.bytes ({max_batch})",
-                    batch.size
-                ),
-            ))
-        } else if batch.control {
-            Some((
-                ResponseError::InvalidRecord.code(),
-                "producers may not write control batches".to_string(),
-            ))
-        } else if batch.transactional {
-            Some((
-                ResponseError::InvalidTxnState.code(),
-                "transactional batches are not supported".to_string(),
-            ))
-        } else {
-            None
-        };
-        if let Some((code, message)) = problem {
-            return Appended::error(index, code, &message);
-        }
         let idempotent = batch.producer_id >= 0;
         let seq = BatchSeq {
             producer: batch.producer_id,
@@ -227,6 +210,67 @@ fn append(
             .with_log_start_offset(partition.start_offset() as i64),
         durable: (next > 0).then(|| (partition.clone(), next)),
     }
+}
+
+/// Why `batch` cannot be appended to partition `index` of `topic`, as the answer to send.
+fn check(config: &TopicConfig, topic: &str, index: i32, batch: &ProducedBatch) -> Option<Appended> {
+    let max_batch = config.max_message_bytes;
+    let problem = if batch.size as u64 > max_batch {
+        Some((
+            ResponseError::MessageTooLarge.code(),
+            format!(
+                "batch of {} bytes exceeds max.message.bytes ({max_batch})",
+                batch.size
+            ),
+        ))
+    } else if batch.control {
+        Some((
+            ResponseError::InvalidRecord.code(),
+            "producers may not write control batches".to_string(),
+        ))
+    } else if batch.transactional {
+        Some((
+            ResponseError::InvalidTxnState.code(),
+            "transactional batches are not supported".to_string(),
+        ))
+    } else {
+        None
+    };
+    if let Some((code, message)) = problem {
+        return Some(Appended::error(index, code, &message));
+    }
+    // A compacted topic needs a key on every record. As Kafka does (KIP-467), the batch is
+    // refused with the index of each keyless record, so the producer fails just those and
+    // retries the rest.
+    if !config.compact {
+        return None;
+    }
+    let keyless: Vec<_> = batch
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.key.is_none())
+        .map(|(i, _)| {
+            produce_response::BatchIndexAndErrorMessage::default()
+                .with_batch_index(i as i32)
+                .with_batch_index_error_message(Some(str(
+                    "Compacted topic cannot accept message without key.",
+                )))
+        })
+        .collect();
+    if keyless.is_empty() {
+        return None;
+    }
+    let message = format!(
+        "{} of the batch's records have no key, which compacted topic {topic} needs",
+        keyless.len()
+    );
+    Some(Appended {
+        index,
+        response: failed(index, ResponseError::InvalidRecord.code(), Some(message))
+            .with_record_errors(keyless),
+        durable: None,
+    })
 }
 
 pub(crate) fn init_producer_id(

@@ -586,11 +586,28 @@ fn produce_errors_name_the_problem() {
         version: 2,
         compression: Compression::None,
     };
-    RecordBatchEncoder::encode(&mut buf, [&keyless], &options).unwrap();
+    let keyed = record(0, "k", "v", 1);
+    (keyless.offset, keyless.sequence) = (1, 0);
+    RecordBatchEncoder::encode(&mut buf, [&keyed, &keyless], &options).unwrap();
+    // The batch is refused, naming the keyless record (KIP-467), and none of it is written.
+    let r: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("compacted", 0, buf.freeze(), -1),
+    );
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, ResponseError::InvalidRecord.code());
+    let named: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(named, [1]);
+    // Two batches, the second with a keyless record: the first is not written either.
+    let mut two = BytesMut::new();
+    RecordBatchEncoder::encode(&mut two, [&keyed], &options).unwrap();
+    RecordBatchEncoder::encode(&mut two, [&keyless], &options).unwrap();
     assert_eq!(
-        produce(&mut c, "compacted", 0, buf.freeze()).0,
+        produce(&mut c, "compacted", 0, two.freeze()).0,
         ResponseError::InvalidRecord.code()
     );
+    assert_eq!(b.log.partition("compacted", 0).unwrap().end_offset(), 0);
     let r: ProduceResponse = c.call(
         ApiKey::Produce,
         9,
