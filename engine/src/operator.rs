@@ -3,13 +3,14 @@
 //! An operator processes Arrow record batches and keeps whatever state it needs. When an
 //! expression fails on some rows (a bad cast, a function error), the operator evaluates the
 //! batch row by row to find them, reports each to the processing log, and goes on with the
-//! rest: one bad record never stops a query.
+//! rest: one bad record never stops a query. As in ksqlDB, a failing filter drops its row, and
+//! a failing projected column is null in its row, which stays.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{concat, concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::{Field, SchemaRef};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::Result;
@@ -168,22 +169,46 @@ impl Project {
         let columns = self
             .exprs
             .iter()
-            .map(|e| {
-                e.evaluate(batch)
-                    .and_then(|v| v.into_array(batch.num_rows()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let columns = columns
-            .into_iter()
             .zip(self.schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    datafusion::arrow::compute::cast(&c, f.data_type())
+            .map(|(e, f)| eval_column(e, f, batch))
+            .collect::<Result<Vec<_>>>()?;
+        self.assemble(batch, columns)
+    }
+
+    /// As ksqlDB's SelectValueMapper does: a column whose expression fails on a row is null in
+    /// that row, and the failure goes to the processing log; the row stays. A column that may
+    /// not be null (an internal one) cannot take a null, and fails the batch as before.
+    fn eval_nulling(&self, batch: &RecordBatch, ctx: &OperatorContext<'_>) -> Result<RecordBatch> {
+        let mut columns = Vec::with_capacity(self.exprs.len());
+        for (e, f) in self.exprs.iter().zip(self.schema.fields()) {
+            if let Ok(c) = eval_column(e, f, batch) {
+                columns.push(c);
+                continue;
+            }
+            if !f.is_nullable() {
+                return Err(crate::EngineError::Plan(format!("{} failed", f.name())));
+            }
+            let mut parts: Vec<ArrayRef> = Vec::with_capacity(batch.num_rows());
+            for i in 0..batch.num_rows() {
+                match eval_column(e, f, &batch.slice(i, 1)) {
+                    Ok(c) => parts.push(c),
+                    Err(err) => {
+                        ctx.report_row(
+                            batch,
+                            i,
+                            &format!("Error computing expression for column {}: {err}", f.name()),
+                        )?;
+                        parts.push(new_null_array(f.data_type(), 1));
+                    }
                 }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            }
+            let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+            columns.push(concat(&parts)?);
+        }
+        self.assemble(batch, columns)
+    }
+
+    fn assemble(&self, batch: &RecordBatch, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
         Ok(RecordBatch::try_new_with_options(
             self.schema.clone(),
             columns,
@@ -191,6 +216,16 @@ impl Project {
                 .with_row_count(Some(batch.num_rows())),
         )?)
     }
+}
+
+/// One output column: `e` over `batch`, cast to `field`'s type.
+fn eval_column(e: &Arc<dyn PhysicalExpr>, field: &Field, batch: &RecordBatch) -> Result<ArrayRef> {
+    let c = e.evaluate(batch)?.into_array(batch.num_rows())?;
+    Ok(if c.data_type() == field.data_type() {
+        c
+    } else {
+        datafusion::arrow::compute::cast(&c, field.data_type())?
+    })
 }
 
 impl Operator for Project {
@@ -216,7 +251,10 @@ impl Operator for Project {
     fn process(&mut self, batch: RecordBatch, ctx: &OperatorContext<'_>) -> Result<RecordBatch> {
         match self.eval(&batch) {
             Ok(out) => Ok(out),
-            Err(_) => row_by_row(&batch, ctx, &self.schema, |row| self.eval(row)),
+            Err(_) => match self.eval_nulling(&batch, ctx) {
+                Ok(out) => Ok(out),
+                Err(_) => row_by_row(&batch, ctx, &self.schema, |row| self.eval(row)),
+            },
         }
     }
 }
