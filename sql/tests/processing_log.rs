@@ -10,7 +10,7 @@ use eddy_sql::Session;
 use serde_json::Value;
 
 #[test]
-fn bad_records_are_logged_and_skipped() {
+fn bad_records_are_logged_and_skipped_and_failing_columns_nulled() {
     let dir = tempfile::tempdir().unwrap();
     let log = Log::open(
         dir.path(),
@@ -41,9 +41,11 @@ fn bad_records_are_logged_and_skipped() {
     );
     session.run_until_idle().unwrap();
 
+    // The record that is not JSON is skipped; the one whose expression fails keeps its row,
+    // with the failing column null, as in ksqlDB.
     assert_eq!(
         values(&log, "OUT"),
-        [r#"{"Q":5}"#, r#"{"Q":3}"#],
+        [r#"{"Q":5}"#, r#"{"Q":null}"#, r#"{"Q":3}"#],
         "good records before and after the bad ones"
     );
     let entries: Vec<Value> = values(&log, PROCESSING_LOG_TOPIC)
@@ -65,7 +67,7 @@ fn bad_records_are_logged_and_skipped() {
         entries[1]["message"]
             .as_str()
             .unwrap()
-            .contains("error evaluating"),
+            .contains("Error computing expression for column Q"),
         "{entries:?}"
     );
 }
