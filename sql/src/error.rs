@@ -26,8 +26,29 @@ pub enum SqlError {
     DataFusion(DataFusionError),
 }
 
+/// The column a DataFusion error could not find, as the user would write it (`NAME` or
+/// `QUALIFIER.NAME`), if that is what the error is.
+pub(crate) fn unresolved_column(e: &DataFusionError) -> Option<String> {
+    let DataFusionError::SchemaError(error, _) = e.find_root() else {
+        return None;
+    };
+    match error.as_ref() {
+        datafusion::common::SchemaError::FieldNotFound { field, .. } => {
+            Some(match &field.relation {
+                Some(r) => format!("{}.{}", r.table(), field.name),
+                None => field.name.clone(),
+            })
+        }
+        _ => None,
+    }
+}
+
 impl From<DataFusionError> for SqlError {
     fn from(e: DataFusionError) -> Self {
+        // ksqlDB's words for a column no source has; callers that know the clause say which.
+        if let Some(column) = unresolved_column(&e) {
+            return SqlError::Invalid(format!("Column '{column}' cannot be resolved."));
+        }
         // DataFusion says "Invalid function 'x'" for a function it does not know: for ksqlDB's
         // functions that Eddy has not implemented yet.
         let msg = datafusion_message(&e);

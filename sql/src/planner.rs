@@ -416,7 +416,19 @@ pub(crate) fn plan_over_source(
         rewrite(&mut w);
         sql.push_str(&format!(" WHERE {w}"));
     }
-    let plan = futures::executor::block_on(state.create_logical_plan(&sql))?;
+    let plan = futures::executor::block_on(state.create_logical_plan(&sql)).map_err(|e| {
+        match crate::error::unresolved_column(&e) {
+            Some(column) => SqlError::Invalid(format!(
+                "{} column '{column}' cannot be resolved.",
+                if where_clause.is_some_and(|w| mentions(w, &column)) {
+                    "WHERE"
+                } else {
+                    "SELECT"
+                }
+            )),
+            None => e.into(),
+        }
+    })?;
     let plan =
         crate::user_lists::analyzer().execute_and_check(plan, state.config_options(), |_, _| {})?;
     let (filter, projection, schema) = decompose(&plan)?;
@@ -537,4 +549,27 @@ pub(crate) fn decompose(plan: &LogicalPlan) -> Result<Decomposed> {
         }
     };
     Ok((filter, (p.expr.clone(), proj_input), out_schema))
+}
+
+/// Whether `expr` names the column `column` (`NAME` or `QUALIFIER.NAME`, as the user wrote it).
+fn mentions(expr: &Expr, column: &str) -> bool {
+    use std::ops::ControlFlow;
+    let found = sqlparser::ast::visit_expressions(expr, |e| {
+        let named = match e {
+            Expr::Identifier(i) => i.value.eq_ignore_ascii_case(column),
+            Expr::CompoundIdentifier(parts) => parts
+                .iter()
+                .map(|p| p.value.as_str())
+                .collect::<Vec<_>>()
+                .join(".")
+                .eq_ignore_ascii_case(column),
+            _ => false,
+        };
+        if named {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    found.is_break()
 }
