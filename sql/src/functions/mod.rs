@@ -239,6 +239,20 @@ fn map_strings(
 #[derive(Debug)]
 struct KsqlOperators;
 
+/// An operand as ksqlDB prints it in messages: a column by name, a string literal quoted.
+fn ksql_text(e: &datafusion::logical_expr::Expr) -> String {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::Expr;
+    match e {
+        Expr::Column(c) => c.name.clone(),
+        Expr::Literal(ScalarValue::Utf8(Some(s)), _) => format!("'{s}'"),
+        Expr::Literal(v, _) => v.to_string(),
+        // Eddy's own casts of literals (an integer literal is typed INT) are not the user's.
+        Expr::Cast(c) if matches!(c.expr.as_ref(), Expr::Literal(..)) => ksql_text(&c.expr),
+        other => other.to_string(),
+    }
+}
+
 impl datafusion::logical_expr::planner::ExprPlanner for KsqlOperators {
     fn plan_binary_op(
         &self,
@@ -286,6 +300,39 @@ impl datafusion::logical_expr::planner::ExprPlanner for KsqlOperators {
                     sql(&l),
                     name(&expr.right),
                     sql(&r)
+                );
+            }
+        }
+        // ksqlDB compares numbers with numbers, strings with strings (and with times, which it
+        // parses), booleans with booleans; anything else is refused when the statement is
+        // created, not cast at run time.
+        let family = |e: &datafusion::logical_expr::Expr| match e.get_type(schema) {
+            Ok(t) if t.is_numeric() => Some("number"),
+            Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => Some("string"),
+            Ok(DataType::Boolean) => Some("boolean"),
+            _ => None,
+        };
+        let relation = match expr.op {
+            Op::Eq => Some("EQUAL"),
+            Op::NotEq => Some("NOT_EQUAL"),
+            _ => order,
+        };
+        if let (Some(relation), Some(l), Some(r)) =
+            (relation, family(&expr.left), family(&expr.right))
+        {
+            if l != r {
+                let sql = |e: &datafusion::logical_expr::Expr| {
+                    e.get_type(schema)
+                        .ok()
+                        .and_then(|t| crate::types::SqlType::from_arrow(&t))
+                        .map_or_else(|| "?".to_string(), |s| s.to_string())
+                };
+                return datafusion::common::plan_err!(
+                    "Cannot compare {} ({}) to {} ({}) with {relation}.",
+                    ksql_text(&expr.left),
+                    sql(&expr.left),
+                    ksql_text(&expr.right),
+                    sql(&expr.right)
                 );
             }
         }
