@@ -307,6 +307,15 @@ impl datafusion::logical_expr::planner::ExprPlanner for KsqlOperators {
         // parses), booleans with booleans; anything else is refused when the statement is
         // created, not cast at run time.
         let family = |e: &datafusion::logical_expr::Expr| match e.get_type(schema) {
+            // ROWTIME and the window bounds are numbers that ksqlDB also compares with
+            // date-time strings.
+            _ if matches!(e, datafusion::logical_expr::Expr::Column(c)
+                if ["ROWTIME", "WINDOWSTART", "WINDOWEND"]
+                    .iter()
+                    .any(|n| c.name.eq_ignore_ascii_case(n))) =>
+            {
+                None
+            }
             Ok(t) if t.is_numeric() => Some("number"),
             Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => Some("string"),
             Ok(DataType::Boolean) => Some("boolean"),

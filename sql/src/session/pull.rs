@@ -29,7 +29,7 @@ use super::tasks::TaskRun;
 use super::{Materialization, Outcome, ResultColumn, Session};
 use crate::ast::{Select, SourceKind};
 use crate::catalog::SourceDef;
-use crate::error::{invalid, Result};
+use crate::error::{invalid, Result, SqlError};
 use crate::planner::{plan_select, PlannedSelect};
 
 /// The internal pipeline that materializes `table`.
@@ -469,7 +469,16 @@ impl Session {
         if self.runtime.is_none() {
             self.run_until_idle()?;
         }
-        let mut planned = self.plan_for_reading(select)?;
+        // ksqlDB reports a WHERE clause it cannot type with the clause itself.
+        let mut planned = self.plan_for_reading(select).map_err(|e| {
+            let message = e.to_string();
+            match &select.where_clause {
+                Some(w) if message.starts_with("Cannot compare ") => SqlError::Invalid(format!(
+                    "Error in WHERE expression: {message}\nStatement: ({w})"
+                )),
+                _ => e,
+            }
+        })?;
         if def.kind == SourceKind::Stream {
             return self.pull_from_stream(select, planned);
         }
