@@ -39,6 +39,7 @@ import multiprocessing as mp
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -111,6 +112,17 @@ class Noida:
         self.pid = int(children[0]) if children else self.proc.pid
 
     def stop(self):
+        # The wrapper does not pass its signal on: stop the server binary itself too, as
+        # Ctrl-C would, and kill it if it has not stopped within ten seconds.
+        if self.pid != self.proc.pid:
+            try:
+                os.kill(self.pid, signal.SIGINT)
+                deadline = time.time() + 10
+                while os.path.exists(f"/proc/{self.pid}") and time.time() < deadline:
+                    time.sleep(0.1)
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.proc.terminate()
         try:
             self.proc.wait(10)
