@@ -15,6 +15,7 @@ use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::admin::str;
@@ -109,8 +110,21 @@ fn config_entry(name: &str, value: String, is_default: bool) -> DescribeConfigsR
 type Change<'a> = Box<dyn FnOnce(&mut TopicConfig) -> Result<(), LogError> + 'a>;
 
 /// Applies `change` to the topic `name` (only checks it, with `validate_only`): Kafka's error
-/// code and message, if it fails.
+/// code (0 when it succeeds) and message for the resource's response.
 fn alter(
+    b: &Broker,
+    resource_type: i8,
+    name: &str,
+    validate_only: bool,
+    change: Change<'_>,
+) -> (i16, Option<StrBytes>) {
+    match try_alter(b, resource_type, name, validate_only, change) {
+        Ok(()) => (0, None),
+        Err((code, message)) => (code, Some(str(message))),
+    }
+}
+
+fn try_alter(
     b: &Broker,
     resource_type: i8,
     name: &str,
@@ -166,18 +180,14 @@ pub(crate) fn alter_configs(b: &Arc<Broker>, req: AlterConfigsRequest) -> AlterC
                 }
                 Ok(())
             });
-            match alter(
+            let (code, message) = alter(
                 b,
                 r.resource_type,
                 r.resource_name.as_str(),
                 req.validate_only,
                 change,
-            ) {
-                Ok(()) => response,
-                Err((code, message)) => response
-                    .with_error_code(code)
-                    .with_error_message(Some(str(message))),
-            }
+            );
+            response.with_error_code(code).with_error_message(message)
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
@@ -215,18 +225,14 @@ pub(crate) fn incremental_alter_configs(
                 }
                 Ok(())
             });
-            match alter(
+            let (code, message) = alter(
                 b,
                 r.resource_type,
                 r.resource_name.as_str(),
                 req.validate_only,
                 change,
-            ) {
-                Ok(()) => response,
-                Err((code, message)) => response
-                    .with_error_code(code)
-                    .with_error_message(Some(str(message))),
-            }
+            );
+            response.with_error_code(code).with_error_message(message)
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)

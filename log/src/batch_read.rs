@@ -5,7 +5,7 @@
 
 use crate::batch::{self, StoredBatch};
 use crate::error::Result;
-use crate::partition::Partition;
+use crate::partition::{holding, Partition};
 use crate::transaction::is_aborted;
 
 /// Whole batches a read found, and where the next read starts.
@@ -35,9 +35,7 @@ impl Partition {
         let end = self.acknowledged_end();
         let mut batches = Vec::new();
         if offset < end {
-            let first = segments
-                .partition_point(|s| s.base_offset <= offset)
-                .saturating_sub(1);
+            let first = holding(&segments, offset);
             let aborted = self.aborted.read().clone();
             let skip = |meta: &batch::BatchMeta| is_aborted(&aborted, meta);
             for seg in &segments[first..] {

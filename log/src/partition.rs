@@ -552,9 +552,7 @@ impl Partition {
                 next: end,
             });
         }
-        let first = segments
-            .partition_point(|s| s.base_offset <= offset)
-            .saturating_sub(1);
+        let first = holding(&segments, offset);
         let aborted = self.aborted.read().clone();
         let skip = |meta: &batch::BatchMeta| is_aborted(&aborted, meta);
         for seg in &segments[first..] {
@@ -627,6 +625,13 @@ impl Partition {
     pub(crate) fn publish(&self, list: Vec<Arc<Segment>>) {
         *self.segments.write() = Arc::new(list);
     }
+}
+
+/// The index in `segments` (sorted by base offset) of the segment that holds `offset`.
+pub(crate) fn holding(segments: &[Arc<Segment>], offset: u64) -> usize {
+    segments
+        .partition_point(|s| s.base_offset <= offset)
+        .saturating_sub(1)
 }
 
 /// fsyncs a directory so that files created or renamed in it survive a power loss.

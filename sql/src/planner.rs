@@ -420,7 +420,7 @@ pub(crate) fn plan_over_source(
         match crate::error::unresolved_column(&e) {
             Some(column) => SqlError::Invalid(format!(
                 "{} column '{column}' cannot be resolved.",
-                if where_clause.is_some_and(|w| mentions(w, &column)) {
+                if where_clause.is_some_and(|w| names_column(w, &column)) {
                     "WHERE"
                 } else {
                     "SELECT"
@@ -552,7 +552,7 @@ pub(crate) fn decompose(plan: &LogicalPlan) -> Result<Decomposed> {
 }
 
 /// Whether `expr` names the column `column` (`NAME` or `QUALIFIER.NAME`, as the user wrote it).
-fn mentions(expr: &Expr, column: &str) -> bool {
+fn names_column(expr: &Expr, column: &str) -> bool {
     use std::ops::ControlFlow;
     let found = sqlparser::ast::visit_expressions(expr, |e| {
         let named = match e {

@@ -53,6 +53,49 @@ fn literal(e: &Expr, ty: &datafusion::arrow::datatypes::DataType) -> Option<Scal
     }
 }
 
+/// A pull query's `KEY IN (...)` looks keys up by the listed values, so each must be a value of
+/// the key's type: a string for a number key, or a number for a string key, is refused in
+/// ksqlDB's words rather than converted.
+pub(super) fn check_key_lists(w: &Expr, def: &SourceDef) -> crate::error::Result<()> {
+    use std::ops::ControlFlow;
+    let found = sqlparser::ast::visit_expressions(w, |e| {
+        let Expr::InList { expr, list, .. } = e else {
+            return ControlFlow::Continue(());
+        };
+        let name = match expr.as_ref() {
+            Expr::Identifier(id) => normalize(id),
+            Expr::CompoundIdentifier(parts) => match parts.last() {
+                Some(id) => normalize(id),
+                None => return ControlFlow::Continue(()),
+            },
+            _ => return ControlFlow::Continue(()),
+        };
+        let Some(key) = def.key_columns.iter().find(|k| k.name == name) else {
+            return ControlFlow::Continue(());
+        };
+        let numeric = key.ty.to_arrow().is_numeric();
+        for item in list {
+            let Expr::Value(v) = item else { continue };
+            let mismatched = match &v.value {
+                Value::SingleQuotedString(_) => numeric,
+                Value::Number(..) => !numeric && !key.ty.to_arrow().is_temporal(),
+                _ => false,
+            };
+            if mismatched {
+                return ControlFlow::Break(format!(
+                    "{item} can not be converted to the type of the key column: {} {} KEY",
+                    key.name, key.ty
+                ));
+            }
+        }
+        ControlFlow::Continue(())
+    });
+    match found {
+        ControlFlow::Break(message) => crate::error::invalid(message),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
 /// The equalities of a conjunction: `(column, literal)` pairs, either way round.
 fn equalities<'a>(e: &'a Expr, out: &mut Vec<(String, &'a Expr)>) {
     match e {

@@ -470,7 +470,7 @@ impl Session {
             self.run_until_idle()?;
         }
         if let Some(w) = &select.where_clause {
-            check_key_lists(w, &def)?;
+            super::owner::check_key_lists(w, &def)?;
         }
         // ksqlDB reports a WHERE clause it cannot type with the clause itself.
         let mut planned = self.plan_for_reading(select).map_err(|e| {
@@ -515,50 +515,6 @@ impl Session {
             out.push(cells);
         }
         Ok(Outcome::Rows { schema, rows: out })
-    }
-}
-
-/// A pull query's `KEY IN (...)` looks keys up by the listed values, so each must be a value of
-/// the key's type: a string for a number key, or a number for a string key, is refused in
-/// ksqlDB's words rather than converted.
-fn check_key_lists(w: &sqlparser::ast::Expr, def: &SourceDef) -> Result<()> {
-    use sqlparser::ast::{Expr, Value};
-    use std::ops::ControlFlow;
-    let found = sqlparser::ast::visit_expressions(w, |e| {
-        let Expr::InList { expr, list, .. } = e else {
-            return ControlFlow::Continue(());
-        };
-        let name = match expr.as_ref() {
-            Expr::Identifier(id) => crate::parser::normalize(id),
-            Expr::CompoundIdentifier(parts) => match parts.last() {
-                Some(id) => crate::parser::normalize(id),
-                None => return ControlFlow::Continue(()),
-            },
-            _ => return ControlFlow::Continue(()),
-        };
-        let Some(key) = def.key_columns.iter().find(|k| k.name == name) else {
-            return ControlFlow::Continue(());
-        };
-        let numeric = key.ty.to_arrow().is_numeric();
-        for item in list {
-            let Expr::Value(v) = item else { continue };
-            let mismatched = match &v.value {
-                Value::SingleQuotedString(_) => numeric,
-                Value::Number(..) => !numeric && !key.ty.to_arrow().is_temporal(),
-                _ => false,
-            };
-            if mismatched {
-                return ControlFlow::Break(format!(
-                    "{item} can not be converted to the type of the key column: {} {} KEY",
-                    key.name, key.ty
-                ));
-            }
-        }
-        ControlFlow::Continue(())
-    });
-    match found {
-        ControlFlow::Break(message) => invalid(message),
-        ControlFlow::Continue(()) => Ok(()),
     }
 }
 
