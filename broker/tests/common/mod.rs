@@ -9,6 +9,8 @@ use std::process::Command;
 use eddy_broker::{Broker, BrokerConfig, Listener};
 use eddy_log::{Log, LogOptions};
 
+pub mod wire;
+
 pub struct TestBroker {
     pub log: Log,
     pub addr: SocketAddr,
