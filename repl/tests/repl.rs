@@ -53,6 +53,8 @@ fn statements_span_lines_run_and_persist_with_their_history() {
     p.exp_string("CLICKS").unwrap();
     p.send_line(";").unwrap();
     p.exp_string("USER").unwrap();
+    // Sent before the prompt, Ctrl-D can be flushed away as the terminal enters raw mode.
+    p.exp_string("eddy> ").unwrap();
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
 
@@ -69,6 +71,7 @@ fn statements_span_lines_run_and_persist_with_their_history() {
         assert!(waited < 5, "the table never answered");
     }
     p.exp_string("3").unwrap();
+    p.exp_string("eddy> ").unwrap();
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
     let history = std::fs::read_to_string(dir.path().join(".eddy_history")).unwrap();
