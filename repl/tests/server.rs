@@ -407,6 +407,8 @@ fn the_repl_works_against_a_server() {
     p.exp_string("eddy> ").unwrap();
     p.send_line("SHOW STREAMS;").unwrap();
     p.exp_string("S           | s").unwrap();
+    // Sent before the prompt, Ctrl-D can be flushed away as the terminal enters raw mode.
+    p.exp_string("eddy> ").unwrap();
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
     let (_, metrics) = get(&server.url, "/healthcheck");
