@@ -86,6 +86,11 @@ impl Slot {
             }
             Err(e) => {
                 tracing::error!(query = %self.query, task = %self.id, "task stopped: {e}");
+                // The processing log is where ksqlDB users look for why a query misbehaves.
+                let message = format!("task {} stopped: {e}", self.id);
+                if let Err(report) = plog.report(&self.query, None, &message) {
+                    tracing::error!(query = %self.query, "processing log: {report}");
+                }
                 *self.error.lock() = Some(e.to_string());
                 self.state.store(FAILED, Ordering::Release);
                 false

@@ -36,7 +36,7 @@ use crate::record::{Header, Record, StoredRecord};
 /// Bytes before the body: base offset, length and CRC.
 pub const HEADER_LEN: usize = 16;
 /// Bytes of the body's fixed part.
-const BODY_FIXED_LEN: usize = 1 + 1 + 4 + 4 + 8 + 8;
+pub(crate) const BODY_FIXED_LEN: usize = 1 + 1 + 4 + 4 + 8 + 8;
 const MAGIC: u8 = 1;
 /// The attribute bit of a batch written in a transaction (see `transaction.rs`).
 const TRANSACTIONAL: u8 = 0x01;

@@ -39,7 +39,8 @@ impl Partition {
             let aborted = self.aborted.read().clone();
             let skip = |meta: &batch::BatchMeta| is_aborted(&aborted, meta);
             for seg in &segments[first..] {
-                seg.read_batches(offset, max_bytes, &skip, &mut batches)?;
+                seg.read_batches(offset, max_bytes, &skip, &mut batches)
+                    .map_err(|e| self.explain(seg, e))?;
                 if !batches.is_empty() {
                     break;
                 }

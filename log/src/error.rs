@@ -7,12 +7,10 @@ use std::path::{Path, PathBuf};
 /// matches on them (a consumer resets on [`LogError::OffsetOutOfRange`], for example).
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("I/O error on {path}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    /// The cause is part of the message (not a `source`), so that "No space left on device"
+    /// reaches whoever prints only the top error.
+    #[error("I/O error on {path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("data directory {0} is locked by another process")]
     Locked(PathBuf),
     #[error("unknown topic '{0}'")]
@@ -37,13 +35,17 @@ pub enum LogError {
         start: u64,
         end: u64,
     },
-    #[error("corrupt batch in {topic}/{partition} at offset {offset} ({path}, byte {position}): {reason}")]
+    /// Records that were acknowledged fail to verify on disk (see `damage.rs`).
+    #[error(
+        "records {}..{} of {topic}/{partition} are damaged on disk ({}, bytes {}..{}): {reason}",
+        .offsets.start, .offsets.end, .path.display(), .bytes.start, .bytes.end
+    )]
     Corrupt {
         topic: String,
         partition: u32,
-        offset: u64,
+        offsets: std::ops::Range<u64>,
         path: PathBuf,
-        position: u64,
+        bytes: std::ops::Range<u64>,
         reason: String,
     },
     #[error("invalid record for {topic}: {reason}")]
@@ -63,9 +65,9 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for io::Result<T> {
     fn at(self, path: &Path) -> Result<T> {
-        self.map_err(|source| LogError::Io {
+        self.map_err(|error| LogError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 }

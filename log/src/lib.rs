@@ -9,7 +9,8 @@
 //!   [`batch`]es with an offset index and a time index;
 //! - appends are acknowledged under an [`FsyncPolicy`] (always, group commit, never), and what
 //!   was acknowledged survives a crash: on open the last segment's tail is validated and a torn
-//!   batch is cut off;
+//!   batch past the recovery point (what was fsynced) is cut off, while damage below it is
+//!   kept and reported ([`Damage`]), never deleted;
 //! - retention deletes old segments; compaction keeps the latest record per key;
 //! - consumer groups commit offsets durably (in the log) and split partitions among members.
 //!
@@ -36,6 +37,7 @@ mod batch_read;
 mod compaction;
 mod config;
 mod consumer;
+mod damage;
 mod error;
 mod group_offsets;
 mod index_file;
@@ -47,6 +49,7 @@ mod offset_watch;
 mod partition;
 pub mod partitioner;
 mod record;
+mod recovery_point;
 mod retention;
 pub mod segment;
 mod time_index;
@@ -60,6 +63,7 @@ pub use batch_read::BatchRead;
 pub use compaction::CompactionStats;
 pub use config::{FsyncPolicy, LogOptions, TopicConfig, DEFAULT_MAX_MESSAGE_BYTES};
 pub use consumer::{Consumer, ConsumerRecord, OffsetReset};
+pub use damage::Damage;
 pub use error::{LogError, Result};
 pub use group_offsets::{OffsetAndMetadata, TopicPartition, OFFSETS_TOPIC};
 pub use kafka_config::ConfigEntry;

@@ -346,13 +346,22 @@ impl LogInner {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
         let mut total = CompactionStats::default();
+        let mut first_error = None;
         for p in self.all_partitions() {
-            p.apply_retention(now_ms)?;
-            let s = p.compact(now)?;
-            total.segments_rewritten += s.segments_rewritten;
-            total.records_removed += s.records_removed;
+            // One partition that fails (damage on disk, say) does not stop the others' cleaning.
+            let pass = p.apply_retention(now_ms).and_then(|_| p.compact(now));
+            match pass {
+                Ok(s) => {
+                    total.segments_rewritten += s.segments_rewritten;
+                    total.records_removed += s.records_removed;
+                }
+                Err(e) => {
+                    tracing::error!(topic = p.topic(), partition = p.id(), "cleaner: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        Ok(total)
+        first_error.map_or(Ok(total), Err)
     }
 }
 
@@ -361,9 +370,9 @@ impl Drop for LogInner {
         if let Some(bg) = &self.background {
             bg.stop();
         }
-        // A clean close acknowledges everything: flush what group commit has not yet covered.
+        // A clean close acknowledges everything: fsync what group commit has not yet covered.
         for p in self.all_partitions() {
-            if let Err(e) = p.flush() {
+            if let Err(e) = p.close() {
                 tracing::error!(
                     topic = p.topic(),
                     partition = p.id(),

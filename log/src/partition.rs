@@ -30,9 +30,11 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::batch::{self, BatchFormat, Codec};
 use crate::config::{FsyncPolicy, TopicConfig};
+use crate::damage::Damage;
 use crate::error::{IoContext, LogError, Result};
 use crate::offset_watch::{Activity, OffsetWatch};
 use crate::record::{Record, StoredRecord};
+use crate::recovery_point::RecoveryPoint;
 use crate::segment::{self, PartitionId, Segment, Truncation};
 use crate::transaction::{is_aborted, Aborted, TxnState};
 
@@ -107,6 +109,10 @@ pub struct Partition {
     activity: Arc<Activity>,
     log_activity: Arc<Activity>,
     truncation: Option<Truncation>,
+    /// The offset below which everything is known fsynced: recovery truncates only past it.
+    recovery: RecoveryPoint,
+    /// Damaged ranges found so far (`damage.rs`).
+    pub(crate) damage: RwLock<Vec<Damage>>,
     /// The partition's transactions (`transaction.rs`); held by every append.
     pub(crate) txn: Mutex<TxnState>,
     /// The ranges of aborted transactions, which readers skip.
@@ -162,6 +168,11 @@ impl Partition {
         bases.sort_unstable();
         let mut segments = Vec::with_capacity(bases.len().max(1));
         let mut truncation = None;
+        let mut damage = Vec::new();
+        // A partition without a point (new, or written before points existed) has nothing
+        // known durable: recovery behaves as it did before, cutting at the first bad batch.
+        let (recovery, point) = RecoveryPoint::open(&dir, 0)?;
+        let point = point.unwrap_or(0);
         if bases.is_empty() {
             segments.push(Arc::new(Segment::create(id.clone(), &dir, 0, interval)?));
             sync_dir(&dir)?;
@@ -170,8 +181,10 @@ impl Partition {
                 let seg = match bases.get(i + 1) {
                     Some(&next) => Segment::open_sealed(id.clone(), &dir, base, next, interval)?,
                     None => {
-                        let (seg, t) = Segment::recover(id.clone(), &dir, base, interval)?;
+                        let (seg, t, d) =
+                            Segment::recover(id.clone(), &dir, base, interval, point)?;
                         truncation = t;
+                        damage = d;
                         // Whatever survived the crash is on disk from now on.
                         seg.sync()?;
                         seg
@@ -182,6 +195,17 @@ impl Partition {
         }
         let start = segments[0].base_offset;
         let end = segments.last().expect("at least one segment").next_offset();
+        recovery.advance(end)?;
+        recovery.sync()?;
+        for d in &damage {
+            tracing::error!(
+                topic = %d.topic, partition = d.partition,
+                "acknowledged records {}..{} are damaged in {} (bytes {}..{}): {}; kept, and \
+                 reads that reach them fail until the topic is repaired",
+                d.offsets.start, d.offsets.end, d.segment.display(), d.bytes.start, d.bytes.end,
+                d.reason
+            );
+        }
         // Transactions open when the last process stopped leave their records unreadable until
         // they are settled (`Partition::resolve`): find them past the decided offset.
         let (mut txn, aborted) = TxnState::load(&dir, end)?;
@@ -216,6 +240,8 @@ impl Partition {
             activity,
             log_activity,
             truncation,
+            recovery,
+            damage: RwLock::new(damage),
             txn: Mutex::new(txn),
             aborted: RwLock::new(Arc::new(aborted)),
         })
@@ -243,11 +269,13 @@ impl Partition {
         for s in &segments[idx + 1..] {
             s.delete_files()?;
         }
-        let (reopened, _) = Segment::recover(
+        self.recovery.lower(offset)?;
+        let (reopened, _, _) = Segment::recover(
             self.id.clone(),
             &self.dir,
             keep.base_offset,
             self.config().index_interval_bytes,
+            offset,
         )?;
         let mut list: Vec<Arc<Segment>> = segments[..idx].to_vec();
         list.push(Arc::new(reopened));
@@ -451,6 +479,7 @@ impl Partition {
         match self.fsync_policy() {
             FsyncPolicy::Always => {
                 self.active().sync()?;
+                self.recovery.advance(next)?;
                 self.durable.advance(next);
             }
             FsyncPolicy::Never => self.durable.advance(next),
@@ -485,6 +514,8 @@ impl Partition {
             return Ok(active);
         }
         active.seal()?;
+        // Sealing fsynced the segment, and every one before it was fsynced when sealed.
+        self.recovery.advance(active.next_offset())?;
         let next = Segment::create(
             self.id.clone(),
             &self.dir,
@@ -527,7 +558,19 @@ impl Partition {
         };
         // Segments before `active` were fsynced when they were sealed.
         active.sync()?;
+        self.recovery.advance(target)?;
         self.durable.advance(target);
+        Ok(())
+    }
+
+    /// A clean close: everything written is fsynced (whatever the policy) and the recovery point
+    /// says so durably, so that the next open finds no tail to doubt.
+    pub(crate) fn close(&self) -> Result<()> {
+        let app = self.appender.lock();
+        self.active().sync()?;
+        self.recovery.advance(app.written)?;
+        self.recovery.sync()?;
+        self.durable.advance(app.written);
         Ok(())
     }
 
@@ -562,7 +605,8 @@ impl Partition {
                 limits.max_bytes,
                 &skip,
                 &mut out,
-            )?;
+            )
+            .map_err(|e| self.explain(seg, e))?;
             if !out.is_empty() {
                 break;
             }

@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 
 use crate::batch::{self, BatchError, BatchMeta, StoredBatch, HEADER_LEN};
+use crate::damage::{self, Damage};
 use crate::error::{IoContext, LogError, Result};
 use crate::index_file::IndexFile;
 use crate::offset_index::OffsetEntry;
@@ -35,11 +36,11 @@ pub(crate) struct PartitionId {
 }
 
 /// How much a reader pulls from the file at once when it has no better idea.
-const READ_CHUNK: usize = 256 << 10;
+pub(crate) const READ_CHUNK: usize = 256 << 10;
 
 pub(crate) struct Segment {
     pub base_offset: u64,
-    id: Arc<PartitionId>,
+    pub(crate) id: Arc<PartitionId>,
     log_path: PathBuf,
     file: File,
     /// Bytes of whole batches in the file; readers never look past it.
@@ -124,43 +125,61 @@ impl Segment {
         Ok(Segment::new(id, base, log, file, indexes))
     }
 
-    /// Opens the last segment of a partition, validating every batch: the first one that is torn
-    /// or fails its checksum ends the log, and the file is truncated there. Its indexes are
-    /// rebuilt from the scan.
+    /// Opens the last segment of a partition, validating every batch and rebuilding its
+    /// indexes. A bad batch at or past `recovery_point` is a torn tail that was never
+    /// acknowledged: the file is cut there. One below it is damage (`damage.rs`): it is kept,
+    /// reported, and the scan goes on at the next batch that verifies.
     pub fn recover(
         id: Arc<PartitionId>,
         dir: &Path,
         base: u64,
         interval: u64,
-    ) -> Result<(Segment, Option<Truncation>)> {
+        recovery_point: u64,
+    ) -> Result<(Segment, Option<Truncation>, Vec<Damage>)> {
         let (log, index, time) = Self::paths(dir, base);
         let file = Self::open_file(&log, false)?;
         let len = file.metadata().at(&log)?.len();
         let seg = Segment::new(id, base, log, file, Indexes::fresh(index, time, interval)?);
-        let mut valid_end = 0u64;
-        let result = seg.scan(0, len, |pos, meta, _| {
-            seg.index_batch(pos, &meta);
-            valid_end = pos + meta.total_len() as u64;
-            ControlFlow::Continue(())
+        let mut expected_pos = 0;
+        let walk = damage::walk(
+            &seg,
+            len,
+            recovery_point,
+            |offset| offset >= recovery_point,
+            |pos, meta, _| {
+                if pos != expected_pos {
+                    // After damaged bytes: an index entry here lets reads of later offsets
+                    // start past the damage instead of running into it.
+                    seg.indexes.write().bytes_since_offset_entry = u64::MAX;
+                }
+                seg.index_batch(pos, meta);
+                expected_pos = pos + meta.total_len() as u64;
+                Ok(())
+            },
+        )?;
+        if let Some(d) = walk.damage.last().filter(|d| d.bytes.end == len) {
+            // The damage runs to the end of the file: appends go after it, with the offsets
+            // after those that were acknowledged.
+            seg.size.store(len, Ordering::Release);
+            seg.next_offset.store(d.offsets.end, Ordering::Release);
+            seg.indexes.write().bytes_since_offset_entry = u64::MAX;
+        }
+        let truncation = (walk.valid_end < len).then(|| Truncation {
+            at_position: walk.valid_end,
+            bytes_dropped: len - walk.valid_end,
         });
-        let truncation = match result {
-            Ok(()) => None,
-            Err(_) => Some(Truncation {
-                at_position: valid_end,
-                bytes_dropped: len - valid_end,
-            }),
-        };
         if let Some(t) = truncation {
             tracing::warn!(
                 topic = %seg.id.topic, partition = seg.id.partition,
                 position = t.at_position, dropped = t.bytes_dropped,
-                "truncating a torn or corrupt tail of {}", seg.log_path.display()
+                "truncating a torn tail of {} (past the recovery point, never acknowledged)",
+                seg.log_path.display()
             );
-            seg.file.set_len(valid_end).at(&seg.log_path)?;
+            seg.file.set_len(walk.valid_end).at(&seg.log_path)?;
             seg.file.sync_all().at(&seg.log_path)?;
         }
         seg.indexes.write().flush()?;
-        Ok((seg, truncation))
+        Ok((seg, truncation, walk.damage))
     }
 
     /// Opens a sealed segment from its index files, rebuilding them by a scan if they are
@@ -381,7 +400,7 @@ impl Segment {
 
     /// Reads `len` bytes at `pos` into a fresh buffer, without first zeroing it: reads are the
     /// hot path, and zeroing cost as much as the copy from the page cache.
-    fn read_at(&self, pos: u64, len: usize) -> Result<Bytes> {
+    pub(crate) fn read_at(&self, pos: u64, len: usize) -> Result<Bytes> {
         let mut buf = BytesMut::with_capacity(len);
         let mut done = 0usize;
         while done < len {
@@ -420,18 +439,24 @@ impl Segment {
         Ok(buf.freeze())
     }
 
+    /// The error for a bad batch at `position`. It names the offsets as well as a bad header
+    /// allows; [`Partition::explain`](crate::Partition) finds the whole damaged range for
+    /// readers.
     pub(crate) fn corrupt(&self, position: u64, bytes: &[u8], e: BatchError) -> LogError {
-        let offset = if bytes.len() >= 8 {
-            u64::from_le_bytes(bytes[0..8].try_into().unwrap())
-        } else {
-            self.next_offset()
+        let claimed = bytes
+            .get(0..8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .filter(|o| (self.base_offset..self.next_offset()).contains(o));
+        let offsets = match claimed {
+            Some(o) => o..o + 1,
+            None => self.base_offset..self.next_offset(),
         };
         LogError::Corrupt {
             topic: self.id.topic.clone(),
             partition: self.id.partition,
-            offset,
+            offsets,
             path: self.log_path.clone(),
-            position,
+            bytes: position..position + bytes.len().min(HEADER_LEN) as u64,
             reason: match e {
                 BatchError::Corrupt(r) => r,
                 BatchError::Incomplete { .. } => "batch is cut off".into(),
@@ -452,7 +477,8 @@ impl Segment {
         let start = self.position_for(offset);
         let mut bytes_read = 0usize;
         let mut result = Ok(());
-        self.scan(start, self.size(), |pos, meta, bytes| {
+        let before = out.len();
+        let scanned = self.scan(start, self.size(), |pos, meta, bytes| {
             if meta.last_offset() < offset || skip(&meta) {
                 return ControlFlow::Continue(());
             }
@@ -466,7 +492,11 @@ impl Segment {
             } else {
                 ControlFlow::Continue(())
             }
-        })?;
+        });
+        // Damage after the records read ends this read; the next one reports it.
+        if out.len() == before {
+            scanned?;
+        }
         out.truncate(max_records.max(1));
         result
     }
@@ -483,7 +513,8 @@ impl Segment {
         let start = self.position_for(offset);
         let mut bytes_read = 0usize;
         let mut result = Ok(());
-        self.scan(start, self.size(), |pos, meta, bytes| {
+        let before = out.len();
+        let scanned = self.scan(start, self.size(), |pos, meta, bytes| {
             if meta.last_offset() < offset || skip(&meta) {
                 return ControlFlow::Continue(());
             }
@@ -505,7 +536,10 @@ impl Segment {
             } else {
                 ControlFlow::Continue(())
             }
-        })?;
+        });
+        if out.len() == before {
+            scanned?;
+        }
         result
     }
 

@@ -148,10 +148,16 @@ fn corrupt_batch_in_a_sealed_segment_is_reported_not_panicked() {
     std::fs::write(&seg, bytes).unwrap();
     let log = open(dir.path());
     let p = log.partition("c", 0).unwrap();
-    match p.read(0, ReadLimits::default()) {
+    // The records before the damaged batch are read; the read after them names what is lost.
+    let before = p.read(0, ReadLimits::default()).unwrap();
+    assert_eq!(before.len(), 1);
+    match p.read(1, ReadLimits::default()) {
         Err(LogError::Corrupt {
-            topic, partition, ..
-        }) => assert_eq!((topic.as_str(), partition), ("c", 0)),
+            topic,
+            partition,
+            offsets,
+            ..
+        }) => assert_eq!((topic.as_str(), partition, offsets), ("c", 0, 1..2)),
         other => panic!("expected a corruption error, got {other:?}"),
     }
     // Later segments are still readable.
@@ -174,6 +180,10 @@ fn recovery_truncates_a_torn_last_batch_at_every_byte() {
         .unwrap();
     }
     let before_last = p.size_bytes();
+    // What the recovery point said before the last append: a crash that tears a batch happens
+    // before the fsync that would have moved the point past it.
+    let point_path = dir.path().join("topics/r/0/recovery-point");
+    let point = std::fs::read(&point_path).unwrap();
     p.append(&[rec(Some("last"), Some("batch"), 99)]).unwrap();
     let full = p.size_bytes();
     drop((p, t, log));
@@ -182,6 +192,7 @@ fn recovery_truncates_a_torn_last_batch_at_every_byte() {
     assert_eq!(original.len() as u64, full);
     for cut in before_last..full {
         std::fs::write(&seg, &original[..cut as usize]).unwrap();
+        std::fs::write(&point_path, &point).unwrap();
         let log = open(dir.path());
         let t = log.topic("r").unwrap();
         let p = t.partition(0).unwrap().clone();

@@ -154,9 +154,37 @@ fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(topic) = damaged_topic(&e) {
+                eprintln!(
+                    "`eddy topic verify {topic}` lists every damaged range; `eddy topic repair \
+                     {topic} --skip-damaged` skips them, losing their records"
+                );
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The topic whose damage on disk stopped the command, if that is what stopped it.
+fn damaged_topic(e: &anyhow::Error) -> Option<String> {
+    use eddy_engine::EngineError;
+    use eddy_log::LogError;
+    use eddy_sql::SqlError;
+    // The wrappers are transparent: they are in the chain in place of the log's error.
+    fn log_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a LogError> {
+        cause.downcast_ref::<LogError>().or_else(|| {
+            match (cause.downcast_ref::<SqlError>(), cause.downcast_ref()) {
+                (Some(SqlError::Log(e)), _)
+                | (Some(SqlError::Engine(EngineError::Log(e))), _)
+                | (_, Some(EngineError::Log(e))) => Some(e),
+                _ => None,
+            }
+        })
+    }
+    e.chain().find_map(|cause| match log_error(cause) {
+        Some(LogError::Corrupt { topic, .. }) => Some(topic.clone()),
+        _ => None,
+    })
 }
 
 /// The REPL, or a script, over a server's REST API.

@@ -33,6 +33,16 @@ pub enum TopicCommand {
     Describe { name: String },
     /// Delete a topic and its data.
     Delete { name: String },
+    /// Read every partition of a topic and report every damaged range of records.
+    Verify { name: String },
+    /// Skip a topic's damaged records, so that readers move past them; says what it skipped
+    /// and records it in each partition's repairs.log.
+    Repair {
+        name: String,
+        /// Required: skipping damaged records loses them, so it is never done implicitly.
+        #[arg(long)]
+        skip_damaged: bool,
+    },
 }
 
 pub fn run(log: &Log, cmd: TopicCommand) -> Result<()> {
@@ -94,6 +104,58 @@ pub fn run(log: &Log, cmd: TopicCommand) -> Result<()> {
             log.delete_topic(&name)?;
             println!("Deleted topic {name}");
         }
+        TopicCommand::Verify { name } => {
+            let t = log.topic(&name)?;
+            let mut damaged = 0;
+            for p in t.partitions() {
+                for d in p.verify()? {
+                    print_damage(&d);
+                    damaged += 1;
+                }
+            }
+            if damaged > 0 {
+                anyhow::bail!(
+                    "topic {name} has {damaged} damaged range(s); `eddy topic repair {name} \
+                     --skip-damaged` skips them (their records are lost)"
+                );
+            }
+            println!("Topic {name}: every record verifies");
+        }
+        TopicCommand::Repair { name, skip_damaged } => {
+            if !skip_damaged {
+                anyhow::bail!(
+                    "repairing skips damaged records, which loses them: pass --skip-damaged \
+                     to do so (`eddy topic verify {name}` lists them)"
+                );
+            }
+            let t = log.topic(&name)?;
+            let mut skipped = 0;
+            for p in t.partitions() {
+                for d in p.repair()? {
+                    print!("Skipped: ");
+                    print_damage(&d);
+                    skipped += 1;
+                }
+            }
+            match skipped {
+                0 => println!("Topic {name}: nothing damaged, nothing skipped"),
+                n => println!("Topic {name}: skipped {n} damaged range(s); see repairs.log in each partition's directory"),
+            }
+        }
     }
     Ok(())
+}
+
+fn print_damage(d: &eddy_log::Damage) {
+    let records = d.offsets.end - d.offsets.start;
+    println!(
+        "partition {}: offsets {}..{} ({records} record(s)) damaged in {} at bytes {}..{}: {}",
+        d.partition,
+        d.offsets.start,
+        d.offsets.end,
+        d.segment.display(),
+        d.bytes.start,
+        d.bytes.end,
+        d.reason
+    );
 }

@@ -442,6 +442,13 @@ impl Pipeline {
                 self.uncommitted.moved = true;
                 return Ok(Some(0));
             }
+            Err(e @ eddy_log::LogError::Corrupt { .. }) => {
+                // Damage on disk stops the task until someone repairs the topic. Everything
+                // read before it was processed whole: commit it, so that the task resumes at
+                // the damage rather than repeating (a stateless task) what it already wrote.
+                self.commit(log, plog)?;
+                return Err(e.into());
+            }
             Err(e) => return Err(e.into()),
         };
         let mut records = read.records;
