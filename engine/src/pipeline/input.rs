@@ -19,7 +19,10 @@ pub(super) fn input_position(topic: &str, partition: u32) -> String {
 }
 
 /// Where a query starts reading each partition of `source`: its committed position (with its
-/// state for a stateful query, else its consumer group's), or else the start or the end.
+/// state for a stateful query, else, or when its state has none, its consumer group's), or
+/// else the start or the end. A query that kept its positions only in its group (stateless and
+/// at least once until a restart under exactly_once_v2, or whose state was lost) goes on from
+/// there.
 pub(super) fn start_positions(
     log: &Log,
     id: &str,
@@ -29,10 +32,13 @@ pub(super) fn start_positions(
 ) -> Result<Vec<u64>> {
     let mut positions = Vec::new();
     for p in source.topic.partitions() {
-        let stored = match state {
+        let in_state = match state {
             Some(db) => db.offset(id, &input_position(source.topic.name(), p.id()))?,
-            None => log.committed_offset(id, &TopicPartition::new(source.topic.name(), p.id())),
+            None => None,
         };
+        let stored = in_state.or_else(|| {
+            log.committed_offset(id, &TopicPartition::new(source.topic.name(), p.id()))
+        });
         positions.push(stored.unwrap_or(if from_beginning {
             p.start_offset()
         } else {

@@ -555,6 +555,23 @@ impl Session {
         }
     }
 
+    /// Whether persistent queries that keep no state are exactly-once too: ksqlDB's
+    /// `processing.guarantee` set to `exactly_once_v2` (or the older `exactly_once`). Stateful
+    /// queries always are; by default a stateless one is at least once, as in ksqlDB.
+    fn stateless_exactly_once(&self) -> Result<bool> {
+        let keys = ["ksql.streams.processing.guarantee", "processing.guarantee"];
+        match keys.iter().find_map(|k| self.property(k)) {
+            None => Ok(false),
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "at_least_once" => Ok(false),
+                "exactly_once" | "exactly_once_v2" => Ok(true),
+                _ => invalid(format!(
+                    "Invalid value {v} for configuration processing.guarantee: String must be one of: at_least_once, exactly_once, exactly_once_v2"
+                )),
+            },
+        }
+    }
+
     /// Bytes committed to the state stores so far (0 if no stateful query ran).
     pub fn state_bytes_committed(&self) -> u64 {
         self.state.as_ref().map_or(0, StateDb::committed_bytes)

@@ -414,7 +414,9 @@ impl Session {
         // exactly-once, as its stages are.
         let stateful = is_aggregate || planned.join.is_some() || planned.table_where.is_some();
         let layout = self.layout_of(&id, &planned, stateful)?;
-        let state = match stateful {
+        // Under exactly_once_v2 a stateless query commits as a stateful one does: its output in
+        // transactions, its input positions with them in the state database.
+        let state = match stateful || self.stateless_exactly_once()? {
             true => Some(self.state_db()?),
             false => None,
         };

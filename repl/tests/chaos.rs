@@ -1,0 +1,343 @@
+//! Chaos: a server runs four persistent queries while a client inserts over the REST API, and
+//! is killed with SIGKILL at random moments, again and again.
+//!
+//! The server runs with `processing.guarantee=exactly_once_v2`. The queries: a windowed
+//! aggregation, an aggregation grouped by a value column (through a
+//! repartition topic), a stream-table join on a value column (repartitioned too) and a filtering
+//! CSAS. The input topic has small segments, so kills also land during segment rolls.
+//!
+//! After every kill (the server is down, so the test opens the data directory itself): every
+//! row the server acknowledged is in the input topic exactly once, and no output holds any
+//! input's effect twice. At the end, once the restarted server has caught up: each output equals
+//! what a reference computes from the input topic, none missing, none repeated.
+//!
+//! CI runs 10 kills. The long run:
+//! `EDDY_CHAOS_KILLS=100 cargo test -p eddy-cli --test chaos -- --nocapture`
+//! (`EDDY_CHAOS_SEED=N` replays a run's kill times; the test prints its seed).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eddy_log::{Log, LogOptions, StoredRecord};
+use serde_json::{json, Value};
+
+mod support;
+
+use support::{ksql, pull_until, Server};
+
+const USERS: u64 = 20;
+const KEYS: u64 = 50;
+
+/// A small deterministic generator, so that a seed replays a run's kill times.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn click(id: u64) -> Value {
+    json!({"K": format!("k{}", id % KEYS), "ID": id, "U": format!("u{}", id % USERS), "V": id % 100})
+}
+
+/// Inserts rows of increasing ids until the server goes away or `stop` is set; records which
+/// ids were acknowledged. A row whose request failed is not sent again: it may or may not have
+/// been appended, which the checks allow for.
+fn produce(url: &str, next: &mut u64, acked: &Mutex<HashSet<u64>>, stop: &AtomicBool) {
+    let agent = support::agent();
+    while !stop.load(Ordering::Relaxed) {
+        let ids: Vec<u64> = (*next..*next + 20).collect();
+        *next += 20;
+        let mut body = json!({"target": "clicks"}).to_string();
+        for &id in &ids {
+            body.push('\n');
+            body.push_str(&click(id).to_string());
+        }
+        let Ok(mut response) = agent
+            .post(&format!("{url}/inserts-stream"))
+            .send(body.as_str())
+        else {
+            return;
+        };
+        let Ok(text) = response.body_mut().read_to_string() else {
+            return;
+        };
+        for line in text.lines() {
+            let Ok(ack) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if ack["status"] == "ok" {
+                let seq = ack["seq"].as_u64().unwrap() as usize;
+                acked.lock().unwrap().insert(ids[seq]);
+            }
+        }
+    }
+}
+
+/// The readable records of every partition of `topic`, or none if it does not exist yet.
+fn read_topic(log: &Log, topic: &str) -> Vec<StoredRecord> {
+    let Ok(t) = log.topic(topic) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in t.partitions() {
+        let mut offset = p.start_offset();
+        loop {
+            let batch = p.read(offset, eddy_log::ReadLimits::default()).unwrap();
+            let Some(last) = batch.last() else { break };
+            offset = last.offset + 1;
+            out.extend(batch);
+        }
+    }
+    out
+}
+
+fn value(r: &StoredRecord) -> Value {
+    serde_json::from_slice(r.record.value.as_deref().unwrap()).unwrap()
+}
+
+/// Ids of a stream's records, checking that none is there twice.
+fn ids_once(records: &[StoredRecord], what: &str) -> HashSet<u64> {
+    let mut seen = HashSet::new();
+    for r in records {
+        let id = value(r)["ID"].as_u64().unwrap();
+        assert!(seen.insert(id), "id {id} twice in {what}");
+    }
+    seen
+}
+
+/// An aggregation's output: each key's updates must count 1, 2, ... n with none repeated.
+/// Returns each key's last (count, total).
+fn last_updates(records: &[StoredRecord], what: &str) -> BTreeMap<Vec<u8>, (i64, i64)> {
+    let mut by_key: BTreeMap<Vec<u8>, Vec<(i64, i64)>> = BTreeMap::new();
+    for r in records {
+        let v = value(r);
+        by_key
+            .entry(r.record.key.as_deref().unwrap().to_vec())
+            .or_default()
+            .push((v["N"].as_i64().unwrap(), v["TOTAL"].as_i64().unwrap()));
+    }
+    by_key
+        .into_iter()
+        .map(|(k, updates)| {
+            let mut counts: Vec<i64> = updates.iter().map(|u| u.0).collect();
+            counts.sort_unstable();
+            counts.dedup();
+            assert_eq!(
+                counts.len(),
+                updates.len(),
+                "an update repeated in {what}: {updates:?}"
+            );
+            (k, *updates.iter().max().unwrap())
+        })
+        .collect()
+}
+
+/// The invariants that hold at any moment, whatever was killed when: acknowledged rows are in
+/// the input once, and no output repeats anything.
+fn check_after_kill(dir: &std::path::Path, acked: &HashSet<u64>) -> usize {
+    let log = Log::open(dir, LogOptions::default()).unwrap();
+    let input = ids_once(&read_topic(&log, "clicks"), "the input");
+    let missing: Vec<_> = acked.difference(&input).take(5).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    ids_once(&read_topic(&log, "ENRICHED"), "ENRICHED");
+    ids_once(&read_topic(&log, "BIG"), "BIG");
+    last_updates(&read_topic(&log, "PER_MINUTE"), "PER_MINUTE");
+    last_updates(&read_topic(&log, "PER_USER"), "PER_USER");
+    input.len()
+}
+
+#[test]
+fn queries_stay_exactly_once_while_the_server_is_killed_again_and_again() {
+    let kills: u64 = std::env::var("EDDY_CHAOS_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let seed: u64 = std::env::var("EDDY_CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("chaos: {kills} kills, EDDY_CHAOS_SEED={seed}");
+    let mut rng = Rng(seed);
+    let dir = tempfile::tempdir().unwrap();
+    // Exactly once for every query, the stateless CSAS included (ksqlDB's default for those
+    // is at least once).
+    let config = [
+        "--config",
+        "commit.interval.ms=200",
+        "--config",
+        "processing.guarantee=exactly_once_v2",
+    ];
+
+    // Small segments: kills land during rolls too.
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["topic", "create", "clicks", "--partitions", "2"])
+        .args(["--segment-bytes", "65536"])
+        .status()
+        .unwrap();
+    assert!(created.success());
+    let server = Server::start(dir.path(), &config);
+    ksql(
+        &server.url,
+        "CREATE STREAM clicks (k STRING KEY, id BIGINT, u STRING, v BIGINT) WITH (kafka_topic='clicks', value_format='JSON');
+         CREATE TABLE users (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='users', partitions=2, value_format='JSON');",
+    );
+    let users: Vec<Value> = (0..USERS)
+        .map(|u| json!({"ID": format!("u{u}"), "NAME": format!("name-u{u}")}))
+        .collect();
+    let acks = support::insert(&server.url, "users", &users);
+    assert!(acks.iter().all(|a| a["status"] == "ok"), "{acks:?}");
+    let created = ksql(
+        &server.url,
+        "SET 'auto.offset.reset'='earliest';
+         CREATE TABLE per_minute AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM clicks WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY k;
+         CREATE TABLE per_user AS SELECT u, COUNT(*) AS n, SUM(v) AS total FROM clicks GROUP BY u;
+         CREATE STREAM enriched AS SELECT c.u AS u, c.id AS id, c.v AS v, users.name AS name FROM clicks c JOIN users ON c.u = users.id;
+         CREATE STREAM big AS SELECT k, id, v FROM clicks WHERE v >= 50;",
+    );
+    for c in created.as_array().unwrap().iter().skip(1) {
+        assert_eq!(c["commandStatus"]["status"], "SUCCESS", "{created}");
+    }
+    drop(server);
+
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let mut next = 0u64;
+    for kill in 0..kills {
+        let mut server = Server::start(dir.path(), &config);
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (url, acked, stop) = (server.url.clone(), acked.clone(), stop.clone());
+            let mut from = next;
+            std::thread::spawn(move || {
+                produce(&url, &mut from, &acked, &stop);
+                from
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200 + rng.below(2300)));
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        next = producer.join().unwrap();
+        let input = check_after_kill(dir.path(), &acked.lock().unwrap());
+        println!(
+            "kill {}: {} rows in the input, {} acknowledged",
+            kill + 1,
+            input,
+            acked.lock().unwrap().len()
+        );
+    }
+
+    // The reference, from the input as it ended up.
+    let (clicks, by_window, by_user) = {
+        let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+        let clicks = read_topic(&log, "clicks");
+        let mut by_window: HashMap<(String, i64), (i64, i64)> = HashMap::new();
+        let mut by_user: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for r in &clicks {
+            let v = value(r);
+            let k = String::from_utf8_lossy(r.record.key.as_deref().unwrap()).into_owned();
+            let (u, n) = (
+                v["U"].as_str().unwrap().to_string(),
+                v["V"].as_i64().unwrap(),
+            );
+            let w = by_window
+                .entry((k, r.record.timestamp / 60_000 * 60_000))
+                .or_default();
+            *w = (w.0 + 1, w.1 + n);
+            let g = by_user.entry(u).or_default();
+            *g = (g.0 + 1, g.1 + n);
+        }
+        (clicks, by_window, by_user)
+    };
+    assert!(!clicks.is_empty());
+
+    // Restarted and left alone, the server catches up; the tables then match the reference.
+    let server = Server::start(dir.path(), &config);
+    let expected_users: Vec<Value> = by_user
+        .iter()
+        .map(|(u, (n, total))| json!([u, n, total]))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = pull_until(&server.url, "SELECT u, n, total FROM per_user;", |_| true);
+        let mut got: Vec<Value> = rows.to_vec();
+        got.sort_by_key(|r| r[0].as_str().unwrap_or_default().to_string());
+        if got == expected_users {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PER_USER never caught up: {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    loop {
+        let caught_up = ["PER_MINUTE", "ENRICHED", "BIG"].iter().all(|sink| {
+            let described = ksql(&server.url, &format!("DESCRIBE EXTENDED {sink};")).to_string();
+            described.contains("lag per partition: 0 ")
+        });
+        if caught_up {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the queries never caught up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.stop();
+
+    let log = Log::open(dir.path(), LogOptions::default()).unwrap();
+    let input: HashSet<u64> = ids_once(&clicks, "the input");
+    let enriched = read_topic(&log, "ENRICHED");
+    assert_eq!(
+        ids_once(&enriched, "ENRICHED"),
+        input,
+        "every click joined once"
+    );
+    for r in &enriched {
+        // The join's key is the user.
+        let u = String::from_utf8_lossy(r.record.key.as_deref().unwrap()).into_owned();
+        assert_eq!(value(r)["NAME"], json!(format!("name-{u}")));
+    }
+    let big: HashSet<u64> = clicks
+        .iter()
+        .map(value)
+        .filter(|v| v["V"].as_i64().unwrap() >= 50)
+        .map(|v| v["ID"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids_once(&read_topic(&log, "BIG"), "BIG"), big);
+    let mut windows: Vec<(i64, i64)> = last_updates(&read_topic(&log, "PER_MINUTE"), "PER_MINUTE")
+        .into_values()
+        .collect();
+    let mut expected_windows: Vec<(i64, i64)> = by_window.into_values().collect();
+    windows.sort_unstable();
+    expected_windows.sort_unstable();
+    assert_eq!(
+        windows, expected_windows,
+        "every window's last count and sum"
+    );
+    let mut users: Vec<(i64, i64)> = last_updates(&read_topic(&log, "PER_USER"), "PER_USER")
+        .into_values()
+        .collect();
+    let mut expected: Vec<(i64, i64)> = by_user.into_values().collect();
+    users.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(users, expected, "every user's last count and sum");
+    println!(
+        "chaos: {kills} kills, {} rows in, {} acknowledged, outputs exact",
+        clicks.len(),
+        acked.lock().unwrap().len()
+    );
+}
