@@ -87,6 +87,20 @@ fn broken_frames_close_their_connection_and_nothing_else() {
     frame.put_i32(3); // three topics promised, none follow
     c.send_raw(&frame);
     assert!(c.is_closed());
+    // Billions of topics promised in 18 bytes: refused before anything is allocated for them
+    // (kafka-protocol 0.18 sized a vector from the count and aborted the process).
+    let mut c = Conn::connect(&b);
+    let mut frame = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(ApiKey::ListOffsets as i16)
+        .with_request_api_version(1)
+        .with_correlation_id(1)
+        .encode(&mut frame, 1)
+        .unwrap();
+    frame.put_i32(-1); // replica id
+    frame.put_i32(i32::MAX);
+    c.send_raw(&frame);
+    assert!(c.is_closed());
     // A version of Produce that is not served.
     let mut c = Conn::connect(&b);
     let mut buf = BytesMut::new();

@@ -81,7 +81,13 @@ pub(crate) fn walk(
     loop {
         let mut valid_end = pos;
         let mut failed = None;
+        let mut backwards = None;
         let scanned = seg.scan(pos, end, |at, meta, bytes| {
+            // Offsets only grow: a batch that verifies but goes back is not where it belongs.
+            if meta.base_offset < expected {
+                backwards = Some(meta.base_offset);
+                return ControlFlow::Break(());
+            }
             if let Err(e) = on_batch(at, &meta, bytes) {
                 failed = Some(e);
                 return ControlFlow::Break(());
@@ -93,15 +99,18 @@ pub(crate) fn walk(
         if let Some(e) = failed {
             return Err(e);
         }
-        let reason = match scanned {
-            Ok(()) => {
+        let reason = match (scanned, backwards) {
+            (Ok(()), Some(base)) => {
+                format!("a batch at offset {base} where offsets had reached {expected}")
+            }
+            (Ok(()), None) => {
                 return Ok(Walk {
                     valid_end: end,
                     damage,
                 })
             }
-            Err(LogError::Corrupt { reason, .. }) => reason,
-            Err(e) => return Err(e),
+            (Err(LogError::Corrupt { reason, .. }), _) => reason,
+            (Err(e), _) => return Err(e),
         };
         if is_torn_tail(expected) {
             return Ok(Walk { valid_end, damage });
