@@ -244,12 +244,30 @@ impl Sink {
     }
 
     /// Appends one row given as values for the key and value columns (INSERT INTO ... VALUES).
-    pub fn write_values(
+    /// Appends one row of values without waiting for the append to be acknowledged: the caller
+    /// waits on the partition for offsets below the one returned ([`Partition::wait_durable`]),
+    /// so that many rows can share one group commit.
+    ///
+    /// [`Partition::wait_durable`]: eddy_log::Partition::wait_durable
+    pub fn append_values(
         &self,
         keys: &[ScalarValue],
         values: &[ScalarValue],
         timestamp: i64,
-    ) -> Result<u64> {
+    ) -> Result<(Arc<eddy_log::Partition>, u64)> {
+        let (p, record) = self.encode_values(keys, values, timestamp)?;
+        let partition = self.topic.partition(p)?.clone();
+        let info = partition.append_unacknowledged(&[record])?;
+        Ok((partition, info.next_offset()))
+    }
+
+    /// One row of values as the record it is written as, and the partition its key picks.
+    pub fn encode_values(
+        &self,
+        keys: &[ScalarValue],
+        values: &[ScalarValue],
+        timestamp: i64,
+    ) -> Result<(u32, Record)> {
         let key = self
             .key
             .encode(keys)
@@ -259,13 +277,13 @@ impl Sink {
             .encode(values)
             .map_err(|e| EngineError::Plan(format!("cannot serialize the value: {e}")))?;
         let p = self.topic.partition_for(key.as_deref());
-        let info = self.topic.partition(p)?.append(&[Record {
+        let record = Record {
             key,
             value,
             timestamp,
             headers: Vec::new(),
-        }])?;
-        Ok(info.base_offset)
+        };
+        Ok((p, record))
     }
 }
 

@@ -241,6 +241,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/console/api/state", get(console::state))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(refuse_oversize))
         .layer(middleware::from_fn_with_state(shared.clone(), authorize))
         .with_state(shared)
 }
@@ -317,6 +318,26 @@ async fn authorize(State(shared): State<Arc<Shared>>, req: Request, next: Next) 
             40100,
             "Unauthorized: a valid 'Authorization: Bearer <token>' header is required.",
         )
+    }
+}
+
+/// Refuses a body announced larger than [`MAX_BODY`] on its `Content-Length`, before reading
+/// it: the body limit alone answers only once that much has arrived, so a client announcing
+/// gigabytes would hold the connection (and the handler's wait) for as long as it liked.
+/// `/inserts-stream` has no limit: it reads its body a line at a time.
+async fn refuse_oversize(req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(n) if n > MAX_BODY as u64 && req.uri().path() != "/inserts-stream" => error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            41300,
+            &format!("The request body of {n} bytes is larger than the {MAX_BODY} allowed."),
+        ),
+        _ => next.run(req).await,
     }
 }
 

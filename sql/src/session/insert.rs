@@ -11,13 +11,17 @@ use eddy_engine::Sink;
 
 use super::{kind_name, schema_text, Outcome, Session};
 use crate::ast::*;
-use crate::catalog::Column;
+use crate::catalog::{Column, SourceDef};
 use crate::error::{invalid, Result, SqlError};
 use crate::planner::plan_select;
 use crate::rewrite::rewrite;
 use crate::types::SqlType;
 use crate::with_clause::codecs;
-use eddy_log::now_ms;
+
+/// Where a row was appended: its partition, and the offset that partition's durable offset
+/// must reach before the row is acknowledged.
+pub type Appended = (Arc<Partition>, u64);
+use eddy_log::{now_ms, Partition, Record};
 
 impl Session {
     pub(super) fn insert_into(
@@ -119,7 +123,8 @@ impl Session {
                 given.insert(name.clone(), v);
             }
         }
-        self.write_row(&def, given, rowtime)?;
+        let (partition, next) = self.write_row(&def, given, rowtime)?;
+        partition.wait_durable_blocking(next)?;
         Ok(Outcome::Message("Inserted 1 row".into()))
     }
 
@@ -131,37 +136,76 @@ impl Session {
         target: &str,
         row: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<()> {
+        let (partition, next) = self.insert_json_unacknowledged(target, row)?;
+        partition.wait_durable_blocking(next)?;
+        Ok(())
+    }
+
+    /// [`Session::insert_json`] without waiting for the row to be acknowledged: returns its
+    /// partition and the offset that partition's durable offset must reach.
+    pub fn insert_json_unacknowledged(
+        &mut self,
+        target: &str,
+        row: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Appended> {
         let def = self.values_target(target)?;
-        let all: Vec<Column> = def
-            .key_columns
-            .iter()
-            .chain(&def.value_columns)
-            .cloned()
-            .collect();
-        let mut rowtime = None;
-        let mut given: BTreeMap<String, ScalarValue> = BTreeMap::new();
-        for (name, v) in row {
-            if name.eq_ignore_ascii_case("ROWTIME") {
-                rowtime = v.as_i64();
-                continue;
-            }
-            let Some(c) = all
-                .iter()
-                .find(|c| &c.name == name)
-                .or_else(|| all.iter().find(|c| c.name == name.to_ascii_uppercase()))
-            else {
-                return invalid(format!("Column name {name} does not exist."));
-            };
-            let value = eddy_engine::scalar_from_json(v, &c.ty.to_arrow()).map_err(|e| {
-                SqlError::Invalid(format!("Invalid value for column {}: {e}", c.name))
-            })?;
-            given.insert(c.name.clone(), value);
-        }
+        let (given, rowtime) = json_values(&def, row)?;
         self.write_row(&def, given, rowtime)
     }
 
+    /// Rows given as JSON objects (as for [`Session::insert_json`]), appended together (one
+    /// append per partition) and not waited for: for a caller that acknowledges many rows
+    /// with one group commit, and whose readers then wake once for them (the REST API's
+    /// `/inserts-stream`). One result per row, in order: the row's partition and the offset
+    /// that partition's durable offset must reach, or why the row was refused.
+    pub fn insert_json_rows(
+        &mut self,
+        target: &str,
+        rows: &[&serde_json::Map<String, serde_json::Value>],
+    ) -> Vec<Result<Appended>> {
+        let refused = |e: &SqlError| SqlError::Invalid(e.to_string());
+        let sink = self
+            .values_target(target)
+            .and_then(|def| Ok((self.row_sink(&def)?, def)));
+        let (sink, def) = match sink {
+            Ok(s) => s,
+            Err(e) => return rows.iter().map(|_| Err(refused(&e))).collect(),
+        };
+        let mut results: Vec<Option<Result<Appended>>> = rows.iter().map(|_| None).collect();
+        let mut by_partition: BTreeMap<u32, Vec<(usize, Record)>> = BTreeMap::new();
+        for (i, row) in rows.iter().enumerate() {
+            let encoded = json_values(&def, row)
+                .and_then(|(given, rowtime)| row_record(&def, &sink, &given, rowtime));
+            match encoded {
+                Ok((p, record)) => by_partition.entry(p).or_default().push((i, record)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        for (p, group) in by_partition {
+            let (indexes, records): (Vec<usize>, Vec<Record>) = group.into_iter().unzip();
+            let appended = sink
+                .topic
+                .partition(p)
+                .map_err(SqlError::from)
+                .and_then(|partition| {
+                    let info = partition.append_unacknowledged(&records)?;
+                    Ok((partition.clone(), info.base_offset))
+                });
+            for (k, i) in indexes.into_iter().enumerate() {
+                results[i] = Some(match &appended {
+                    Ok((partition, base)) => Ok((partition.clone(), base + k as u64 + 1)),
+                    Err(e) => Err(refused(e)),
+                });
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every row has a result"))
+            .collect()
+    }
+
     /// The source `target` names, if rows may be inserted into it.
-    fn values_target(&self, target: &str) -> Result<crate::catalog::SourceDef> {
+    fn values_target(&self, target: &str) -> Result<SourceDef> {
         let Some(def) = self.catalog.source(target).cloned() else {
             return invalid(format!("{target} does not exist."));
         };
@@ -174,39 +218,25 @@ impl Session {
         Ok(def)
     }
 
-    /// Appends one record to `def`'s topic from its columns' values (missing ones are null).
+    /// Appends one record to `def`'s topic from its columns' values (missing ones are null),
+    /// without waiting for it to be acknowledged.
     fn write_row(
         &self,
-        def: &crate::catalog::SourceDef,
+        def: &SourceDef,
         given: BTreeMap<String, ScalarValue>,
         rowtime: Option<i64>,
-    ) -> Result<()> {
-        let value_of = |c: &Column| {
-            given
-                .get(&c.name)
-                .cloned()
-                .map_or_else(|| ScalarValue::try_from(&c.ty.to_arrow()), Ok)
-        };
-        let keys = def
-            .key_columns
-            .iter()
-            .map(value_of)
-            .collect::<Result<Vec<_>, _>>()?;
-        let vals = def
-            .value_columns
-            .iter()
-            .map(value_of)
-            .collect::<Result<Vec<_>, _>>()?;
+    ) -> Result<Appended> {
+        let sink = self.row_sink(def)?;
+        let (p, record) = row_record(def, &sink, &given, rowtime)?;
+        let partition = sink.topic.partition(p)?.clone();
+        let info = partition.append_unacknowledged(&[record])?;
+        Ok((partition, info.next_offset()))
+    }
+
+    /// What writes rows into `def`'s topic with its formats.
+    fn row_sink(&self, def: &SourceDef) -> Result<Sink> {
         let (key, value) = codecs(def)?;
-        let timestamp = match &def.timestamp_column {
-            Some(c) => match given.get(c) {
-                Some(ScalarValue::Int64(Some(t)))
-                | Some(ScalarValue::TimestampMillisecond(Some(t), _)) => *t,
-                _ => rowtime.unwrap_or_else(now_ms),
-            },
-            None => rowtime.unwrap_or_else(now_ms),
-        };
-        let sink = Sink {
+        Ok(Sink {
             window: None,
             topic: self.log.topic(&def.topic)?,
             key,
@@ -218,9 +248,7 @@ impl Session {
             null_value_column: None,
             null_key_if_all_null: true,
             headers_column: None,
-        };
-        sink.write_values(&keys, &vals, timestamp)?;
-        Ok(())
+        })
     }
 
     /// Evaluates a constant expression and casts it to `ty`.
@@ -249,4 +277,65 @@ impl Session {
             .map_err(|e| SqlError::Invalid(format!("cannot use {expr} as a {ty}: {e}")))?;
         Ok(ScalarValue::try_from_array(&array, 0)?)
     }
+}
+
+/// A JSON row's values by column (names match as written, then upper-cased) and its `ROWTIME`.
+fn json_values(
+    def: &SourceDef,
+    row: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(BTreeMap<String, ScalarValue>, Option<i64>)> {
+    let all: Vec<&Column> = def.key_columns.iter().chain(&def.value_columns).collect();
+    let mut rowtime = None;
+    let mut given: BTreeMap<String, ScalarValue> = BTreeMap::new();
+    for (name, v) in row {
+        if name.eq_ignore_ascii_case("ROWTIME") {
+            rowtime = v.as_i64();
+            continue;
+        }
+        let Some(c) = all
+            .iter()
+            .find(|c| &c.name == name)
+            .or_else(|| all.iter().find(|c| c.name == name.to_ascii_uppercase()))
+        else {
+            return invalid(format!("Column name {name} does not exist."));
+        };
+        let value = eddy_engine::scalar_from_json(v, &c.ty.to_arrow())
+            .map_err(|e| SqlError::Invalid(format!("Invalid value for column {}: {e}", c.name)))?;
+        given.insert(c.name.clone(), value);
+    }
+    Ok((given, rowtime))
+}
+
+/// The record for a row of `def` (missing columns are null) and the partition it goes to.
+fn row_record(
+    def: &SourceDef,
+    sink: &Sink,
+    given: &BTreeMap<String, ScalarValue>,
+    rowtime: Option<i64>,
+) -> Result<(u32, Record)> {
+    let value_of = |c: &Column| {
+        given
+            .get(&c.name)
+            .cloned()
+            .map_or_else(|| ScalarValue::try_from(&c.ty.to_arrow()), Ok)
+    };
+    let keys = def
+        .key_columns
+        .iter()
+        .map(value_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let vals = def
+        .value_columns
+        .iter()
+        .map(value_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    let timestamp = match &def.timestamp_column {
+        Some(c) => match given.get(c) {
+            Some(ScalarValue::Int64(Some(t)))
+            | Some(ScalarValue::TimestampMillisecond(Some(t), _)) => *t,
+            _ => rowtime.unwrap_or_else(now_ms),
+        },
+        None => rowtime.unwrap_or_else(now_ms),
+    };
+    Ok(sink.encode_values(&keys, &vals, timestamp)?)
 }
