@@ -532,10 +532,11 @@ fn read_single(t: &DataType, w: &Wire<'_>, nullable: Nullable) -> Result<ScalarV
             else {
                 unreachable!()
             };
-            Ok(ScalarValue::TimestampMillisecond(
-                Some(secs * 1000 + i64::from(*nanos) / 1_000_000),
-                tz.clone(),
-            ))
+            let millis = secs
+                .checked_mul(1000)
+                .and_then(|ms| ms.checked_add(i64::from(*nanos) / 1_000_000))
+                .ok_or_else(|| format!("a timestamp of {secs} seconds is out of range"))?;
+            Ok(ScalarValue::TimestampMillisecond(Some(millis), tz.clone()))
         }
         (DataType::Date32, Wire::Len(b)) => {
             let p = ints(read_message(
@@ -555,6 +556,17 @@ fn read_single(t: &DataType, w: &Wire<'_>, nullable: Nullable) -> Result<ScalarV
                 &int_fields(&[const { DataType::Int32 }; 4]),
                 Nullable::Default,
             )?);
+            // google.type.TimeOfDay's ranges (24:00 ends a day, second 60 is a leap second).
+            let valid = (0..=24).contains(&p[0])
+                && (0..60).contains(&p[1])
+                && (0..=60).contains(&p[2])
+                && (0..1_000_000_000).contains(&p[3]);
+            if !valid {
+                return Err(format!(
+                    "no time of day {}:{}:{}.{}",
+                    p[0], p[1], p[2], p[3]
+                ));
+            }
             Ok(ScalarValue::Time32Millisecond(Some(
                 p[0] * 3_600_000 + p[1] * 60_000 + p[2] * 1000 + p[3] / 1_000_000,
             )))

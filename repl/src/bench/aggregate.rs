@@ -114,5 +114,10 @@ fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
         state_bytes as f64 / args.records as f64,
         changelog_bytes as f64 / args.records as f64,
     );
+    if let Some(peak) = super::peak_rss_mib() {
+        // The bound that `--state-memory-mb` is for: RocksDB's caches plus what the groups
+        // held between commits, whatever the number of keys.
+        println!("memory: peak resident set {peak:.0} MiB");
+    }
     Ok(())
 }

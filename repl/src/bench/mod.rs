@@ -162,3 +162,11 @@ impl Appender {
         Ok(())
     }
 }
+
+/// The process's peak resident set (Linux's `VmHWM`), in MiB; `None` where it cannot be read.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
