@@ -6,8 +6,11 @@
 //! repartition topic), a stream-table join on a value column (repartitioned too) and a filtering
 //! CSAS. The input topic has small segments, so kills also land during segment rolls.
 //!
+//! A Kafka producer (confluent-kafka, through the server's Kafka listener) writes the same
+//! topic at the same time, a new one each round, killed with the server.
+//!
 //! After every kill (the server is down, so the test opens the data directory itself): every
-//! row the server acknowledged is in the input topic exactly once, and no output holds any
+//! row the server acknowledged, over REST or Kafka, is in the input topic exactly once, and no output holds any
 //! input's effect twice. At the end, once the restarted server has caught up: each output equals
 //! what a reference computes from the input topic, none missing, none repeated.
 //!
@@ -79,6 +82,51 @@ fn produce(url: &str, next: &mut u64, acked: &Mutex<HashSet<u64>>, stop: &Atomic
             }
         }
     }
+}
+
+/// Whether confluent-kafka is here (on CI it must be: `./dev setup` installs it).
+fn have_confluent_kafka() -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "confluent-kafka missing on CI"
+    );
+    if !ok {
+        eprintln!("no Kafka producer: python module confluent_kafka is not installed");
+    }
+    ok
+}
+
+/// Starts the Kafka producer on `kafka` with ids from `first`; a thread records the ids it
+/// saw acknowledged until the producer is killed.
+fn kafka_producer(
+    kafka: &str,
+    first: u64,
+    acked: Arc<Mutex<HashSet<u64>>>,
+) -> (std::process::Child, std::thread::JoinHandle<()>) {
+    use std::io::BufRead;
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kafka/chaos_producer.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .args([kafka, "clicks", &first.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        for line in out.lines() {
+            let Ok(id) = line.map(|l| l.trim().parse::<u64>()) else {
+                break;
+            };
+            acked.lock().unwrap().insert(id.unwrap());
+        }
+    });
+    (child, reader)
 }
 
 /// The readable records of every partition of `topic`, or none if it does not exist yet.
@@ -174,12 +222,16 @@ fn queries_stay_exactly_once_while_the_server_is_killed_again_and_again() {
     let dir = tempfile::tempdir().unwrap();
     // Exactly once for every query, the stateless CSAS included (ksqlDB's default for those
     // is at least once).
-    let config = [
+    let with_kafka = have_confluent_kafka();
+    let mut config = vec![
         "--config",
         "commit.interval.ms=200",
         "--config",
         "processing.guarantee=exactly_once_v2",
     ];
+    if with_kafka {
+        config.extend(["--kafka-listen", "127.0.0.1:0"]);
+    }
 
     // Small segments: kills land during rolls too.
     let created = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
@@ -227,17 +279,30 @@ fn queries_stay_exactly_once_while_the_server_is_killed_again_and_again() {
                 from
             })
         };
+        let kafka = server.kafka.clone().map(|addr| {
+            // Ids of their own: a billion apart from the REST client's, a million per round.
+            kafka_producer(&addr, 1_000_000_000 + kill * 1_000_000, acked.clone())
+        });
         std::thread::sleep(Duration::from_millis(200 + rng.below(2300)));
         server.child.kill().unwrap();
         server.child.wait().unwrap();
         stop.store(true, Ordering::Relaxed);
         next = producer.join().unwrap();
+        if let Some((mut child, reader)) = kafka {
+            // What it had not seen acknowledged by now is given up, as a crashed client's.
+            child.kill().unwrap();
+            child.wait().unwrap();
+            reader.join().unwrap();
+        }
         let input = check_after_kill(dir.path(), &acked.lock().unwrap());
+        let acked = acked.lock().unwrap();
+        let over_kafka = acked.iter().filter(|&&id| id >= 1_000_000_000).count();
         println!(
-            "kill {}: {} rows in the input, {} acknowledged",
+            "kill {}: {} rows in the input, {} acknowledged ({} over Kafka)",
             kill + 1,
             input,
-            acked.lock().unwrap().len()
+            acked.len(),
+            over_kafka
         );
     }
 
