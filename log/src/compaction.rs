@@ -1,8 +1,13 @@
 //! Compaction: keeping only the latest record of each key in a compacted topic.
 //!
-//! The cleaner first maps every key to its latest offset across the whole partition (the
-//! active segment included, so a key updated a moment ago still shadows its older values), then
-//! rewrites each sealed segment that holds a shadowed record or an expired tombstone. Records
+//! The cleaner first maps each key to its latest offset across the partition (the active
+//! segment included, so a key updated a moment ago still shadows its older values), then
+//! rewrites each sealed segment that holds a shadowed record or an expired tombstone.
+//!
+//! Memory stays bounded whatever the number of keys, as Kafka's dedupe buffer keeps it: the map
+//! holds 128-bit hashes of keys, not keys, and at most [`MAX_MAPPED_KEYS`] of them, mapped
+//! newest segment first; a key it lacks keeps its records until a later pass. A rewrite streams
+//! the records it keeps, a few thousand at a time. Records
 //! keep their offsets, so consumers' positions stay valid; a segment may become empty but keeps
 //! its place, so the start offset does not move.
 //!
@@ -29,7 +34,6 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use hashbrown::HashMap;
 
 use crate::batch::{self, BatchFormat, Codec};
@@ -67,54 +71,53 @@ impl Partition {
                 return Ok(stats);
             }
         }
-        // Sized for the partition up front (up to a bound), so that the pass does not rehash
-        // a map of millions of keys again and again as it grows. hashbrown's default hasher
-        // (foldhash, seeded per process) is several times faster than SipHash on short keys.
-        let mut latest: HashMap<Bytes, u64> =
-            HashMap::with_capacity(end.saturating_sub(self.start_offset()).min(1 << 20) as usize);
         let aborted = self.aborted.read().clone();
-        for seg in segments.iter() {
-            for_each_record(seg, &aborted, |r| {
-                if r.offset >= end {
-                    return;
-                }
-                if let Some(k) = &r.record.key {
-                    // Copied: a slice would pin the whole read buffer it came from.
-                    latest.insert(Bytes::copy_from_slice(k), r.offset);
-                }
-            })?;
-        }
+        let latest = latest_offsets(&segments, end, &aborted)?;
         for (seg, next) in segments.iter().zip(&segments[1..]) {
             if next.base_offset > end {
                 break;
             }
             let tombstones_expire = seg.modified()? + tombstone_age <= now;
-            let mut kept = Vec::new();
-            let mut total = 0u64;
+            let keep = |r: &StoredRecord| {
+                // A record is shadowed when its key has a later offset. A key the map lacks
+                // (past its bound) is kept this pass: keeping is always safe.
+                let shadowed = r
+                    .record
+                    .key
+                    .as_ref()
+                    .and_then(|k| latest.get(&key_hash(k)))
+                    .is_some_and(|&last| last > r.offset);
+                let expired_tombstone = r.record.value.is_none() && tombstones_expire;
+                !shadowed && !expired_tombstone
+            };
+            // Counted first, so that a segment with nothing to drop is not rewritten; the
+            // rewrite then streams, holding a few thousand records at a time.
+            let (mut total, mut kept) = (0u64, 0u64);
             for_each_record(seg, &aborted, |r| {
                 total += 1;
-                let is_latest =
-                    r.record.key.as_ref().and_then(|k| latest.get(k)) == Some(&r.offset);
-                let expired_tombstone = r.record.value.is_none() && tombstones_expire;
-                if is_latest && !expired_tombstone {
-                    kept.push(r);
-                }
+                kept += u64::from(keep(&r));
             })?;
-            if kept.len() as u64 == total {
+            if kept == total {
                 continue;
             }
-            if self.replace_segment(seg, &kept)? {
+            if self.replace_segment(seg, &aborted, &keep)? {
                 stats.segments_rewritten += 1;
-                stats.records_removed += total - kept.len() as u64;
+                stats.records_removed += total - kept;
             }
         }
         *self.compacted.lock() = Some((end, now));
         Ok(stats)
     }
 
-    /// Writes `kept` as the new content of `old` and swaps it in. Returns false if `old` is no
-    /// longer part of the partition (retention removed it meanwhile).
-    fn replace_segment(&self, old: &Arc<Segment>, kept: &[StoredRecord]) -> Result<bool> {
+    /// Writes the records of `old` that `keep` keeps as its new content and swaps it in.
+    /// Returns false if `old` is no longer part of the partition (retention removed it
+    /// meanwhile).
+    fn replace_segment(
+        &self,
+        old: &Arc<Segment>,
+        aborted: &[Aborted],
+        keep: &dyn Fn(&StoredRecord) -> bool,
+    ) -> Result<bool> {
         let base = old.base_offset;
         let work = self.dir.join(format!(".cleaning-{base}"));
         if work.exists() {
@@ -123,24 +126,38 @@ impl Partition {
         std::fs::create_dir(&work).at(&work)?;
         let interval = self.config().index_interval_bytes;
         let fresh = Segment::create(self.id.clone(), &work, base, interval)?;
+        // Records of several batches merge here; their producers' codecs are not kept.
+        let format = BatchFormat {
+            codec: Codec::None,
+            log_append_time: self.config().log_append_time,
+        };
         let mut buf = Vec::new();
-        for chunk in kept.chunks(4096) {
+        let mut pending: Vec<StoredRecord> = Vec::with_capacity(REWRITE_CHUNK);
+        let mut written = Ok(());
+        let mut write = |pending: &mut Vec<StoredRecord>| -> Result<()> {
             buf.clear();
-            // Records of several batches merge here; their producers' codecs are not kept.
-            let format = BatchFormat {
-                codec: Codec::None,
-                log_append_time: self.config().log_append_time,
-            };
-            let meta = batch::encode(
+            if let Some(meta) = batch::encode(
                 &mut buf,
                 None,
                 format,
                 0,
-                chunk.iter().map(|r| (r.offset, &r.record)),
-            )
-            .expect("chunk is not empty");
-            fresh.append(&buf, &[meta])?;
-        }
+                pending.iter().map(|r| (r.offset, &r.record)),
+            ) {
+                fresh.append(&buf, &[meta])?;
+            }
+            pending.clear();
+            Ok(())
+        };
+        for_each_record(old, aborted, |r| {
+            if written.is_ok() && keep(&r) {
+                pending.push(r);
+                if pending.len() == REWRITE_CHUNK {
+                    written = write(&mut pending);
+                }
+            }
+        })?;
+        written?;
+        write(&mut pending)?;
         fresh.seal()?;
         let mtime = old.modified()?;
         std::fs::File::options()
@@ -203,4 +220,55 @@ fn for_each_record(
         ControlFlow::Continue(())
     })?;
     err.map_or(Ok(()), Err)
+}
+
+/// Records written per batch of a rewritten segment, and held in memory at once.
+const REWRITE_CHUNK: usize = 4096;
+
+/// The most keys a pass maps (about 40 bytes each: some 160 MB), Kafka's
+/// `log.cleaner.dedupe.buffer.size` in spirit: a pass over a partition with more keys maps the
+/// newest ones, and keeps the older records of the rest until a later pass.
+const MAX_MAPPED_KEYS: usize = 4 << 20;
+
+/// A key's 128-bit hash: the map holds these instead of the keys, so its memory does not grow
+/// with their length. Two keys sharing one would make the older's records look shadowed; at
+/// 128 bits that needs some 2^64 keys.
+fn key_hash(key: &[u8]) -> u128 {
+    twox_hash::XxHash3_128::oneshot(key)
+}
+
+/// The latest offset of each key below `end` (readable and decided), by key hash. Segments are
+/// read newest first, so that when the map is full it holds the newest keys, whose older
+/// records are the most likely to be shadowed. The active segment takes part: a key updated
+/// a moment ago still shadows its older values.
+fn latest_offsets(
+    segments: &[Arc<Segment>],
+    end: u64,
+    aborted: &[Aborted],
+) -> Result<HashMap<u128, u64>> {
+    let mut latest: HashMap<u128, u64> = HashMap::new();
+    for seg in segments.iter().rev() {
+        for_each_record(seg, aborted, |r| {
+            let Some(k) = &r.record.key else { return };
+            if r.offset >= end {
+                return;
+            }
+            let full = latest.len() >= MAX_MAPPED_KEYS;
+            match latest.entry(key_hash(k)) {
+                hashbrown::hash_map::Entry::Occupied(mut e) => {
+                    if *e.get() < r.offset {
+                        e.insert(r.offset);
+                    }
+                }
+                hashbrown::hash_map::Entry::Vacant(e) if !full => {
+                    e.insert(r.offset);
+                }
+                hashbrown::hash_map::Entry::Vacant(_) => {}
+            }
+        })?;
+        if latest.len() >= MAX_MAPPED_KEYS {
+            break;
+        }
+    }
+    Ok(latest)
 }
