@@ -138,7 +138,7 @@ fn main() -> ExitCode {
         None => {
             open(&cli.data_dir, cli.fsync).and_then(|log| repl::run(log, setup?, &cli.data_dir))
         }
-        Some(Command::Bench(cmd)) => bench::run(cmd),
+        Some(Command::Bench(cmd)) => setup.and_then(|s| bench::run(cmd, &s.state)),
         Some(Command::Test(args)) => qtt::run(args),
         Some(cmd) => open(&cli.data_dir, cli.fsync).and_then(|log| match cmd {
             Command::Topic(cmd) => topic::run(&log, cmd),

@@ -22,6 +22,7 @@ use std::time::Instant;
 use anyhow::Result;
 use bytes::Bytes;
 use clap::Args;
+use eddy_engine::state::StateOptions;
 use eddy_log::{Log, Record};
 use eddy_sql::parse_statements;
 
@@ -45,11 +46,11 @@ pub struct AggregateBenchArgs {
     parallelism: super::Parallelism,
 }
 
-pub fn run(args: AggregateBenchArgs) -> Result<()> {
-    super::in_scratch_dir(&args.dir, |log| measure(&args, log))
+pub fn run(args: AggregateBenchArgs, state: &StateOptions) -> Result<()> {
+    super::in_scratch_dir(&args.dir, |log| measure(&args, log, state))
 }
 
-fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
+fn measure(args: &AggregateBenchArgs, log: Log, state: &StateOptions) -> Result<()> {
     let mut input = super::Appender::new(super::input_topic(&log, "INPUT", &args.parallelism)?);
     let start = Instant::now();
     for i in 0..args.records {
@@ -76,7 +77,7 @@ fn measure(args: &AggregateBenchArgs, log: Log) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
 
-    let mut session = args.parallelism.session(&log);
+    let mut session = args.parallelism.session(&log, state)?;
     let script = match args.repartition {
         false => "CREATE STREAM INPUT (K STRING KEY, V BIGINT) WITH (kafka_topic='INPUT', value_format='JSON');
                   CREATE TABLE OUTPUT AS SELECT K, COUNT(*) AS N, SUM(V) AS TOTAL FROM INPUT WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY K;",

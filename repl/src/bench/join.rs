@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
+use eddy_engine::state::StateOptions;
 use eddy_log::{Log, Record};
 use eddy_sql::{parse_statements, Session};
 
@@ -57,10 +58,10 @@ pub struct JoinBenchArgs {
     parallelism: super::Parallelism,
 }
 
-pub fn run(args: JoinBenchArgs) -> Result<()> {
+pub fn run(args: JoinBenchArgs, state: &StateOptions) -> Result<()> {
     super::in_scratch_dir(&args.dir, |log| match args.kind {
-        Kind::StreamTable => stream_table(&args, log),
-        Kind::StreamStream => stream_stream(&args, log),
+        Kind::StreamTable => stream_table(&args, log, state),
+        Kind::StreamStream => stream_stream(&args, log, state),
     })
 }
 
@@ -73,8 +74,13 @@ fn record(key: String, value: String, timestamp: i64) -> Record {
     }
 }
 
-fn session(log: &Log, parallelism: &super::Parallelism, script: &str) -> Result<Session> {
-    let mut session = parallelism.session(log);
+fn session(
+    log: &Log,
+    parallelism: &super::Parallelism,
+    state: &StateOptions,
+    script: &str,
+) -> Result<Session> {
+    let mut session = parallelism.session(log, state)?;
     for (stmt, text) in parse_statements(script)? {
         session.execute(&stmt, &text)?;
     }
@@ -90,7 +96,7 @@ fn output_records(log: &Log) -> Result<u64> {
         .sum())
 }
 
-fn stream_table(args: &JoinBenchArgs, log: Log) -> Result<()> {
+fn stream_table(args: &JoinBenchArgs, log: Log, state: &StateOptions) -> Result<()> {
     let mut users = super::Appender::new(super::input_topic(&log, "USERS", &args.parallelism)?);
     let mut clicks = super::Appender::new(super::input_topic(&log, "CLICKS", &args.parallelism)?);
     for i in 0..args.table_rows {
@@ -104,6 +110,7 @@ fn stream_table(args: &JoinBenchArgs, log: Log) -> Result<()> {
     let mut session = session(
         &log,
         &args.parallelism,
+        state,
         "CREATE TABLE USERS (K STRING PRIMARY KEY, NAME STRING) WITH (kafka_topic='USERS', value_format='JSON');
          CREATE STREAM CLICKS (K STRING KEY, V BIGINT) WITH (kafka_topic='CLICKS', value_format='JSON');",
     )?;
@@ -137,12 +144,13 @@ fn stream_table(args: &JoinBenchArgs, log: Log) -> Result<()> {
     Ok(())
 }
 
-fn stream_stream(args: &JoinBenchArgs, log: Log) -> Result<()> {
+fn stream_stream(args: &JoinBenchArgs, log: Log, state: &StateOptions) -> Result<()> {
     let mut left = super::Appender::new(super::input_topic(&log, "LEFT_S", &args.parallelism)?);
     let mut right = super::Appender::new(super::input_topic(&log, "RIGHT_S", &args.parallelism)?);
     let mut session = session(
         &log,
         &args.parallelism,
+        state,
         "CREATE STREAM LEFT_S (K STRING KEY, V BIGINT) WITH (kafka_topic='LEFT_S', value_format='JSON');
          CREATE STREAM RIGHT_S (K STRING KEY, V BIGINT) WITH (kafka_topic='RIGHT_S', value_format='JSON');
          CREATE STREAM OUTPUT AS SELECT l.K, l.V AS LV, r.V AS RV

@@ -21,12 +21,13 @@ pub enum BenchCommand {
     Join(join::JoinBenchArgs),
 }
 
-pub fn run(cmd: BenchCommand) -> Result<()> {
+/// Runs a benchmark; the queries' state stores get `state`'s budget (`--state-memory-mb`).
+pub fn run(cmd: BenchCommand, state: &eddy_engine::state::StateOptions) -> Result<()> {
     match cmd {
         BenchCommand::Log(args) => log::run(args),
-        BenchCommand::Query(args) => query::run(args),
-        BenchCommand::Aggregate(args) => aggregate::run(args),
-        BenchCommand::Join(args) => join::run(args),
+        BenchCommand::Query(args) => query::run(args, state),
+        BenchCommand::Aggregate(args) => aggregate::run(args, state),
+        BenchCommand::Join(args) => join::run(args, state),
     }
 }
 
@@ -73,15 +74,21 @@ impl Parallelism {
 
     /// A session on `log` that reads from the earliest offsets and runs its queries on this
     /// many threads.
-    pub fn session(&self, log: &eddy_log::Log) -> eddy_sql::Session {
-        let mut session = eddy_sql::Session::new(log.clone());
+    /// A session on the scratch log, its state stores within `state`'s budget
+    /// (`--state-memory-mb`).
+    pub fn session(
+        &self,
+        log: &eddy_log::Log,
+        state: &eddy_engine::state::StateOptions,
+    ) -> Result<eddy_sql::Session> {
+        let mut session = eddy_sql::Session::open_with(log.clone(), state.clone())?;
         session
             .properties
             .insert("auto.offset.reset".into(), "earliest".into());
         session
             .properties
             .insert(eddy_sql::STREAM_THREADS.into(), self.threads().to_string());
-        session
+        Ok(session)
     }
 
     /// How the figures were made, for the result line.

@@ -16,6 +16,7 @@ use std::time::Instant;
 use anyhow::Result;
 use bytes::Bytes;
 use clap::Args;
+use eddy_engine::state::StateOptions;
 use eddy_log::{Log, Record};
 use eddy_sql::parse_statements;
 
@@ -35,11 +36,11 @@ pub struct QueryBenchArgs {
 
 const COUNTRIES: [&str; 8] = ["GB", "DE", "FR", "US", "JP", "BR", "IN", "NG"];
 
-pub fn run(args: QueryBenchArgs) -> Result<()> {
-    super::in_scratch_dir(&args.dir, |log| measure(&args, log))
+pub fn run(args: QueryBenchArgs, state: &StateOptions) -> Result<()> {
+    super::in_scratch_dir(&args.dir, |log| measure(&args, log, state))
 }
 
-fn measure(args: &QueryBenchArgs, log: Log) -> Result<()> {
+fn measure(args: &QueryBenchArgs, log: Log, state: &StateOptions) -> Result<()> {
     let mut input = super::Appender::new(super::input_topic(&log, "INPUT", &args.parallelism)?);
     let start = Instant::now();
     let mut bytes = 0u64;
@@ -66,7 +67,7 @@ fn measure(args: &QueryBenchArgs, log: Log) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
 
-    let mut session = args.parallelism.session(&log);
+    let mut session = args.parallelism.session(&log, state)?;
     let script = "CREATE STREAM INPUT (ID BIGINT, NAME STRING, AMOUNT DOUBLE, COUNTRY STRING, NOTE STRING) WITH (kafka_topic='INPUT', value_format='JSON');
                   CREATE STREAM OUTPUT AS SELECT ID, NAME, AMOUNT * 2 AS DOUBLED FROM INPUT WHERE AMOUNT > 50;";
     for (stmt, text) in parse_statements(script)? {
