@@ -29,6 +29,7 @@
 //! assert_eq!(read[0].record.value.as_deref(), Some(&b"hello"[..]));
 //! ```
 
+mod append;
 mod assignor;
 mod backend;
 mod background;
