@@ -244,23 +244,6 @@ impl Sink {
     }
 
     /// Appends one row given as values for the key and value columns (INSERT INTO ... VALUES).
-    /// Appends one row of values without waiting for the append to be acknowledged: the caller
-    /// waits on the partition for offsets below the one returned ([`Partition::wait_durable`]),
-    /// so that many rows can share one group commit.
-    ///
-    /// [`Partition::wait_durable`]: eddy_log::Partition::wait_durable
-    pub fn append_values(
-        &self,
-        keys: &[ScalarValue],
-        values: &[ScalarValue],
-        timestamp: i64,
-    ) -> Result<(Arc<eddy_log::Partition>, u64)> {
-        let (p, record) = self.encode_values(keys, values, timestamp)?;
-        let partition = self.topic.partition(p)?.clone();
-        let info = partition.append_unacknowledged(&[record])?;
-        Ok((partition, info.next_offset()))
-    }
-
     /// One row of values as the record it is written as, and the partition its key picks.
     pub fn encode_values(
         &self,

@@ -135,6 +135,18 @@ pub(crate) fn walk(
     }
 }
 
+/// Every damaged range of `seg`, read whole (no range of it is a torn tail).
+fn damage_in(seg: &Segment) -> Result<Vec<Damage>> {
+    Ok(walk(
+        seg,
+        seg.size(),
+        seg.next_offset(),
+        |_| false,
+        |_, _, _| Ok(()),
+    )?
+    .damage)
+}
+
 /// The position and base offset of the first batch at or after byte `from` (and before `end`)
 /// that verifies and whose offsets could follow `min_offset` in this segment. A damaged batch's
 /// own length cannot be trusted, so this looks at every byte; it runs only where damage is.
@@ -180,14 +192,7 @@ impl Partition {
         let segments = self.segments.read().clone();
         let mut found = Vec::new();
         for seg in segments.iter() {
-            let walk = walk(
-                seg,
-                seg.size(),
-                seg.next_offset(),
-                |_| false,
-                |_, _, _| Ok(()),
-            )?;
-            found.extend(walk.damage);
+            found.extend(damage_in(seg)?);
         }
         self.remember(&found);
         Ok(found)
@@ -204,16 +209,10 @@ impl Partition {
         if let Some(d) = self.damage.read().iter().find(|d| hit(d)) {
             return d.error();
         }
-        match walk(
-            seg,
-            seg.size(),
-            seg.next_offset(),
-            |_| false,
-            |_, _, _| Ok(()),
-        ) {
-            Ok(walk) => {
-                self.remember(&walk.damage);
-                walk.damage.iter().find(|d| hit(d)).map_or(e, Damage::error)
+        match damage_in(seg) {
+            Ok(damage) => {
+                self.remember(&damage);
+                damage.iter().find(|d| hit(d)).map_or(e, Damage::error)
             }
             Err(_) => e,
         }
@@ -245,21 +244,15 @@ impl Partition {
         let mut continue_at = None;
         for (i, seg) in segments.iter().enumerate() {
             let last = i + 1 == segments.len();
-            let found = walk(
-                seg,
-                seg.size(),
-                seg.next_offset(),
-                |_| false,
-                |_, _, _| Ok(()),
-            )?;
-            if found.damage.is_empty() {
+            let damage = damage_in(seg)?;
+            if damage.is_empty() {
                 continue;
             }
             list[i] = Arc::new(self.rewrite(seg, segments.get(i + 1).map(|s| s.base_offset))?);
             if last && list[i].next_offset() < seg.next_offset() {
                 continue_at = Some(seg.next_offset());
             }
-            skipped.extend(found.damage);
+            skipped.extend(damage);
         }
         if let Some(base) = continue_at {
             // The damage ran to the end: a fresh segment keeps the next offset where it was.

@@ -8,6 +8,18 @@ use common::rec;
 use eddy_log::batch::{self, BatchFormat};
 use eddy_log::{Header, Log, LogOptions, ReadLimits, Record, TopicConfig};
 
+/// `records` as one batch with offsets from `first` (a transaction's if `writer` is given), and
+/// the offset after it.
+fn encoded(records: &[Record], writer: Option<u64>, first: u64) -> (Vec<u8>, u64) {
+    let mut buf = Vec::new();
+    let offsets = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (first + i as u64, r));
+    let meta = batch::encode(&mut buf, writer, BatchFormat::default(), 0, offsets).unwrap();
+    (buf, meta.next_offset())
+}
+
 /// Batches as the appender writes them: plain and transactional, with and without keys,
 /// values and headers.
 fn batches() -> Vec<Vec<u8>> {
@@ -27,18 +39,7 @@ fn batches() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for (n, records) in sets.iter().enumerate() {
         for writer in [None, Some(42)] {
-            let mut buf = Vec::new();
-            batch::encode(
-                &mut buf,
-                writer,
-                BatchFormat::default(),
-                0,
-                records
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| ((n * 100 + i) as u64, r)),
-            );
-            out.push(buf);
+            out.push(encoded(records, writer, n as u64 * 100).0);
         }
     }
     // Two batches back to back, as a segment holds them.
@@ -88,20 +89,8 @@ fn fuzz_segment_reading() {
         let records: Vec<Record> = (0..n + 1)
             .map(|i| rec(Some(&format!("k{i}")), Some("value"), i as i64))
             .collect();
-        let writer = (n % 3 == 0).then_some(7);
-        let mut buf = Vec::new();
-        let meta = batch::encode(
-            &mut buf,
-            writer,
-            BatchFormat::default(),
-            0,
-            records
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (next + i as u64, r)),
-        )
-        .unwrap();
-        next = meta.next_offset();
+        let (buf, after) = encoded(&records, (n % 3 == 0).then_some(7), next);
+        next = after;
         segment.extend(buf);
     }
     let segments = vec![segment];

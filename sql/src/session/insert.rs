@@ -128,32 +128,8 @@ impl Session {
         Ok(Outcome::Message("Inserted 1 row".into()))
     }
 
-    /// Inserts one row given as a JSON object of column names to values (the server's
-    /// `/inserts-stream`); names match as written, then upper-cased, and `ROWTIME` sets the
-    /// record's timestamp.
-    pub fn insert_json(
-        &mut self,
-        target: &str,
-        row: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<()> {
-        let (partition, next) = self.insert_json_unacknowledged(target, row)?;
-        partition.wait_durable_blocking(next)?;
-        Ok(())
-    }
-
-    /// [`Session::insert_json`] without waiting for the row to be acknowledged: returns its
-    /// partition and the offset that partition's durable offset must reach.
-    pub fn insert_json_unacknowledged(
-        &mut self,
-        target: &str,
-        row: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Appended> {
-        let def = self.values_target(target)?;
-        let (given, rowtime) = json_values(&def, row)?;
-        self.write_row(&def, given, rowtime)
-    }
-
-    /// Rows given as JSON objects (as for [`Session::insert_json`]), appended together (one
+    /// Rows given as JSON objects of column names to values (names match as written, then
+    /// upper-cased, and `ROWTIME` sets the record's timestamp), appended together (one
     /// append per partition) and not waited for: for a caller that acknowledges many rows
     /// with one group commit, and whose readers then wake once for them (the REST API's
     /// `/inserts-stream`). One result per row, in order: the row's partition and the offset
@@ -284,7 +260,12 @@ fn json_values(
     def: &SourceDef,
     row: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(BTreeMap<String, ScalarValue>, Option<i64>)> {
-    let all: Vec<&Column> = def.key_columns.iter().chain(&def.value_columns).collect();
+    let all = || def.key_columns.iter().chain(&def.value_columns);
+    // Upper-cased, `name` matches a column whose name has no lower-case letter and equals it
+    // but for case: found without allocating, for every field of every row.
+    let upper = |c: &&Column, name: &str| {
+        c.name.eq_ignore_ascii_case(name) && !c.name.bytes().any(|b| b.is_ascii_lowercase())
+    };
     let mut rowtime = None;
     let mut given: BTreeMap<String, ScalarValue> = BTreeMap::new();
     for (name, v) in row {
@@ -292,10 +273,9 @@ fn json_values(
             rowtime = v.as_i64();
             continue;
         }
-        let Some(c) = all
-            .iter()
+        let Some(c) = all()
             .find(|c| &c.name == name)
-            .or_else(|| all.iter().find(|c| c.name == name.to_ascii_uppercase()))
+            .or_else(|| all().find(|c| upper(c, name)))
         else {
             return invalid(format!("Column name {name} does not exist."));
         };
