@@ -15,12 +15,19 @@
 //! returns only once the task is not running anywhere. Changing the number of threads, or the
 //! set of tasks, reassigns tasks to threads; a task may then finish its slice on its old
 //! thread while its new one waits for it.
+//!
+//! A task's writes wait out a full disk where they fail (`eddy_log::space`): the task pauses,
+//! shows as waiting for disk space, and goes on once there is space, neither losing nor
+//! repeating output. Its thread's other tasks wait with it (they could not write either).
+//! Stopping the task, or the pool, ends the wait: the task then fails, and resumes from its
+//! last commit when started again.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use eddy_log::space::{waiting_for_space, SpaceWaiter};
 use eddy_log::Log;
 use parking_lot::Mutex;
 
@@ -46,6 +53,7 @@ pub fn default_threads() -> usize {
 const RUNNING: u8 = 0;
 const FAILED: u8 = 1;
 const STOPPED: u8 = 2;
+const PAUSED: u8 = 3;
 
 /// One task in the pool.
 struct Slot {
@@ -56,6 +64,8 @@ struct Slot {
     thread: AtomicUsize,
     state: AtomicU8,
     error: Mutex<Option<String>>,
+    /// What its writes wait for while the disk is full; told to give up when it stops.
+    space: Arc<SpaceWaiter>,
     /// Its inputs' activity when it last ran, whether it stopped with input left, and when it
     /// last ran.
     seen: Mutex<(Vec<u64>, bool, Instant)>,
@@ -79,7 +89,7 @@ impl Slot {
             return false;
         }
         (*last, *at) = (activity, Instant::now());
-        match pipeline.run_for(log, plog, Some(SLICE)) {
+        match waiting_for_space(&self.space, || pipeline.run_for(log, plog, Some(SLICE))) {
             Ok((consumed, drained)) => {
                 *more = !drained;
                 consumed > 0
@@ -194,6 +204,7 @@ impl Runtime {
             thread: AtomicUsize::new(0),
             state: AtomicU8::new(if failure.is_some() { FAILED } else { RUNNING }),
             error: Mutex::new(failure),
+            space: Arc::new(SpaceWaiter::default()),
             seen: Mutex::new((Vec::new(), true, Instant::now())),
         });
         self.shared.tasks.lock().push(slot.clone());
@@ -207,6 +218,10 @@ impl Runtime {
     /// Stops every thread (the tasks stay, stopped where they were: they resume from their
     /// commits when started again). Returns once no thread runs any task.
     pub fn shutdown(&self) {
+        // A task waiting for disk space would hold its thread: it fails instead.
+        for slot in self.shared.tasks.lock().iter() {
+            slot.space.give_up();
+        }
         let threads: Vec<StreamThread> = std::mem::take(&mut *self.shared.threads.lock());
         for t in &threads {
             t.exit.store(true, Ordering::Release);
@@ -292,11 +307,53 @@ impl TaskHandle {
         }
     }
 
+    /// Stops running the task until [`TaskHandle::resume`] (ksqlDB's PAUSE): its state,
+    /// input positions and open output stay as they are. What it did is committed, unless a
+    /// slice still runs after a moment (it commits as it ends, if it ran out of input).
+    pub fn pause(&self) -> Result<()> {
+        let paused =
+            self.slot
+                .state
+                .compare_exchange(RUNNING, PAUSED, Ordering::AcqRel, Ordering::Acquire);
+        if paused.is_err() {
+            return Ok(());
+        }
+        if let Some(mut guard) = self.slot.pipeline.try_lock_for(Duration::from_secs(1)) {
+            if let Some(pipeline) = guard.as_mut() {
+                pipeline.commit_now(&self.shared.log, &self.shared.plog)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a paused task again, from where it paused.
+    pub fn resume(&self) {
+        let resumed =
+            self.slot
+                .state
+                .compare_exchange(PAUSED, RUNNING, Ordering::AcqRel, Ordering::Acquire);
+        if resumed.is_ok() {
+            // Input may have come while it was paused: it looks at once.
+            self.slot.seen.lock().1 = true;
+        }
+    }
+
+    /// Whether it is paused.
+    pub fn paused(&self) -> bool {
+        self.slot.state.load(Ordering::Acquire) == PAUSED
+    }
+
+    /// The write error it is waiting out, while the disk is full.
+    pub fn waiting_for_space(&self) -> Option<String> {
+        self.slot.space.waiting()
+    }
+
     /// Takes the task out of the pool and waits until no thread runs it; returns the error it
     /// had stopped with, if any.
     pub fn stop(&mut self) -> Result<()> {
         let failed = self.error();
         self.slot.state.store(STOPPED, Ordering::Release);
+        self.slot.space.give_up();
         self.shared
             .tasks
             .lock()

@@ -15,6 +15,7 @@ use crate::error::{LogError, Result};
 use crate::partition::{sync_dir, AppendInfo, Partition, MAX_RECORD_BYTES};
 use crate::record::Record;
 use crate::segment::Segment;
+use crate::space::retry_while_full;
 
 /// A batch is closed once its records reach about this many bytes, so one read of a batch stays
 /// small even when a producer appends a million records at once.
@@ -127,7 +128,9 @@ impl Partition {
             }
             let (chunk, tail) = rest.split_at(take);
             rest = tail;
-            let active = self.roll_if_needed(bytes)?;
+            // A write that finds the disk full waits for space on a stream thread (see
+            // `space.rs`): both steps fail without effect, so a retry repeats nothing.
+            let active = retry_while_full(LogError::is_no_space, || self.roll_if_needed(bytes))?;
             app.buf.clear();
             let meta = batch::encode(
                 &mut app.buf,
@@ -137,7 +140,7 @@ impl Partition {
                 chunk.iter().enumerate().map(|(i, r)| (next + i as u64, r)),
             )
             .expect("chunk is not empty");
-            active.append(&app.buf, &[meta])?;
+            retry_while_full(LogError::is_no_space, || active.append(&app.buf, &[meta]))?;
             next = meta.next_offset();
             app.written = next;
         }

@@ -56,6 +56,14 @@ pub enum LogError {
     Metadata { path: PathBuf, reason: String },
 }
 
+impl LogError {
+    /// Whether the disk (or the user's quota) is full: a write that may succeed once space
+    /// returns (see `space.rs`).
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, LogError::Io { error, .. } if crate::space::is_no_space(error))
+    }
+}
+
 pub type Result<T, E = LogError> = std::result::Result<T, E>;
 
 /// Attaches the path an I/O error happened on, since `io::Error` alone does not say.

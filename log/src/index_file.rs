@@ -25,6 +25,9 @@ pub(crate) struct IndexFile<E> {
     file: Option<File>,
     /// Entries not yet written to the file, so that an append writes a few bytes at a time.
     pending: Vec<u8>,
+    /// The file's length while it is open for writing: a write that fails part-way is cut
+    /// back to it, so the file never holds a piece of an entry.
+    written: u64,
 }
 
 impl<E: Entry> IndexFile<E> {
@@ -41,6 +44,7 @@ impl<E: Entry> IndexFile<E> {
             entries: Vec::new(),
             file: Some(file),
             pending: Vec::new(),
+            written: 0,
         })
     }
 
@@ -61,6 +65,7 @@ impl<E: Entry> IndexFile<E> {
             entries,
             file: None,
             pending: Vec::new(),
+            written: bytes.len() as u64,
         }))
     }
 
@@ -90,7 +95,12 @@ impl<E: Entry> IndexFile<E> {
             self.file = Some(f);
         }
         let file = self.file.as_mut().expect("opened above");
-        file.write_all(&self.pending).at(&self.path)?;
+        if let Err(e) = file.write_all(&self.pending) {
+            // The entries stay pending, to be written whole by the next flush.
+            let _ = file.set_len(self.written);
+            return Err(e).at(&self.path);
+        }
+        self.written += self.pending.len() as u64;
         self.pending.clear();
         Ok(())
     }

@@ -53,6 +53,7 @@ mod record;
 mod recovery_point;
 mod retention;
 pub mod segment;
+pub mod space;
 mod time_index;
 mod topic;
 mod transaction;

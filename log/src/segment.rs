@@ -121,7 +121,10 @@ impl Segment {
     pub fn create(id: Arc<PartitionId>, dir: &Path, base: u64, interval: u64) -> Result<Segment> {
         let (log, index, time) = Self::paths(dir, base);
         let file = Self::open_file(&log, true)?;
-        let indexes = Indexes::fresh(index, time, interval)?;
+        let indexes = Indexes::fresh(index, time, interval).inspect_err(|_| {
+            // Not left half made: a second attempt creates the file again.
+            let _ = std::fs::remove_file(&log);
+        })?;
         Ok(Segment::new(id, base, log, file, indexes))
     }
 
@@ -293,7 +296,12 @@ impl Segment {
             self.index_batch(pos, meta);
             pos += meta.total_len() as u64;
         }
-        self.indexes.write().flush()?;
+        // The batch is written and published: failing the append now would have it written
+        // again. Its index entries stay pending, for the next flush or the seal (and a restart
+        // rebuilds the active segment's indexes anyway).
+        if let Err(e) = self.indexes.write().flush() {
+            tracing::warn!("{e}");
+        }
         Ok(())
     }
 

@@ -46,6 +46,7 @@ use crate::batch::{BatchMeta, Codec};
 use crate::error::{IoContext, LogError, Result};
 use crate::partition::{sync_dir, AppendInfo, Partition};
 use crate::record::Record;
+use crate::space::retry_while_full;
 
 const DECIDED_MAGIC: &[u8; 4] = b"ETX3";
 const ABORTED_MAGIC: &[u8; 4] = b"EAB1";
@@ -281,8 +282,12 @@ impl TxnState {
             self.dir.join(".transaction.tmp"),
             self.dir.join(DECIDED_FILE),
         );
-        std::fs::write(&tmp, with_crc(buf)).at(&tmp)?;
-        std::fs::rename(&tmp, &path).at(&path)
+        let bytes = with_crc(buf);
+        // Replaced whole by the rename: a write that fails for want of space can be retried.
+        retry_while_full(LogError::is_no_space, || {
+            std::fs::write(&tmp, &bytes).at(&tmp)?;
+            std::fs::rename(&tmp, &path).at(&path)
+        })
     }
 
     /// The first transaction on a partition: its files come to exist, recording that every
@@ -322,7 +327,7 @@ impl Partition {
     /// Replaces the aborted list with `list`, durably, before it takes effect. Called with the
     /// transaction state locked, which keeps changes to the list in order.
     fn save_aborted(&self, list: Vec<Aborted>) -> Result<()> {
-        save_aborted_in(&self.dir, &list)?;
+        retry_while_full(LogError::is_no_space, || save_aborted_in(&self.dir, &list))?;
         *self.aborted.write() = Arc::new(list);
         Ok(())
     }

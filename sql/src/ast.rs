@@ -40,6 +40,10 @@ pub enum Statement {
     Explain(Box<Statement>),
     ExplainQuery(String),
     Terminate(Option<String>),
+    /// `PAUSE id | ALL`: the query's tasks stop running, keeping their state and positions.
+    Pause(Option<String>),
+    /// `RESUME id | ALL`: a paused query runs again from where it paused.
+    Resume(Option<String>),
     Print(Print),
     Set {
         name: String,

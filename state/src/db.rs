@@ -57,6 +57,11 @@ struct Inner {
     committed_bytes: AtomicU64,
 }
 
+/// Whether RocksDB failed for want of disk space.
+fn is_no_space(e: &rocksdb::Error) -> bool {
+    e.kind() == rocksdb::ErrorKind::IOError && e.as_ref().contains("No space left on device")
+}
+
 impl StateDb {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open(dir: impl AsRef<Path>, options: StateOptions) -> Result<StateDb> {
@@ -154,7 +159,22 @@ impl StateDb {
         self.inner
             .committed_bytes
             .fetch_add(batch.size_in_bytes() as u64, Ordering::Relaxed);
-        self.inner.db.write_opt(batch, &opts)?;
+        if !eddy_log::space::is_waiting() {
+            self.inner.db.write_opt(batch, &opts)?;
+            return Ok(());
+        }
+        // On a stream thread a full disk is waited out (`eddy_log::space`): RocksDB stops
+        // writing after the failure and resumes by itself once it finds room for its write
+        // buffers (it looks every 5 s). The batch applied whole or not at all, so it is
+        // written again as it was; the write consumes it, hence the copy.
+        let data = batch.data().to_vec();
+        let mut first = Some(batch);
+        eddy_log::space::retry_while_full(is_no_space, || {
+            let batch = first
+                .take()
+                .unwrap_or_else(|| rocksdb::WriteBatch::from_data(&data));
+            self.inner.db.write_opt(batch, &opts)
+        })?;
         Ok(())
     }
 

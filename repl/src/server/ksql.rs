@@ -142,6 +142,8 @@ fn command_id(stmt: &Statement, seq: u64) -> String {
         Statement::Drop { kind: k, name, .. } => format!("{}/`{}`/drop", kind(*k), name),
         Statement::Terminate(Some(id)) => format!("terminate/{id}/execute"),
         Statement::Terminate(None) => "terminate/ALL/execute".into(),
+        Statement::Pause(id) => format!("pause/{}/execute", id.as_deref().unwrap_or("ALL")),
+        Statement::Resume(id) => format!("resume/{}/execute", id.as_deref().unwrap_or("ALL")),
         Statement::InsertInto { target, .. } => format!("stream/`{target}`/insert"),
         _ => format!("command/{seq}/execute"),
     }

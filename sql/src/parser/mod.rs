@@ -309,13 +309,17 @@ impl<'a> KsqlParser<'a> {
                 }
                 Ok(Statement::ExplainQuery(self.name()?))
             }
-            "TERMINATE" => {
+            word @ ("TERMINATE" | "PAUSE" | "RESUME") => {
                 self.parser.next_token();
-                if self.eat_word("ALL") {
-                    Ok(Statement::Terminate(None))
-                } else {
-                    Ok(Statement::Terminate(Some(self.name()?)))
-                }
+                let id = match self.eat_word("ALL") {
+                    true => None,
+                    false => Some(self.name()?),
+                };
+                Ok(match word {
+                    "TERMINATE" => Statement::Terminate(id),
+                    "PAUSE" => Statement::Pause(id),
+                    _ => Statement::Resume(id),
+                })
             }
             "PRINT" => self.print(),
             "SET" => {
@@ -341,7 +345,7 @@ impl<'a> KsqlParser<'a> {
                 Ok(Statement::Undefine(self.raw_word()?))
             }
             _ => Err(self.error_here(&format!(
-                "unknown statement '{first}': expected CREATE, INSERT, SELECT, DROP, SHOW, LIST, DESCRIBE, EXPLAIN, TERMINATE, PRINT, SET, UNSET, DEFINE or UNDEFINE"
+                "unknown statement '{first}': expected CREATE, INSERT, SELECT, DROP, SHOW, LIST, DESCRIBE, EXPLAIN, TERMINATE, PAUSE, RESUME, PRINT, SET, UNSET, DEFINE or UNDEFINE"
             ))),
         }
     }

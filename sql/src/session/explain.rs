@@ -41,9 +41,12 @@ fn without_explain(text: &str) -> &str {
 
 impl RunningQuery {
     pub(super) fn status(&self) -> &'static str {
-        match self.tasks.iter().any(|t| t.error().is_some()) {
-            true => "ERROR",
-            false => "RUNNING",
+        if self.tasks.iter().any(|t| t.error().is_some()) {
+            "ERROR"
+        } else if !self.tasks.is_empty() && self.tasks.iter().all(|t| t.paused()) {
+            "PAUSED"
+        } else {
+            "RUNNING"
         }
     }
 }

@@ -401,6 +401,8 @@ impl Session {
                 | Statement::CreateType { .. }
                 | Statement::DropType { .. }
                 | Statement::Terminate(_)
+                | Statement::Pause(_)
+                | Statement::Resume(_)
         );
         if let (true, Some(commands)) = (persistent, &self.commands) {
             commands.append(text, &self.properties)?;
@@ -493,6 +495,8 @@ impl Session {
                 self.stop_queries(stopped)?;
                 Ok(Outcome::Message("Query terminated.".into()))
             }
+            Statement::Pause(id) => self.pause_queries(id.as_deref(), true),
+            Statement::Resume(id) => self.pause_queries(id.as_deref(), false),
             Statement::Show(what) => self.show(what),
             Statement::Query(select) if select.emit.is_none() => self.pull_query(select),
             Statement::Query(select) => self.push_query(select),

@@ -9,7 +9,7 @@ use eddy_engine::{Pipeline, ProcessingLog, Runtime, TaskHandle, TaskId, TaskMetr
 use eddy_log::Log;
 use parking_lot::Mutex;
 
-use super::Session;
+use super::{Outcome, Session};
 use crate::error::{invalid, Result};
 
 /// Kafka Streams' (and ksqlDB's) name for the number of stream threads.
@@ -20,6 +20,8 @@ pub(super) struct TaskRun {
     pub id: TaskId,
     pub metrics: Arc<TaskMetrics>,
     run: TaskExec,
+    /// Paused by PAUSE: not run until RESUME.
+    paused: bool,
 }
 
 enum TaskExec {
@@ -39,14 +41,37 @@ impl TaskRun {
             Some(rt) => TaskExec::Background(rt.spawn(query, pipeline)),
             None => TaskExec::Driven(Box::new(pipeline)),
         };
-        TaskRun { id, metrics, run }
+        TaskRun {
+            id,
+            metrics,
+            run,
+            paused: false,
+        }
     }
 
-    fn move_to(&mut self, query: &str, runtime: &Runtime) {
+    fn move_to(&mut self, query: &str, runtime: &Runtime) -> Result<()> {
         self.run = match std::mem::replace(&mut self.run, TaskExec::Moving) {
             TaskExec::Driven(p) => TaskExec::Background(runtime.spawn(query, *p)),
             other => other,
         };
+        // It stays paused there.
+        self.pause(self.paused)
+    }
+
+    /// Pauses (PAUSE) or resumes (RESUME) the task.
+    fn pause(&mut self, pause: bool) -> Result<()> {
+        self.paused = pause;
+        if let TaskExec::Background(handle) = &self.run {
+            match pause {
+                true => handle.pause()?,
+                false => handle.resume(),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn paused(&self) -> bool {
+        self.paused
     }
 
     /// Stops the task if it runs on the stream threads; the error it had failed with, if any.
@@ -57,10 +82,15 @@ impl TaskRun {
         }
     }
 
-    /// Why the task failed, if it did.
+    /// Why the task failed, if it did, or what keeps it paused: a full disk, which it waits
+    /// out (shown as ksqlDB shows a query that retries after an error).
     pub(super) fn error(&self) -> Option<String> {
         match &self.run {
-            TaskExec::Background(handle) => handle.error(),
+            TaskExec::Background(handle) => handle.error().or_else(|| {
+                handle
+                    .waiting_for_space()
+                    .map(|e| format!("paused, waiting for disk space: {e}"))
+            }),
             TaskExec::Driven(p) => p.failure().map(str::to_string),
             TaskExec::Moving => None,
         }
@@ -74,9 +104,10 @@ impl TaskRun {
         }
     }
 
+    /// The pipeline, if the session drives it and it is not paused.
     fn driven(&mut self) -> Option<&mut Pipeline> {
         match &mut self.run {
-            TaskExec::Driven(p) => Some(p),
+            TaskExec::Driven(p) if !self.paused => Some(p),
             _ => None,
         }
     }
@@ -180,16 +211,46 @@ impl Session {
         let runtime = Runtime::new(self.log.clone(), self.plog.clone(), threads);
         for q in &mut self.queries {
             for task in &mut q.tasks {
-                task.move_to(&q.id, &runtime);
+                task.move_to(&q.id, &runtime)?;
             }
         }
         for m in self.materialized.values_mut() {
             for task in &mut m.tasks {
-                task.move_to(&m.id, &runtime);
+                task.move_to(&m.id, &runtime)?;
             }
         }
         self.runtime = Some(runtime);
         Ok(())
+    }
+
+    /// PAUSE (`pause`) or RESUME the persistent query `id`, or all of them (`None`), with the
+    /// hidden steps of an n-way join. Transient queries cannot be paused, as in ksqlDB.
+    pub(super) fn pause_queries(&mut self, id: Option<&str>, pause: bool) -> Result<Outcome> {
+        let chosen: Vec<String> = self
+            .queries
+            .iter()
+            .filter(|q| id.is_none_or(|id| q.id.eq_ignore_ascii_case(id)))
+            .map(|q| q.sink.clone())
+            .collect();
+        if chosen.is_empty() && id.is_some() {
+            return invalid(format!("Unknown queryId: {}", id.unwrap_or_default()));
+        }
+        for q in &mut self.queries {
+            let step_of_chosen =
+                crate::join::join_step_of(&q.sink).is_some_and(|s| chosen.iter().any(|c| c == s));
+            if chosen.contains(&q.sink) || step_of_chosen {
+                for task in &mut q.tasks {
+                    task.pause(pause)?;
+                }
+            }
+        }
+        Ok(Outcome::Message(
+            match pause {
+                true => "Query paused.",
+                false => "Query resumed.",
+            }
+            .into(),
+        ))
     }
 
     /// How many stream threads run the queries: [`STREAM_THREADS`] as set (with `SET`, or in
