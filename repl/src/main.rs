@@ -42,6 +42,10 @@ struct Cli {
     /// interval such as 5ms (the default).
     #[arg(long, global = true, env = "EDDY_FSYNC")]
     fsync: Option<FsyncPolicy>,
+    /// How often, in milliseconds, the log applies retention and compaction (Kafka's
+    /// `log.retention.check.interval.ms`).
+    #[arg(long, global = true, value_name = "MS", default_value_t = 10_000)]
+    cleaner_interval_ms: u64,
     /// The memory, in MiB, that the state stores of all queries may use together (RocksDB's
     /// block cache and write buffers).
     #[arg(
@@ -127,20 +131,22 @@ fn main() -> ExitCode {
         (None, None) => None,
     };
     let setup = session_setup(&cli);
+    let open = {
+        let (dir, options) = (cli.data_dir.clone(), log_options(&cli));
+        move || -> anyhow::Result<Log> { Ok(Log::open(&dir, options.clone())?) }
+    };
     let result = match cli.command {
         None if cli.server.is_some() => {
             let url = cli.server.as_deref().unwrap_or_default();
             run_remote(url, cli.token.clone(), sql.as_deref())
         }
-        None if sql.is_some() => open(&cli.data_dir, cli.fsync).and_then(|log| {
+        None if sql.is_some() => open().and_then(|log| {
             script::run(log, setup?, sql.as_deref().unwrap_or_default(), cli.follow)
         }),
-        None => {
-            open(&cli.data_dir, cli.fsync).and_then(|log| repl::run(log, setup?, &cli.data_dir))
-        }
+        None => open().and_then(|log| repl::run(log, setup?, &cli.data_dir)),
         Some(Command::Bench(cmd)) => setup.and_then(|s| bench::run(cmd, &s.state)),
         Some(Command::Test(args)) => qtt::run(args),
-        Some(cmd) => open(&cli.data_dir, cli.fsync).and_then(|log| match cmd {
+        Some(cmd) => open().and_then(|log| match cmd {
             Command::Topic(cmd) => topic::run(&log, cmd),
             Command::Produce(args) => produce::run(&log, args),
             Command::Consume(args) => consume::run(&log, args),
@@ -256,13 +262,14 @@ fn property(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn open(dir: &std::path::Path, fsync: Option<FsyncPolicy>) -> anyhow::Result<Log> {
+/// The log options the command line gives.
+fn log_options(cli: &Cli) -> LogOptions {
     let defaults = LogOptions::default();
-    let options = LogOptions {
-        fsync: fsync.unwrap_or(defaults.fsync),
+    LogOptions {
+        fsync: cli.fsync.unwrap_or(defaults.fsync),
+        cleaner_interval: std::time::Duration::from_millis(cli.cleaner_interval_ms.max(1)),
         ..defaults
-    };
-    Ok(Log::open(dir, options)?)
+    }
 }
 
 /// `eddy consume t | head` closes our stdout early; that is the reader's choice, not an error.

@@ -6,6 +6,11 @@
 //! repartition topic), a stream-table join on a value column (repartitioned too) and a filtering
 //! CSAS. The input topic has small segments, so kills also land during segment rolls.
 //!
+//! A second client keeps updating a compacted topic (10 keys) and appending to one with a
+//! retention of 1.5 s, both with small segments, and the log's cleaner runs every 200 ms: kills
+//! land during compaction and retention too. After every kill, each key's last acknowledged
+//! value (or a later one) is still there, and the retained topic lost only a prefix.
+//!
 //! A Kafka producer (confluent-kafka, through the server's Kafka listener) writes the same
 //! topic at the same time, a new one each round, killed with the server.
 //!
@@ -18,7 +23,7 @@
 //! `EDDY_CHAOS_KILLS=100 cargo test -p eddy-cli --test chaos -- --nocapture`
 //! (`EDDY_CHAOS_SEED=N` replays a run's kill times; the test prints its seed).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -82,6 +87,107 @@ fn produce(url: &str, next: &mut u64, acked: &Mutex<HashSet<u64>>, stop: &Atomic
             }
         }
     }
+}
+
+/// What the second client had acknowledged: each compacted key's highest value, and the ids
+/// appended to the retained topic.
+#[derive(Default)]
+struct Churned {
+    latest: HashMap<String, u64>,
+    trail: BTreeSet<u64>,
+}
+
+/// Inserts into the compacted topic `kv` (`N` counts up, keys `k0`..`k9`) and the retained
+/// topic `trail`, until the server goes away or `stop` is set.
+fn churn(url: &str, next: &mut u64, acked: &Mutex<Churned>, stop: &AtomicBool) {
+    let agent = support::agent();
+    let send = |target: &str, rows: &[Value]| -> Option<Vec<bool>> {
+        let mut body = json!({ "target": target }).to_string();
+        for r in rows {
+            body.push('\n');
+            body.push_str(&r.to_string());
+        }
+        let mut response = agent
+            .post(&format!("{url}/inserts-stream"))
+            .send(body.as_str())
+            .ok()?;
+        let text = response.body_mut().read_to_string().ok()?;
+        let mut ok = vec![false; rows.len()];
+        for ack in text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        {
+            if ack["status"] == "ok" {
+                ok[ack["seq"].as_u64().unwrap() as usize] = true;
+            }
+        }
+        Some(ok)
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let ns: Vec<u64> = (*next..*next + 20).collect();
+        *next += 20;
+        let kv: Vec<Value> = ns
+            .iter()
+            .map(|n| json!({"K": format!("k{}", n % 10), "N": n}))
+            .collect();
+        let Some(ok) = send("kv", &kv) else { return };
+        {
+            let mut acked = acked.lock().unwrap();
+            for (n, _) in ns.iter().zip(ok).filter(|(_, ok)| *ok) {
+                let latest = acked.latest.entry(format!("k{}", n % 10)).or_default();
+                *latest = (*latest).max(*n);
+            }
+        }
+        let trail: Vec<Value> = ns.iter().map(|n| json!({ "ID": n })).collect();
+        let Some(ok) = send("trail", &trail) else {
+            return;
+        };
+        let mut acked = acked.lock().unwrap();
+        acked
+            .trail
+            .extend(ns.iter().zip(ok).filter(|(_, ok)| *ok).map(|(n, _)| *n));
+    }
+}
+
+/// After a kill: compaction kept each key's last acknowledged value (or a later one), and
+/// retention took only a prefix of the retained topic. Returns the records compaction kept and
+/// the first id retention kept.
+fn check_cleaned(log: &Log, acked: &Churned) -> (usize, u64) {
+    let kv = read_topic(log, "kv");
+    let mut latest: HashMap<String, u64> = HashMap::new();
+    for r in &kv {
+        let k = String::from_utf8_lossy(r.record.key.as_deref().unwrap()).into_owned();
+        latest.insert(k, value(r)["N"].as_u64().unwrap());
+    }
+    for (k, n) in &acked.latest {
+        let kept = latest.get(k).copied();
+        assert!(
+            kept.is_some_and(|kept| kept >= *n),
+            "{k}: {n} acknowledged, {kept:?} kept"
+        );
+    }
+    let trail: Vec<u64> = read_topic(log, "trail")
+        .iter()
+        .map(|r| value(r)["ID"].as_u64().unwrap())
+        .collect();
+    assert!(trail.windows(2).all(|w| w[0] < w[1]), "trail out of order");
+    let first = trail.first().copied().unwrap_or(u64::MAX);
+    let lost: Vec<_> = acked
+        .trail
+        .range(first..)
+        .filter(|id| trail.binary_search(id).is_err())
+        .take(5)
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "retention took more than a prefix: {lost:?}"
+    );
+    for t in log.topics() {
+        for p in t.partitions() {
+            assert!(p.verify().unwrap().is_empty(), "{} is damaged", t.name());
+        }
+    }
+    (kv.len(), first)
 }
 
 /// Whether confluent-kafka is here (on CI it must be: `./dev setup` installs it).
@@ -189,8 +295,13 @@ fn last_updates(records: &[StoredRecord], what: &str) -> BTreeMap<Vec<u8>, (i64,
 }
 
 /// The invariants that hold at any moment, whatever was killed when: acknowledged rows are in
-/// the input once, and no output repeats anything.
-fn check_after_kill(dir: &std::path::Path, acked: &HashSet<u64>) -> usize {
+/// the input once, no output repeats anything, and the cleaner lost nothing (`check_cleaned`).
+/// Returns the input's rows, and what `check_cleaned` does.
+fn check_after_kill(
+    dir: &std::path::Path,
+    acked: &HashSet<u64>,
+    churned: &Churned,
+) -> (usize, (usize, u64)) {
     let log = Log::open(dir, LogOptions::default()).unwrap();
     let input = ids_once(&read_topic(&log, "clicks"), "the input");
     let missing: Vec<_> = acked.difference(&input).take(5).collect();
@@ -199,7 +310,7 @@ fn check_after_kill(dir: &std::path::Path, acked: &HashSet<u64>) -> usize {
     ids_once(&read_topic(&log, "BIG"), "BIG");
     last_updates(&read_topic(&log, "PER_MINUTE"), "PER_MINUTE");
     last_updates(&read_topic(&log, "PER_USER"), "PER_USER");
-    input.len()
+    (input.len(), check_cleaned(&log, churned))
 }
 
 #[test]
@@ -228,6 +339,8 @@ fn queries_stay_exactly_once_while_the_server_is_killed_again_and_again() {
         "commit.interval.ms=200",
         "--config",
         "processing.guarantee=exactly_once_v2",
+        "--cleaner-interval-ms",
+        "200",
     ];
     if with_kafka {
         config.extend(["--kafka-listen", "127.0.0.1:0"]);
@@ -242,11 +355,28 @@ fn queries_stay_exactly_once_while_the_server_is_killed_again_and_again() {
         .status()
         .unwrap();
     assert!(created.success());
+    // One partition for the retained topic: its ids then grow with its offsets.
+    for args in [
+        ["kv", "--compact", "--partitions=2"],
+        ["trail", "--retention-ms=1500", "--partitions=1"],
+    ] {
+        let created = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["topic", "create"])
+            .args(args)
+            .args(["--segment-bytes", "4096"])
+            .status()
+            .unwrap();
+        assert!(created.success());
+    }
     let server = Server::start(dir.path(), &config);
     ksql(
         &server.url,
         "CREATE STREAM clicks (k STRING KEY, id BIGINT, u STRING, v BIGINT) WITH (kafka_topic='clicks', value_format='JSON');
-         CREATE TABLE users (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='users', partitions=2, value_format='JSON');",
+         CREATE TABLE users (id STRING PRIMARY KEY, name STRING) WITH (kafka_topic='users', partitions=2, value_format='JSON');
+         CREATE STREAM kv (k STRING KEY, n BIGINT) WITH (kafka_topic='kv', value_format='JSON');
+         CREATE STREAM trail (id BIGINT) WITH (kafka_topic='trail', value_format='JSON');",
     );
     let users: Vec<Value> = (0..USERS)
         .map(|u| json!({"ID": format!("u{u}"), "NAME": format!("name-u{u}")}))
@@ -267,7 +397,8 @@ fn queries_stay_exactly_once_while_the_server_is_killed_again_and_again() {
     drop(server);
 
     let acked = Arc::new(Mutex::new(HashSet::new()));
-    let mut next = 0u64;
+    let churned = Arc::new(Mutex::new(Churned::default()));
+    let (mut next, mut next_churn) = (0u64, 0u64);
     for kill in 0..kills {
         let mut server = Server::start(dir.path(), &config);
         let stop = Arc::new(AtomicBool::new(false));
@@ -276,6 +407,14 @@ fn queries_stay_exactly_once_while_the_server_is_killed_again_and_again() {
             let mut from = next;
             std::thread::spawn(move || {
                 produce(&url, &mut from, &acked, &stop);
+                from
+            })
+        };
+        let churner = {
+            let (url, churned, stop) = (server.url.clone(), churned.clone(), stop.clone());
+            let mut from = next_churn;
+            std::thread::spawn(move || {
+                churn(&url, &mut from, &churned, &stop);
                 from
             })
         };
@@ -288,21 +427,30 @@ fn queries_stay_exactly_once_while_the_server_is_killed_again_and_again() {
         server.child.wait().unwrap();
         stop.store(true, Ordering::Relaxed);
         next = producer.join().unwrap();
+        next_churn = churner.join().unwrap();
         if let Some((mut child, reader)) = kafka {
             // What it had not seen acknowledged by now is given up, as a crashed client's.
             child.kill().unwrap();
             child.wait().unwrap();
             reader.join().unwrap();
         }
-        let input = check_after_kill(dir.path(), &acked.lock().unwrap());
+        let churned = churned.lock().unwrap();
+        let (input, (kv_kept, trail_first)) =
+            check_after_kill(dir.path(), &acked.lock().unwrap(), &churned);
         let acked = acked.lock().unwrap();
         let over_kafka = acked.iter().filter(|&&id| id >= 1_000_000_000).count();
         println!(
-            "kill {}: {} rows in the input, {} acknowledged ({} over Kafka)",
+            "kill {}: {} rows in the input, {} acknowledged ({} over Kafka); kv: {} keys' \
+             latest kept, {} records left of {} sent; trail: {} acknowledged, kept from id {}",
             kill + 1,
             input,
             acked.len(),
-            over_kafka
+            over_kafka,
+            churned.latest.len(),
+            kv_kept,
+            next_churn,
+            churned.trail.len(),
+            trail_first
         );
     }
 
