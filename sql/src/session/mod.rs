@@ -152,10 +152,7 @@ pub struct Session {
     pub schema_registry: crate::schema_registry::SchemaRegistry,
 }
 
-/// How many entries each state store keeps decoded in memory (about 150 bytes each for a
-/// small aggregate); the rest are read back from RocksDB when needed.
-const CACHE_ENTRIES: usize = 200_000;
-
+mod cache;
 mod create;
 mod drop;
 mod explain;

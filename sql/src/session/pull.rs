@@ -66,7 +66,7 @@ impl Session {
                 Some(p) => scope.for_task(p, partitions),
                 None => scope,
             };
-            let rows = GroupState::open(&scope, "rows", super::CACHE_ENTRIES)?;
+            let rows = GroupState::open(&scope, "rows", self.cache_entries(&scope)?)?;
             let op = Materialize::new(source.schema(), keys.collect(), values.collect(), rows)?;
             let pipeline = Pipeline::new(
                 &self.log,

@@ -21,7 +21,7 @@ use eddy_engine::{
 };
 
 use super::repartition::{keyed_by, rekeyed_sides, same_key_bytes, Rekey};
-use super::{RunningQuery, Session, TaskRun, CACHE_ENTRIES};
+use super::{RunningQuery, Session, TaskRun};
 use crate::catalog::SourceDef;
 use crate::error::{invalid, Result, SqlError};
 use crate::join::JoinShape;
@@ -111,7 +111,7 @@ impl Session {
     ) -> Result<Vec<Box<dyn Operator>>> {
         if let Some(w) = planned.table_where.take() {
             let passing = match scope {
-                Some(scope) => GroupState::open(scope, "where", CACHE_ENTRIES)?,
+                Some(scope) => GroupState::open(scope, "where", self.cache_entries(scope)?)?,
                 None => GroupState::in_memory(),
             };
             let filter = HavingFilter::new(w.predicate, w.schema, w.key_columns, passing)?;
@@ -121,14 +121,16 @@ impl Session {
             return Ok(std::mem::take(&mut planned.operators));
         };
         let agg_state = match scope {
-            Some(scope) => AggregateState::persistent(scope, "aggregate", CACHE_ENTRIES)?,
+            Some(scope) => {
+                AggregateState::persistent(scope, "aggregate", self.cache_entries(scope)?)?
+            }
             None => AggregateState::in_memory(),
         };
         let mut ops: Vec<Box<dyn Operator>> = agg.before;
         ops.push(Box::new(Aggregate::new(agg.spec, agg_state)?));
         if let Some((predicate, schema, keys)) = agg.having {
             let passing = match scope {
-                Some(scope) => GroupState::open(scope, "having", CACHE_ENTRIES)?,
+                Some(scope) => GroupState::open(scope, "having", self.cache_entries(scope)?)?,
                 None => GroupState::in_memory(),
             };
             ops.push(Box::new(HavingFilter::new(
@@ -369,7 +371,7 @@ impl Session {
                 .output_schema();
             let owner = super::repartition::repartition_owner(id, step);
             let scope = build.scope(db, &self.log, &owner, tasks);
-            let rows = GroupState::open(&scope, "regroup-rows", CACHE_ENTRIES)?;
+            let rows = GroupState::open(&scope, "regroup-rows", self.cache_entries(&scope)?)?;
             let regroup = Regroup::new(
                 &input,
                 groups,
