@@ -166,6 +166,14 @@ fn main() -> ExitCode {
                      {topic} --skip-damaged` skips them, losing their records"
                 );
             }
+            if let Some(path) = damaged_state(&e) {
+                let path = path.display();
+                eprintln!(
+                    "the state stores can be rebuilt from their changelog topics: move {path} \
+                     aside (`mv {path} {path}.damaged`) and start eddy again; each query goes on \
+                     from its last commit"
+                );
+            }
             ExitCode::FAILURE
         }
     }
@@ -190,6 +198,26 @@ fn damaged_topic(e: &anyhow::Error) -> Option<String> {
     e.chain().find_map(|cause| match log_error(cause) {
         Some(LogError::Corrupt { topic, .. }) => Some(topic.clone()),
         _ => None,
+    })
+}
+
+/// The state database whose damage on disk stopped the command, if that is what stopped it.
+fn damaged_state(e: &anyhow::Error) -> Option<std::path::PathBuf> {
+    use eddy_engine::state::StateError;
+    use eddy_engine::EngineError;
+    use eddy_sql::SqlError;
+    e.chain().find_map(|cause| {
+        let state = cause.downcast_ref::<StateError>().or_else(|| {
+            match (cause.downcast_ref::<SqlError>(), cause.downcast_ref()) {
+                (Some(SqlError::Engine(EngineError::State(e))), _)
+                | (_, Some(EngineError::State(e))) => Some(e),
+                _ => None,
+            }
+        });
+        match state {
+            Some(StateError::Damaged { path, .. }) => Some(path.clone()),
+            _ => None,
+        }
     })
 }
 

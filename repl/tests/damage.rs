@@ -138,3 +138,60 @@ fn damaged_records_stop_the_query_with_their_offsets_until_repaired() {
     assert!(values.contains("VALUE-999") && values.contains("VALUE-2000"));
     assert!(!values.contains("VALUE-1000\""));
 }
+
+/// The write-ahead log of the state database, where the last commits are.
+fn state_wal(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+}
+
+#[test]
+fn damaged_state_stops_eddy_with_the_way_to_rebuild_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    ksql(
+        &server.url,
+        "CREATE STREAM s (id STRING KEY, v STRING) WITH (kafka_topic='s', partitions=1, value_format='JSON');
+         SET 'auto.offset.reset'='earliest';
+         CREATE TABLE c AS SELECT id, COUNT(*) AS n FROM s GROUP BY id;",
+    );
+    // Five commits, one per batch of inserts.
+    for round in 1..=5u64 {
+        let rows: Vec<Value> = (0..50)
+            .map(|i| serde_json::json!({"ID": format!("k{i}"), "V": "x".repeat(100)}))
+            .collect();
+        support::insert(&server.url, "s", &rows);
+        support::pull_until(&server.url, "SELECT * FROM c WHERE id = 'k0';", |rows| {
+            rows.first().is_some_and(|r| r[1] == round)
+        });
+    }
+    server.stop();
+
+    let wal = state_wal(dir.path());
+    let mut bytes = std::fs::read(&wal).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 8].copy_from_slice(b"DAMAGED!");
+    std::fs::write(&wal, bytes).unwrap();
+    let out = eddy(dir.path(), &["-e", "SHOW QUERIES;"], None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("are damaged") && stderr.contains("Corruption"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rebuilt from their changelog topics"),
+        "{stderr}"
+    );
+
+    // As advised: the stores come back from their changelogs, with every count.
+    std::fs::rename(dir.path().join("state"), dir.path().join("state.damaged")).unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let rows = support::pull_until(&server.url, "SELECT * FROM c;", |rows| rows.len() == 50);
+    assert!(rows.iter().all(|r| r[1] == 5), "{rows:?}");
+    server.stop();
+}

@@ -91,12 +91,22 @@ impl StateDb {
             use rocksdb::DBCompressionType::{Lz4, None as Plain};
             opts.set_compression_per_level(&[Plain, Plain, Lz4, Lz4, Lz4, Lz4, Lz4]);
         }
+        // A record cut off at the end of the write-ahead log was never acknowledged (a crash
+        // mid-write) and is dropped; damage before the end fails the open (`Damaged`), where
+        // RocksDB's default would silently drop every commit after it, as a torn tail.
+        opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
         let path = dir.as_ref().to_path_buf();
         // The default column family opened by name, so that its handle is at hand for
         // batched lookups (`Store::get_many`).
         let default =
             rocksdb::ColumnFamilyDescriptor::new(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone());
-        let db = DB::open_cf_descriptors(&opts, &path, [default])?;
+        let db = DB::open_cf_descriptors(&opts, &path, [default]).map_err(|e| match e.kind() {
+            rocksdb::ErrorKind::Corruption => StateError::Damaged {
+                path: path.clone(),
+                reason: e.into_string(),
+            },
+            _ => StateError::RocksDb(e),
+        })?;
         Ok(StateDb {
             inner: Arc::new(Inner {
                 db,
