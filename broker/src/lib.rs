@@ -175,6 +175,29 @@ fn error_code(e: &LogError) -> i16 {
         LogError::TopicExists(_) => ResponseError::TopicAlreadyExists.code(),
         LogError::InvalidConfig(_) => ResponseError::InvalidConfig.code(),
         LogError::Corrupt { .. } => ResponseError::KafkaStorageError.code(),
+        // Kafka's answer when a log directory fails, such as when its disk is full: retriable,
+        // so a client's producer retries until space returns or its delivery timeout passes.
+        e if e.is_no_space() => ResponseError::KafkaStorageError.code(),
         _ => ResponseError::UnknownServerError.code(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_kafkas_retriable_storage_error() {
+        let full = LogError::Io {
+            path: "00000000000000000000.log".into(),
+            // ENOSPC
+            error: std::io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(error_code(&full), ResponseError::KafkaStorageError.code());
+        let other = LogError::Io {
+            path: "x".into(),
+            error: std::io::Error::other("bad"),
+        };
+        assert_eq!(error_code(&other), ResponseError::UnknownServerError.code());
     }
 }
