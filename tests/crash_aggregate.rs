@@ -131,7 +131,7 @@ fn pull(dir: &std::path::Path) -> Vec<(String, i64, i64, i64)> {
     let (stmt, text) = parse_statements("SELECT * FROM PER_MINUTE;")
         .unwrap()
         .remove(0);
-    let Outcome::Rows { schema, rows } = session.execute(&stmt, &text).unwrap() else {
+    let Outcome::Rows { schema, rows, .. } = session.execute(&stmt, &text).unwrap() else {
         panic!("a pull query returns rows")
     };
     let columns: Vec<&str> = schema.iter().map(|c| c.name.as_str()).collect();

@@ -19,7 +19,7 @@ pub fn show(outcome: Outcome, interrupted: &AtomicBool) -> Result<()> {
         Outcome::Message(m) => println!("{m}"),
         Outcome::QueryStarted { message, .. } => println!("{message}"),
         Outcome::Table { columns, rows } => print_table(&columns, &rows),
-        Outcome::Rows { schema, rows } => {
+        Outcome::Rows { schema, rows, .. } => {
             let columns: Vec<String> = schema.into_iter().map(|c| c.name).collect();
             let rows: Vec<Vec<String>> = rows
                 .iter()

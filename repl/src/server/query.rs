@@ -60,6 +60,7 @@ enum Started {
     Pull {
         schema: Vec<ResultColumn>,
         rows: Vec<Vec<ScalarValue>>,
+        end: Option<&'static str>,
     },
     Push(Box<PushQuery>),
     Print(Box<TopicPrint>),
@@ -108,7 +109,7 @@ async fn start(
                 ));
             }
             match session.execute(&stmt, &text) {
-                Ok(Outcome::Rows { schema, rows }) => Ok(Started::Pull { schema, rows }),
+                Ok(Outcome::Rows { schema, rows, end }) => Ok(Started::Pull { schema, rows, end }),
                 Ok(Outcome::Push(q)) => Ok(Started::Push(q)),
                 Ok(Outcome::Print(p)) => Ok(Started::Print(p)),
                 Ok(_) => Err(reject(
@@ -292,12 +293,12 @@ fn stream_print(shared: Arc<Shared>, mut print: TopicPrint, tx: Chunks) {
 
 fn respond(shared: Arc<Shared>, started: Started, shape: Shape) -> Response {
     match started {
-        Started::Pull { schema, rows } => {
+        Started::Pull { schema, rows, end } => {
             let mut body = shape.header("pull", &schema);
             for r in &rows {
                 body.push_str(&shape.row(r, false));
             }
-            body.push_str(&shape.end(None));
+            body.push_str(&shape.end(end));
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, shape.content_type())],

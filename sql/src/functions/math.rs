@@ -63,6 +63,8 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             },
         ),
         rounding("ksql_round", Rounding::HalfUp),
+        whole_number("floor", false),
+        whole_number("ceil", true),
         rounding("ksql_trunc", Rounding::Down),
         ScalarUDF::from(GeoDistance::default()),
         // SIGN(x): -1, 0 or 1 as an INT, whatever the numeric type of x.
@@ -94,6 +96,41 @@ pub(super) fn functions() -> Vec<ScalarUDF> {
             },
         ),
     ]
+}
+
+/// FLOOR and CEIL: the nearest whole number below (or above) x, in x's own type (ksqlDB's
+/// overloads: an INT stays an INT, a DECIMAL keeps its precision and scale), where
+/// DataFusion's would make every number a DOUBLE.
+fn whole_number(name: &'static str, up: bool) -> ScalarUDF {
+    let result = |t: &[DataType]| -> DataType { t[0].clone() };
+    let coerce = move |t: &[DataType]| -> Result<Vec<DataType>> {
+        match t {
+            [DataType::Int8 | DataType::Int16 | DataType::Int32] => Ok(vec![DataType::Int32]),
+            [DataType::Int64] => Ok(vec![DataType::Int64]),
+            [DataType::Float32 | DataType::Float64 | DataType::Null] => Ok(vec![DataType::Float64]),
+            [d @ DataType::Decimal128(..)] => Ok(vec![d.clone()]),
+            _ => wrong_arguments(name, t),
+        }
+    };
+    udf_checked_with(name, result, coerce, move |a, _| match a[0].data_type() {
+        DataType::Float64 => doubles(&a[0], if up { f64::ceil } else { f64::floor }),
+        DataType::Decimal128(p, s) => {
+            let factor = 10i128.pow(u32::try_from(*s).unwrap_or(0));
+            let x = a[0].as_primitive::<datafusion::arrow::datatypes::Decimal128Type>();
+            let out: Decimal128Array = x.unary(|v| {
+                let q = v.div_euclid(factor);
+                let q = if up && v.rem_euclid(factor) != 0 {
+                    q + 1
+                } else {
+                    q
+                };
+                q * factor
+            });
+            Ok(Arc::new(out.with_precision_and_scale(*p, *s)?))
+        }
+        // Whole numbers already.
+        _ => Ok(a[0].clone()),
+    })
 }
 
 fn doubles(a: &ArrayRef, f: fn(f64) -> f64) -> Result<ArrayRef> {

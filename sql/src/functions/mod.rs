@@ -243,9 +243,26 @@ struct KsqlOperators;
 fn ksql_text(e: &datafusion::logical_expr::Expr) -> String {
     use datafusion::common::ScalarValue;
     use datafusion::logical_expr::Expr;
+    let list = |args: &[Expr]| args.iter().map(ksql_text).collect::<Vec<_>>().join(", ");
     match e {
         Expr::Column(c) => c.name.clone(),
+        Expr::Literal(ScalarValue::Null, _) => "null".into(),
         Expr::Literal(ScalarValue::Utf8(Some(s)), _) => format!("'{s}'"),
+        // The constructors, as they were written.
+        Expr::ScalarFunction(f) if f.name() == "make_array" => format!("ARRAY[{}]", list(&f.args)),
+        // `MAP(k := v, ...)`, which DataFusion plans as `map(make_array(k, ...), make_array(v, ...))`.
+        Expr::ScalarFunction(f) if f.name() == "map" && f.args.len() == 2 => {
+            let items = |e: &Expr| match e {
+                Expr::ScalarFunction(a) if a.name() == "make_array" => a.args.clone(),
+                other => vec![other.clone()],
+            };
+            let entries: Vec<String> = items(&f.args[0])
+                .iter()
+                .zip(items(&f.args[1]).iter())
+                .map(|(k, v)| format!("{}:={}", ksql_text(k), ksql_text(v)))
+                .collect();
+            format!("MAP({})", entries.join(", "))
+        }
         Expr::Literal(v, _) => v.to_string(),
         // Eddy's own casts of literals (an integer literal is typed INT) are not the user's.
         Expr::Cast(c) if matches!(c.expr.as_ref(), Expr::Literal(..)) => ksql_text(&c.expr),
@@ -272,6 +289,61 @@ impl datafusion::logical_expr::planner::ExprPlanner for KsqlOperators {
             )
         };
         use sqlparser::ast::BinaryOperator as Op;
+        let sign = match expr.op {
+            Op::Plus => Some("+"),
+            Op::Minus => Some("-"),
+            Op::Multiply => Some("*"),
+            Op::Divide => Some("/"),
+            Op::Modulo => Some("%"),
+            _ => None,
+        };
+        let untyped_null = |e: &datafusion::logical_expr::Expr| {
+            matches!(
+                e,
+                datafusion::logical_expr::Expr::Literal(datafusion::common::ScalarValue::Null, _)
+            )
+        };
+        if let Some(sign) = sign.filter(|_| untyped_null(&expr.left) || untyped_null(&expr.right)) {
+            // A NULL literal has no type to do arithmetic in: ksqlDB refuses it (CAST it).
+            let type_of = |e: &datafusion::logical_expr::Expr| match e.get_type(schema) {
+                _ if untyped_null(e) => "null".to_string(),
+                Ok(t) => crate::types::SqlType::from_arrow(&t)
+                    .map_or_else(|| t.to_string(), |s| s.to_string()),
+                Err(_) => "unknown".to_string(),
+            };
+            return datafusion::common::plan_err!(
+                "Error processing expression: ({} {sign} {}). Arithmetic on types {} and {} are not supported.",
+                ksql_text(&expr.left),
+                ksql_text(&expr.right),
+                type_of(&expr.left),
+                type_of(&expr.right)
+            );
+        }
+        let comparison = match expr.op {
+            Op::Eq => Some("="),
+            Op::NotEq => Some("<>"),
+            Op::Lt => Some("<"),
+            Op::LtEq => Some("<="),
+            Op::Gt => Some(">"),
+            Op::GtEq => Some(">="),
+            _ => None,
+        };
+        if let Some(symbol) =
+            comparison.filter(|_| untyped_null(&expr.left) || untyped_null(&expr.right))
+        {
+            // Nothing equals (or is less than) an unknown value: ksqlDB refuses the comparison.
+            let type_of = |e: &datafusion::logical_expr::Expr| match e.get_type(schema) {
+                _ if untyped_null(e) => "NULL".to_string(),
+                Ok(t) => crate::types::SqlType::from_arrow(&t)
+                    .map_or_else(|| t.to_string(), |s| s.to_string()),
+                Err(_) => "unknown".to_string(),
+            };
+            return datafusion::common::plan_err!(
+                "Comparison with NULL not supported: {} {symbol} {}\nUse 'IS NULL' or 'IS NOT NULL' instead.",
+                type_of(&expr.left),
+                type_of(&expr.right)
+            );
+        }
         let order = match expr.op {
             Op::Lt => Some("LESS_THAN"),
             Op::LtEq => Some("LESS_THAN_OR_EQUAL"),

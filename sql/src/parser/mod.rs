@@ -26,7 +26,12 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}:{}: {}", self.line, self.column, self.message)
+        // ksqlDB's shape: the position and `Syntax Error`, then what is wrong on its own line.
+        write!(
+            f,
+            "line {}:{}: Syntax Error\n{}",
+            self.line, self.column, self.message
+        )
     }
 }
 
@@ -345,7 +350,7 @@ impl<'a> KsqlParser<'a> {
                 Ok(Statement::Undefine(self.raw_word()?))
             }
             _ => Err(self.error_here(&format!(
-                "unknown statement '{first}': expected CREATE, INSERT, SELECT, DROP, SHOW, LIST, DESCRIBE, EXPLAIN, TERMINATE, PAUSE, RESUME, PRINT, SET, UNSET, DEFINE or UNDEFINE"
+                "Unknown statement '{first}': expected CREATE, INSERT, SELECT, DROP, SHOW, LIST, DESCRIBE, EXPLAIN, TERMINATE, PAUSE, RESUME, PRINT, SET, UNSET, DEFINE or UNDEFINE"
             ))),
         }
     }

@@ -85,7 +85,20 @@ impl KsqlParser<'_> {
             None
         };
         let limit = if self.eat_word("LIMIT") {
-            Some(self.parser.parse_literal_uint().map_err(|e| self.wrap(e))?)
+            match self.peek() {
+                Token::Minus => {
+                    let kind = if emit.is_some() { "Push" } else { "Pull" };
+                    return Err(self.error_here(&format!(
+                        "{kind} queries don't support negative integers in the LIMIT clause. See https://cnfl.io/queries for more info."
+                    )));
+                }
+                Token::Number(n, _) if n.parse::<u64>().is_err() => {
+                    return Err(self.error_here(
+                        "Failed to prepare statement: Value must be integer for command: LIMIT",
+                    ));
+                }
+                _ => Some(self.parser.parse_literal_uint().map_err(|e| self.wrap(e))?),
+            }
         } else {
             None
         };

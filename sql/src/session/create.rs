@@ -327,6 +327,16 @@ impl Session {
     }
 
     pub(super) fn create_as_select(&mut self, c: &CreateAsSelect, text: &str) -> Result<Outcome> {
+        if c.query.limit.is_some() {
+            // A persistent query never ends, so it has no rows to stop after.
+            let statement = match c.kind {
+                SourceKind::Stream => "CREATE STREAM AS SELECT",
+                SourceKind::Table => "CREATE TABLE AS SELECT",
+            };
+            return invalid(format!(
+                "{statement} statements don't support LIMIT clause."
+            ));
+        }
         if let Some(done) = self.name_taken(&c.name, c.kind, c.if_not_exists, c.or_replace)? {
             return Ok(done);
         }

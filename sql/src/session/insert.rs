@@ -30,6 +30,9 @@ impl Session {
         query: &Select,
         text: &str,
     ) -> Result<Outcome> {
+        if query.limit.is_some() {
+            return invalid("INSERT INTO statements don't support LIMIT clause.");
+        }
         let Some(def) = self.catalog.source(target).cloned() else {
             return invalid(format!("{target} does not exist."));
         };
@@ -97,11 +100,25 @@ impl Session {
                 headers.join(", ")
             ));
         }
+        // The pseudo-columns the log assigns.
+        if let Some(n) = names
+            .iter()
+            .find(|n| *n == "ROWPARTITION" || *n == "ROWOFFSET")
+        {
+            return invalid(format!("Inserting into column `{n}` is not allowed."));
+        }
         if names.len() != values.len() {
-            return invalid(format!(
-                "Expected a value for each column. Expected Columns: {names:?}. Got {} values",
-                values.len()
-            ));
+            return match columns {
+                Some(c) => invalid(format!(
+                    "Failed to prepare statement: Expected number columns and values to match: {}, {}",
+                    c.len(),
+                    values.len()
+                )),
+                None => invalid(format!(
+                    "Expected a value for each column. Expected Columns: {names:?}. Got {} values",
+                    values.len()
+                )),
+            };
         }
         let mut rowtime = None;
         let mut given: BTreeMap<String, ScalarValue> = BTreeMap::new();

@@ -44,6 +44,9 @@ pub enum Outcome {
     Rows {
         schema: Vec<ResultColumn>,
         rows: Vec<Vec<ScalarValue>>,
+        /// How ksqlDB's `/query` ends the answer, if it says: a pull query over a stream ends
+        /// with `Limit Reached` or `Query Completed`, one over a table says nothing.
+        end: Option<&'static str>,
     },
     /// A push query, running: poll it for rows until done, or drop it to end it.
     Push(Box<PushQuery>),
@@ -159,6 +162,7 @@ mod explain;
 mod functions;
 mod insert;
 mod join;
+mod key_lookup;
 mod lag;
 mod n_way;
 mod owner;
@@ -174,7 +178,7 @@ pub use explain::thousands;
 pub use lag::LagProbe;
 pub use print::TopicPrint;
 pub use pull::cell_text;
-pub use push::{PushQuery, PushRow};
+pub use push::{PushQuery, PushRow, PUSH_V2_ENABLED};
 
 pub use show::{format_table, is_internal_topic};
 use tasks::TaskRun;
@@ -200,6 +204,11 @@ impl Session {
             materialized: BTreeMap::new(),
             schema_registry: Default::default(),
         }
+    }
+
+    /// Sets `name` for the whole session, as the configuration it was opened with does.
+    pub fn configure(&mut self, name: &str, value: &str) {
+        self.config.insert(name.to_string(), value.to_string());
     }
 
     /// A session whose catalog and queries persist in the data directory: it replays the

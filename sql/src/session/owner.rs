@@ -76,6 +76,13 @@ pub(super) fn check_key_lists(w: &Expr, def: &SourceDef) -> crate::error::Result
         let numeric = key.ty.to_arrow().is_numeric();
         for item in list {
             let Expr::Value(v) = item else { continue };
+            if v.value == Value::Null {
+                // No row has a null key: ksqlDB says so rather than answering nothing.
+                return ControlFlow::Break(format!(
+                    "Primary key columns can not be NULL: ({} = null)",
+                    key.name
+                ));
+            }
             let mismatched = match &v.value {
                 Value::SingleQuotedString(_) => numeric,
                 Value::Number(..) => !numeric && !key.ty.to_arrow().is_temporal(),

@@ -370,7 +370,8 @@ impl Session {
     fn pull_from_stream(&mut self, select: &Select, mut planned: PlannedSelect) -> Result<Outcome> {
         let operators = self.operators_of(&mut planned, None)?;
         let source = self.source_of(&planned)?;
-        let (shown, schema) = shown_columns(&planned, true);
+        // ksqlDB marks no key columns in a stream's rows.
+        let (shown, schema) = shown_columns(&planned, false);
         let deleted = planned.null_value_index;
         let pipeline = Pipeline::transient(&self.log, "pull".into(), source, operators, true)?;
         let joined = self.join_inputs(&planned, "transient", None, false, None)?;
@@ -413,7 +414,15 @@ impl Session {
                 }
             }
         }
-        Ok(Outcome::Rows { schema, rows })
+        let end = match select.limit.is_some() && rows.len() >= limit {
+            true => "Limit Reached",
+            false => "Query Completed",
+        };
+        Ok(Outcome::Rows {
+            schema,
+            rows,
+            end: Some(end),
+        })
     }
 
     /// A pull query: the current rows of a materialized table that match, projected.
@@ -431,6 +440,14 @@ impl Session {
             return invalid(format!(
                 "Pull queries don't support {clause} clauses. See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query."
             ));
+        }
+        let limit_disabled = self
+            .property("ksql.query.pull.limit.clause.enabled")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+        if select.limit.is_some() && limit_disabled {
+            return invalid(
+                "LIMIT clause in pull queries is currently disabled. You can enable them by setting ksql.query.pull.limit.clause.enabled=true. See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query.",
+            );
         }
         // A pull query reads a table's store or a stream's records, neither of which keeps
         // where a row was read from.
@@ -471,14 +488,26 @@ impl Session {
         }
         if let Some(w) = &select.where_clause {
             super::owner::check_key_lists(w, &def)?;
+            let scans = self
+                .property(super::key_lookup::TABLE_SCAN_ENABLED)
+                .is_none_or(|v| !v.trim().eq_ignore_ascii_case("false"));
+            if def.kind == SourceKind::Table && !scans {
+                super::key_lookup::check(w, &def)?;
+            }
         }
         // ksqlDB reports a WHERE clause it cannot type with the clause itself.
         let mut planned = self.plan_for_reading(select).map_err(|e| {
             let message = e.to_string();
             match &select.where_clause {
-                Some(w) if message.starts_with("Cannot compare ") => SqlError::Invalid(format!(
-                    "Error in WHERE expression: {message}\nStatement: ({w})"
-                )),
+                Some(w)
+                    if message.starts_with("Cannot compare ")
+                        || message.starts_with("Comparison with NULL not supported") =>
+                {
+                    SqlError::Invalid(format!(
+                        "Error in WHERE expression: {message}\nStatement: ({})",
+                        ksql_text(w)
+                    ))
+                }
                 _ => e,
             }
         })?;
@@ -514,7 +543,11 @@ impl Session {
                 .map_err(EngineError::from)?;
             out.push(cells);
         }
-        Ok(Outcome::Rows { schema, rows: out })
+        Ok(Outcome::Rows {
+            schema,
+            rows: out,
+            end: None,
+        })
     }
 }
 
@@ -547,6 +580,24 @@ pub(super) fn shown_columns(
         })
         .collect();
     (planned.value_indices.clone(), schema)
+}
+
+/// An expression as ksqlDB prints it in messages: as written, but with `null` in lower case.
+pub(super) fn ksql_text(e: &datafusion::sql::sqlparser::ast::Expr) -> String {
+    use datafusion::sql::sqlparser::ast::{Expr, Ident, Value, VisitMut, VisitorMut};
+    struct LowerNull;
+    impl VisitorMut for LowerNull {
+        type Break = ();
+        fn post_visit_expr(&mut self, e: &mut Expr) -> std::ops::ControlFlow<()> {
+            if matches!(e, Expr::Value(v) if v.value == Value::Null) {
+                *e = Expr::Identifier(Ident::new("null"));
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut e = e.clone();
+    let _ = e.visit(&mut LowerNull);
+    e.to_string()
 }
 
 /// A batch in a table's source layout from its parts.

@@ -23,6 +23,12 @@ use crate::error::Result;
 /// with `_eddy-` and the id.
 pub(super) const PUSH_ID_PREFIX: &str = "transient_";
 
+/// ksqlDB's switch for scalable (v2) push queries, off by default as there.
+pub const PUSH_V2_ENABLED: &str = "ksql.query.push.v2.enabled";
+
+/// How a scalable push query's id starts, as in ksqlDB.
+const SCALABLE_ID_PREFIX: &str = "SCALABLE_PUSH_QUERY_";
+
 /// A running push query. Dropping it ends the query.
 pub struct PushQuery {
     id: String,
@@ -30,6 +36,8 @@ pub struct PushQuery {
     pipeline: Pipeline,
     /// The output columns shown, in order.
     shown: Vec<usize>,
+    /// Which of them are the source's key: a tombstone shows those, and nulls for the rest.
+    shown_keys: Vec<bool>,
     /// The output column that flags a deleted row (a table's tombstone), not shown.
     deleted: usize,
     /// Over a table, a deleted row is shown as a tombstone; over a stream it is skipped.
@@ -105,10 +113,16 @@ impl PushQuery {
                 if tombstone && !self.tombstones {
                     continue;
                 }
+                // A deleted row (a tombstone, or a row that stopped passing a table's filter)
+                // has a key and no value.
                 let cells = self
                     .shown
                     .iter()
-                    .map(|&i| ScalarValue::try_from_array(batch.column(i), row))
+                    .zip(&self.shown_keys)
+                    .map(|(&i, &key)| match tombstone && !key {
+                        true => ScalarValue::try_from(batch.column(i).data_type()),
+                        false => ScalarValue::try_from_array(batch.column(i), row),
+                    })
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(EngineError::from)?;
                 rows.push(PushRow { cells, tombstone });
@@ -131,11 +145,72 @@ impl Session {
             self.run_until_idle()?;
         }
         self.next_transient += 1;
+        if self.is_scalable(select) {
+            let id = format!("{SCALABLE_ID_PREFIX}{}", self.next_transient);
+            let select = self.skipping_null_keys(select);
+            return self.push_pipeline(&select, id, None, Vec::new());
+        }
         let id = format!("{PUSH_ID_PREFIX}{name}_{}", self.next_transient);
         if select.from.joins.len() > 1 {
             return self.push_n_way(select, id);
         }
         self.push_pipeline(select, id, None, Vec::new())
+    }
+
+    /// Whether `select` runs as ksqlDB's scalable push query: with [`PUSH_V2_ENABLED`] set,
+    /// ksqlDB serves a push query from the output of the one persistent query that writes its
+    /// source, as it arrives (`auto.offset.reset` latest), when the query itself has no
+    /// GROUP BY, PARTITION BY, window or join. Eddy runs it as any push query over that output
+    /// (the same records, read as they are committed); what differs is its id.
+    fn is_scalable(&self, select: &Select) -> bool {
+        let enabled = self
+            .property(PUSH_V2_ENABLED)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let name = &select.from.source.name;
+        let writers = self.queries.iter().filter(|q| &q.sink == name).count();
+        enabled
+            && !self.reads_from_beginning()
+            && select.group_by.is_empty()
+            && select.partition_by.is_empty()
+            && select.window.is_none()
+            && select.from.joins.is_empty()
+            && writers == 1
+    }
+
+    /// `select`, skipping the rows whose key columns are all null, as ksqlDB's scalable push
+    /// queries do (its suite notes that a conventional push query shows them).
+    fn skipping_null_keys(&self, select: &Select) -> Select {
+        use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Ident};
+        let Some(def) = self.catalog.source(&select.from.source.name) else {
+            return select.clone();
+        };
+        let qualifier = select.from.source.qualifier().to_string();
+        let keyed = def
+            .key_columns
+            .iter()
+            .map(|c| {
+                Expr::IsNotNull(Box::new(Expr::CompoundIdentifier(vec![
+                    Ident::with_quote('`', qualifier.clone()),
+                    Ident::with_quote('`', c.name.clone()),
+                ])))
+            })
+            .reduce(|a, b| Expr::BinaryOp {
+                left: Box::new(a),
+                op: BinaryOperator::Or,
+                right: Box::new(b),
+            });
+        let mut select = select.clone();
+        if let Some(keyed) = keyed {
+            select.where_clause = Some(match select.where_clause.take() {
+                Some(w) => Expr::BinaryOp {
+                    left: Box::new(Expr::Nested(Box::new(w))),
+                    op: BinaryOperator::And,
+                    right: Box::new(keyed),
+                },
+                None => keyed,
+            });
+        }
+        select
     }
 
     /// A push query over `select` as the query `id`, fed by `upstream` (an n-way join's last
@@ -158,12 +233,16 @@ impl Session {
         if let Some(stage) = upstream {
             pipeline = pipeline.with_upstream(0, stage);
         }
-        let (shown, schema) = shown_columns(&planned, false);
+        let (shown, keyed) = shown_columns(&planned, true);
+        let shown_keys = keyed.iter().map(|c| c.key).collect();
+        // A push query's header marks no key columns, as ksqlDB's does not.
+        let (_, schema) = shown_columns(&planned, false);
         Ok(Outcome::Push(Box::new(PushQuery {
             id,
             schema,
             pipeline,
             shown,
+            shown_keys,
             deleted: planned.null_value_index,
             tombstones: planned.source.kind == crate::ast::SourceKind::Table,
             limit: select.limit,
