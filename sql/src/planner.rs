@@ -220,6 +220,17 @@ fn plan(
             state, properties, select, source, sink_name, transient,
         );
     }
+    if transient && select.window.is_none() && crate::aggregation::has_aggregate_calls(select) {
+        // ksqlDB's push query aggregates without GROUP BY over one group of every row.
+        let mut whole = select.clone();
+        whole.group_by = vec![Expr::value(sqlparser::ast::Value::Number(
+            "1".into(),
+            false,
+        ))];
+        return crate::aggregation::plan_aggregate(
+            state, properties, &whole, source, sink_name, transient,
+        );
+    }
     if select.window.is_some() || select.having.is_some() {
         return invalid("WINDOW and HAVING need a GROUP BY clause.");
     }

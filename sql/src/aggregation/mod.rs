@@ -120,6 +120,21 @@ fn engine_window(w: &WindowSpec, emit: Option<Emit>) -> EngineWindow {
 }
 
 /// Plans a GROUP BY query.
+/// Whether the select list calls an aggregate function.
+pub fn has_aggregate_calls(select: &Select) -> bool {
+    let mut found = false;
+    for item in &select.items {
+        let _ = sqlparser::ast::visit_expressions(item, |e| {
+            if let Expr::Function(f) = e {
+                let name = f.name.to_string().to_ascii_uppercase();
+                found |= eddy_engine::aggregate::AggFunc::by_name(&name).is_some();
+            }
+            std::ops::ControlFlow::<()>::Continue(())
+        });
+    }
+    found
+}
+
 pub fn plan_aggregate(
     state: &SessionState,
     properties: &BTreeMap<String, String>,
@@ -331,7 +346,31 @@ pub fn plan_aggregate(
         projection: (exprs, input),
         schema: pre_schema,
         ..
-    } = plan_over_source(state, &pre, source, relation, select.where_clause.as_ref())?;
+    } = plan_over_source(state, &pre, source, relation, select.where_clause.as_ref()).map_err(
+        |e| {
+            // WHERE filters the rows before they are windowed: they have no window bounds.
+            let message = e.to_string();
+            let unresolved = |clause: &str| {
+                message
+                    .strip_prefix(clause)
+                    .and_then(|m| m.strip_prefix(" column '"))
+                    .and_then(|m| m.strip_suffix("' cannot be resolved."))
+                    .filter(|c| *c == WINDOWSTART || *c == WINDOWEND)
+            };
+            if let Some(c) = unresolved("WHERE") {
+                return SqlError::Invalid(format!(
+                    "Error in WHERE expression: Unknown column {c}."
+                ));
+            }
+            // An aggregate's argument, or HAVING, is computed from the rows too.
+            match unresolved("SELECT") {
+                Some(c) if select.window.is_some() => SqlError::Invalid(format!(
+                    "Window bounds column {c} can only be used in the SELECT clause of windowed aggregations"
+                )),
+                _ => e,
+            }
+        },
+    )?;
     let mut before: Vec<Box<dyn Operator>> = filter.into_iter().collect();
     let pre_fields: Vec<Field> = pre_schema
         .fields()

@@ -125,6 +125,11 @@ impl Session {
             if !windowed(left) || !windowed(right) {
                 return invalid("Can not join windowed source to non-windowed source.");
             }
+            if matches!(shape, JoinShape::ForeignKey { .. }) {
+                return invalid(
+                    "Foreign-key table-table joins are not supported on windowed tables.",
+                );
+            }
             return Err(unsupported(
                 Missing::Feature,
                 format!("joins with the windowed table {}", table.name),
