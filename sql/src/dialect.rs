@@ -93,9 +93,9 @@ impl Dialect for KsqlDialect {
 }
 
 /// Whether `CAST(... AS <type>)` comes next with an ARRAY, MAP or STRUCT type, which ksqlDB
-/// casts by its own rules (structs field by field, by name), or STRING, which such values
-/// cast to as Java prints them: these casts become calls of `ksql_cast(value, '<type>')`;
-/// others stay DataFusion's.
+/// casts by its own rules (structs field by field, by name), STRING, which such values cast
+/// to as Java prints them, or DATE, which ksqlDB also reads from a partial date (`2020-05`):
+/// these casts become calls of `ksql_cast(value, '<type>')`; others stay DataFusion's.
 fn nested_cast_ahead(parser: &Parser) -> bool {
     if parser.peek_nth_token_ref(1).token != Token::LParen {
         return false;
@@ -114,7 +114,7 @@ fn nested_cast_ahead(parser: &Parser) -> bool {
                 } else if after_as
                     && matches!(
                         word.as_str(),
-                        "ARRAY" | "MAP" | "STRUCT" | "STRING" | "VARCHAR"
+                        "ARRAY" | "MAP" | "STRUCT" | "STRING" | "VARCHAR" | "DATE"
                     )
                 {
                     return true;

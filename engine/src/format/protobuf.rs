@@ -672,7 +672,8 @@ fn message_text(
                 };
                 let entry = format!("ConnectDefault{}Entry", *counter);
                 *counter += 1;
-                nested.push_str(&format!("{inner}message {entry} {{\n"));
+                // Confluent's schemas set each nested message off with a blank line.
+                nested.push_str(&format!("\n{inner}message {entry} {{\n"));
                 let deeper = format!("{inner}  ");
                 let mut more = String::new();
                 for (n, f) in [(1, &kv[0]), (2, &kv[1])] {
@@ -749,6 +750,7 @@ fn type_name(
         }
         DataType::Struct(fields) => {
             let name = format!("ConnectDefault{}", *counter);
+            nested.push('\n');
             message_text(nested, imports, counter, indent, fields, nullable);
             name
         }

@@ -37,6 +37,9 @@ pub struct Rest {
     pub verify_order: bool,
     /// Inputs are produced only once a push query runs (it reads from the end).
     pub wait_for_push_query: bool,
+    /// Each query is asked again for protobuf rows (`testPullWithProtoFormat`), answered by
+    /// `queryProto` responses after the others.
+    pub proto_pull: bool,
 }
 
 /// Strips `//` comments outside strings: QTT files are lenient JSON.
@@ -183,6 +186,10 @@ fn expand(stem: &str, test: &Value) -> Vec<Case> {
                         .unwrap_or(false),
                     wait_for_push_query: test
                         .pointer("/inputConditions/waitForActivePushQuery")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    proto_pull: test
+                        .get("testPullWithProtoFormat")
                         .and_then(Value::as_bool)
                         .unwrap_or(false),
                 });

@@ -10,6 +10,7 @@
 mod case;
 mod compare;
 mod exec;
+mod proto_text;
 mod records;
 mod rest;
 

@@ -77,6 +77,15 @@ struct Reply {
 }
 
 fn post(addr: SocketAddr, path: &str, body: &Value) -> Result<Reply, String> {
+    post_accepting(addr, path, body, "application/json")
+}
+
+fn post_accepting(
+    addr: SocketAddr,
+    path: &str,
+    body: &Value,
+    accept: &str,
+) -> Result<Reply, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(RESPONSE_TIMEOUT))
@@ -84,6 +93,7 @@ fn post(addr: SocketAddr, path: &str, body: &Value) -> Result<Reply, String> {
         .into();
     let mut response = agent
         .post(format!("http://{addr}{path}"))
+        .header("Accept", accept)
         .send(body.to_string())
         .map_err(|e| format!("POST {path}: {e}"))?;
     let status = response.status().as_u16();
@@ -174,6 +184,22 @@ fn run_on(case: &Case, rest: &Rest, server: &Server, log: &Log) -> Result<Verdic
         let messages: Value = serde_json::from_str(&reply.body)
             .map_err(|e| format!("the /query response is not JSON: {e}: {}", reply.body))?;
         actual.push(json!({ "query": messages }));
+    }
+    if rest.proto_pull {
+        for q in &queries {
+            let reply = post_accepting(
+                server.addr,
+                "/query",
+                &json!({"ksql": q, "streamsProperties": props}),
+                "application/vnd.ksql.v1+protobuf",
+            )?;
+            if reply.status != 200 {
+                return Ok(error_verdict(rest, &reply, "a protobuf query"));
+            }
+            let messages: Vec<Value> = serde_json::from_str(&reply.body)
+                .map_err(|e| format!("the protobuf response is not JSON: {e}: {}", reply.body))?;
+            actual.push(super::proto_text::response(&messages)?);
+        }
     }
     if let Some(e) = &rest.expected_error {
         return Ok(Verdict::Fail(format!(
@@ -275,8 +301,11 @@ fn compare_responses(expected: &[Value], actual: &[Value], verify_order: bool) -
     for (i, (e, a)) in expected.iter().zip(actual).enumerate() {
         let found = if let Some(e) = e.get("admin") {
             a.get("admin").map(|a| subset_diff(e, a))
-        } else if let Some(e) = e.get("query").and_then(Value::as_array) {
-            a.get("query")
+        } else if let Some((key, e)) = ["query", "queryProto"]
+            .iter()
+            .find_map(|k| e.get(*k).and_then(Value::as_array).map(|e| (*k, e)))
+        {
+            a.get(key)
                 .and_then(Value::as_array)
                 .map(|a| query_diff(e, a, verify_order))
         } else {

@@ -22,6 +22,7 @@ mod console;
 mod inserts;
 mod ksql;
 mod metrics;
+mod proto_rows;
 mod query;
 
 use std::collections::{BTreeMap, HashMap};

@@ -324,7 +324,11 @@ fn respond(shared: Arc<Shared>, started: Started, shape: Shape) -> Response {
     }
 }
 
-pub(crate) async fn query(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+pub(crate) async fn query(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request: QueryRequest = match parse_body(&body) {
         Ok(r) => r,
         Err(response) => return *response,
@@ -337,6 +341,18 @@ pub(crate) async fn query(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
     )
     .await
     {
+        // A pull query's rows as protobuf, when asked for (push queries answer in JSON).
+        Ok(Started::Pull { schema, rows, end }) if super::proto_rows::wanted(&headers) => {
+            match super::proto_rows::body("pull", &schema, &rows, end) {
+                Ok(body) => (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, super::proto_rows::MEDIA_TYPE)],
+                    body,
+                )
+                    .into_response(),
+                Err(e) => error_response(StatusCode::BAD_REQUEST, 40000, &e),
+            }
+        }
         Ok(started) => respond(shared, started, Shape::V1),
         Err(response) => *response,
     }

@@ -153,6 +153,14 @@ pub(super) fn cast_value(a: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
                 .collect::<Result<_>>()?;
             Arc::new(out)
         }
+        (DataType::Utf8, DataType::Date32) => {
+            let out: datafusion::arrow::array::Date32Array = a
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.and_then(date_days))
+                .collect();
+            Arc::new(out)
+        }
         // Java's narrowing conversion keeps the low bits.
         (DataType::Int64, DataType::Int32) => Arc::new(
             a.as_primitive::<Int64Type>()
@@ -160,6 +168,21 @@ pub(super) fn cast_value(a: &ArrayRef, to: &DataType) -> Result<ArrayRef> {
         ),
         _ => cast(a, to)?,
     })
+}
+
+/// A date as ksqlDB reads one from text: `yyyy-MM-dd`, or the start of a month (`yyyy-MM`) or
+/// year (`yyyy`), or the date of a `yyyy-MM-ddTHH:mm...` timestamp; in days since the epoch.
+fn date_days(text: &str) -> Option<i32> {
+    let text = text.trim();
+    let date = match text.len() {
+        4 => format!("{text}-01-01"),
+        7 => format!("{text}-01"),
+        n if n > 10 && text.as_bytes()[10] == b'T' => text[..10].to_string(),
+        _ => text.to_string(),
+    };
+    let d = chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").ok()?;
+    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
+    i32::try_from((d - epoch).num_days()).ok()
 }
 
 /// Row `row` of `a` as Java's `toString` prints it.
