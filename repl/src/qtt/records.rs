@@ -127,10 +127,20 @@ fn is_binary(format: &Format) -> bool {
     )
 }
 
+/// Whether the suite shows a single column inside its record: a protobuf record is always a
+/// message (protobuf has no bare scalars), even a key's.
+fn wrapped(codec: &eddy_engine::Codec) -> bool {
+    codec.wrap_single
+        || matches!(
+            codec.format,
+            Format::Protobuf { .. } | Format::ProtobufNoSr { .. }
+        )
+}
+
 /// The suite's JSON read as the codec's columns (ksqlDB's coercions, fields matched
 /// case-insensitively), then written in the codec's format.
 fn through_json(codec: &eddy_engine::Codec, v: &Value) -> Result<Option<Bytes>, String> {
-    let json = eddy_engine::Codec::new(Format::Json, codec.fields.clone(), codec.wrap_single)
+    let json = eddy_engine::Codec::new(Format::Json, codec.fields.clone(), wrapped(codec))
         .map_err(|e| e.to_string())?;
     let values = json.decode(Some(v.to_string().as_bytes()))?;
     codec.encode(&values)
@@ -158,7 +168,7 @@ pub(super) fn as_json(
                 write_scalar_json(&mut text, v)?;
                 serde_json::from_str(&text).map_err(|e| e.to_string())
             };
-            if codec.fields.len() == 1 && !codec.wrap_single {
+            if codec.fields.len() == 1 && !wrapped(codec) {
                 return text(&values[0]);
             }
             let mut object = serde_json::Map::new();
