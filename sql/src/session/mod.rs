@@ -172,6 +172,7 @@ mod push;
 mod repartition;
 mod show;
 mod start;
+mod stream_pull;
 mod tasks;
 
 pub use explain::thousands;
