@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ScalarValue;
 use eddy_engine::Sink;
 
@@ -99,6 +99,26 @@ impl Session {
                 "Cannot insert into HEADER columns: {}",
                 headers.join(", ")
             ));
+        }
+        // A value names no column; a qualified name whose qualifier is not the target is not
+        // a source ksqlDB knows here.
+        for v in values {
+            let mut unknown = None;
+            let _ = sqlparser::ast::visit_expressions(v, |e| {
+                if let sqlparser::ast::Expr::CompoundIdentifier(parts) = e {
+                    let qualifier = crate::parser::normalize(&parts[0]);
+                    if parts.len() > 1 && qualifier != target {
+                        unknown = Some(qualifier);
+                        return std::ops::ControlFlow::Break(());
+                    }
+                }
+                std::ops::ControlFlow::Continue(())
+            });
+            if let Some(q) = unknown {
+                return invalid(format!(
+                    "Failed to prepare statement: '{q}' is not a valid stream/table name or alias."
+                ));
+            }
         }
         // The pseudo-columns the log assigns.
         if let Some(n) = names
@@ -266,7 +286,23 @@ impl Session {
             &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1)),
         )?;
         let array = physical.evaluate(&empty)?.into_array(1)?;
-        let array = datafusion::arrow::compute::cast(&array, &ty.to_arrow())
+        let target = ty.to_arrow();
+        if let (DataType::Struct(none), DataType::Struct(fields)) = (array.data_type(), &target) {
+            if none.is_empty() {
+                // STRUCT(): every field of the target null.
+                let children = fields
+                    .iter()
+                    .map(|f| datafusion::arrow::array::new_null_array(f.data_type(), 1))
+                    .collect();
+                let s =
+                    datafusion::arrow::array::StructArray::try_new(fields.clone(), children, None)
+                        .map_err(|e| {
+                            SqlError::Invalid(format!("cannot use {expr} as a {ty}: {e}"))
+                        })?;
+                return Ok(ScalarValue::try_from_array(&s, 0)?);
+            }
+        }
+        let array = datafusion::arrow::compute::cast(&array, &target)
             .map_err(|e| SqlError::Invalid(format!("cannot use {expr} as a {ty}: {e}")))?;
         Ok(ScalarValue::try_from_array(&array, 0)?)
     }
