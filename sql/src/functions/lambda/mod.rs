@@ -553,6 +553,34 @@ impl ScalarUDFImpl for LambdaUdf {
     }
 }
 
+/// The validity of each map of `offsets` over `keys`: as `nulls` says, and null where two of
+/// its keys are equal.
+fn without_duplicate_keys(
+    keys: &ArrayRef,
+    offsets: &datafusion::arrow::buffer::OffsetBuffer<i32>,
+    nulls: Option<&datafusion::arrow::buffer::NullBuffer>,
+) -> Result<Option<datafusion::arrow::buffer::NullBuffer>> {
+    use datafusion::arrow::row::{RowConverter, SortField};
+    let converter = RowConverter::new(vec![SortField::new(keys.data_type().clone())])?;
+    let rows = converter.convert_columns(std::slice::from_ref(keys))?;
+    let mut seen = std::collections::HashSet::new();
+    let mut any = false;
+    let valid: Vec<bool> = offsets
+        .windows(2)
+        .enumerate()
+        .map(|(row, w)| {
+            seen.clear();
+            let unique = (w[0] as usize..w[1] as usize).all(|i| seen.insert(rows.row(i)));
+            any |= !unique;
+            unique && nulls.is_none_or(|n| n.is_valid(row))
+        })
+        .collect();
+    Ok(match any {
+        true => Some(datafusion::arrow::buffer::NullBuffer::from(valid)),
+        false => nulls.cloned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::Int64Array;
@@ -618,32 +646,4 @@ mod tests {
         let reduced: &Int64Array = out[1].as_primitive();
         assert!(reduced.is_null(0));
     }
-}
-
-/// The validity of each map of `offsets` over `keys`: as `nulls` says, and null where two of
-/// its keys are equal.
-fn without_duplicate_keys(
-    keys: &ArrayRef,
-    offsets: &datafusion::arrow::buffer::OffsetBuffer<i32>,
-    nulls: Option<&datafusion::arrow::buffer::NullBuffer>,
-) -> Result<Option<datafusion::arrow::buffer::NullBuffer>> {
-    use datafusion::arrow::row::{RowConverter, SortField};
-    let converter = RowConverter::new(vec![SortField::new(keys.data_type().clone())])?;
-    let rows = converter.convert_columns(std::slice::from_ref(keys))?;
-    let mut seen = std::collections::HashSet::new();
-    let mut any = false;
-    let valid: Vec<bool> = offsets
-        .windows(2)
-        .enumerate()
-        .map(|(row, w)| {
-            seen.clear();
-            let unique = (w[0] as usize..w[1] as usize).all(|i| seen.insert(rows.row(i)));
-            any |= !unique;
-            unique && nulls.is_none_or(|n| n.is_valid(row))
-        })
-        .collect();
-    Ok(match any {
-        true => Some(datafusion::arrow::buffer::NullBuffer::from(valid)),
-        false => nulls.cloned(),
-    })
 }
