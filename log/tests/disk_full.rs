@@ -3,38 +3,12 @@
 //! without it the test says so and passes.
 
 mod common;
+#[path = "common/small_fs.rs"]
+mod small_fs;
 
 use common::{manual, rec};
 use eddy_log::{Log, ReadLimits, TopicConfig};
-
-/// A tmpfs of `bytes`, unmounted when dropped.
-struct SmallFs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(bytes: u64) -> Option<SmallFs> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return None;
-        }
-        let dir = tempfile::tempdir().ok()?;
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .ok()?;
-        mounted.success().then_some(SmallFs { dir })
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
+use small_fs::SmallFs;
 
 #[test]
 fn a_full_disk_fails_appends_clearly_and_they_resume_when_space_returns() {
@@ -42,9 +16,9 @@ fn a_full_disk_fails_appends_clearly_and_they_resume_when_space_returns() {
         eprintln!("skipped: mounting a small tmpfs needs root");
         return;
     };
-    let ballast = fs.dir.path().join("ballast");
+    let ballast = fs.path().join("ballast");
     std::fs::write(&ballast, vec![7u8; 512 << 10]).unwrap();
-    let data = fs.dir.path().join("data");
+    let data = fs.path().join("data");
     let log = Log::open(&data, manual()).unwrap();
     let t = log.create_topic("t", TopicConfig::default()).unwrap();
     let p = t.partition(0).unwrap().clone();

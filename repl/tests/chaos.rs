@@ -33,7 +33,7 @@ use serde_json::{json, Value};
 
 mod support;
 
-use support::{ksql, pull_until, Server};
+use support::{ksql, pull_until, read_topic, Server};
 
 const USERS: u64 = 20;
 const KEYS: u64 = 50;
@@ -233,24 +233,6 @@ fn kafka_producer(
         }
     });
     (child, reader)
-}
-
-/// The readable records of every partition of `topic`, or none if it does not exist yet.
-fn read_topic(log: &Log, topic: &str) -> Vec<StoredRecord> {
-    let Ok(t) = log.topic(topic) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for p in t.partitions() {
-        let mut offset = p.start_offset();
-        loop {
-            let batch = p.read(offset, eddy_log::ReadLimits::default()).unwrap();
-            let Some(last) = batch.last() else { break };
-            offset = last.offset + 1;
-            out.extend(batch);
-        }
-    }
-    out
 }
 
 fn value(r: &StoredRecord) -> Value {

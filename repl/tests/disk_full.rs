@@ -4,79 +4,33 @@
 //! the test says so and passes.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use eddy_log::{Log, LogOptions};
 use serde_json::{json, Value};
 
+#[path = "../../log/tests/common/small_fs.rs"]
+mod small_fs;
 mod support;
 
-use support::{get, insert, ksql, pull_until, Server};
+use small_fs::SmallFs;
+use support::{get, insert, ksql, pull_until, read_topic, Server};
 
 const ROWS: u64 = 5000;
 const KEYS: u64 = 40;
-
-/// A tmpfs of `bytes`, unmounted when dropped.
-struct SmallFs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(bytes: u64) -> Option<SmallFs> {
-        let uid = std::process::Command::new("id").arg("-u").output().ok()?;
-        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            return None;
-        }
-        let dir = tempfile::tempdir().ok()?;
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .ok()?;
-        mounted.success().then_some(SmallFs { dir })
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-/// Writes `path` until the filesystem is full.
-fn fill(path: &Path) {
-    let mut f = std::fs::File::create(path).unwrap();
-    let chunk = vec![0u8; 64 << 10];
-    while f.write_all(&chunk).is_ok() {}
-}
 
 fn row(id: u64) -> Value {
     json!({"K": format!("k{}", id % KEYS), "ID": id, "PAD": "p".repeat(500)})
 }
 
-/// Every value of `topic`'s records that readers see (committed ones).
+/// The values of `topic`'s readable records, as JSON.
 fn values(log: &Log, topic: &str) -> Vec<Value> {
-    let t = log.topic(topic).unwrap();
-    let mut out = Vec::new();
-    for p in t.partitions() {
-        let mut offset = p.start_offset();
-        loop {
-            let batch = p.read(offset, eddy_log::ReadLimits::default()).unwrap();
-            let Some(last) = batch.last() else { break };
-            offset = last.offset + 1;
-            out.extend(batch.iter().filter_map(|r| {
-                r.record
-                    .value
-                    .as_deref()
-                    .map(|v| serde_json::from_slice(v).unwrap())
-            }));
-        }
-    }
-    out
+    read_topic(log, topic)
+        .iter()
+        .filter_map(|r| r.record.value.as_deref())
+        .map(|v| serde_json::from_slice(v).unwrap())
+        .collect()
 }
 
 /// The errors the server's tasks show (the web console's view of the queries).
@@ -99,7 +53,7 @@ fn queries_wait_out_a_full_disk_and_go_on_without_loss_or_repeats() {
         eprintln!("skipped: mounting a small tmpfs needs root");
         return;
     };
-    let data: PathBuf = fs.dir.path().join("data");
+    let data: PathBuf = fs.path().join("data");
     let server = Server::start(&data, &[]);
     let url = server.url.clone();
     ksql(
@@ -118,11 +72,8 @@ fn queries_wait_out_a_full_disk_and_go_on_without_loss_or_repeats() {
         let acks = insert(&url, "CLICKS", &rows);
         assert!(acks.iter().all(|a| a["status"] == "ok"), "{acks:?}");
     }
-    let room = fs.dir.path().join("room");
-    std::fs::write(&room, vec![0u8; 64 << 10]).unwrap();
-    let ballast = fs.dir.path().join("ballast");
-    fill(&ballast);
-    std::fs::remove_file(&room).unwrap();
+    fs.fill("ballast", 64 << 10);
+    let ballast = fs.path().join("ballast");
     ksql(&url, "RESUME ALL;");
 
     // The queries pause on the full disk and say why; the server keeps answering.
@@ -205,19 +156,10 @@ fn queries_wait_out_a_full_disk_and_go_on_without_loss_or_repeats() {
     copied.sort_unstable();
     assert_eq!(copied, input, "each row copied once");
     // The table's last value per key, from its topic.
-    let t = log.topic("COUNTS").unwrap();
     let mut latest = BTreeMap::new();
-    for p in t.partitions() {
-        let mut offset = p.start_offset();
-        loop {
-            let batch = p.read(offset, eddy_log::ReadLimits::default()).unwrap();
-            let Some(last) = batch.last() else { break };
-            offset = last.offset + 1;
-            for r in batch {
-                let v: Value = serde_json::from_slice(r.record.value.as_deref().unwrap()).unwrap();
-                latest.insert(r.record.key.clone(), v["N"].as_u64().unwrap());
-            }
-        }
+    for r in read_topic(&log, "COUNTS") {
+        let v: Value = serde_json::from_slice(r.record.value.as_deref().unwrap()).unwrap();
+        latest.insert(r.record.key.clone(), v["N"].as_u64().unwrap());
     }
     let mut expected = BTreeMap::new();
     for id in &input {

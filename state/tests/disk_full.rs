@@ -6,34 +6,9 @@ use std::time::{Duration, Instant};
 
 use eddy_state::{Commit, StateDb, StateOptions};
 
-/// A tmpfs of `bytes`, unmounted when dropped.
-struct SmallFs {
-    dir: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(bytes: u64) -> Option<SmallFs> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return None;
-        }
-        let dir = tempfile::tempdir().ok()?;
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .ok()?;
-        mounted.success().then_some(SmallFs { dir })
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
+#[path = "../../log/tests/common/small_fs.rs"]
+mod small_fs;
+use small_fs::SmallFs;
 
 #[test]
 fn a_full_disk_fails_commits_clearly_and_they_resume_when_space_returns() {
@@ -41,19 +16,12 @@ fn a_full_disk_fails_commits_clearly_and_they_resume_when_space_returns() {
         eprintln!("skipped: mounting a small tmpfs needs root");
         return;
     };
-    let path = fs.dir.path().join("state");
+    let path = fs.path().join("state");
     let db = StateDb::open(&path, StateOptions::default()).unwrap();
     let store = db.store("q/agg").unwrap();
     // Fill what is left but a little.
-    let ballast = fs.dir.path().join("ballast");
-    let free = {
-        // SAFETY: statvfs writes into the struct it is given.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        let c = std::ffi::CString::new(fs.dir.path().to_str().unwrap()).unwrap();
-        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
-        st.f_bavail * st.f_frsize
-    };
-    std::fs::write(&ballast, vec![7u8; (free - (1 << 20)) as usize]).unwrap();
+    fs.fill("ballast", 1 << 20);
+    let ballast = fs.path().join("ballast");
     let value = vec![1u8; 1000];
     let mut committed = 0u64;
     let error = loop {

@@ -76,12 +76,83 @@ fn field(out: &mut String, depth: usize, name: &str, v: &ScalarValue) {
             }
         }
         ScalarValue::Struct(s) if s.is_valid(0) => message(out, depth, name, v),
-        v => {
-            if let Some(text) = scalar(v) {
-                out.push_str(&format!("{pad}{name}: {text}\n"));
+        v => match well_known(v) {
+            Some(fields) => {
+                let pad = "  ".repeat(depth);
+                out.push_str(&format!("{pad}{name} {{\n"));
+                for (f, v) in &fields {
+                    field(out, depth + 1, f, v);
+                }
+                out.push_str(&format!("{pad}}}\n"));
             }
-        }
+            None => {
+                if let Some(text) = scalar(v) {
+                    out.push_str(&format!("{pad}{name}: {text}\n"));
+                }
+            }
+        },
     }
+}
+
+/// The fields of the message that the PROTOBUF format writes for a DATE (`google.type.Date`),
+/// TIME (`google.type.TimeOfDay`), TIMESTAMP (`google.protobuf.Timestamp`) or DECIMAL
+/// (`confluent.type.Decimal`); `None` for a scalar.
+fn well_known(v: &ScalarValue) -> Option<Vec<(&'static str, ScalarValue)>> {
+    let int = |n: i64| ScalarValue::Int64(Some(n));
+    Some(match v {
+        ScalarValue::Date32(Some(d)) => {
+            let (year, month, day) = civil(i64::from(*d));
+            vec![
+                ("year", int(year)),
+                ("month", int(month)),
+                ("day", int(day)),
+            ]
+        }
+        ScalarValue::Time32Millisecond(Some(ms)) => {
+            let ms = i64::from(*ms);
+            vec![
+                ("hours", int(ms / 3_600_000)),
+                ("minutes", int(ms / 60_000 % 60)),
+                ("seconds", int(ms / 1000 % 60)),
+                ("nanos", int(ms % 1000 * 1_000_000)),
+            ]
+        }
+        ScalarValue::TimestampMillisecond(Some(t), _) => vec![
+            ("seconds", int(t.div_euclid(1000))),
+            ("nanos", int(t.rem_euclid(1000) * 1_000_000)),
+        ],
+        ScalarValue::Decimal128(Some(unscaled), p, s) => {
+            // Big-endian two's complement, as short as the sign allows.
+            let bytes = unscaled.to_be_bytes();
+            let mut start = 0;
+            while start < 15
+                && ((bytes[start] == 0 && bytes[start + 1] < 0x80)
+                    || (bytes[start] == 0xff && bytes[start + 1] >= 0x80))
+            {
+                start += 1;
+            }
+            vec![
+                ("value", ScalarValue::Binary(Some(bytes[start..].to_vec()))),
+                ("precision", int((*p).into())),
+                ("scale", int((*s).into())),
+            ]
+        }
+        _ => return None,
+    })
+}
+
+/// The year, month and day of a day counted from 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// An element of a repeated field: printed even at its zero value.
@@ -117,11 +188,6 @@ fn scalar(v: &ScalarValue) -> Option<String> {
         ScalarValue::Boolean(Some(true)) => Some("true".into()),
         ScalarValue::Utf8(Some(s)) if !s.is_empty() => Some(quoted(s.as_bytes())),
         ScalarValue::Binary(Some(b)) if !b.is_empty() => Some(quoted(b)),
-        ScalarValue::Date32(Some(d)) if *d != 0 => Some(d.to_string()),
-        ScalarValue::TimestampMillisecond(Some(t), _) if *t != 0 => Some(t.to_string()),
-        ScalarValue::Decimal128(Some(v), _, s) if *v != 0 => {
-            Some(ScalarValue::Decimal128(Some(*v), 38, *s).to_string())
-        }
         _ => None,
     }
 }
@@ -161,4 +227,30 @@ fn quoted(bytes: &[u8]) -> String {
     }
     s.push('"');
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_become_dates_and_values_print_as_text_format_does() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(-1), (1969, 12, 31));
+        assert_eq!(civil(19_047), (2022, 2, 24));
+        let mut out = String::new();
+        field(&mut out, 0, "D", &ScalarValue::Date32(Some(-1)));
+        field(&mut out, 0, "Z", &ScalarValue::Int32(Some(0)));
+        field(
+            &mut out,
+            0,
+            "B",
+            &ScalarValue::Binary(Some(vec![b'!', 0, b'"'])),
+        );
+        field(&mut out, 0, "M", &ScalarValue::Decimal128(Some(-1), 4, 2));
+        assert_eq!(
+            out,
+            "D {\n  year: 1969\n  month: 12\n  day: 31\n}\nB: \"!\\000\\\"\"\nM {\n  value: \"\\377\"\n  precision: 4\n  scale: 2\n}\n"
+        );
+    }
 }

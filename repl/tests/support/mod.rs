@@ -158,3 +158,21 @@ pub fn insert_as(url: &str, target: &str, rows: &[Value], token: Option<&str>) -
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// The readable records of every partition of `topic`, or none if it does not exist yet.
+pub fn read_topic(log: &eddy_log::Log, topic: &str) -> Vec<eddy_log::StoredRecord> {
+    let Ok(t) = log.topic(topic) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for p in t.partitions() {
+        let mut offset = p.start_offset();
+        loop {
+            let batch = p.read(offset, eddy_log::ReadLimits::default()).unwrap();
+            let Some(last) = batch.last() else { break };
+            offset = last.offset + 1;
+            out.extend(batch);
+        }
+    }
+    out
+}

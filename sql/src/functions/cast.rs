@@ -47,7 +47,7 @@ fn target(v: Option<&ScalarValue>) -> Result<DataType> {
     }
 }
 
-fn name_of(t: &DataType) -> String {
+pub(super) fn name_of(t: &DataType) -> String {
     SqlType::from_arrow(t).map_or_else(|| t.to_string(), |s| s.to_string())
 }
 

@@ -270,6 +270,49 @@ fn ksql_text(e: &datafusion::logical_expr::Expr) -> String {
     }
 }
 
+/// ksqlDB's refusal of an arithmetic operator or a comparison with a bare NULL, which has no
+/// type to compute in (a typed null, `CAST(NULL AS INT)`, is fine; `IS NULL` tests for null).
+fn null_operand(
+    expr: &datafusion::logical_expr::planner::RawBinaryExpr,
+    schema: &datafusion::common::DFSchema,
+) -> Option<String> {
+    use datafusion::logical_expr::{Expr, ExprSchemable};
+    use sqlparser::ast::BinaryOperator as Op;
+    let untyped = |e: &Expr| matches!(e, Expr::Literal(datafusion::common::ScalarValue::Null, _));
+    if !untyped(&expr.left) && !untyped(&expr.right) {
+        return None;
+    }
+    // ksqlDB names a bare NULL's type `null` in arithmetic and `NULL` in comparisons.
+    let type_of = |e: &Expr, null: &str| match e.get_type(schema) {
+        _ if untyped(e) => null.to_string(),
+        Ok(t) => cast::name_of(&t),
+        Err(_) => "unknown".to_string(),
+    };
+    let (l, r) = (&expr.left, &expr.right);
+    match expr.op {
+        Op::Plus | Op::Minus | Op::Multiply | Op::Divide | Op::Modulo => Some(format!(
+            "Error processing expression: ({} {} {}). Arithmetic on types {} and {} are not supported.",
+            ksql_text(l),
+            expr.op,
+            ksql_text(r),
+            type_of(l, "null"),
+            type_of(r, "null")
+        )),
+        Op::Eq | Op::NotEq | Op::Lt | Op::LtEq | Op::Gt | Op::GtEq => {
+            let symbol = match expr.op {
+                Op::NotEq => "<>".to_string(),
+                ref op => op.to_string(),
+            };
+            Some(format!(
+                "Comparison with NULL not supported: {} {symbol} {}\nUse 'IS NULL' or 'IS NOT NULL' instead.",
+                type_of(l, "NULL"),
+                type_of(r, "NULL")
+            ))
+        }
+        _ => None,
+    }
+}
+
 impl datafusion::logical_expr::planner::ExprPlanner for KsqlOperators {
     fn plan_binary_op(
         &self,
@@ -289,60 +332,8 @@ impl datafusion::logical_expr::planner::ExprPlanner for KsqlOperators {
             )
         };
         use sqlparser::ast::BinaryOperator as Op;
-        let sign = match expr.op {
-            Op::Plus => Some("+"),
-            Op::Minus => Some("-"),
-            Op::Multiply => Some("*"),
-            Op::Divide => Some("/"),
-            Op::Modulo => Some("%"),
-            _ => None,
-        };
-        let untyped_null = |e: &datafusion::logical_expr::Expr| {
-            matches!(
-                e,
-                datafusion::logical_expr::Expr::Literal(datafusion::common::ScalarValue::Null, _)
-            )
-        };
-        if let Some(sign) = sign.filter(|_| untyped_null(&expr.left) || untyped_null(&expr.right)) {
-            // A NULL literal has no type to do arithmetic in: ksqlDB refuses it (CAST it).
-            let type_of = |e: &datafusion::logical_expr::Expr| match e.get_type(schema) {
-                _ if untyped_null(e) => "null".to_string(),
-                Ok(t) => crate::types::SqlType::from_arrow(&t)
-                    .map_or_else(|| t.to_string(), |s| s.to_string()),
-                Err(_) => "unknown".to_string(),
-            };
-            return datafusion::common::plan_err!(
-                "Error processing expression: ({} {sign} {}). Arithmetic on types {} and {} are not supported.",
-                ksql_text(&expr.left),
-                ksql_text(&expr.right),
-                type_of(&expr.left),
-                type_of(&expr.right)
-            );
-        }
-        let comparison = match expr.op {
-            Op::Eq => Some("="),
-            Op::NotEq => Some("<>"),
-            Op::Lt => Some("<"),
-            Op::LtEq => Some("<="),
-            Op::Gt => Some(">"),
-            Op::GtEq => Some(">="),
-            _ => None,
-        };
-        if let Some(symbol) =
-            comparison.filter(|_| untyped_null(&expr.left) || untyped_null(&expr.right))
-        {
-            // Nothing equals (or is less than) an unknown value: ksqlDB refuses the comparison.
-            let type_of = |e: &datafusion::logical_expr::Expr| match e.get_type(schema) {
-                _ if untyped_null(e) => "NULL".to_string(),
-                Ok(t) => crate::types::SqlType::from_arrow(&t)
-                    .map_or_else(|| t.to_string(), |s| s.to_string()),
-                Err(_) => "unknown".to_string(),
-            };
-            return datafusion::common::plan_err!(
-                "Comparison with NULL not supported: {} {symbol} {}\nUse 'IS NULL' or 'IS NOT NULL' instead.",
-                type_of(&expr.left),
-                type_of(&expr.right)
-            );
+        if let Some(message) = null_operand(&expr, schema) {
+            return datafusion::common::plan_err!("{message}");
         }
         let order = match expr.op {
             Op::Lt => Some("LESS_THAN"),
@@ -362,16 +353,12 @@ impl datafusion::logical_expr::planner::ExprPlanner for KsqlOperators {
                     datafusion::logical_expr::Expr::Column(c) => c.name.clone(),
                     other => other.to_string(),
                 };
-                let sql = |t: &DataType| {
-                    crate::types::SqlType::from_arrow(t)
-                        .map_or_else(|| t.to_string(), |s| s.to_string())
-                };
                 return datafusion::common::plan_err!(
                     "Cannot compare {} ({}) to {} ({}) with {order}.",
                     name(&expr.left),
-                    sql(&l),
+                    cast::name_of(&l),
                     name(&expr.right),
-                    sql(&r)
+                    cast::name_of(&r)
                 );
             }
         }

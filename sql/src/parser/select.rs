@@ -86,11 +86,12 @@ impl KsqlParser<'_> {
         };
         let limit = if self.eat_word("LIMIT") {
             match self.peek() {
-                Token::Minus => {
-                    let kind = if emit.is_some() { "Push" } else { "Pull" };
-                    return Err(self.error_here(&format!(
-                        "{kind} queries don't support negative integers in the LIMIT clause. See https://cnfl.io/queries for more info."
-                    )));
+                // A pull query's LIMIT is checked after parsing, with a message of its own; a
+                // push query's is only a syntax error, as in ksqlDB's grammar.
+                Token::Minus if emit.is_none() => {
+                    return Err(self.error_here(
+                        "Pull queries don't support negative integers in the LIMIT clause. See https://cnfl.io/queries for more info.",
+                    ));
                 }
                 Token::Number(n, _) if n.parse::<u64>().is_err() => {
                     return Err(self.error_here(
